@@ -1,0 +1,5 @@
+"""``python -m lottrace``: the same as the ``lottrace`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,440 @@
+"""The ``lottrace`` command line: parse arguments, call one library function, print.
+
+Every command reads the ledger path from ``--db`` (or ``LOTTRACE_DB``, or
+``./lottrace.db``). Errors are caught once, in :class:`_Group`, and printed as
+one line; exit code 1 means bad data or a failed check, 2 a usage problem.
+Heavy modules (pydantic, networkx) are imported inside the commands so that
+``lottrace --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .errors import LottraceError
+
+if TYPE_CHECKING:
+    from .ledger import AppendReport, Ledger
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """The error boundary: a LottraceError becomes one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LottraceError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted: nothing from the unfinished batch was written.", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            import sqlite3
+
+            if os.environ.get("LOTTRACE_DEBUG"):
+                raise
+            if isinstance(exc, sqlite3.Error):
+                click.echo(f"Error: ledger {ctx.obj['db']}: {exc}", err=True)
+                ctx.exit(1)
+            click.echo(
+                f"Error: internal error {type(exc).__name__}: {exc} "
+                "(please report it; LOTTRACE_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            ctx.exit(3)
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+def _open(ctx: click.Context) -> Ledger:
+    from .ledger import Ledger
+
+    return Ledger(ctx.obj["db"])
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lottrace")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LOTTRACE_DB",
+    default="lottrace.db",
+    show_default=True,
+    help="The ledger file (or set LOTTRACE_DB).",
+)
+@click.pass_context
+def cli(ctx: click.Context, db: Path) -> None:
+    """lottrace: a traceability ledger for coffee lots.
+
+    Log every checkpoint from harvest to export as an immutable event, then
+    ask where a lot came from, where it went, and where it waited.
+
+    \b
+    Start here:
+      lottrace demo            build a ledger from the bundled sample season
+      lottrace init            create an empty ledger (./lottrace.db)
+      lottrace import FILE     add a JSON Lines, JSON or CSV file of events
+      lottrace history LOT     a lot's checkpoints, in time order
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create an empty ledger (or bring an old one's schema up to date)."""
+    from .ledger import Ledger
+
+    existed = ctx.obj["db"].exists()
+    with Ledger.create(ctx.obj["db"]) as ledger:
+        n = ledger.stats()["events"]
+    verb = "opened existing" if existed else "created"
+    click.echo(f"{verb} ledger {ctx.obj['db']} ({n} events)")
+
+
+def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -> None:
+    if as_json:
+        d = report.as_dict()
+        d["warning_list"] = [str(w) for w in report.warnings]
+        click.echo(_dumps(d))
+        return
+    for w in report.warnings[:max_warnings]:
+        click.echo(str(w), err=True)
+    if report.warning_count > max_warnings:
+        click.echo(f"... and {report.warning_count - max_warnings} more warnings", err=True)
+    click.echo(
+        f"added {report.added}, duplicates skipped {report.duplicates}, "
+        f"warnings {report.warning_count}"
+    )
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--type", "default_type", help="Event type for rows that have no 'type' column.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CSV files.")
+@json_option
+@click.pass_context
+def import_(
+    ctx: click.Context, files: Sequence[Path], default_type: str | None, encoding: str, as_json: bool
+) -> None:
+    """Add events from JSON Lines, JSON array or CSV files, all or nothing.
+
+    Every file is checked against the data contract and the ledger rules in
+    one transaction: one bad row rejects the whole batch and names its file,
+    line and field. Events already in the ledger are skipped and counted.
+    """
+    from .readers import iter_events
+
+    with _open(ctx) as ledger:
+        total = sum(p.stat().st_size for p in files if p.is_file())
+        show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
+        with click.progressbar(length=total, label="importing", file=sys.stderr) if show_bar else _NoBar() as bar:
+
+            def events() -> Iterator[Any]:
+                for path in files:
+                    yield from iter_events(
+                        path, default_type=default_type, encoding=encoding, progress=bar.update
+                    )
+
+            report = ledger.append(events())
+    _print_report(report, as_json)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+# `lottrace log` options: (option, field path, help). Dotted paths nest, as in CSV headers.
+_LOG_FIELDS: list[tuple[str, str, str]] = [
+    ("--lot", "lot", "Lot code."),
+    ("--site", "site", "Where: kind:ID, e.g. gatherer:SIG-03 (or set LOTTRACE_SITE)."),
+    ("--actor", "actor", "Who is logging (or set LOTTRACE_ACTOR)."),
+    ("--note", "note", "Free text."),
+    ("--kg", "kg", "Kilograms."),
+    ("--producer", "producer", "harvest: producer id or name."),
+    ("--plot", "plot.id", "harvest: plot id."),
+    ("--lon", "plot.lon", "harvest: plot longitude (WGS84)."),
+    ("--lat", "plot.lat", "harvest: plot latitude (WGS84)."),
+    ("--area-ha", "plot.area_ha", "harvest: plot area in hectares."),
+    ("--altitude", "plot.altitude_m", "harvest: plot altitude in metres."),
+    ("--variety", "variety", "harvest: e.g. Caturra."),
+    ("--process", "process", "harvest: washed, natural or honey."),
+    ("--method", "method", "drying: covered, open, raised_bed or mechanical."),
+    ("--started", "started", "drying: when drying started."),
+    ("--result", "result", "QC: accepted, rejected or hold."),
+    ("--moisture", "moisture_pct", "Moisture, %."),
+    ("--water-activity", "water_activity", "QC: water activity, 0-1."),
+    ("--cat1", "defects.cat1", "QC: category 1 defects per 350 g."),
+    ("--cat2", "defects.cat2", "QC: category 2 defects per 350 g."),
+    ("--cup-score", "cup_score", "QC: SCA cup score."),
+    ("--yield-pct", "yield_pct", "QC: exportable yield of parchment, %."),
+    ("--inspector", "inspector", "QC: inspector."),
+    ("--reason", "reason", "QC: why rejected or on hold; correction: did_not_occur or incorrect_data."),
+    ("--rejects-kg", "rejects_kg", "dry_mill: kg removed."),
+    ("--container", "container", "export: container number."),
+    ("--bags", "bags", "export: number of bags."),
+    ("--bag-kg", "bag_kg", "export: kg per bag (69 in Peru)."),
+    ("--ico-mark", "ico_mark", "export: ICO mark."),
+    ("--vessel", "vessel", "export: vessel."),
+    ("--destination", "destination", "export: destination."),
+    ("--buyer", "buyer", "export: buyer."),
+    ("--to-site", "to_site", "dispatch: where the truck is headed."),
+    ("--from-site", "from_site", "arrival: where it came from."),
+    ("--vehicle", "vehicle", "dispatch: truck plate or carrier."),
+    ("--corrects", "corrects", "correction: the event id it voids."),
+]
+_LOG_ENV = {"site": "LOTTRACE_SITE", "actor": "LOTTRACE_ACTOR"}
+
+
+def _log_options(f: Any) -> Any:
+    for opt, path, help_ in reversed(_LOG_FIELDS):
+        dest = "f_" + path.replace(".", "__")
+        f = click.option(opt, dest, envvar=_LOG_ENV.get(path), help=help_)(f)
+    return f
+
+
+@cli.command()
+@click.argument("type")
+@click.option("--time", "time_", help="When, ISO-8601 with offset. Default: now, local offset.")
+@_log_options
+@click.option("--cert", "certs", multiple=True, help="harvest: a certification (repeatable).")
+@click.option("--women-producer", is_flag=True, default=None, help="harvest: a women producer's micro-lot.")
+@click.option("--input", "inputs", multiple=True, metavar="LOT=KG", help="An input lot (repeatable).")
+@click.option("--output", "outputs", multiple=True, metavar="LOT=KG=GRADE", help="dry_mill: an output lot (repeatable).")
+@click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE", help="Any other field; dotted names nest.")
+@json_option
+@click.pass_context
+def log(
+    ctx: click.Context,
+    type: str,
+    time_: str | None,
+    certs: tuple[str, ...],
+    women_producer: bool | None,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    extra: tuple[str, ...],
+    as_json: bool,
+    **fields: str | None,
+) -> None:
+    """Log one checkpoint event of TYPE, as typed at the field.
+
+    TYPE is harvest, drying, gatherer_qc, hq_qc, dry_mill, export, dispatch,
+    arrival or correction. It prints the stored event id.
+
+    \b
+    Example:
+      lottrace log drying --lot APR-0231-H1 --site farm:APR-P0231 \\
+          --kg 212.5 --method covered --moisture 11.5
+    """
+    from .events import canonical_json, event_id, parse_event
+    from .readers import row_to_record
+
+    row: dict[str, str] = {"type": type, "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds")}
+    for key, value in fields.items():
+        if value is not None:
+            row[key[2:].replace("__", ".")] = value
+    if certs:
+        row["certifications"] = "|".join(certs)
+    if women_producer:
+        row["women_producer"] = "true"
+    if inputs:
+        row["inputs"] = "|".join(inputs)
+    if outputs:
+        row["outputs"] = "|".join(outputs)
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
+        row[key.strip()] = value
+    where = "lottrace log"
+    ev = parse_event(row_to_record(row, where), where=where)
+    with _open(ctx) as ledger:
+        report = ledger.append([(where, ev)])
+    eid = event_id(ev)
+    if as_json:
+        import orjson
+
+        click.echo(_dumps({"event_id": eid, "added": report.added == 1, "event": orjson.loads(canonical_json(ev))}))
+        return
+    for w in report.warnings:
+        click.echo(str(w), err=True)
+    if report.added:
+        click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
+    else:
+        click.echo(f"already in the ledger as event {eid}; nothing added")
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _event_summary(ev: Any) -> str:
+    bits = []
+    for name in ("result", "producer", "moisture_pct", "cup_score", "container", "reason"):
+        v = getattr(ev, name, None)
+        if v is not None:
+            bits.append(f"{name}={v}")
+    if getattr(ev, "plot", None) is not None:
+        bits.append(f"plot={ev.plot.id}")
+    if ev.drawn:
+        bits.append("from " + ", ".join(f"{i.lot} ({i.kg:g} kg)" for i in ev.drawn))
+    if getattr(ev, "outputs", None):
+        bits.append("into " + ", ".join(f"{o.lot} {o.grade} ({o.kg:g} kg)" for o in ev.outputs))
+    return "; ".join(bits)
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def history(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """A lot's own checkpoints in time order, including those that used it."""
+    from tabulate import tabulate
+
+    with _open(ctx) as ledger:
+        events = ledger.lot_events(lot)
+        voided = ledger.voided_for_lot(lot)
+    if as_json:
+        click.echo(
+            _dumps({"lot": lot, "events": [dict(e.as_dict(), role=e.role) for e in events], "voided": voided})
+        )
+        return
+    rows = [
+        (
+            e.event.time.isoformat(),
+            e.event.type + ("" if e.role == "subject" else f" ({e.role})"),
+            e.event.site,
+            f"{e.event.kg:g}" if getattr(e.event, "kg", None) is not None else "",
+            _event_summary(e.event),
+            e.event_id[:12],
+        )
+        for e in events
+    ]
+    click.echo(f"lot {lot}")
+    click.echo(tabulate(rows, headers=["time", "event", "site", "kg", "details", "event id"]))
+    if voided:
+        click.echo(f"{len(voided)} voided event(s) not shown: " + ", ".join(v[:12] for v in voided))
+
+
+@cli.command()
+@click.option("--anchor", is_flag=True, help="Print only the head hash, to publish or send to buyers.")
+@click.option("--expect", metavar="HASH", help="Also check that the log still contains this head hash.")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, anchor: bool, expect: str | None, as_json: bool) -> None:
+    """Recompute every event id and the hash chain; exit 1 naming the first bad row."""
+    with _open(ctx) as ledger:
+        result = ledger.verify(expect=expect)
+    if anchor:
+        click.echo(result.head)
+    elif as_json:
+        click.echo(_dumps({"ok": True, "events": result.events, "head": result.head}))
+    else:
+        extra = f", contains {expect[:12]}..." if expect else ""
+        click.echo(f"ok: {result.events} events, chain intact{extra}, head {result.head}")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts by event type, lots, and the time span of the log."""
+    from tabulate import tabulate
+
+    with _open(ctx) as ledger:
+        s = ledger.stats()
+    if as_json:
+        click.echo(_dumps(s))
+        return
+    click.echo(tabulate(sorted(s["by_type"].items()), headers=["type", "events"]))
+    click.echo(
+        f"\n{s['events']} events, {s['lots']} lots, {s['voided']} voided\n"
+        f"from {s['first_time']} to {s['last_time']}\nhead {s['head']}"
+    )
+
+
+@cli.command()
+@click.pass_context
+def rebuild(ctx: click.Context) -> None:
+    """Rebuild the derived tables (lots, links, indexes) from the log alone."""
+    with _open(ctx) as ledger:
+        n = ledger.rebuild()
+    click.echo(f"rebuilt derived tables from {n} events")
+
+
+@cli.command()
+@click.argument("type", required=False)
+@click.option("--write", "folder", type=click.Path(file_okay=False, path_type=Path), help="Write every schema file into FOLDER.")
+def schema(type: str | None, folder: Path | None) -> None:
+    """Print the JSON Schema of one event TYPE, or of the whole union."""
+    from .events import EVENT_MODELS
+    from .schemas import event_schema, union_schema, write_schemas
+
+    if folder is not None:
+        for p in write_schemas(folder):
+            click.echo(f"wrote {p}")
+        return
+    if type is not None and type not in EVENT_MODELS:
+        raise click.BadParameter(f"{type!r}; expected one of {', '.join(EVENT_MODELS)}", param_hint="TYPE")
+    click.echo(_dumps(event_schema(type) if type else union_schema()))
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="lottrace-demo.db",
+    show_default=True,
+    help="The demo ledger file.",
+)
+@click.pass_context
+def demo(ctx: click.Context, out: Path) -> None:
+    """Build a ledger from the bundled sample season and show an export lot."""
+    from .demo import build_demo
+
+    result = build_demo(out)
+    click.echo(f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there")
+    click.echo(f"sample files: {', '.join(result.files)}\n")
+    ctx.obj["db"] = out
+    ctx.invoke(history, lot=result.export_lot, as_json=False)
+    click.echo(
+        "\nGo on with:\n"
+        f"  lottrace --db {out} stats\n"
+        f"  lottrace --db {out} history {result.mill_lot}\n"
+        f"  lottrace --db {out} verify\n"
+        f"  export LOTTRACE_DB={out}   # then drop --db\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="lottrace")

@@ -1,0 +1,63 @@
+"""Build a demo ledger from the sample season that ships with lottrace.
+
+The sample lives in ``sample_events/`` at the repository root and is packaged
+as ``lottrace.sample_events``, so ``lottrace demo`` works from a plain
+``pip install``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+from pathlib import Path
+
+from .errors import LedgerError
+from .events import EventBase
+from .ledger import AppendReport, Ledger
+from .readers import iter_events
+
+__all__ = ["DemoResult", "build_demo", "sample_files"]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    report: AppendReport
+    files: list[str]
+    export_lot: str
+    mill_lot: str
+
+
+def sample_files() -> list[Path]:
+    """The sample event files, in the order they are imported."""
+    root = files("lottrace.sample_events")
+    with as_file(root) as folder:
+        return sorted(
+            p for p in Path(folder).iterdir() if p.suffix in (".jsonl", ".json", ".csv")
+        )
+
+
+def build_demo(path: str | Path) -> DemoResult:
+    """Import every sample file into the ledger at ``path`` (a demo ledger of its own)."""
+    p = Path(path)
+    if p.exists():
+        with Ledger(p) as ledger:
+            if ledger.meta("demo") is None:
+                raise LedgerError(f"{p} is a ledger that is not a demo ledger; choose another --out")
+    paths = sample_files()
+    exported: list[str] = []
+    milled: list[str] = []
+
+    def events() -> Iterator[tuple[str, EventBase]]:
+        for f in paths:
+            for where, ev in iter_events(f):
+                if ev.type == "export" and ev.subject:
+                    exported.append(ev.subject)
+                if ev.type == "dry_mill":
+                    milled.extend(i.lot for i in ev.drawn)
+                yield where.replace(str(f.parent) + "/", "sample_events/"), ev
+
+    with Ledger.create(p) as ledger:
+        ledger.mark_demo()
+        report = ledger.append(events())
+    return DemoResult(report, [f.name for f in paths], exported[0], milled[0])

@@ -1,0 +1,86 @@
+"""The exceptions lottrace raises, all under one root.
+
+Every error a user can cause is a :class:`LottraceError`. The command line
+catches that root once, prints ``Error: <message>`` on one line and exits
+non-zero; a Python caller can catch the root or any child::
+
+    LottraceError                 root: anything lottrace reports to a user
+    ├── InvalidInput              a file cannot be read at all (encoding, syntax)
+    ├── InvalidEvent              one event breaks the data contract (a field)
+    ├── RuleViolation             a well-formed event breaks a ledger rule
+    ├── UnknownLot                a query names a lot the ledger has never seen
+    ├── UnknownEvent              a query names an event id the ledger lacks
+    ├── LedgerError               the ledger file is missing, busy or not ours
+    └── IntegrityViolation        ``verify`` found the log edited behind our back
+
+Messages name where the problem is: ``FILE:LINE: field 'kg': ...`` for input
+problems, so a quality manager can open the spreadsheet at the right row.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IntegrityViolation",
+    "InvalidEvent",
+    "InvalidInput",
+    "LedgerError",
+    "LottraceError",
+    "RuleViolation",
+    "UnknownEvent",
+    "UnknownLot",
+]
+
+
+class LottraceError(Exception):
+    """Root of every error lottrace reports to a user.
+
+    ``exit_code`` is what the command line exits with: 1 for bad data or a
+    failed check, 2 for a usage problem such as an unknown lot.
+    """
+
+    exit_code = 1
+
+
+class InvalidInput(LottraceError):
+    """A file cannot be read: unknown format, bad encoding, broken JSON or CSV."""
+
+
+class InvalidEvent(LottraceError):
+    """An event does not match the data contract (a missing or malformed field)."""
+
+    def __init__(self, message: str, *, where: str = "", field: str = "") -> None:
+        self.where = where
+        self.field = field
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RuleViolation(InvalidEvent):
+    """A well-formed event breaks a ledger rule; ``rule`` names which one."""
+
+    def __init__(self, message: str, *, rule: str, where: str = "", field: str = "") -> None:
+        self.rule = rule
+        super().__init__(f"[{rule}] {message}", where=where, field=field)
+
+
+class UnknownLot(LottraceError):
+    """A command names a lot code that is not in the ledger."""
+
+    exit_code = 2
+
+
+class UnknownEvent(LottraceError):
+    """A command names an event id that is not in the ledger."""
+
+    exit_code = 2
+
+
+class LedgerError(LottraceError):
+    """The ledger file cannot be used: missing, locked too long, or not a lottrace ledger."""
+
+
+class IntegrityViolation(LottraceError):
+    """The log was changed outside lottrace; ``seq`` is the first bad row."""
+
+    def __init__(self, message: str, *, seq: int | None = None) -> None:
+        self.seq = seq
+        super().__init__(message)

@@ -1,0 +1,478 @@
+"""The event model: one frozen pydantic class per checkpoint, and their canonical form.
+
+This module is the public data contract. Field names here are what users write
+in their files, what ``schemas/*.json`` is generated from, and what the event
+id hashes, so they change only with a new schema version.
+
+Every event has ``type``, ``time`` (ISO-8601 with a UTC offset), ``site``
+(``kind:ID``), and optional ``actor`` and ``note``. The types form a
+discriminated union on ``type``; :func:`parse_event` turns a plain dict into
+the right class, and :func:`event_id` gives its content address.
+
+>>> e = parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
+...                  "site": "farm:APR-P0231", "lot": "APR-0231-H1", "kg": 212.5})
+>>> e.type, e.lot, e.kg
+('drying', 'APR-0231-H1', 212.5)
+>>> canonical_json(e)
+b'{"kg":212.5,"lot":"APR-0231-H1","site":"farm:APR-P0231","time":"2025-06-02T09:30:00-05:00","type":"drying"}'
+>>> event_id(e)[:16]
+'d4ef9bcaa8ab0a4b'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import InvalidEvent
+
+__all__ = [
+    "EVENT_MODELS",
+    "STAGE_ORDER",
+    "Arrival",
+    "Correction",
+    "Dispatch",
+    "DryMill",
+    "Drying",
+    "Event",
+    "EventBase",
+    "Export",
+    "GathererQC",
+    "Harvest",
+    "HqQC",
+    "LotInput",
+    "MillOutput",
+    "Plot",
+    "canonical_json",
+    "event_id",
+    "parse_event",
+]
+
+# --------------------------------------------------------------------------- field types
+
+_ISO_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _iso_time(value: Any) -> Any:
+    """Accept only ISO-8601 strings that carry a UTC offset (or aware datetimes)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("time has no UTC offset; write e.g. 2025-06-02T09:30:00-05:00")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("time must be an ISO-8601 string such as 2025-06-02T09:30:00-05:00")
+    if not _ISO_TIME.match(value):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", value):
+            raise ValueError(
+                f"time {value!r} has no UTC offset; Peru is -05:00, e.g. {value}-05:00"
+            )
+        raise ValueError(
+            f"time {value[:40]!r} is not ISO-8601 with an offset, e.g. 2025-06-02T09:30:00-05:00"
+        )
+    return value
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("contains a control character")
+    return value
+
+
+Timestamp: TypeAlias = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+"""An instant with its UTC offset, e.g. ``2025-06-02T09:30:00-05:00``."""
+
+LotCode: TypeAlias = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/#%+-]{0,199}$",
+        description="A lot code: ASCII letters, digits and ._:/#%+- , at most 200 characters.",
+    ),
+]
+SiteId: TypeAlias = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z_]{0,29}:[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$",
+        description="A location id 'kind:ID', e.g. farm:APR-P0231, gatherer:SIG-03, "
+        "hq:APROCASSI, mill:CHICLAYO-1, port:PAITA.",
+    ),
+]
+Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+LongText: TypeAlias = Annotated[
+    str, Field(min_length=1, max_length=2000), AfterValidator(_no_control)
+]
+Kg: TypeAlias = Annotated[float, Field(gt=0, le=1e7, description="Kilograms, > 0.")]
+Percent: TypeAlias = Annotated[float, Field(ge=0, le=100)]
+
+# The checkpoints in the order a lot passes them. A lot's own events never go
+# back in this order; dispatch, arrival and correction are not stages.
+STAGE_ORDER: dict[str, int] = {
+    "harvest": 0,
+    "drying": 1,
+    "gatherer_qc": 2,
+    "hq_qc": 3,
+    "dry_mill": 4,
+    "export": 5,
+}
+
+# --------------------------------------------------------------------------- parts
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class LotInput(_Part):
+    """One input lot drawn into the event's lot: ``{"lot": ..., "kg": ...}``."""
+
+    lot: LotCode = Field(description="The input lot code.")
+    kg: Kg = Field(description="Kilograms drawn from the input lot.")
+
+
+class MillOutput(_Part):
+    """One graded output lot of a dry mill: ``{"lot": ..., "kg": ..., "grade": ...}``."""
+
+    lot: LotCode = Field(description="The new green-coffee lot code.")
+    kg: Kg = Field(description="Kilograms of green coffee in this grade.")
+    grade: Text = Field(description="Export grade, e.g. 'Grade 1 SHB', 'Grade 2', 'MCM'.")
+
+
+def _position(value: list[float]) -> list[float]:
+    if len(value) != 2:
+        raise ValueError("a position is [lon, lat] (two numbers)")
+    lon, lat = value
+    if not (-180 <= lon <= 180):
+        raise ValueError(f"longitude {lon} is outside -180..180 (positions are [lon, lat])")
+    if not (-90 <= lat <= 90):
+        raise ValueError(f"latitude {lat} is outside -90..90 (positions are [lon, lat])")
+    return value
+
+
+Position: TypeAlias = Annotated[list[float], AfterValidator(_position)]
+
+
+class Point(_Part):
+    """A GeoJSON Point in WGS84, ``coordinates`` = [lon, lat]."""
+
+    type: Literal["Point"]
+    coordinates: Position
+
+
+class Polygon(_Part):
+    """A GeoJSON Polygon in WGS84: closed rings of [lon, lat], the first one the outline."""
+
+    type: Literal["Polygon"]
+    coordinates: Annotated[list[Annotated[list[Position], Field(min_length=4)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _rings_closed(self) -> Polygon:
+        for ring in self.coordinates:
+            if ring[0] != ring[-1]:
+                raise ValueError("a polygon ring must end where it starts (closed ring)")
+        return self
+
+
+Geometry: TypeAlias = Annotated[Point | Polygon, Field(discriminator="type")]
+
+
+class Plot(_Part):
+    """The plot a harvest comes from."""
+
+    id: Text = Field(description="The plot's id in the cooperative's register.")
+    geometry: Geometry | None = Field(
+        default=None,
+        description="GeoJSON Point or Polygon, WGS84, [lon, lat]. EUDR needs a polygon "
+        "for plots over 4 ha.",
+    )
+    area_ha: Annotated[float, Field(gt=0, le=10000)] | None = Field(
+        default=None, description="Plot area in hectares."
+    )
+    altitude_m: Annotated[float, Field(ge=0, le=6000)] | None = Field(
+        default=None, description="Altitude in metres above sea level."
+    )
+
+
+class Defects(_Part):
+    """Physical defect counts in a 350 g green sample (SCA method)."""
+
+    cat1: Annotated[int, Field(ge=0, le=10000)] = Field(description="Category 1 (primary).")
+    cat2: Annotated[int, Field(ge=0, le=10000)] = Field(description="Category 2 (secondary).")
+
+
+# --------------------------------------------------------------------------- events
+
+
+class EventBase(_Part):
+    """Fields every event has."""
+
+    type: str
+    time: Timestamp = Field(description="When it happened, ISO-8601 with a UTC offset.")
+    site: SiteId
+    actor: Text | None = Field(default=None, description="Who logged it.")
+    note: LongText | None = Field(default=None, description="Free text.")
+
+    # The lot the event is about, if any. Overridden by events that have one.
+    @property
+    def subject(self) -> str | None:
+        return getattr(self, "lot", None)
+
+    @property
+    def drawn(self) -> tuple[LotInput, ...]:
+        """The input lots this event draws kg from."""
+        return tuple(getattr(self, "inputs", None) or ())
+
+    @property
+    def formed(self) -> tuple[tuple[str, float | None], ...]:
+        """The lots this event creates, with their kg when known."""
+        if self.drawn and self.subject is not None:
+            kg = getattr(self, "kg", None)
+            return ((self.subject, kg if kg is not None else sum(i.kg for i in self.drawn)),)
+        return ()
+
+    @property
+    def stage(self) -> int | None:
+        return STAGE_ORDER.get(self.type)
+
+
+_Inputs: TypeAlias = Annotated[list[LotInput], Field(min_length=1, max_length=5000)]
+
+
+class Harvest(EventBase):
+    """Cherry picked from one plot: creates the lot."""
+
+    type: Literal["harvest"] = "harvest"
+    lot: LotCode
+    producer: Text = Field(description="The producer's id or name.")
+    plot: Plot
+    kg: Kg = Field(description="Kilograms of cherry.")
+    variety: Text | None = Field(default=None, description="e.g. Bourbon, Typica, Caturra.")
+    process: Literal["washed", "natural", "honey"] | None = None
+    certifications: (
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]],
+            Field(max_length=20),
+            AfterValidator(lambda v: sorted(set(v))),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="e.g. organic, fairtrade, rainforest, cafe_femenino (sorted on input).",
+    )
+    women_producer: bool | None = Field(
+        default=None, description="True for a women producer's micro-lot (e.g. JUMARP)."
+    )
+
+    @property
+    def formed(self) -> tuple[tuple[str, float | None], ...]:
+        return ((self.lot, self.kg),)
+
+
+class Drying(EventBase):
+    """Cherry or wet parchment dried to parchment."""
+
+    type: Literal["drying"] = "drying"
+    lot: LotCode
+    kg: Kg = Field(description="Kilograms of dry parchment.")
+    method: Literal["covered", "open", "raised_bed", "mechanical"] | None = None
+    moisture_pct: Percent | None = Field(default=None, description="Moisture at the end, %.")
+    started: Timestamp | None = Field(default=None, description="When drying started.")
+    inputs: _Inputs | None = None
+
+    @model_validator(mode="after")
+    def _started_before_end(self) -> Drying:
+        if self.started is not None and self.started > self.time:
+            raise ValueError("'started' is after 'time' (drying cannot end before it starts)")
+        return self
+
+
+class _QC(EventBase):
+    lot: LotCode
+    result: Literal["accepted", "rejected", "hold"]
+    kg: Kg | None = Field(default=None, description="Kilograms weighed at this checkpoint.")
+    moisture_pct: Percent | None = Field(default=None, description="Moisture, %.")
+    water_activity: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Water activity a_w, 0 to 1 (target under 0.65)."
+    )
+    defects: Defects | None = Field(default=None, description="Defects per 350 g.")
+    cup_score: Percent | None = Field(default=None, description="SCA cup score, 0-100.")
+    yield_pct: Percent | None = Field(
+        default=None,
+        description="Exportable green yield of a parchment sample, % (rendimiento).",
+    )
+    inspector: Text | None = None
+    reason: LongText | None = Field(
+        default=None, description="Why the lot was rejected or put on hold."
+    )
+    inputs: _Inputs | None = None
+
+
+class GathererQC(_QC):
+    """Quality control at the local gatherer (acopio); may merge producers' lots."""
+
+    type: Literal["gatherer_qc"] = "gatherer_qc"
+
+
+class HqQC(_QC):
+    """Quality control at the cooperative's headquarters; may blend collection lots."""
+
+    type: Literal["hq_qc"] = "hq_qc"
+
+
+class DryMill(EventBase):
+    """Hulling and grading: input parchment lots become graded green lots."""
+
+    type: Literal["dry_mill"] = "dry_mill"
+    inputs: _Inputs
+    outputs: Annotated[list[MillOutput], Field(min_length=1, max_length=100)]
+    rejects_kg: Annotated[float, Field(ge=0, le=1e7)] | None = Field(
+        default=None, description="Kilograms removed as husk, defects and screenings."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_outputs(self) -> DryMill:
+        codes = [o.lot for o in self.outputs]
+        if len(set(codes)) != len(codes):
+            raise ValueError("output lot codes must be distinct")
+        return self
+
+    @property
+    def formed(self) -> tuple[tuple[str, float | None], ...]:
+        return tuple((o.lot, o.kg) for o in self.outputs)
+
+
+class Export(EventBase):
+    """Shipment of a green lot from the port."""
+
+    type: Literal["export"] = "export"
+    lot: LotCode
+    kg: Kg = Field(description="Kilograms of green coffee shipped.")
+    container: Text | None = Field(default=None, description="Container number, e.g. MSKU1234565.")
+    bags: Annotated[int, Field(gt=0, le=100000)] | None = None
+    bag_kg: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        default=None, description="Kilograms per bag; Peru ships 69 kg bags."
+    )
+    ico_mark: Text | None = Field(default=None, description="ICO identification mark.")
+    vessel: Text | None = None
+    destination: Text | None = Field(default=None, description="Destination port or country.")
+    buyer: Text | None = None
+    inputs: _Inputs | None = None
+
+
+class Dispatch(EventBase):
+    """A lot leaves a site on the road; splits a leg into waiting and transit time."""
+
+    type: Literal["dispatch"] = "dispatch"
+    lot: LotCode
+    to_site: SiteId | None = Field(default=None, description="Where the truck is headed.")
+    vehicle: Text | None = Field(default=None, description="Truck plate or carrier.")
+
+
+class Arrival(EventBase):
+    """A lot reaches a site from the road."""
+
+    type: Literal["arrival"] = "arrival"
+    lot: LotCode
+    from_site: SiteId | None = Field(default=None, description="Where it came from.")
+
+
+class Correction(EventBase):
+    """Voids an earlier event, as an EPCIS errorDeclaration does. Edits nothing."""
+
+    type: Literal["correction"] = "correction"
+    corrects: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="The event_id of the event it voids."
+    )
+    reason: Literal["did_not_occur", "incorrect_data"]
+
+
+Event: TypeAlias = Annotated[
+    Harvest | Drying | GathererQC | HqQC | DryMill | Export | Dispatch | Arrival | Correction,
+    Field(discriminator="type"),
+]
+
+EVENT_MODELS: dict[str, type[EventBase]] = {
+    m.model_fields["type"].default: m
+    for m in (Harvest, Drying, GathererQC, HqQC, DryMill, Export, Dispatch, Arrival, Correction)
+}
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+
+# --------------------------------------------------------------------------- parse & hash
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for i, p in enumerate(loc):
+        if i == 0 and p in EVENT_MODELS:  # the union's tag
+            continue
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("Point", "Polygon"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts)
+
+
+def parse_event(data: Any, *, where: str = "") -> EventBase:
+    """Validate a plain dict into its event class.
+
+    Raises
+    ------
+    InvalidEvent
+        Naming ``where`` (e.g. ``file.csv:12``), the lot, and the first bad field.
+
+    >>> parse_event({"type": "drying", "time": "2025-06-02T09:30:00",
+    ...              "site": "farm:X", "lot": "L1", "kg": 1})
+    Traceback (most recent call last):
+    ...
+    lottrace.errors.InvalidEvent: lot L1: field 'time': time '2025-06-02T09:30:00' has no UTC offset; Peru is -05:00, e.g. 2025-06-02T09:30:00-05:00
+    """
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"an event must be a JSON object, not {type(data).__name__}", where=where)
+    kind = data.get("type")
+    if kind not in EVENT_MODELS:
+        known = ", ".join(EVENT_MODELS)
+        shown = repr(kind)[:40] if kind is not None else "missing"
+        raise InvalidEvent(f"field 'type': {shown}; expected one of {known}", where=where, field="type")
+    try:
+        return _ADAPTER.validate_python(data)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = _field_path(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = f"is not a field of a {kind} event"
+        lot = data.get("lot")
+        prefix = f"lot {str(lot)[:60]}: " if isinstance(lot, str) and lot else ""
+        raise InvalidEvent(f"{prefix}field '{field}': {msg}", where=where, field=field) from None
+
+
+def canonical_json(event: EventBase) -> bytes:
+    """The canonical bytes of an event: sorted keys, no nulls, no spaces, UTF-8."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS)
+
+
+def event_id(event: EventBase | bytes) -> str:
+    """The content address of an event: sha256 of its canonical JSON, in hex."""
+    body = event if isinstance(event, bytes) else canonical_json(event)
+    return hashlib.sha256(body).hexdigest()

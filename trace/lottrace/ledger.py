@@ -1,0 +1,619 @@
+"""The ledger: an append-only, hash-chained SQLite log of events, and its derived tables.
+
+This is the only module that speaks SQL. Its tables:
+
+``events`` (the log, never updated or deleted; triggers abort both)
+    ``seq`` (1, 2, 3 ...), ``event_id`` (sha256 of the canonical body),
+    ``type``, ``time`` (UTC sort key), ``lot``, ``body`` (canonical JSON),
+    ``prev_hash`` and ``hash`` = sha256(prev_hash || event_id).
+``meta``
+    ``ledger_id``, a random id whose hash starts the chain, so two files'
+    chains cannot be swapped unnoticed.
+``lots``, ``event_lots``, ``links``, ``voided`` (derived)
+    Each lot's folded state, every (lot, event) pair, every kg link from an
+    input lot to the lot it formed, and every voided event. They are kept on
+    append and can be rebuilt from the log alone (:meth:`Ledger.rebuild`).
+
+A batch is one ``BEGIN IMMEDIATE`` transaction: all of it lands, or none.
+Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from .errors import (
+    IntegrityViolation,
+    LedgerError,
+    LottraceError,
+    RuleViolation,
+    UnknownEvent,
+    UnknownLot,
+)
+from .events import Correction, EventBase, canonical_json, parse_event
+from .rules import Finding, LotState, check, fold, lots_of, time_key
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "AppendReport",
+    "Ledger",
+    "StoredEvent",
+    "VerifyReport",
+    "Warning",
+]
+
+#: How long a writer waits for another process's batch to finish before giving up.
+BUSY_TIMEOUT_S = 60.0
+#: Rows buffered before they are written (and lot states flushed) inside a batch.
+_CHUNK = 5000
+
+MIGRATIONS = sqlite_utils.Migrations("lottrace")
+
+
+@MIGRATIONS(name="001_log_and_derived_tables")
+def _m001(db: sqlite_utils.Database) -> None:
+    for sql in (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            time TEXT NOT NULL,
+            lot TEXT,
+            body TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL)""",
+        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+           BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END""",
+        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+           BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END""",
+        """CREATE TABLE lots (
+            lot TEXT PRIMARY KEY,
+            created_by TEXT NOT NULL,
+            stage INTEGER NOT NULL,
+            first_time TEXT NOT NULL,
+            last_time TEXT NOT NULL,
+            kg REAL NOT NULL,
+            drawn_kg REAL NOT NULL,
+            last_qc TEXT,
+            last_site TEXT NOT NULL,
+            last_event TEXT NOT NULL,
+            n_events INTEGER NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE event_lots (
+            lot TEXT NOT NULL,
+            time TEXT NOT NULL,
+            type TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            site TEXT NOT NULL,
+            PRIMARY KEY (lot, time, type, seq, role)) WITHOUT ROWID""",
+        "CREATE INDEX event_lots_seq ON event_lots (seq)",
+        """CREATE TABLE links (
+            dst TEXT NOT NULL,
+            src TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kg REAL NOT NULL,
+            time TEXT NOT NULL,
+            PRIMARY KEY (dst, src, seq)) WITHOUT ROWID""",
+        "CREATE INDEX links_src ON links (src, dst)",
+        "CREATE INDEX links_seq ON links (seq)",
+        """CREATE TABLE voided (
+            event_id TEXT PRIMARY KEY,
+            by_event_id TEXT NOT NULL,
+            reason TEXT NOT NULL) WITHOUT ROWID""",
+    ):
+        db.execute(sql)
+    db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
+
+
+DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
+_LOT_COLUMNS = (
+    "lot, created_by, stage, first_time, last_time, kg, drawn_kg, "
+    "last_qc, last_site, last_event, n_events"
+)
+
+
+@dataclass(frozen=True)
+class Warning:  # noqa: A001 - a finding that does not block, not Python's warnings
+    """A warning raised on append: where, which rule, what."""
+
+    where: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: warning [{self.rule}] {self.message}"
+
+
+@dataclass
+class AppendReport:
+    """What one batch did."""
+
+    added: int = 0
+    duplicates: int = 0
+    warnings: list[Warning] = field(default_factory=list)
+    warning_count: int = 0
+    head: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "warnings": self.warning_count,
+            "head": self.head,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """A passed verification: how many events, and the head of the chain."""
+
+    events: int
+    head: str
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the ledger holds it."""
+
+    seq: int
+    event_id: str
+    event: EventBase
+    void: bool = False
+    role: str = "subject"
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"seq": self.seq, "event_id": self.event_id}
+        d.update(self.event.model_dump(mode="json", exclude_none=True))
+        if self.void:
+            d["void"] = True
+        return d
+
+
+def _chain(prev: str, eid: str) -> str:
+    return hashlib.sha256(bytes.fromhex(prev) + bytes.fromhex(eid)).hexdigest()
+
+
+class Ledger:
+    """An open ledger file.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "doc.db")
+    >>> with Ledger.create(path) as ledger:
+    ...     ledger.stats()["events"]
+    0
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise LedgerError(
+                f"no ledger at {self.path}: run 'lottrace init' first, or pass --db PATH"
+            )
+        self._open(busy_timeout_s)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> Ledger:
+        """Create (or open) the ledger at ``path`` and bring its schema up to date."""
+        p = Path(path)
+        if not p.exists():
+            if p.parent and not p.parent.exists():
+                raise LedgerError(f"cannot create {p}: folder {p.parent} does not exist")
+            try:
+                p.touch()
+            except OSError as exc:
+                raise LedgerError(f"cannot create {p}: {exc.strerror}") from None
+        return cls(p)
+
+    def _open(self, busy_timeout_s: float) -> None:
+        try:
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(self.conn)
+            if MIGRATIONS.pending(self.db):
+                self._migrate()
+            self._ledger_id = self.conn.execute(
+                "SELECT value FROM meta WHERE key='ledger_id'"
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
+
+    def _migrate(self) -> None:
+        tables = set(self.db.table_names())
+        if tables and "events" not in tables and "_sqlite_migrations" not in tables:
+            raise LedgerError(f"{self.path} is an SQLite file, but not a lottrace ledger")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS.apply(self.db)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ chain
+
+    @property
+    def genesis(self) -> str:
+        """The hash the chain starts from: sha256 of this ledger's random id."""
+        return hashlib.sha256(f"lottrace:{self._ledger_id}".encode()).hexdigest()
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest event, or (0, genesis) for an empty log."""
+        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, self.genesis)
+
+    def verify(self, *, expect: str | None = None) -> VerifyReport:
+        """Recompute every event id and the whole chain; raise on the first bad row.
+
+        ``expect`` is a head hash published earlier (``verify --anchor``): the
+        chain must still pass through it.
+        """
+        prev = self.genesis
+        n = 0
+        seen_expect = expect is None or expect == prev
+        sha = hashlib.sha256
+        fromhex = bytes.fromhex
+        cur = self.conn.execute("SELECT seq, event_id, body, prev_hash, hash FROM events ORDER BY seq")
+        for seq, eid, body, prev_hash, h in cur:
+            n += 1
+            if seq != n:
+                raise IntegrityViolation(
+                    f"row seq {seq}: expected seq {n}; rows are missing or reordered", seq=seq
+                )
+            if sha(body.encode()).hexdigest() != eid:
+                raise IntegrityViolation(
+                    f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
+                    "(the event was edited)",
+                    seq=seq,
+                )
+            if prev_hash != prev:
+                raise IntegrityViolation(
+                    f"row seq {seq}: prev_hash does not match the hash of the row before "
+                    "(rows were inserted, removed or moved)",
+                    seq=seq,
+                )
+            prev = sha(fromhex(prev) + fromhex(eid)).hexdigest()
+            if h != prev:
+                raise IntegrityViolation(f"row seq {seq}: stored hash is wrong", seq=seq)
+            if not seen_expect and prev == expect:
+                seen_expect = True
+        if not seen_expect:
+            raise IntegrityViolation(
+                f"the log never reached the expected head {expect}: "
+                "events after it were removed, or this is another ledger"
+            )
+        return VerifyReport(events=n, head=prev)
+
+    # ------------------------------------------------------------------ append
+
+    def append(
+        self,
+        items: Iterable[tuple[str, EventBase]],
+        *,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> AppendReport:
+        """Append a batch of ``(where, event)`` pairs atomically.
+
+        ``where`` names the event's origin (``file.csv:12``) for messages. An
+        event already in the ledger is skipped and counted as a duplicate. The
+        first rule broken raises :class:`RuleViolation` and nothing is written.
+        """
+        now = now or datetime.now(UTC)
+        report = AppendReport()
+        self._begin()
+        try:
+            batch = _Batch(self, report, now)
+            for i, (where, ev) in enumerate(items, 1):
+                batch.add(where, ev)
+                if progress is not None and i % 1000 == 0:
+                    progress(1000)
+            batch.flush()
+            report.head = batch.prev
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        return report
+
+    def _begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(
+                f"{self.path} stayed locked by another writer for more than "
+                f"{BUSY_TIMEOUT_S:.0f} s: {exc}"
+            ) from None
+
+    # ------------------------------------------------------------------ derived tables
+
+    def rebuild(self) -> int:
+        """Drop the derived tables' rows and fold the whole log again, atomically."""
+        self._begin()
+        try:
+            for t in DERIVED_TABLES:
+                self.conn.execute(f"DELETE FROM {t}")
+            voided = dict(self._scan_corrections())
+            report = AppendReport()
+            batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
+            n = 0
+            for seq, eid, body in self.conn.execute(
+                "SELECT seq, event_id, body FROM events ORDER BY seq"
+            ).fetchall():
+                ev = parse_event(orjson.loads(body))
+                batch.derive(seq, eid, ev, void=eid in voided)
+                n += 1
+            batch.flush()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def _scan_corrections(self) -> Iterator[tuple[str, str]]:
+        for (body,) in self.conn.execute("SELECT body FROM events WHERE type='correction'"):
+            yield orjson.loads(body)["corrects"], body
+
+    def derived_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every derived table's rows, sorted: for comparing maintained and rebuilt state."""
+        return {
+            t: sorted(self.conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+            for t in DERIVED_TABLES
+        }
+
+    # ------------------------------------------------------------------ reads
+
+    def lot(self, code: str) -> LotState | None:
+        row = self.conn.execute(f"SELECT {_LOT_COLUMNS} FROM lots WHERE lot=?", [code]).fetchone()
+        return LotState(*row) if row else None
+
+    def require_lot(self, code: str) -> LotState:
+        st = self.lot(code)
+        if st is None:
+            raise UnknownLot(f"no lot {code!r} in {self.path}{self._lot_hint(code)}")
+        return st
+
+    def _lot_hint(self, code: str) -> str:
+        rows = self.conn.execute(
+            "SELECT lot FROM lots WHERE lot LIKE ? ORDER BY lot LIMIT 3",
+            [f"%{code[-6:].replace('%', '').replace('_', '')}%"],
+        ).fetchall()
+        return f" (did you mean {', '.join(r[0] for r in rows)}?)" if rows else ""
+
+    def event(self, eid: str) -> StoredEvent:
+        row = self.conn.execute(
+            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            "FROM events e WHERE event_id=?",
+            [eid],
+        ).fetchone()
+        if row is None:
+            raise UnknownEvent(f"no event {eid} in {self.path}")
+        return StoredEvent(row[0], row[1], parse_event(orjson.loads(row[2])), bool(row[3]))
+
+    def lot_events(self, code: str) -> list[StoredEvent]:
+        """The lot's own non-void events (it is subject, input or output), in time order."""
+        self.require_lot(code)
+        rows = self.conn.execute(
+            "SELECT e.seq, e.event_id, e.body, el.role FROM event_lots el "
+            "JOIN events e ON e.seq = el.seq WHERE el.lot=? ORDER BY el.time, el.seq",
+            [code],
+        ).fetchall()
+        return [StoredEvent(s, i, parse_event(orjson.loads(b)), False, r) for s, i, b, r in rows]
+
+    def voided_for_lot(self, code: str) -> list[str]:
+        """Ids of void events that named this lot (their links are gone)."""
+        rows = self.conn.execute(
+            "SELECT v.event_id FROM voided v JOIN events e ON e.event_id = v.event_id "
+            "WHERE e.lot = ? OR e.body LIKE ? ORDER BY e.seq",
+            [code, f'%"lot":"{code}"%'],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def meta(self, key: str) -> str | None:
+        """A value from the ``meta`` table (``ledger_id``, ``demo``), or None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
+        return row[0] if row else None
+
+    def mark_demo(self) -> None:
+        """Flag this file as a demo ledger, which ``lottrace demo`` may add to."""
+        self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('demo', '1')")
+
+    def stats(self) -> dict[str, Any]:
+        by_type = dict(self.conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type"))
+        first, last = self.conn.execute("SELECT MIN(time), MAX(time) FROM events").fetchone()
+        seq, head = self.head()
+        return {
+            "events": seq,
+            "by_type": by_type,
+            "lots": self.conn.execute("SELECT COUNT(*) FROM lots").fetchone()[0],
+            "voided": self.conn.execute("SELECT COUNT(*) FROM voided").fetchone()[0],
+            "first_time": first,
+            "last_time": last,
+            "head": head,
+        }
+
+
+class _Batch:
+    """The state of one append or rebuild inside its transaction.
+
+    It buffers rows, caches lot states and flushes both every ``_CHUNK`` events,
+    so memory stays flat however long the input is.
+    """
+
+    def __init__(
+        self, ledger: Ledger, report: AppendReport, now: datetime, *, rebuilding: bool = False
+    ):
+        self.ledger = ledger
+        self.conn = ledger.conn
+        self.report = report
+        self.now = now
+        self.rebuilding = rebuilding
+        self.seq, self.prev = ledger.head()
+        self.states: dict[str, LotState | None] = {}
+        self.dirty: set[str] = set()
+        self.pending_ids: dict[str, tuple[EventBase, bool]] = {}
+        self.event_rows: list[tuple[Any, ...]] = []
+        self.lot_rows: list[tuple[Any, ...]] = []
+        self.link_rows: list[tuple[Any, ...]] = []
+        self.void_rows: list[tuple[str, str, str]] = []
+
+    # View protocol for rules.check
+    def lot(self, code: str) -> LotState | None:
+        if code in self.states:
+            return self.states[code]
+        st = self.ledger.lot(code)
+        self.states[code] = st
+        return st
+
+    def event(self, eid: str) -> tuple[EventBase, bool] | None:
+        if eid in self.pending_ids:
+            return self.pending_ids[eid]
+        row = self.conn.execute(
+            "SELECT body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            "FROM events e WHERE event_id=?",
+            [eid],
+        ).fetchone()
+        if row is None:
+            return None
+        return parse_event(orjson.loads(row[0])), bool(row[1])
+
+    def add(self, where: str, ev: EventBase) -> None:
+        body = canonical_json(ev)
+        eid = hashlib.sha256(body).hexdigest()
+        if eid in self.pending_ids or self.conn.execute(
+            "SELECT 1 FROM events WHERE event_id=?", [eid]
+        ).fetchone():
+            self.report.duplicates += 1
+            return
+        findings = check(ev, self, self.now)
+        for f in findings:
+            if f.severity == "error":
+                raise RuleViolation(f.message, rule=f.rule, where=where, field=f.field)
+        for f in findings:
+            self.report.warning_count += 1
+            if len(self.report.warnings) < 1000:
+                self.report.warnings.append(Warning(where, f.rule, f.message))
+        self.seq += 1
+        new = _chain(self.prev, eid)
+        self.event_rows.append(
+            (self.seq, eid, ev.type, time_key(ev.time), ev.subject, body.decode(), self.prev, new)
+        )
+        self.prev = new
+        self.report.added += 1
+        self.pending_ids[eid] = (ev, False)
+        self.derive(self.seq, eid, ev, void=False)
+        if len(self.event_rows) >= _CHUNK:
+            self.flush()
+
+    def derive(self, seq: int, eid: str, ev: EventBase, *, void: bool) -> None:
+        """Fold one logged event into the derived tables."""
+        if isinstance(ev, Correction):
+            self.void_rows.append((ev.corrects, eid, ev.reason))
+            if self.rebuilding:  # the target was skipped as void already
+                return
+            target = self.pending_ids.get(ev.corrects)
+            self.flush()
+            self._void(ev.corrects, target)
+            return
+        if void:
+            return
+        t = time_key(ev.time)
+        for lot, role in lots_of(ev):
+            st = fold(self.lot(lot), lot, role, ev, eid)
+            self.states[lot] = st
+            self.dirty.add(lot)
+            self.lot_rows.append((lot, t, ev.type, seq, role, ev.site))
+        for lot, _kg in ev.formed:
+            for i in ev.drawn:
+                self.link_rows.append((lot, i.lot, seq, i.kg, t))
+
+    def _void(self, eid: str, target: tuple[EventBase, bool] | None) -> None:
+        """Remove a voided event's rows and refold the lots it touched."""
+        row = self.conn.execute("SELECT seq, body FROM events WHERE event_id=?", [eid]).fetchone()
+        if row is None:  # rebuild: cannot happen; append: checked by rules
+            return
+        seq, body = row
+        ev = target[0] if target else parse_event(orjson.loads(body))
+        if eid in self.pending_ids:
+            self.pending_ids[eid] = (ev, True)
+        self.conn.execute("DELETE FROM event_lots WHERE seq=?", [seq])
+        self.conn.execute("DELETE FROM links WHERE seq=?", [seq])
+        for lot, _role in lots_of(ev):
+            self._refold(lot)
+
+    def _refold(self, lot: str) -> None:
+        rows = self.conn.execute(
+            "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq=el.seq "
+            "WHERE el.lot=? ORDER BY el.seq",
+            [lot],
+        ).fetchall()
+        st: LotState | None = None
+        for eid, body, role in rows:
+            st = fold(st, lot, role, parse_event(orjson.loads(body)), eid)
+        self.states[lot] = st
+        self.dirty.add(lot)
+        self.flush()
+
+    def flush(self) -> None:
+        c = self.conn
+        if self.event_rows:
+            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", self.event_rows)
+        if self.lot_rows:
+            c.executemany("INSERT INTO event_lots VALUES (?,?,?,?,?,?)", self.lot_rows)
+        if self.link_rows:
+            c.executemany("INSERT INTO links VALUES (?,?,?,?,?)", self.link_rows)
+        if self.void_rows:
+            c.executemany("INSERT INTO voided VALUES (?,?,?)", self.void_rows)
+        if self.dirty:
+            gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
+            live = [
+                tuple(getattr(st, f) for f in LotState.__slots__)  # type: ignore[attr-defined]
+                for lot in self.dirty
+                if (st := self.states.get(lot)) is not None
+            ]
+            if gone:
+                c.executemany("DELETE FROM lots WHERE lot=?", gone)
+            if live:
+                c.executemany(f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", live)
+        self.event_rows.clear()
+        self.lot_rows.clear()
+        self.link_rows.clear()
+        self.void_rows.clear()
+        self.dirty.clear()
+        if len(self.states) > 4 * _CHUNK:
+            self.states.clear()
+        if len(self.pending_ids) > _CHUNK:
+            self.pending_ids.clear()
+
+
+def wrap_sqlite_errors(exc: sqlite3.Error, path: Path) -> LottraceError:
+    """Turn an unexpected sqlite3 error into a one-line lottrace error."""
+    if "append-only" in str(exc):
+        return IntegrityViolation(f"{path}: {exc}")
+    return LedgerError(f"{path}: {exc}")

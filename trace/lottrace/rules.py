@@ -1,0 +1,374 @@
+"""The rules an event must pass before it enters the log, and the lot state they read.
+
+Pure logic, no SQL: the ledger hands each new event and a :class:`View` of the
+ledger's current state to :func:`check`, and folds accepted events into each
+lot's :class:`LotState` with :func:`fold`. Rebuilding the derived tables folds
+the whole log again with the same function, so the two cannot disagree.
+
+Every finding has a rule name (``lot-unknown``, ``weight-consumed`` ...) and a
+one-line message naming the lot and the field. ``docs/rules.md`` lists them all;
+:data:`RULES` is the list a test keeps that page honest with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from .events import STAGE_ORDER, Correction, DryMill, EventBase
+
+__all__ = [
+    "RULES",
+    "WARNINGS",
+    "Finding",
+    "LotState",
+    "View",
+    "check",
+    "fold",
+    "lots_of",
+    "time_key",
+]
+
+STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()}
+
+#: Rules that reject an event (and so its whole batch), with what each checks.
+RULES: dict[str, str] = {
+    "lot-exists": "a lot is created once: by a harvest, as an input-formed lot, or as a mill output",
+    "lot-unknown": "an event on, or drawing from, a lot that was never created is rejected",
+    "input-invalid": "an event cannot draw from its own lot or list one input lot twice",
+    "time-order": "a lot's events do not go backwards in time",
+    "time-future": "no event lies in the future (five minutes of clock skew allowed)",
+    "stage-order": "a lot's own events do not go backwards in stage order",
+    "weight-consumed": "the kg drawn from a lot by later inputs and exports cannot exceed what it had",
+    "weight-gain": "transformation outputs cannot weigh more than their inputs (2 % scale tolerance)",
+    "rejected-lot": "a lot whose last QC result is 'rejected' cannot flow into another lot or be exported",
+    "correction-target": "a correction names an existing event that is not already void "
+    "and is not itself a correction",
+    "correction-orphans": "an event that created a lot can only be voided once nothing "
+    "else refers to that lot (void the later events first, newest first)",
+}
+
+#: Findings that are reported but do not block.
+WARNINGS: dict[str, str] = {
+    "moisture-range": "moisture outside 9-13 % (the range parchment is bought and stored at)",
+    "water-activity": "water activity above 0.70 (mould risk)",
+    "yield-drying": "dry parchment outside 15-30 % of the cherry weight",
+    "yield-mill": "green coffee outside 65-90 % of the parchment weight at the dry mill",
+    "bags-weight": "bags x bag_kg differs from kg by more than 1 %",
+}
+
+_SKEW = timedelta(minutes=5)
+_WEIGHT_TOLERANCE = 1.02
+
+
+def time_key(t: datetime) -> str:
+    """A UTC string that sorts in time order: ``2025-06-02T14:30:00.000000Z``.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> time_key(datetime(2025, 6, 2, 9, 30, tzinfo=timezone(timedelta(hours=-5))))
+    '2025-06-02T14:30:00.000000Z'
+    """
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True, frozen=True)
+class LotState:
+    """What the ledger knows about one lot, folded from its non-void events."""
+
+    lot: str
+    created_by: str  #: event id of the event that created it
+    stage: int  #: highest stage reached (see STAGE_ORDER)
+    first_time: str  #: time_key of its creation
+    last_time: str  #: time_key of its latest event
+    kg: float  #: its current weight: the latest kg an event stated for it
+    drawn_kg: float  #: kg drawn from it by later inputs and exports
+    last_qc: str | None  #: result of its latest QC event
+    last_site: str
+    last_event: str  #: event id of its latest event
+    n_events: int  #: non-void events that involve it, including draws
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule broken (``severity='error'``) or one warning."""
+
+    rule: str
+    message: str
+    field: str = ""
+    severity: str = "error"
+
+
+class View(Protocol):
+    """The ledger state the rules read."""
+
+    def lot(self, code: str) -> LotState | None: ...
+
+    def event(self, event_id: str) -> tuple[EventBase, bool] | None:
+        """The event with this id and whether it is void, or None."""
+        ...
+
+
+def lots_of(ev: EventBase) -> list[tuple[str, str]]:
+    """Every (lot, role) an event involves; role is subject, input or output."""
+    out: list[tuple[str, str]] = [(i.lot, "input") for i in ev.drawn]
+    formed = {lot for lot, _ in ev.formed}
+    out.extend((lot, "output") for lot in formed)
+    if ev.subject is not None and ev.subject not in formed:
+        out.append((ev.subject, "subject"))
+    return out
+
+
+def _kg_text(x: float) -> str:
+    return f"{x:,.2f}".rstrip("0").rstrip(".")
+
+
+def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
+    """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
+    if isinstance(ev, Correction):
+        return _check_correction(ev, view)
+    found: list[Finding] = []
+    t = time_key(ev.time)
+    if ev.time > now + _SKEW:
+        found.append(Finding("time-future", f"time {ev.time.isoformat()} is in the future", "time"))
+    formed = dict(ev.formed)
+    stage = ev.stage
+
+    for code in formed:
+        if view.lot(code) is not None:
+            found.append(Finding("lot-exists", f"lot {code} already exists", "lot"))
+
+    seen: set[str] = set()
+    for i, inp in enumerate(ev.drawn):
+        field = f"inputs[{i}]"
+        if inp.lot in formed:
+            found.append(Finding("input-invalid", f"lot {inp.lot} cannot draw from itself", field))
+            continue
+        if inp.lot in seen:
+            found.append(Finding("input-invalid", f"input lot {inp.lot} is listed twice", field))
+            continue
+        seen.add(inp.lot)
+        st = view.lot(inp.lot)
+        if st is None:
+            found.append(Finding("lot-unknown", f"input lot {inp.lot} was never created", field))
+            continue
+        found.extend(_check_time(st, t, ev, field))
+        if stage is not None and stage < st.stage:
+            found.append(
+                Finding(
+                    "stage-order",
+                    f"input lot {inp.lot} is already at {STAGE_NAMES[st.stage]}; "
+                    f"a {ev.type} cannot draw from it",
+                    field,
+                )
+            )
+        found.extend(_check_draw(st, inp.kg, f"{field}.kg"))
+
+    subject = ev.subject
+    if subject is not None and subject not in formed:
+        st = view.lot(subject)
+        if st is None:
+            found.append(
+                Finding("lot-unknown", f"lot {subject} was never created (log its harvest first)", "lot")
+            )
+        else:
+            found.extend(_check_time(st, t, ev, "time"))
+            if stage is not None and stage < st.stage:
+                found.append(
+                    Finding(
+                        "stage-order",
+                        f"lot {subject} is already at {STAGE_NAMES[st.stage]}; "
+                        f"a {ev.type} would go back",
+                        "type",
+                    )
+                )
+            kg = getattr(ev, "kg", None)
+            if ev.type == "export" and kg is not None:
+                found.extend(_check_draw(st, kg, "kg"))
+            elif kg is not None:
+                found.extend(_check_restate(st, kg, ev))
+
+    found.extend(_check_mass_balance(ev, formed))
+    found.extend(_warnings(ev, view))
+    return found
+
+
+def _check_time(st: LotState, t: str, ev: EventBase, field: str) -> list[Finding]:
+    if t < st.last_time:
+        return [
+            Finding(
+                "time-order",
+                f"lot {st.lot} already has an event at {st.last_time}; "
+                f"this {ev.type} at {t} would go back in time",
+                field,
+            )
+        ]
+    return []
+
+
+def _check_draw(st: LotState, kg: float, field: str) -> list[Finding]:
+    found = []
+    if st.last_qc == "rejected":
+        found.append(
+            Finding("rejected-lot", f"lot {st.lot} was rejected at its last QC; it cannot move on", field)
+        )
+    left = st.kg - st.drawn_kg
+    if kg > left + 1e-6 * max(1.0, st.kg):
+        found.append(
+            Finding(
+                "weight-consumed",
+                f"lot {st.lot} has {_kg_text(left)} kg left of {_kg_text(st.kg)} kg; "
+                f"cannot draw {_kg_text(kg)} kg",
+                field,
+            )
+        )
+    return found
+
+
+def _check_restate(st: LotState, kg: float, ev: EventBase) -> list[Finding]:
+    if kg > st.kg * _WEIGHT_TOLERANCE:
+        return [
+            Finding(
+                "weight-gain",
+                f"lot {st.lot} weighed {_kg_text(st.kg)} kg; a {ev.type} of {_kg_text(kg)} kg "
+                "would make coffee out of nothing",
+                "kg",
+            )
+        ]
+    if kg + 1e-6 < st.drawn_kg:
+        return [
+            Finding(
+                "weight-consumed",
+                f"lot {st.lot} already gave {_kg_text(st.drawn_kg)} kg to other lots; "
+                f"it cannot weigh {_kg_text(kg)} kg now",
+                "kg",
+            )
+        ]
+    return []
+
+
+def _check_mass_balance(ev: EventBase, formed: dict[str, float | None]) -> list[Finding]:
+    if not ev.drawn:
+        return []
+    total_in = sum(i.kg for i in ev.drawn)
+    if isinstance(ev, DryMill):
+        out = sum(o.kg for o in ev.outputs) + (ev.rejects_kg or 0.0)
+        field = "outputs"
+    else:
+        out = sum(kg or 0.0 for kg in formed.values())
+        field = "kg"
+    if out > total_in * _WEIGHT_TOLERANCE:
+        return [
+            Finding(
+                "weight-gain",
+                f"outputs weigh {_kg_text(out)} kg but the inputs only {_kg_text(total_in)} kg",
+                field,
+            )
+        ]
+    return []
+
+
+def _warnings(ev: EventBase, view: View) -> list[Finding]:
+    found: list[Finding] = []
+
+    def warn(rule: str, message: str, field: str) -> None:
+        found.append(Finding(rule, message, field, "warning"))
+
+    moisture = getattr(ev, "moisture_pct", None)
+    if moisture is not None and not (9 <= moisture <= 13):
+        warn("moisture-range", f"moisture {moisture} % is outside 9-13 %", "moisture_pct")
+    aw = getattr(ev, "water_activity", None)
+    if aw is not None and aw > 0.70:
+        warn("water-activity", f"water activity {aw} is above 0.70", "water_activity")
+    if ev.type == "drying" and ev.subject is not None and not ev.drawn:
+        st = view.lot(ev.subject)
+        kg = getattr(ev, "kg", None)
+        if st is not None and st.stage == 0 and kg is not None:
+            ratio = kg / st.kg
+            if not (0.15 <= ratio <= 0.30):
+                warn("yield-drying", f"parchment is {ratio:.0%} of the cherry weight", "kg")
+    if isinstance(ev, DryMill):
+        ratio = sum(o.kg for o in ev.outputs) / sum(i.kg for i in ev.drawn)
+        if not (0.65 <= ratio <= 0.90):
+            warn("yield-mill", f"green coffee is {ratio:.0%} of the parchment weight", "outputs")
+    bags, bag_kg, kg = (getattr(ev, n, None) for n in ("bags", "bag_kg", "kg"))
+    if bags and bag_kg and kg and abs(bags * bag_kg - kg) > 0.01 * kg:
+        warn("bags-weight", f"{bags} bags x {bag_kg} kg is not {_kg_text(kg)} kg", "bags")
+    return found
+
+
+def _check_correction(ev: Correction, view: View) -> list[Finding]:
+    target = view.event(ev.corrects)
+    if target is None:
+        return [Finding("correction-target", f"no event {ev.corrects[:12]}... in the ledger", "corrects")]
+    body, void = target
+    if void:
+        return [Finding("correction-target", f"event {ev.corrects[:12]}... is already void", "corrects")]
+    if isinstance(body, Correction):
+        return [
+            Finding(
+                "correction-target",
+                f"event {ev.corrects[:12]}... is a correction; corrections cannot be voided",
+                "corrects",
+            )
+        ]
+    found = []
+    for code, _kg in body.formed:
+        st = view.lot(code)
+        if st is not None and st.n_events > 1:
+            found.append(
+                Finding(
+                    "correction-orphans",
+                    f"event {ev.corrects[:12]}... created lot {code}, which has "
+                    f"{st.n_events - 1} later event(s); void those first",
+                    "corrects",
+                )
+            )
+    return found
+
+
+def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -> LotState | None:
+    """Apply one accepted, non-void event to one lot's state.
+
+    ``role`` is how the event involves the lot (see :func:`lots_of`). Folding a
+    lot's events in log order gives its state; the ledger does this on append
+    and on rebuild.
+    """
+    t = time_key(ev.time)
+    stage = ev.stage
+    if role == "output":
+        kg = dict(ev.formed)[lot] or 0.0
+        return LotState(lot, eid, stage or 0, t, t, kg, 0.0, _qc(ev), ev.site, eid, 1)
+    if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
+        return None
+    if role == "input":
+        drawn = next(i.kg for i in ev.drawn if i.lot == lot)
+        return replace(
+            state,
+            drawn_kg=state.drawn_kg + drawn,
+            last_time=max(state.last_time, t),
+            last_event=eid,
+            n_events=state.n_events + 1,
+        )
+    kg = getattr(ev, "kg", None)
+    new_kg, drawn_kg = state.kg, state.drawn_kg
+    if ev.type == "export" and kg is not None:
+        drawn_kg += kg
+    elif kg is not None:
+        new_kg = kg
+    return replace(
+        state,
+        stage=max(state.stage, stage) if stage is not None else state.stage,
+        last_time=max(state.last_time, t),
+        kg=new_kg,
+        drawn_kg=drawn_kg,
+        last_qc=_qc(ev) or state.last_qc,
+        last_site=ev.site,
+        last_event=eid,
+        n_events=state.n_events + 1,
+    )
+
+
+def _qc(ev: EventBase) -> str | None:
+    result = getattr(ev, "result", None)
+    return result if isinstance(result, str) else None
