@@ -42,7 +42,7 @@ from .errors import (
     UnknownLot,
 )
 from .events import Correction, EventBase, canonical_json, parse_event
-from .rules import Finding, LotState, check, fold, lots_of, time_key
+from .rules import LotState, check, fold, lots_of, time_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -125,7 +125,7 @@ _LOT_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Warning:  # noqa: A001 - a finding that does not block, not Python's warnings
+class Warning:
     """A warning raised on append: where, which rule, what."""
 
     where: str

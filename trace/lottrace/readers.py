@@ -84,9 +84,7 @@ def iter_records(
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
         first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         suffix = p.suffix.lower()
-        if first == b"[":
-            records = _json_document(f, name, encoding)
-        elif first == b"{" and suffix == ".json":
+        if first == b"[" or (first == b"{" and suffix == ".json"):
             records = _json_document(f, name, encoding)
         elif first == b"{":
             records = _json_lines(f, name, progress)

@@ -162,7 +162,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
                     field,
                 )
             )
-        found.extend(_check_draw(st, inp.kg, f"{field}.kg"))
+        found.extend(_check_draw(st, inp.kg, field, f"{field}.kg"))
 
     subject = ev.subject
     if subject is not None and subject not in formed:
@@ -184,7 +184,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
                 )
             kg = getattr(ev, "kg", None)
             if ev.type == "export" and kg is not None:
-                found.extend(_check_draw(st, kg, "kg"))
+                found.extend(_check_draw(st, kg, "lot", "kg"))
             elif kg is not None:
                 found.extend(_check_restate(st, kg, ev))
 
@@ -206,11 +206,11 @@ def _check_time(st: LotState, t: str, ev: EventBase, field: str) -> list[Finding
     return []
 
 
-def _check_draw(st: LotState, kg: float, field: str) -> list[Finding]:
+def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Finding]:
     found = []
     if st.last_qc == "rejected":
         found.append(
-            Finding("rejected-lot", f"lot {st.lot} was rejected at its last QC; it cannot move on", field)
+            Finding("rejected-lot", f"lot {st.lot} was rejected at its last QC; it cannot move on", lot_field)
         )
     left = st.kg - st.drawn_kg
     if kg > left + 1e-6 * max(1.0, st.kg):

@@ -1,0 +1,242 @@
+"""The ledger's guarantees: append-only, content-addressed, chained, atomic, rebuildable."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factories import batch, chain, correction, drying, harvest
+from lottrace.errors import IntegrityViolation, InvalidEvent, LedgerError, RuleViolation, UnknownLot
+from lottrace.events import event_id, parse_event
+from lottrace.ledger import Ledger
+from lottrace.readers import iter_events
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Any:
+    with Ledger.create(tmp_path / "l.db") as led:
+        yield led
+
+
+def test_events_table_rejects_update_and_delete(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        ledger.conn.execute("UPDATE events SET body='{}' WHERE seq=1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        ledger.conn.execute("DELETE FROM events WHERE seq=1")
+    assert ledger.verify().events == 7
+
+
+def _tamper(path: Path, *sql: str) -> None:
+    con = sqlite3.connect(path)
+    con.execute("DROP TRIGGER events_no_update")
+    con.execute("DROP TRIGGER events_no_delete")
+    for s in sql:
+        con.execute(s)
+    con.commit()
+    con.close()
+
+
+def test_verify_names_an_edited_row(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()))
+    ledger.verify()
+    _tamper(ledger.path, "UPDATE events SET body=replace(body, '1000.0', '1500.0') WHERE seq=1")
+    with pytest.raises(IntegrityViolation, match=r"row seq 1: body does not hash") as info:
+        ledger.verify()
+    assert info.value.seq == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "seq"),
+    [
+        ("DELETE FROM events WHERE seq=3", 4),
+        ("UPDATE events SET seq = 100 WHERE seq = 2", 3),
+        (
+            "INSERT INTO events SELECT 8, 'ab'||substr(event_id,3), type, time, lot, body, prev_hash, hash FROM events WHERE seq=7",
+            8,
+        ),
+    ],
+    ids=["deleted-row", "moved-row", "forged-row"],
+)
+def test_verify_names_first_bad_row(ledger: Ledger, sql: str, seq: int) -> None:
+    ledger.append(batch(*chain()))
+    _tamper(ledger.path, sql)
+    with pytest.raises(IntegrityViolation) as info:
+        ledger.verify()
+    assert info.value.seq == seq
+
+
+def test_verify_expect_detects_truncated_tail(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()))
+    anchor = ledger.verify().head
+    assert ledger.verify(expect=anchor).head == anchor
+    _tamper(ledger.path, "DELETE FROM events WHERE seq=7")
+    ledger.verify()  # a shorter chain is still a chain ...
+    with pytest.raises(IntegrityViolation, match="never reached the expected head"):
+        ledger.verify(expect=anchor)  # ... but not one that reaches the anchor
+
+
+def test_chains_of_two_ledgers_differ_and_cannot_be_swapped(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "a.db") as a, Ledger.create(tmp_path / "b.db") as b:
+        a.append(batch(*chain()))
+        b.append(batch(*chain()))
+        assert a.head()[1] != b.head()[1]
+        rows = a.conn.execute("SELECT * FROM events").fetchall()
+    _tamper(tmp_path / "b.db", "DELETE FROM events")
+    con = sqlite3.connect(tmp_path / "b.db")
+    con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
+    con.commit()
+    con.close()
+    with Ledger(tmp_path / "b.db") as b, pytest.raises(IntegrityViolation, match="row seq 1: prev_hash"):
+        b.verify()
+
+
+def test_reimport_is_a_counted_noop(ledger: Ledger) -> None:
+    first = ledger.append(batch(*chain()))
+    head = ledger.head()
+    again = ledger.append(batch(*chain()))
+    assert (first.added, first.duplicates) == (7, 0)
+    assert (again.added, again.duplicates) == (0, 7)
+    assert ledger.head() == head
+
+
+def test_duplicate_inside_one_batch_is_counted(ledger: Ledger) -> None:
+    h = harvest("H1")
+    report = ledger.append(batch(h, dict(h)))
+    assert (report.added, report.duplicates) == (1, 1)
+
+
+def test_two_sites_merge_by_event_id(tmp_path: Path) -> None:
+    events = chain()
+    with Ledger.create(tmp_path / "a.db") as a, Ledger.create(tmp_path / "b.db") as b:
+        a.append(batch(*events[:5]))
+        b.append(batch(*events[:3]))
+        # b receives a's log: the three it has are skipped, two are new
+        report = b.append(batch(*events[:5]))
+        assert (report.added, report.duplicates) == (2, 3)
+        ids = lambda led: {r[0] for r in led.conn.execute("SELECT event_id FROM events")}  # noqa: E731
+        assert ids(a) == ids(b)
+
+
+def test_bad_line_500_of_1000_leaves_ledger_unchanged(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.append(batch(harvest("SEED")))
+    before = (ledger.stats()["events"], ledger.head())
+    path = tmp_path / "big.jsonl"
+    lines = [json.dumps(harvest(f"L{i:04d}", 1 + i % 20, 500)) for i in range(1, 1001)]
+    bad = json.loads(lines[499])
+    bad["kg"] = -5
+    lines[499] = json.dumps(bad)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidEvent, match=rf"^{path}:500: lot L0500: field 'kg'"):
+        ledger.append(iter_events(path))
+    assert (ledger.stats()["events"], ledger.head()) == before
+    ledger.verify()
+
+
+def test_rule_violation_late_in_batch_writes_nothing(ledger: Ledger) -> None:
+    events = [harvest(f"L{i:04d}", 1) for i in range(6000)]  # crosses the flush chunk
+    events.append(drying("NOPE", 5))
+    with pytest.raises(RuleViolation):
+        ledger.append(batch(*events))
+    assert ledger.stats() == {**ledger.stats(), "events": 0, "lots": 0}
+    assert ledger.conn.execute("SELECT COUNT(*) FROM event_lots").fetchone()[0] == 0
+
+
+def _append_worker(args: tuple[str, int]) -> int:
+    path, k = args
+    with Ledger(path) as led:
+        n = 0
+        for j in range(20):  # many small batches, so the two writers interleave
+            events = [harvest(f"P{k}-{j}-{i}", 1 + i % 20, 100 + i) for i in range(25)]
+            n += led.append(batch(*events)).added
+        return n
+
+
+def test_two_processes_append_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    Ledger.create(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        added = pool.map(_append_worker, [(str(path), 1), (str(path), 2)])
+    assert added == [500, 500]
+    with Ledger(path) as led:
+        assert led.verify().events == 1000
+
+
+def test_rebuild_equals_maintained_tables(ledger: Ledger) -> None:
+    events = chain()
+    extra = drying("H1", 12, 190)  # logged, then voided
+    ledger.append(batch(*events[:4]))
+    ledger.append(batch(extra, correction(event_id(parse_event(extra)), day=13)))
+    ledger.append(batch(*events[4:], harvest("H9", 30)))
+    maintained = ledger.derived_snapshot()
+    assert maintained["voided"]
+    assert ledger.rebuild() == 10
+    assert ledger.derived_snapshot() == maintained
+
+
+def test_correction_voids_a_merge_and_returns_its_kg(ledger: Ledger) -> None:
+    events = chain()
+    ledger.append(batch(*events[:5]))
+    merge_id = event_id(parse_event(events[4]))
+    assert ledger.lot("H1").drawn_kg == 200  # type: ignore[union-attr]
+    report = ledger.append(batch(correction(merge_id, day=16, reason="did_not_occur")))
+    assert report.added == 1
+    assert ledger.lot("G1") is None
+    assert ledger.lot("H1").drawn_kg == 0  # type: ignore[union-attr]
+    assert ledger.conn.execute("SELECT COUNT(*) FROM links").fetchone()[0] == 0
+    assert ledger.event(merge_id).void
+    with pytest.raises(UnknownLot):
+        ledger.lot_events("G1")
+    # the corrected event is still in the log, untouched
+    assert ledger.verify().events == 6
+    snapshot = ledger.derived_snapshot()
+    ledger.rebuild()
+    assert ledger.derived_snapshot() == snapshot
+
+
+def test_correction_in_same_batch_as_its_target(ledger: Ledger) -> None:
+    wrong = drying("H1", 10, 250)
+    right = drying("H1", 10, 200, note="re-weighed")
+    ledger.append(batch(harvest("H1"), wrong, correction(event_id(parse_event(wrong)), day=10), right))
+    assert ledger.lot("H1").kg == 200  # type: ignore[union-attr]
+    assert [e.event.kg for e in ledger.lot_events("H1")] == [1000, 200]  # type: ignore[attr-defined]
+
+
+def test_void_event_cannot_be_voided_again(ledger: Ledger) -> None:
+    d = drying("H1")
+    eid = event_id(parse_event(d))
+    ledger.append(batch(harvest("H1"), d, correction(eid)))
+    with pytest.raises(RuleViolation, match="already void"):
+        ledger.append(batch(correction(eid, day=61)))
+
+
+def test_migrations_are_recorded(ledger: Ledger) -> None:
+    rows = ledger.conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
+    assert rows == [("lottrace", "001_log_and_derived_tables")]
+
+
+def test_missing_file_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="run 'lottrace init'"):
+        Ledger(tmp_path / "nope.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="not a usable lottrace ledger"):
+        Ledger(junk)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE customers (id)")
+    con.close()
+    with pytest.raises(LedgerError, match="not a lottrace ledger"):
+        Ledger(other)
+
+
+def test_unknown_lot_suggests_near_codes(ledger: Ledger) -> None:
+    ledger.append(batch(harvest("APR-25-H0231-1")))
+    with pytest.raises(UnknownLot, match="did you mean APR-25-H0231-1"):
+        ledger.require_lot("H0231-1")
