@@ -138,7 +138,11 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
 @json_option
 @click.pass_context
 def import_(
-    ctx: click.Context, files: Sequence[Path], default_type: str | None, encoding: str, as_json: bool
+    ctx: click.Context,
+    files: Sequence[Path],
+    default_type: str | None,
+    encoding: str,
+    as_json: bool,
 ) -> None:
     """Add events from JSON Lines, JSON array or CSV files, all or nothing.
 
@@ -151,7 +155,11 @@ def import_(
     with _open(ctx) as ledger:
         total = sum(p.stat().st_size for p in files if p.is_file())
         show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
-        with click.progressbar(length=total, label="importing", file=sys.stderr) if show_bar else _NoBar() as bar:
+        with (
+            click.progressbar(length=total, label="importing", file=sys.stderr)
+            if show_bar
+            else _NoBar() as bar
+        ):
 
             def events() -> Iterator[Any]:
                 for path in files:
@@ -199,7 +207,11 @@ _LOG_FIELDS: list[tuple[str, str, str]] = [
     ("--cup-score", "cup_score", "QC: SCA cup score."),
     ("--yield-pct", "yield_pct", "QC: exportable yield of parchment, %."),
     ("--inspector", "inspector", "QC: inspector."),
-    ("--reason", "reason", "QC: why rejected or on hold; correction: did_not_occur or incorrect_data."),
+    (
+        "--reason",
+        "reason",
+        "QC: why rejected or on hold; correction: did_not_occur or incorrect_data.",
+    ),
     ("--rejects-kg", "rejects_kg", "dry_mill: kg removed."),
     ("--container", "container", "export: container number."),
     ("--bags", "bags", "export: number of bags."),
@@ -228,10 +240,26 @@ def _log_options(f: Any) -> Any:
 @click.option("--time", "time_", help="When, ISO-8601 with offset. Default: now, local offset.")
 @_log_options
 @click.option("--cert", "certs", multiple=True, help="harvest: a certification (repeatable).")
-@click.option("--women-producer", is_flag=True, default=None, help="harvest: a women producer's micro-lot.")
-@click.option("--input", "inputs", multiple=True, metavar="LOT=KG", help="An input lot (repeatable).")
-@click.option("--output", "outputs", multiple=True, metavar="LOT=KG=GRADE", help="dry_mill: an output lot (repeatable).")
-@click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE", help="Any other field; dotted names nest.")
+@click.option(
+    "--women-producer", is_flag=True, default=None, help="harvest: a women producer's micro-lot."
+)
+@click.option(
+    "--input", "inputs", multiple=True, metavar="LOT=KG", help="An input lot (repeatable)."
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="LOT=KG=GRADE",
+    help="dry_mill: an output lot (repeatable).",
+)
+@click.option(
+    "--set",
+    "extra",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Any other field; dotted names nest.",
+)
 @json_option
 @click.pass_context
 def log(
@@ -259,7 +287,10 @@ def log(
     from .events import canonical_json, event_id, parse_event
     from .readers import row_to_record
 
-    row: dict[str, str] = {"type": type, "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds")}
+    row: dict[str, str] = {
+        "type": type,
+        "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
     for key, value in fields.items():
         if value is not None:
             row[key[2:].replace("__", ".")] = value
@@ -284,7 +315,15 @@ def log(
     if as_json:
         import orjson
 
-        click.echo(_dumps({"event_id": eid, "added": report.added == 1, "event": orjson.loads(canonical_json(ev))}))
+        click.echo(
+            _dumps(
+                {
+                    "event_id": eid,
+                    "added": report.added == 1,
+                    "event": orjson.loads(canonical_json(ev)),
+                }
+            )
+        )
         return
     for w in report.warnings:
         click.echo(str(w), err=True)
@@ -325,7 +364,13 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
         voided = ledger.voided_for_lot(lot)
     if as_json:
         click.echo(
-            _dumps({"lot": lot, "events": [dict(e.as_dict(), role=e.role) for e in events], "voided": voided})
+            _dumps(
+                {
+                    "lot": lot,
+                    "events": [dict(e.as_dict(), role=e.role) for e in events],
+                    "voided": voided,
+                }
+            )
         )
         return
     rows = [
@@ -346,8 +391,12 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--anchor", is_flag=True, help="Print only the head hash, to publish or send to buyers.")
-@click.option("--expect", metavar="HASH", help="Also check that the log still contains this head hash.")
+@click.option(
+    "--anchor", is_flag=True, help="Print only the head hash, to publish or send to buyers."
+)
+@click.option(
+    "--expect", metavar="HASH", help="Also check that the log still contains this head hash."
+)
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, anchor: bool, expect: str | None, as_json: bool) -> None:
@@ -393,7 +442,12 @@ def rebuild(ctx: click.Context) -> None:
 
 @cli.command()
 @click.argument("type", required=False)
-@click.option("--write", "folder", type=click.Path(file_okay=False, path_type=Path), help="Write every schema file into FOLDER.")
+@click.option(
+    "--write",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write every schema file into FOLDER.",
+)
 def schema(type: str | None, folder: Path | None) -> None:
     """Print the JSON Schema of one event TYPE, or of the whole union."""
     from .events import EVENT_MODELS
@@ -404,7 +458,9 @@ def schema(type: str | None, folder: Path | None) -> None:
             click.echo(f"wrote {p}")
         return
     if type is not None and type not in EVENT_MODELS:
-        raise click.BadParameter(f"{type!r}; expected one of {', '.join(EVENT_MODELS)}", param_hint="TYPE")
+        raise click.BadParameter(
+            f"{type!r}; expected one of {', '.join(EVENT_MODELS)}", param_hint="TYPE"
+        )
     click.echo(_dumps(event_schema(type) if type else union_schema()))
 
 
@@ -422,7 +478,9 @@ def demo(ctx: click.Context, out: Path) -> None:
     from .demo import build_demo
 
     result = build_demo(out)
-    click.echo(f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there")
+    click.echo(
+        f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there"
+    )
     click.echo(f"sample files: {', '.join(result.files)}\n")
     ctx.obj["db"] = out
     ctx.invoke(history, lot=result.export_lot, as_json=False)

@@ -32,9 +32,7 @@ def sample_files() -> list[Path]:
     """The sample event files, in the order they are imported."""
     root = files("lottrace.sample_events")
     with as_file(root) as folder:
-        return sorted(
-            p for p in Path(folder).iterdir() if p.suffix in (".jsonl", ".json", ".csv")
-        )
+        return sorted(p for p in Path(folder).iterdir() if p.suffix in (".jsonl", ".json", ".csv"))
 
 
 def build_demo(path: str | Path) -> DemoResult:
@@ -43,7 +41,9 @@ def build_demo(path: str | Path) -> DemoResult:
     if p.exists():
         with Ledger(p) as ledger:
             if ledger.meta("demo") is None:
-                raise LedgerError(f"{p} is a ledger that is not a demo ledger; choose another --out")
+                raise LedgerError(
+                    f"{p} is a ledger that is not a demo ledger; choose another --out"
+                )
     paths = sample_files()
     exported: list[str] = []
     milled: list[str] = []

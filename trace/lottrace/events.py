@@ -179,7 +179,9 @@ class Polygon(_Part):
     """A GeoJSON Polygon in WGS84: closed rings of [lon, lat], the first one the outline."""
 
     type: Literal["Polygon"]
-    coordinates: Annotated[list[Annotated[list[Position], Field(min_length=4)]], Field(min_length=1)]
+    coordinates: Annotated[
+        list[Annotated[list[Position], Field(min_length=4)]], Field(min_length=1)
+    ]
 
     @model_validator(mode="after")
     def _rings_closed(self) -> Polygon:
@@ -446,12 +448,16 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
     lottrace.errors.InvalidEvent: lot L1: field 'time': time '2025-06-02T09:30:00' has no UTC offset; Peru is -05:00, e.g. 2025-06-02T09:30:00-05:00
     """
     if not isinstance(data, dict):
-        raise InvalidEvent(f"an event must be a JSON object, not {type(data).__name__}", where=where)
+        raise InvalidEvent(
+            f"an event must be a JSON object, not {type(data).__name__}", where=where
+        )
     kind = data.get("type")
     if kind not in EVENT_MODELS:
         known = ", ".join(EVENT_MODELS)
         shown = repr(kind)[:40] if kind is not None else "missing"
-        raise InvalidEvent(f"field 'type': {shown}; expected one of {known}", where=where, field="type")
+        raise InvalidEvent(
+            f"field 'type': {shown}; expected one of {known}", where=where, field="type"
+        )
     try:
         return _ADAPTER.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
@@ -469,7 +475,9 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
 
 def canonical_json(event: EventBase) -> bytes:
     """The canonical bytes of an event: sorted keys, no nulls, no spaces, UTF-8."""
-    return orjson.dumps(event.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        event.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS
+    )
 
 
 def event_id(event: EventBase | bytes) -> str:

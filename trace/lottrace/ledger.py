@@ -277,7 +277,9 @@ class Ledger:
         seen_expect = expect is None or expect == prev
         sha = hashlib.sha256
         fromhex = bytes.fromhex
-        cur = self.conn.execute("SELECT seq, event_id, body, prev_hash, hash FROM events ORDER BY seq")
+        cur = self.conn.execute(
+            "SELECT seq, event_id, body, prev_hash, hash FROM events ORDER BY seq"
+        )
         for seq, eid, body, prev_hash, h in cur:
             n += 1
             if seq != n:
@@ -445,7 +447,9 @@ class Ledger:
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('demo', '1')")
 
     def stats(self) -> dict[str, Any]:
-        by_type = dict(self.conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type"))
+        by_type = dict(
+            self.conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type")
+        )
         first, last = self.conn.execute("SELECT MIN(time), MAX(time) FROM events").fetchone()
         seq, head = self.head()
         return {
@@ -506,9 +510,10 @@ class _Batch:
     def add(self, where: str, ev: EventBase) -> None:
         body = canonical_json(ev)
         eid = hashlib.sha256(body).hexdigest()
-        if eid in self.pending_ids or self.conn.execute(
-            "SELECT 1 FROM events WHERE event_id=?", [eid]
-        ).fetchone():
+        if (
+            eid in self.pending_ids
+            or self.conn.execute("SELECT 1 FROM events WHERE event_id=?", [eid]).fetchone()
+        ):
             self.report.duplicates += 1
             return
         findings = check(ev, self, self.now)
@@ -600,7 +605,10 @@ class _Batch:
             if gone:
                 c.executemany("DELETE FROM lots WHERE lot=?", gone)
             if live:
-                c.executemany(f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", live)
+                c.executemany(
+                    f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    live,
+                )
         self.event_rows.clear()
         self.lot_rows.clear()
         self.link_rows.clear()

@@ -53,7 +53,9 @@ def iter_events(
     InvalidEvent
         A record breaks the data contract; ``where`` names file and line.
     """
-    for where, record in iter_records(path, default_type=default_type, encoding=encoding, progress=progress):
+    for where, record in iter_records(
+        path, default_type=default_type, encoding=encoding, progress=progress
+    ):
         yield where, parse_event(record, where=where)
 
 
@@ -94,7 +96,9 @@ def iter_records(
             if default_type and isinstance(rec, dict) and "type" not in rec:
                 rec["type"] = default_type
             if isinstance(rec, dict) and rec.get("type") == "EPCISDocument":
-                raise InvalidInput(f"{where}: this is an EPCIS document; use 'lottrace epcis import'")
+                raise InvalidInput(
+                    f"{where}: this is an EPCIS document; use 'lottrace epcis import'"
+                )
             yield where, rec
 
 
@@ -121,10 +125,20 @@ def _reject_constant(value: str) -> None:
 
 
 def _json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str, Any]]:
-    """A JSON array of events (or one object), with the line each element starts on."""
+    """A JSON array of events (or one object), with the line each element starts on.
+
+    The whole document is parsed before the first element is yielded, so a
+    syntax error anywhere is reported as such, not as a bad first event.
+    """
+    yield from list(_parse_json_document(f, name, encoding))
+
+
+def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str, Any]]:
     raw = f.read()
     try:
-        text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding)
+        text = raw.decode(
+            "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+        )
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InvalidInput(f"{name}:{line}: not {encoding} text") from None
@@ -241,7 +255,9 @@ def _cell(key: str, value: str, where: str) -> Any:
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(f"field {key!r}: not valid JSON: {_json_msg(exc)}", where=where) from None
+            raise InvalidEvent(
+                f"field {key!r}: not valid JSON: {_json_msg(exc)}", where=where
+            ) from None
     if key == "certifications":
         return [c.strip() for c in value.split("|") if c.strip()]
     if key in ("inputs", "outputs"):
@@ -251,7 +267,9 @@ def _cell(key: str, value: str, where: str) -> Any:
             want = 2 if key == "inputs" else 3
             if len(bits) != want or not all(bits):
                 form = "LOT=KG|LOT=KG" if key == "inputs" else "LOT=KG=GRADE|..."
-                raise InvalidEvent(f"field {key!r}: {part.strip()!r} is not of the form {form}", where=where)
+                raise InvalidEvent(
+                    f"field {key!r}: {part.strip()!r} is not of the form {form}", where=where
+                )
             item: dict[str, Any] = {"lot": bits[0], "kg": bits[1]}
             if key == "outputs":
                 item["grade"] = bits[2]

@@ -169,7 +169,9 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
         st = view.lot(subject)
         if st is None:
             found.append(
-                Finding("lot-unknown", f"lot {subject} was never created (log its harvest first)", "lot")
+                Finding(
+                    "lot-unknown", f"lot {subject} was never created (log its harvest first)", "lot"
+                )
             )
         else:
             found.extend(_check_time(st, t, ev, "time"))
@@ -210,7 +212,11 @@ def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Fin
     found = []
     if st.last_qc == "rejected":
         found.append(
-            Finding("rejected-lot", f"lot {st.lot} was rejected at its last QC; it cannot move on", lot_field)
+            Finding(
+                "rejected-lot",
+                f"lot {st.lot} was rejected at its last QC; it cannot move on",
+                lot_field,
+            )
         )
     left = st.kg - st.drawn_kg
     if kg > left + 1e-6 * max(1.0, st.kg):
@@ -300,10 +306,16 @@ def _warnings(ev: EventBase, view: View) -> list[Finding]:
 def _check_correction(ev: Correction, view: View) -> list[Finding]:
     target = view.event(ev.corrects)
     if target is None:
-        return [Finding("correction-target", f"no event {ev.corrects[:12]}... in the ledger", "corrects")]
+        return [
+            Finding(
+                "correction-target", f"no event {ev.corrects[:12]}... in the ledger", "corrects"
+            )
+        ]
     body, void = target
     if void:
-        return [Finding("correction-target", f"event {ev.corrects[:12]}... is already void", "corrects")]
+        return [
+            Finding("correction-target", f"event {ev.corrects[:12]}... is already void", "corrects")
+        ]
     if isinstance(body, Correction):
         return [
             Finding(

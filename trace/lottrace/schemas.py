@@ -22,7 +22,11 @@ _SCHEMA_ID = "https://lottrace.example.org/schemas/1/"
 def event_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of one event type."""
     schema = EVENT_MODELS[kind].model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{_SCHEMA_ID}{kind}.json", **schema}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{_SCHEMA_ID}{kind}.json",
+        **schema,
+    }
 
 
 def union_schema() -> dict[str, Any]:
