@@ -24,7 +24,11 @@ def harvest(lot: str = "H1", day: int = 1, kg: float = 1000.0, **kw: Any) -> dic
         "site": f"farm:{lot}",
         "lot": lot,
         "producer": f"PRD-{lot}",
-        "plot": {"id": f"PLOT-{lot}", "geometry": {"type": "Point", "coordinates": [-79.0, -5.1]}, "area_ha": 2.0},
+        "plot": {
+            "id": f"PLOT-{lot}",
+            "geometry": {"type": "Point", "coordinates": [-79.0, -5.1]},
+            "area_ha": 2.0,
+        },
         "kg": kg,
     }
     d.update(kw)
@@ -35,14 +39,30 @@ def drying(lot: str = "H1", day: int = 10, kg: float = 200.0, **kw: Any) -> dict
     return {"type": "drying", "time": t(day), "site": "farm:X", "lot": lot, "kg": kg, **kw}
 
 
-def qc(lot: str, day: int, result: str = "accepted", stage: str = "gatherer_qc", inputs: list[tuple[str, float]] | None = None, **kw: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"type": stage, "time": t(day), "site": "gatherer:G1" if stage == "gatherer_qc" else "hq:HQ", "lot": lot, "result": result, **kw}
+def qc(
+    lot: str,
+    day: int,
+    result: str = "accepted",
+    stage: str = "gatherer_qc",
+    inputs: list[tuple[str, float]] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "type": stage,
+        "time": t(day),
+        "site": "gatherer:G1" if stage == "gatherer_qc" else "hq:HQ",
+        "lot": lot,
+        "result": result,
+        **kw,
+    }
     if inputs:
         d["inputs"] = [{"lot": a, "kg": b} for a, b in inputs]
     return d
 
 
-def mill(day: int, inputs: list[tuple[str, float]], outputs: list[tuple[str, float, str]], **kw: Any) -> dict[str, Any]:
+def mill(
+    day: int, inputs: list[tuple[str, float]], outputs: list[tuple[str, float, str]], **kw: Any
+) -> dict[str, Any]:
     return {
         "type": "dry_mill",
         "time": t(day),
@@ -58,7 +78,13 @@ def export(lot: str, day: int, kg: float, **kw: Any) -> dict[str, Any]:
 
 
 def correction(target: str, day: int = 60, reason: str = "incorrect_data") -> dict[str, Any]:
-    return {"type": "correction", "time": t(day), "site": "hq:HQ", "corrects": target, "reason": reason}
+    return {
+        "type": "correction",
+        "time": t(day),
+        "site": "hq:HQ",
+        "corrects": target,
+        "reason": reason,
+    }
 
 
 def ev(d: dict[str, Any]) -> EventBase:

@@ -92,7 +92,10 @@ def test_chains_of_two_ledgers_differ_and_cannot_be_swapped(tmp_path: Path) -> N
     con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
     con.commit()
     con.close()
-    with Ledger(tmp_path / "b.db") as b, pytest.raises(IntegrityViolation, match="row seq 1: prev_hash"):
+    with (
+        Ledger(tmp_path / "b.db") as b,
+        pytest.raises(IntegrityViolation, match="row seq 1: prev_hash"),
+    ):
         b.verify()
 
 
@@ -203,7 +206,9 @@ def test_correction_voids_a_merge_and_returns_its_kg(ledger: Ledger) -> None:
 def test_correction_in_same_batch_as_its_target(ledger: Ledger) -> None:
     wrong = drying("H1", 10, 250)
     right = drying("H1", 10, 200, note="re-weighed")
-    ledger.append(batch(harvest("H1"), wrong, correction(event_id(parse_event(wrong)), day=10), right))
+    ledger.append(
+        batch(harvest("H1"), wrong, correction(event_id(parse_event(wrong)), day=10), right)
+    )
     assert ledger.lot("H1").kg == 200  # type: ignore[union-attr]
     assert [e.event.kg for e in ledger.lot_events("H1")] == [1000, 200]  # type: ignore[attr-defined]
 

@@ -264,6 +264,7 @@ def _log_options(f: Any) -> Any:
 @click.pass_context
 def log(
     ctx: click.Context,
+    /,
     type: str,
     time_: str | None,
     certs: tuple[str, ...],
@@ -336,6 +337,11 @@ def log(
 # --------------------------------------------------------------------------- queries
 
 
+def _kg(ev: Any) -> str:
+    kg = getattr(ev, "kg", None)
+    return f"{kg:g}" if kg is not None else ""
+
+
 def _event_summary(ev: Any) -> str:
     bits = []
     for name in ("result", "producer", "moisture_pct", "cup_score", "container", "reason"):
@@ -378,7 +384,7 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
             e.event.time.isoformat(),
             e.event.type + ("" if e.role == "subject" else f" ({e.role})"),
             e.event.site,
-            f"{e.event.kg:g}" if getattr(e.event, "kg", None) is not None else "",
+            _kg(e.event),
             _event_summary(e.event),
             e.event_id[:12],
         )

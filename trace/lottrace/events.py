@@ -16,7 +16,7 @@ the right class, and :func:`event_id` gives its content address.
 >>> canonical_json(e)
 b'{"kg":212.5,"lot":"APR-0231-H1","site":"farm:APR-P0231","time":"2025-06-02T09:30:00-05:00","type":"drying"}'
 >>> event_id(e)[:16]
-'d4ef9bcaa8ab0a4b'
+'dba47b0749ce83fe'
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "STAGE_ORDER",
     "Arrival",
     "Correction",
+    "Defects",
     "Dispatch",
     "DryMill",
     "Drying",
@@ -253,6 +254,7 @@ class EventBase(_Part):
         return STAGE_ORDER.get(self.type)
 
 
+_INPUTS_DOC = "Input lots `[{lot, kg}]`: the event forms its `lot` from them."
 _Inputs: TypeAlias = Annotated[list[LotInput], Field(min_length=1, max_length=5000)]
 
 
@@ -262,10 +264,12 @@ class Harvest(EventBase):
     type: Literal["harvest"] = "harvest"
     lot: LotCode
     producer: Text = Field(description="The producer's id or name.")
-    plot: Plot
+    plot: Plot = Field(description="The plot: `id`, `geometry`, `area_ha`, `altitude_m` (see Plot).")
     kg: Kg = Field(description="Kilograms of cherry.")
     variety: Text | None = Field(default=None, description="e.g. Bourbon, Typica, Caturra.")
-    process: Literal["washed", "natural", "honey"] | None = None
+    process: Literal["washed", "natural", "honey"] | None = Field(
+        default=None, description="Post-harvest process."
+    )
     certifications: (
         Annotated[
             list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$")]],
@@ -292,10 +296,12 @@ class Drying(EventBase):
     type: Literal["drying"] = "drying"
     lot: LotCode
     kg: Kg = Field(description="Kilograms of dry parchment.")
-    method: Literal["covered", "open", "raised_bed", "mechanical"] | None = None
+    method: Literal["covered", "open", "raised_bed", "mechanical"] | None = Field(
+        default=None, description="How it was dried; covered beds are the APROCASSI norm."
+    )
     moisture_pct: Percent | None = Field(default=None, description="Moisture at the end, %.")
     started: Timestamp | None = Field(default=None, description="When drying started.")
-    inputs: _Inputs | None = None
+    inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
 
     @model_validator(mode="after")
     def _started_before_end(self) -> Drying:
@@ -306,7 +312,9 @@ class Drying(EventBase):
 
 class _QC(EventBase):
     lot: LotCode
-    result: Literal["accepted", "rejected", "hold"]
+    result: Literal["accepted", "rejected", "hold"] = Field(
+        description="The verdict; a rejected lot cannot move on until re-inspected."
+    )
     kg: Kg | None = Field(default=None, description="Kilograms weighed at this checkpoint.")
     moisture_pct: Percent | None = Field(default=None, description="Moisture, %.")
     water_activity: Annotated[float, Field(ge=0, le=1)] | None = Field(
@@ -318,11 +326,11 @@ class _QC(EventBase):
         default=None,
         description="Exportable green yield of a parchment sample, % (rendimiento).",
     )
-    inspector: Text | None = None
+    inspector: Text | None = Field(default=None, description="Who inspected the sample.")
     reason: LongText | None = Field(
         default=None, description="Why the lot was rejected or put on hold."
     )
-    inputs: _Inputs | None = None
+    inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
 
 
 class GathererQC(_QC):
@@ -341,8 +349,10 @@ class DryMill(EventBase):
     """Hulling and grading: input parchment lots become graded green lots."""
 
     type: Literal["dry_mill"] = "dry_mill"
-    inputs: _Inputs
-    outputs: Annotated[list[MillOutput], Field(min_length=1, max_length=100)]
+    inputs: _Inputs = Field(description="The parchment lots milled, `[{lot, kg}]`.")
+    outputs: Annotated[list[MillOutput], Field(min_length=1, max_length=100)] = Field(
+        description="The graded green lots made, `[{lot, kg, grade}]`."
+    )
     rejects_kg: Annotated[float, Field(ge=0, le=1e7)] | None = Field(
         default=None, description="Kilograms removed as husk, defects and screenings."
     )
@@ -366,15 +376,15 @@ class Export(EventBase):
     lot: LotCode
     kg: Kg = Field(description="Kilograms of green coffee shipped.")
     container: Text | None = Field(default=None, description="Container number, e.g. MSKU1234565.")
-    bags: Annotated[int, Field(gt=0, le=100000)] | None = None
+    bags: Annotated[int, Field(gt=0, le=100000)] | None = Field(default=None, description="Number of bags.")
     bag_kg: Annotated[float, Field(gt=0, le=1000)] | None = Field(
         default=None, description="Kilograms per bag; Peru ships 69 kg bags."
     )
     ico_mark: Text | None = Field(default=None, description="ICO identification mark.")
-    vessel: Text | None = None
+    vessel: Text | None = Field(default=None, description="Vessel name.")
     destination: Text | None = Field(default=None, description="Destination port or country.")
-    buyer: Text | None = None
-    inputs: _Inputs | None = None
+    buyer: Text | None = Field(default=None, description="The buyer.")
+    inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
 
 
 class Dispatch(EventBase):
@@ -401,7 +411,9 @@ class Correction(EventBase):
     corrects: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="The event_id of the event it voids."
     )
-    reason: Literal["did_not_occur", "incorrect_data"]
+    reason: Literal["did_not_occur", "incorrect_data"] = Field(
+        description="did_not_occur, or incorrect_data (then log the right event)."
+    )
 
 
 Event: TypeAlias = Annotated[

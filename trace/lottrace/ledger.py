@@ -598,7 +598,7 @@ class _Batch:
         if self.dirty:
             gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
             live = [
-                tuple(getattr(st, f) for f in LotState.__slots__)  # type: ignore[attr-defined]
+                tuple(getattr(st, f) for f in LotState.__slots__)
                 for lot in self.dirty
                 if (st := self.states.get(lot)) is not None
             ]

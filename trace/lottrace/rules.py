@@ -362,12 +362,12 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
             last_event=eid,
             n_events=state.n_events + 1,
         )
-    kg = getattr(ev, "kg", None)
+    stated: float | None = getattr(ev, "kg", None)
     new_kg, drawn_kg = state.kg, state.drawn_kg
-    if ev.type == "export" and kg is not None:
-        drawn_kg += kg
-    elif kg is not None:
-        new_kg = kg
+    if ev.type == "export" and stated is not None:
+        drawn_kg += stated
+    elif stated is not None:
+        new_kg = stated
     return replace(
         state,
         stage=max(state.stage, stage) if stage is not None else state.stage,

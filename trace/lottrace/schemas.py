@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
-from .events import EVENT_MODELS, Event, EventBase
+from .events import EVENT_MODELS, Defects, Event, LotInput, MillOutput, Plot, Point, Polygon
 
 __all__ = ["event_schema", "field_rows", "markdown_tables", "schema_files", "union_schema"]
 
@@ -61,7 +61,7 @@ def write_schemas(folder: str | Path) -> list[Path]:
 
 def _type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     if "$ref" in schema:
-        return defs.get(schema["$ref"].split("/")[-1], {}).get("title", "object")
+        return str(defs.get(schema["$ref"].split("/")[-1], {}).get("title", "object"))
     if "anyOf" in schema:
         parts = [_type_text(s, defs) for s in schema["anyOf"] if s.get("type") != "null"]
         return " or ".join(parts)
@@ -78,7 +78,7 @@ def _type_text(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     return str(schema.get("type", "any"))
 
 
-def field_rows(model: type[EventBase]) -> list[tuple[str, str, str, str]]:
+def field_rows(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
     """(field, type, required?, description) for each field of an event model."""
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})
@@ -88,16 +88,21 @@ def field_rows(model: type[EventBase]) -> list[tuple[str, str, str, str]]:
         desc = prop.get("description", "")
         if not desc and "anyOf" in prop:
             desc = next((s.get("description", "") for s in prop["anyOf"] if "description" in s), "")
-        rows.append((name, _type_text(prop, defs), "yes" if name in required else "", desc))
+        req = "yes" if name in required or name == "type" else ""
+        rows.append((name, _type_text(prop, defs), req, desc))
     return rows
 
 
 def markdown_tables() -> str:
     """One markdown table per event type, as ``docs/data-model.md`` embeds them."""
     out = []
-    for kind, model in EVENT_MODELS.items():
+    parts: dict[str, type[BaseModel]] = {
+        m.__name__: m for m in (Plot, Point, Polygon, LotInput, MillOutput, Defects)
+    }
+    for kind, model in [*EVENT_MODELS.items(), *parts.items()]:
         doc = (model.__doc__ or "").strip().splitlines()[0]
-        out.append(f"### `{kind}`\n\n{doc}\n")
+        title = f"`{kind}`" if kind in EVENT_MODELS else f"{kind} (part of an event)"
+        out.append(f"### {title}\n\n{doc}\n")
         out.append("| field | type | required | meaning |\n|---|---|---|---|")
         for name, typ, req, desc in field_rows(model):
             out.append(f"| `{name}` | {typ} | {req} | {desc} |")
