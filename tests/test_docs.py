@@ -54,7 +54,7 @@ def cli_reference() -> str:
     out = []
 
     def walk(cmd: click.Command, path: list[str]) -> None:
-        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100)
+        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100, help_option_names=["-h", "--help"])
         out.append(f"## `{' '.join(path)}`\n\n```text\n{cmd.get_help(ctx).rstrip()}\n```\n")
         if isinstance(cmd, click.Group):
             for name in sorted(cmd.list_commands(ctx)):
