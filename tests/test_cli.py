@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from factories import chain
 
 from lottrace.cli import cli
+
+from factories import chain
 
 
 @pytest.fixture

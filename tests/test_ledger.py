@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from factories import batch, chain, correction, drying, harvest
 from lottrace.errors import IntegrityViolation, InvalidEvent, LedgerError, RuleViolation, UnknownLot
 from lottrace.events import event_id, parse_event
 from lottrace.ledger import Ledger
 from lottrace.readers import iter_events
+
+from factories import batch, chain, correction, drying, harvest
 
 
 @pytest.fixture

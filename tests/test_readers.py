@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import drying, harvest
 
 from lottrace.errors import InvalidEvent, InvalidInput
 from lottrace.readers import iter_events, iter_records
+
+from factories import drying, harvest
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:

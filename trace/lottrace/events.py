@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 import orjson
@@ -91,13 +91,31 @@ def _iso_time(value: Any) -> Any:
     return value
 
 
+def _plausible_year(value: datetime) -> datetime:
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = value.year
+    if not (1970 <= year <= 2199):
+        raise ValueError(f"year {value.year} is not a plausible checkpoint time")
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 def _no_control(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("contains a control character")
     return value
 
 
-Timestamp: TypeAlias = Annotated[AwareDatetime, BeforeValidator(_iso_time)]
+Timestamp: TypeAlias = Annotated[
+    AwareDatetime, BeforeValidator(_iso_time), AfterValidator(_plausible_year)
+]
 """An instant with its UTC offset, e.g. ``2025-06-02T09:30:00-05:00``."""
 
 LotCode: TypeAlias = Annotated[
@@ -119,8 +137,10 @@ Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=200), AfterValid
 LongText: TypeAlias = Annotated[
     str, Field(min_length=1, max_length=2000), AfterValidator(_no_control)
 ]
-Kg: TypeAlias = Annotated[float, Field(gt=0, le=1e7, description="Kilograms, > 0.")]
-Percent: TypeAlias = Annotated[float, Field(ge=0, le=100)]
+Kg: TypeAlias = Annotated[
+    float, Field(gt=0, le=1e7, description="Kilograms, > 0."), BeforeValidator(_not_bool)
+]
+Percent: TypeAlias = Annotated[float, Field(ge=0, le=100), BeforeValidator(_not_bool)]
 
 # The checkpoints in the order a lot passes them. A lot's own events never go
 # back in this order; dispatch, arrival and correction are not stages.
@@ -166,7 +186,9 @@ def _position(value: list[float]) -> list[float]:
     return value
 
 
-Position: TypeAlias = Annotated[list[float], AfterValidator(_position)]
+Position: TypeAlias = Annotated[
+    list[Annotated[float, BeforeValidator(_not_bool)]], AfterValidator(_position)
+]
 
 
 class Point(_Part):
@@ -204,10 +226,10 @@ class Plot(_Part):
         description="GeoJSON Point or Polygon, WGS84, [lon, lat]. EUDR needs a polygon "
         "for plots over 4 ha.",
     )
-    area_ha: Annotated[float, Field(gt=0, le=10000)] | None = Field(
+    area_ha: Annotated[float, Field(gt=0, le=10000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Plot area in hectares."
     )
-    altitude_m: Annotated[float, Field(ge=0, le=6000)] | None = Field(
+    altitude_m: Annotated[float, Field(ge=0, le=6000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Altitude in metres above sea level."
     )
 
@@ -215,8 +237,12 @@ class Plot(_Part):
 class Defects(_Part):
     """Physical defect counts in a 350 g green sample (SCA method)."""
 
-    cat1: Annotated[int, Field(ge=0, le=10000)] = Field(description="Category 1 (primary).")
-    cat2: Annotated[int, Field(ge=0, le=10000)] = Field(description="Category 2 (secondary).")
+    cat1: Annotated[int, Field(ge=0, le=10000), BeforeValidator(_not_bool)] = Field(
+        description="Category 1 (primary)."
+    )
+    cat2: Annotated[int, Field(ge=0, le=10000), BeforeValidator(_not_bool)] = Field(
+        description="Category 2 (secondary)."
+    )
 
 
 # --------------------------------------------------------------------------- events
@@ -264,7 +290,9 @@ class Harvest(EventBase):
     type: Literal["harvest"] = "harvest"
     lot: LotCode
     producer: Text = Field(description="The producer's id or name.")
-    plot: Plot = Field(description="The plot: `id`, `geometry`, `area_ha`, `altitude_m` (see Plot).")
+    plot: Plot = Field(
+        description="The plot: `id`, `geometry`, `area_ha`, `altitude_m` (see Plot)."
+    )
     kg: Kg = Field(description="Kilograms of cherry.")
     variety: Text | None = Field(default=None, description="e.g. Bourbon, Typica, Caturra.")
     process: Literal["washed", "natural", "honey"] | None = Field(
@@ -317,7 +345,7 @@ class _QC(EventBase):
     )
     kg: Kg | None = Field(default=None, description="Kilograms weighed at this checkpoint.")
     moisture_pct: Percent | None = Field(default=None, description="Moisture, %.")
-    water_activity: Annotated[float, Field(ge=0, le=1)] | None = Field(
+    water_activity: Annotated[float, Field(ge=0, le=1), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Water activity a_w, 0 to 1 (target under 0.65)."
     )
     defects: Defects | None = Field(default=None, description="Defects per 350 g.")
@@ -353,7 +381,7 @@ class DryMill(EventBase):
     outputs: Annotated[list[MillOutput], Field(min_length=1, max_length=100)] = Field(
         description="The graded green lots made, `[{lot, kg, grade}]`."
     )
-    rejects_kg: Annotated[float, Field(ge=0, le=1e7)] | None = Field(
+    rejects_kg: Annotated[float, Field(ge=0, le=1e7), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Kilograms removed as husk, defects and screenings."
     )
 
@@ -376,8 +404,10 @@ class Export(EventBase):
     lot: LotCode
     kg: Kg = Field(description="Kilograms of green coffee shipped.")
     container: Text | None = Field(default=None, description="Container number, e.g. MSKU1234565.")
-    bags: Annotated[int, Field(gt=0, le=100000)] | None = Field(default=None, description="Number of bags.")
-    bag_kg: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+    bags: Annotated[int, Field(gt=0, le=100000), BeforeValidator(_not_bool)] | None = Field(
+        default=None, description="Number of bags."
+    )
+    bag_kg: Annotated[float, Field(gt=0, le=1000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Kilograms per bag; Peru ships 69 kg bags."
     )
     ico_mark: Text | None = Field(default=None, description="ICO identification mark.")
@@ -445,6 +475,17 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
+_LOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/#%+-]{0,59}$")
+_PATTERN_HELP = {
+    "lot": "a lot code uses ASCII letters, digits and ._:/#%+- (at most 200)",
+    "site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
+    "to_site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
+    "from_site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
+    "corrects": "an event id is 64 lowercase hex characters",
+    "certifications": "a certification is lowercase letters, digits and _ (e.g. organic)",
+}
+
+
 def parse_event(data: Any, *, where: str = "") -> EventBase:
     """Validate a plain dict into its event class.
 
@@ -464,7 +505,7 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
             f"an event must be a JSON object, not {type(data).__name__}", where=where
         )
     kind = data.get("type")
-    if kind not in EVENT_MODELS:
+    if not isinstance(kind, str) or kind not in EVENT_MODELS:
         known = ", ".join(EVENT_MODELS)
         shown = repr(kind)[:40] if kind is not None else "missing"
         raise InvalidEvent(
@@ -476,12 +517,15 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
         err = exc.errors(include_url=False)[0]
         field = _field_path(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
+        if err["type"] == "string_pattern_mismatch":
+            value = str(err.get("input", ""))[:60]
+            msg = f"{value!r} is not valid: {_PATTERN_HELP.get(field.split('.')[-1].split('[')[0], 'see the schema')}"
+        elif err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "extra_forbidden":
             msg = f"is not a field of a {kind} event"
         lot = data.get("lot")
-        prefix = f"lot {str(lot)[:60]}: " if isinstance(lot, str) and lot else ""
+        prefix = f"lot {lot}: " if isinstance(lot, str) and _LOT_RE.match(lot) else ""
         raise InvalidEvent(f"{prefix}field '{field}': {msg}", where=where, field=field) from None
 
 
