@@ -204,3 +204,21 @@ def test_internal_errors_are_one_line(db: Path, monkeypatch: Any) -> None:
     r = CliRunner().invoke(cli, ["--db", str(db), "stats"])
     assert r.exit_code == 3
     assert "Traceback" not in r.output and "internal error RuntimeError: kaboom" in r.output
+
+
+def test_history_hides_voided_events_and_says_so(db: Path, tmp_path: Path) -> None:
+    from factories import correction, drying
+
+    from lottrace.events import event_id, parse_event
+
+    wrong = drying("H1", 10, 250)
+    events = [chain()[0], wrong, correction(event_id(parse_event(wrong)), day=10), *chain()[1:]]
+    f = tmp_path / "c.jsonl"
+    f.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert run(db, "import", str(f)).exit_code == 0
+    out = run(db, "history", "H1").output
+    assert "250" not in out
+    assert f"1 voided event(s) not shown: {event_id(parse_event(wrong))[:12]}" in out
+    data = json.loads(run(db, "history", "H1", "--json").output)
+    assert data["voided"] == [event_id(parse_event(wrong))]
+    assert [e["kg"] for e in data["events"] if e["type"] == "drying"] == [200]

@@ -109,9 +109,12 @@ def _m001(db: sqlite_utils.Database) -> None:
         "CREATE INDEX links_src ON links (src, dst)",
         "CREATE INDEX links_seq ON links (seq)",
         """CREATE TABLE voided (
-            event_id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            lot TEXT NOT NULL,
             by_event_id TEXT NOT NULL,
-            reason TEXT NOT NULL) WITHOUT ROWID""",
+            reason TEXT NOT NULL,
+            PRIMARY KEY (event_id, lot)) WITHOUT ROWID""",
+        "CREATE INDEX voided_lot ON voided (lot)",
     ):
         db.execute(sql)
     db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
@@ -432,8 +435,8 @@ class Ledger:
         """Ids of void events that named this lot (their links are gone)."""
         rows = self.conn.execute(
             "SELECT v.event_id FROM voided v JOIN events e ON e.event_id = v.event_id "
-            "WHERE e.lot = ? OR e.body LIKE ? ORDER BY e.seq",
-            [code, f'%"lot":"{code}"%'],
+            "WHERE v.lot = ? ORDER BY e.seq",
+            [code],
         ).fetchall()
         return [r[0] for r in rows]
 
@@ -485,7 +488,7 @@ class _Batch:
         self.event_rows: list[tuple[Any, ...]] = []
         self.lot_rows: list[tuple[Any, ...]] = []
         self.link_rows: list[tuple[Any, ...]] = []
-        self.void_rows: list[tuple[str, str, str]] = []
+        self.void_rows: list[tuple[str, str, str, str]] = []
 
     # View protocol for rules.check
     def lot(self, code: str) -> LotState | None:
@@ -539,12 +542,15 @@ class _Batch:
     def derive(self, seq: int, eid: str, ev: EventBase, *, void: bool) -> None:
         """Fold one logged event into the derived tables."""
         if isinstance(ev, Correction):
-            self.void_rows.append((ev.corrects, eid, ev.reason))
+            target = self.pending_ids.get(ev.corrects) or self.event(ev.corrects)
+            if target is None:  # cannot happen: rules.check found it
+                return
+            for lot, _role in lots_of(target[0]):
+                self.void_rows.append((ev.corrects, lot, eid, ev.reason))
             if self.rebuilding:  # the target was skipped as void already
                 return
-            target = self.pending_ids.get(ev.corrects)
             self.flush()
-            self._void(ev.corrects, target)
+            self._void(ev.corrects, target[0])
             return
         if void:
             return
@@ -558,13 +564,9 @@ class _Batch:
             for i in ev.drawn:
                 self.link_rows.append((lot, i.lot, seq, i.kg, t))
 
-    def _void(self, eid: str, target: tuple[EventBase, bool] | None) -> None:
+    def _void(self, eid: str, ev: EventBase) -> None:
         """Remove a voided event's rows and refold the lots it touched."""
-        row = self.conn.execute("SELECT seq, body FROM events WHERE event_id=?", [eid]).fetchone()
-        if row is None:  # rebuild: cannot happen; append: checked by rules
-            return
-        seq, body = row
-        ev = target[0] if target else parse_event(orjson.loads(body))
+        seq = self.conn.execute("SELECT seq FROM events WHERE event_id=?", [eid]).fetchone()[0]
         if eid in self.pending_ids:
             self.pending_ids[eid] = (ev, True)
         self.conn.execute("DELETE FROM event_lots WHERE seq=?", [seq])
@@ -594,7 +596,7 @@ class _Batch:
         if self.link_rows:
             c.executemany("INSERT INTO links VALUES (?,?,?,?,?)", self.link_rows)
         if self.void_rows:
-            c.executemany("INSERT INTO voided VALUES (?,?,?)", self.void_rows)
+            c.executemany("INSERT INTO voided VALUES (?,?,?,?)", self.void_rows)
         if self.dirty:
             gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
             live = [
