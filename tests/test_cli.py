@@ -207,9 +207,9 @@ def test_internal_errors_are_one_line(db: Path, monkeypatch: Any) -> None:
 
 
 def test_history_hides_voided_events_and_says_so(db: Path, tmp_path: Path) -> None:
-    from factories import correction, drying
-
     from lottrace.events import event_id, parse_event
+
+    from factories import correction, drying
 
     wrong = drying("H1", 10, 250)
     events = [chain()[0], wrong, correction(event_id(parse_event(wrong)), day=10), *chain()[1:]]

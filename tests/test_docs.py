@@ -95,19 +95,25 @@ def test_every_command_is_documented_in_a_guide() -> None:
     assert not missing, f"commands with no guide: {missing}"
 
 
-def console_sessions() -> list[tuple[str, int, list[tuple[str, str]]]]:
+def console_sessions() -> list[tuple[str, list[tuple[int, str, str]]]]:
+    """Per doc: its ``console`` blocks' (line, command, expected output), in order.
+
+    A doc's blocks are one session: they run in one folder, one after another.
+    """
     sessions = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text(encoding="utf-8")
+        steps: list[tuple[int, str, str]] = []
         for m in re.finditer(r"```console\n(.*?)```", text, re.S):
             line = text.count("\n", 0, m.start()) + 1
-            steps: list[tuple[str, str]] = []
-            for raw in m.group(1).splitlines():
+            for i, raw in enumerate(m.group(1).splitlines(), 1):
                 if raw.startswith("$ "):
-                    steps.append((raw[2:], ""))
+                    steps.append((line + i, raw[2:], ""))
                 elif steps:
-                    steps[-1] = (steps[-1][0], steps[-1][1] + raw + "\n")
-            sessions.append((path.name, line, steps))
+                    n, cmd, out = steps[-1]
+                    steps[-1] = (n, cmd, out + raw + "\n")
+        if steps:
+            sessions.append((path.name, steps))
     return sessions
 
 
@@ -115,13 +121,15 @@ _CHECKER = doctest.OutputChecker()
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-@pytest.mark.parametrize(("doc", "line", "steps"), console_sessions(), ids=lambda v: str(v) if isinstance(v, (str, int)) else "")
-def test_console_examples_run_as_written(doc: str, line: int, steps: list[tuple[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("doc", "steps"), console_sessions(), ids=[d for d, _ in console_sessions()])
+def test_console_examples_run_as_written(
+    doc: str, steps: list[tuple[int, str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shutil.copytree(ROOT / "sample_events", tmp_path / "sample_events")
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    env = {"LOTTRACE_DB": None, "LOTTRACE_SITE": None, "LOTTRACE_ACTOR": None}
-    for command, expected in steps:
+    env: dict[str, str | None] = {"LOTTRACE_DB": None, "LOTTRACE_SITE": None, "LOTTRACE_ACTOR": None}
+    for line, command, expected in steps:
         argv = shlex.split(command)
         if argv[0] == "export":  # `export LOTTRACE_DB=...` in a guide
             key, _, value = argv[1].partition("=")
@@ -129,6 +137,5 @@ def test_console_examples_run_as_written(doc: str, line: int, steps: list[tuple[
             continue
         assert argv[0] == "lottrace", f"{doc}:{line}: only lottrace commands run in console blocks"
         result = runner.invoke(cli, argv[1:], env=env)
-        got = result.output
-        if not _CHECKER.check_output(expected, got, _FLAGS):
-            pytest.fail(f"{doc}:{line}: `{command}` printed:\n{got}\nexpected:\n{expected}")
+        if not _CHECKER.check_output(expected, result.output, _FLAGS):
+            pytest.fail(f"{doc}:{line}: `{command}` printed:\n{result.output}\nexpected:\n{expected}")

@@ -337,8 +337,7 @@ def log(
 # --------------------------------------------------------------------------- queries
 
 
-def _kg(ev: Any) -> str:
-    kg = getattr(ev, "kg", None)
+def _kg(kg: float | None) -> str:
     return f"{kg:g}" if kg is not None else ""
 
 
@@ -384,7 +383,7 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
             e.event.time.isoformat(),
             e.event.type + ("" if e.role == "subject" else f" ({e.role})"),
             e.event.site,
-            _kg(e.event),
+            _kg(e.event.kg_for(lot)),
             _event_summary(e.event),
             e.event_id[:12],
         )
@@ -493,7 +492,7 @@ def demo(ctx: click.Context, out: Path) -> None:
     click.echo(
         "\nGo on with:\n"
         f"  lottrace --db {out} stats\n"
-        f"  lottrace --db {out} history {result.mill_lot}\n"
+        f"  lottrace --db {out} history {result.input_lot}\n"
         f"  lottrace --db {out} verify\n"
         f"  export LOTTRACE_DB={out}   # then drop --db\n"
     )

@@ -24,8 +24,8 @@ __all__ = ["DemoResult", "build_demo", "sample_files"]
 class DemoResult:
     report: AppendReport
     files: list[str]
-    export_lot: str
-    mill_lot: str
+    export_lot: str  #: an export lot, formed from other lots where the sample has one
+    input_lot: str  #: one of the lots it was formed from
 
 
 def sample_files() -> list[Path]:
@@ -45,19 +45,20 @@ def build_demo(path: str | Path) -> DemoResult:
                     f"{p} is a ledger that is not a demo ledger; choose another --out"
                 )
     paths = sample_files()
-    exported: list[str] = []
-    milled: list[str] = []
+    exports: list[EventBase] = []
 
     def events() -> Iterator[tuple[str, EventBase]]:
         for f in paths:
             for where, ev in iter_events(f):
-                if ev.type == "export" and ev.subject:
-                    exported.append(ev.subject)
-                if ev.type == "dry_mill":
-                    milled.extend(i.lot for i in ev.drawn)
+                if ev.type == "export":
+                    exports.append(ev)
                 yield where.replace(str(f.parent) + "/", "sample_events/"), ev
 
     with Ledger.create(p) as ledger:
         ledger.mark_demo()
         report = ledger.append(events())
-    return DemoResult(report, [f.name for f in paths], exported[0], milled[0])
+    if not exports:
+        raise LedgerError("the sample season has no export event")
+    shown = next((e for e in exports if e.drawn), exports[0])
+    source = shown.drawn[0].lot if shown.drawn else shown.subject
+    return DemoResult(report, [f.name for f in paths], shown.subject or "", source or "")

@@ -279,6 +279,17 @@ class EventBase(_Part):
     def stage(self) -> int | None:
         return STAGE_ORDER.get(self.type)
 
+    def kg_for(self, lot: str) -> float | None:
+        """The kg this event states for ``lot``: drawn from it, formed as it, or its own."""
+        for i in self.drawn:
+            if i.lot == lot:
+                return i.kg
+        formed = dict(self.formed)
+        if lot in formed:
+            return formed[lot]
+        kg = self.__dict__.get("kg")
+        return kg if isinstance(kg, float) else None
+
 
 _INPUTS_DOC = "Input lots `[{lot, kg}]`: the event forms its `lot` from them."
 _Inputs: TypeAlias = Annotated[list[LotInput], Field(min_length=1, max_length=5000)]

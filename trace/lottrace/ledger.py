@@ -459,7 +459,7 @@ class Ledger:
             "events": seq,
             "by_type": by_type,
             "lots": self.conn.execute("SELECT COUNT(*) FROM lots").fetchone()[0],
-            "voided": self.conn.execute("SELECT COUNT(*) FROM voided").fetchone()[0],
+            "voided": self.conn.execute("SELECT COUNT(DISTINCT event_id) FROM voided").fetchone()[0],
             "first_time": first,
             "last_time": last,
             "head": head,
