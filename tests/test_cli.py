@@ -222,3 +222,29 @@ def test_history_hides_voided_events_and_says_so(db: Path, tmp_path: Path) -> No
     data = json.loads(run(db, "history", "H1", "--json").output)
     assert data["voided"] == [event_id(parse_event(wrong))]
     assert [e["kg"] for e in data["events"] if e["type"] == "drying"] == [200]
+
+
+def test_verify_expect_needs_a_full_hash(db: Path) -> None:
+    r = run(db, "verify", "--expect", "00f5f0f00d72")
+    assert r.exit_code == 2 and "full 64-character head hash" in r.output
+
+
+def test_stats_on_an_empty_ledger(db: Path) -> None:
+    out = run(db, "stats").output
+    assert "no events yet" in out and "None" not in out
+
+
+def test_reading_commands_never_change_a_foreign_file(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE customers (id)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    for args in (["stats"], ["history", "X"], ["verify"], ["import", str(other)]):
+        assert_one_line_error(run(other, *args), "not a lottrace ledger")
+    assert other.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert_one_line_error(run(empty, "stats"), "is empty, not a lottrace ledger")
+    assert empty.stat().st_size == 0

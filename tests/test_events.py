@@ -92,3 +92,18 @@ def test_canonical_json_is_sorted_and_compact() -> None:
     body = canonical_json(parse_event(drying(note="ñandú")))
     assert body.startswith(b'{"kg":200.0,"lot":"H1","note":"\xc3\xb1and\xc3\xba",')
     assert b" " not in body.replace(b"\xc3\xb1and\xc3\xba", b"")
+
+
+def test_all_missing_fields_are_named_at_once() -> None:
+    with pytest.raises(InvalidEvent, match=r"lot H1: fields 'producer', 'plot', 'kg' are required"):
+        parse_event({"type": "harvest", "time": "2025-05-01T07:00:00-05:00", "site": "farm:X", "lot": "H1"})
+
+
+def test_comma_decimals_get_a_hint() -> None:
+    with pytest.raises(InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"):
+        parse_event({**drying(), "kg": "12,5"})
+
+
+def test_yes_no_words_are_not_booleans() -> None:
+    with pytest.raises(InvalidEvent, match=r"field 'women_producer': 'si' is not true or false"):
+        parse_event(harvest(women_producer="si"))

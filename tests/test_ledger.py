@@ -246,3 +246,26 @@ def test_unknown_lot_suggests_near_codes(ledger: Ledger) -> None:
     ledger.append(batch(harvest("APR-25-H0231-1")))
     with pytest.raises(UnknownLot, match="did you mean APR-25-H0231-1"):
         ledger.require_lot("H0231-1")
+
+
+def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE customers (id)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    for opener in (Ledger, Ledger.create):
+        with pytest.raises(LedgerError, match="not a lottrace ledger"):
+            opener(other)
+    assert other.read_bytes() == before
+    assert not (tmp_path / "other.sqlite-wal").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(LedgerError, match="is empty, not a lottrace ledger"):
+        Ledger(empty)
+    assert empty.read_bytes() == b""
+    with pytest.raises(LedgerError, match="folder .* does not exist"):
+        Ledger(tmp_path / "nope" / "x.db")
+    with pytest.raises(LedgerError, match="is a folder"):
+        Ledger(tmp_path)

@@ -144,5 +144,55 @@ def test_utf8_bom_is_ignored(tmp_path: Path) -> None:
 
 def test_epcis_document_is_pointed_to_epcis_import(tmp_path: Path) -> None:
     p = write(tmp_path, "doc.json", json.dumps({"type": "EPCISDocument", "epcisBody": {}}))
-    with pytest.raises(InvalidInput, match="lottrace epcis import"):
+    with pytest.raises(InvalidInput, match="this is an EPCIS document, not lottrace events"):
         list(iter_events(p))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"a": 1} {"b": 2}]', r"x.json:1: not valid JSON: expected ',' or '\]' but found '\{'"),
+        ('[,{"a": 1}]', r"x.json:1: not valid JSON: Expecting value"),
+        ('[{"a": 1},]', r"x.json:1: not valid JSON: Expecting value"),
+        ('[{"a": 1}]\n[{"b": 2}]', r"x.json:2: not valid JSON: more data after the end"),
+        ('{\n "a": 1\n}\n{"b": 2}', r"x.json:4: not valid JSON: more data after the end"),
+        ('[{"a": 1}', r"x.json:1: not valid JSON: the array is not closed"),
+    ],
+)
+def test_json_documents_are_parsed_strictly(tmp_path: Path, text: str, message: str) -> None:
+    p = write(tmp_path, "x.json", text)
+    with pytest.raises(InvalidEvent, match=message):
+        list(iter_records(p))
+
+
+def test_json_lines_in_a_dot_json_file_are_all_read(tmp_path: Path) -> None:
+    p = write(tmp_path, "new.json", "".join(json.dumps(harvest(f"H{i}")) + "\n" for i in range(3)))
+    assert len(list(iter_events(p))) == 3
+
+
+def test_json_lines_with_bom(tmp_path: Path) -> None:
+    p = write(tmp_path, "b.jsonl", "\ufeff" + json.dumps(harvest()) + "\n")
+    assert len(list(iter_events(p))) == 1
+
+
+def test_utf16_spreadsheet_export_is_read(tmp_path: Path) -> None:
+    p = write(tmp_path, "u.csv", ("\ufeff" + CSV.replace(",", "\t")).encode("utf-16-le"))
+    assert len(list(iter_events(p))) == 2
+
+
+def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    p = write(tmp_path, "h.csv", CSV)
+    with pytest.raises(InvalidInput, match="unknown encoding 'klingon'"):
+        list(iter_events(p, encoding="klingon"))
+
+
+def test_csv_headers_are_case_insensitive_and_trailing_empty_cells_ignored(tmp_path: Path) -> None:
+    text = CSV.replace("type,time,site", "Type,Time,Site").replace("organic|fairtrade", "organic|fairtrade,,")
+    p = write(tmp_path, "h.csv", text)
+    assert len(list(iter_events(p))) == 2
+
+
+def test_free_text_starting_with_a_bracket_is_text(tmp_path: Path) -> None:
+    p = write(tmp_path, "h.csv", CSV.replace("1200,organic", "1200,organic").replace("PRD-1", "[PRD-1] mix"))
+    (_, e1), _ = list(iter_events(p))
+    assert e1.producer == "[PRD-1] mix"  # type: ignore[attr-defined]

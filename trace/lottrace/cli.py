@@ -10,6 +10,7 @@ Heavy modules (pydantic, networkx) are imported inside the commands so that
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -68,7 +69,7 @@ def _open(ctx: click.Context) -> Ledger:
     return Ledger(ctx.obj["db"])
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -361,7 +362,12 @@ def _event_summary(ev: Any) -> str:
 @json_option
 @click.pass_context
 def history(ctx: click.Context, lot: str, as_json: bool) -> None:
-    """A lot's own checkpoints in time order, including those that used it."""
+    """A lot's own checkpoints in time order.
+
+    Besides the events about LOT itself, it lists the event that formed it
+    (output) and every event that drew from it into another lot (input), with
+    the kg drawn.
+    """
     from tabulate import tabulate
 
     with _open(ctx) as ledger:
@@ -395,12 +401,23 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
         click.echo(f"{len(voided)} voided event(s) not shown: " + ", ".join(v[:12] for v in voided))
 
 
+def _full_hash(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise click.BadParameter(
+            "needs the full 64-character head hash that 'lottrace verify --anchor' printed"
+        )
+    return value
+
+
 @cli.command()
 @click.option(
     "--anchor", is_flag=True, help="Print only the head hash, to publish or send to buyers."
 )
 @click.option(
-    "--expect", metavar="HASH", help="Also check that the log still contains this head hash."
+    "--expect",
+    metavar="HASH",
+    callback=lambda _c, _p, v: _full_hash(v),
+    help="Also check that the log still contains this head hash (all 64 characters).",
 )
 @json_option
 @click.pass_context
@@ -430,9 +447,9 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         click.echo(_dumps(s))
         return
     click.echo(tabulate(sorted(s["by_type"].items()), headers=["type", "events"]))
+    span = f"from {s['first_time']} to {s['last_time']}" if s["events"] else "no events yet"
     click.echo(
-        f"\n{s['events']} events, {s['lots']} lots, {s['voided']} voided\n"
-        f"from {s['first_time']} to {s['last_time']}\nhead {s['head']}"
+        f"\n{s['events']} events, {s['lots']} lots, {s['voided']} voided\n{span}\nhead {s['head']}"
     )
 
 

@@ -59,7 +59,8 @@ class RuleViolation(InvalidEvent):
 
     def __init__(self, message: str, *, rule: str, where: str = "", field: str = "") -> None:
         self.rule = rule
-        super().__init__(f"[{rule}] {message}", where=where, field=field)
+        named = f"field '{field}': " if field else ""
+        super().__init__(f"[{rule}] {named}{message}", where=where, field=field)
 
 
 class UnknownLot(LottraceError):

@@ -492,7 +492,7 @@ _PATTERN_HELP = {
     "site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
     "to_site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
     "from_site": "a site is kind:ID, e.g. farm:APR-P0231 or port:PAITA",
-    "corrects": "an event id is 64 lowercase hex characters",
+    "corrects": "an event id is 64 lowercase hex characters ('history LOT --json' shows them)",
     "certifications": "a certification is lowercase letters, digits and _ (e.g. organic)",
 }
 
@@ -528,9 +528,23 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
         err = exc.errors(include_url=False)[0]
         field = _field_path(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        missing = [_field_path(e["loc"]) for e in exc.errors() if e["type"] == "missing"]
+        if len(missing) > 1 and err["type"] == "missing":
+            names = ", ".join(f"'{m}'" for m in missing)
+            lot = data.get("lot")
+            prefix = f"lot {lot}: " if isinstance(lot, str) and _LOT_RE.match(lot) else ""
+            raise InvalidEvent(
+                f"{prefix}fields {names} are required", where=where, field=missing[0]
+            ) from None
         if err["type"] == "string_pattern_mismatch":
             value = str(err.get("input", ""))[:60]
             msg = f"{value!r} is not valid: {_PATTERN_HELP.get(field.split('.')[-1].split('[')[0], 'see the schema')}"
+        elif err["type"] == "float_parsing" and "," in str(err.get("input", "")):
+            msg = (
+                f"{str(err['input'])[:30]!r} is not a number; write decimals with a dot, e.g. 12.5"
+            )
+        elif err["type"] == "bool_parsing":
+            msg = f"{str(err.get('input', ''))[:30]!r} is not true or false"
         elif err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "extra_forbidden":

@@ -198,48 +198,72 @@ class Ledger:
     0
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = BUSY_TIMEOUT_S):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        _create: bool = False,
+    ):
         self.path = Path(path)
         if not self.path.exists():
+            if not self.path.parent.is_dir():
+                raise LedgerError(f"no ledger at {self.path}: folder {self.path.parent} does not exist")
             raise LedgerError(
                 f"no ledger at {self.path}: run 'lottrace init' first, or pass --db PATH"
             )
-        self._open(busy_timeout_s)
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path} is a folder, not a ledger file")
+        self._open(busy_timeout_s, _create)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> Ledger:
-        """Create (or open) the ledger at ``path`` and bring its schema up to date."""
+        """Create the ledger at ``path`` (or open it), and bring its schema up to date.
+
+        An existing file is only ever opened if it is empty or already a
+        lottrace ledger: another program's SQLite file is left untouched.
+        """
         p = Path(path)
         if not p.exists():
-            if p.parent and not p.parent.exists():
+            if not p.parent.is_dir():
                 raise LedgerError(f"cannot create {p}: folder {p.parent} does not exist")
             try:
                 p.touch()
             except OSError as exc:
                 raise LedgerError(f"cannot create {p}: {exc.strerror}") from None
-        return cls(p)
+        return cls(p, _create=True)
 
-    def _open(self, busy_timeout_s: float) -> None:
+    def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
             self.conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
             )
+            self.db = sqlite_utils.Database(self.conn)
+            # Look before touching anything: no PRAGMA that writes (journal
+            # mode) runs on a file that is not, or not yet, a lottrace ledger.
+            tables = set(self.db.table_names())
+            if "events" not in tables or "meta" not in tables:
+                if tables:
+                    raise LedgerError(f"{self.path} is an SQLite file, but not a lottrace ledger")
+                if not create:
+                    raise LedgerError(
+                        f"{self.path} is empty, not a lottrace ledger: run 'lottrace init' to make it one"
+                    )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.db = sqlite_utils.Database(self.conn)
             if MIGRATIONS.pending(self.db):
                 self._migrate()
             self._ledger_id = self.conn.execute(
                 "SELECT value FROM meta WHERE key='ledger_id'"
             ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            self.conn.close()
             raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
+        except LedgerError:
+            self.conn.close()
+            raise
 
     def _migrate(self) -> None:
-        tables = set(self.db.table_names())
-        if tables and "events" not in tables and "_sqlite_migrations" not in tables:
-            raise LedgerError(f"{self.path} is an SQLite file, but not a lottrace ledger")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             MIGRATIONS.apply(self.db)
@@ -526,7 +550,8 @@ class _Batch:
         for f in findings:
             self.report.warning_count += 1
             if len(self.report.warnings) < 1000:
-                self.report.warnings.append(Warning(where, f.rule, f.message))
+                lot = f"lot {ev.subject}: " if ev.subject else ""
+                self.report.warnings.append(Warning(where, f.rule, lot + f.message))
         self.seq += 1
         new = _chain(self.prev, eid)
         self.event_rows.append(

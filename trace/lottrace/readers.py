@@ -19,7 +19,9 @@ CSV conventions, for spreadsheets kept by quality managers:
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,33 +79,56 @@ def iter_records(
         raise InvalidInput(f"{name}: is a folder, not a file") from None
     except OSError as exc:
         raise InvalidInput(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        f.close()
+        raise InvalidInput(f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)") from None
     with f:
         head = f.read(4096)
         f.seek(0)
-        if not head.strip():
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"  # Excel's "Unicode Text"; the BOM says so
+        elif not head.strip():
             raise InvalidInput(f"{name}: the file is empty")
-        if b"\x00" in head:
+        elif b"\x00" in head and not encoding.lower().replace("-", "").startswith("utf16"):
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
-        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-        suffix = p.suffix.lower()
-        if first == b"[" or (first == b"{" and suffix == ".json"):
-            records = _json_document(f, name, encoding)
-        elif first == b"{":
-            records = _json_lines(f, name, progress)
-        else:
+        if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
             records = _csv(f, name, encoding, progress)
+        else:
+            first_line = f.readline().lstrip(codecs.BOM_UTF8)
+            f.seek(0)
+            first = first_line.lstrip()[:1]
+            if p.suffix.lower() in (".jsonl", ".ndjson") or (
+                first == b"{" and _is_json_object(first_line)
+            ):
+                records = _json_lines(f, name, progress)
+            elif first in (b"[", b"{"):
+                records = _json_document(f, name, encoding)
+            else:
+                records = _csv(f, name, encoding, progress)
         for where, rec in records:
             if default_type and isinstance(rec, dict) and "type" not in rec:
                 rec["type"] = default_type
-            if isinstance(rec, dict) and rec.get("type") == "EPCISDocument":
+            if isinstance(rec, dict) and rec.get("type") in ("EPCISDocument", "EPCISQueryDocument"):
                 raise InvalidInput(
-                    f"{where}: this is an EPCIS document; use 'lottrace epcis import'"
+                    f"{where}: this is an EPCIS document, not lottrace events "
+                    "(EPCIS import is not available yet)"
                 )
             yield where, rec
 
 
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _json_lines(f: Any, name: str, progress: Progress | None) -> Iterator[tuple[str, Any]]:
     for n, line in enumerate(f, 1):
+        if n == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)
         if progress is not None:
             progress(len(line))
         if not line.strip():
@@ -130,47 +155,68 @@ def _json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str, Any]
     The whole document is parsed before the first element is yielded, so a
     syntax error anywhere is reported as such, not as a bad first event.
     """
-    yield from list(_parse_json_document(f, name, encoding))
+    yield from _parse_json_document(f, name, encoding)
 
 
 def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str, Any]]:
     raw = f.read()
     try:
-        text = raw.decode(
-            "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
-        )
+        text = raw.decode("utf-8-sig" if _is_utf8(encoding) else encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InvalidInput(f"{name}:{line}: not {encoding} text") from None
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
-    i = len(text) - len(text.lstrip())
-    line = text.count("\n", 0, i) + 1
+    pos = 0
+
+    def skip_space() -> None:
+        nonlocal pos
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+
+    def fail(msg: str) -> InvalidEvent:
+        return InvalidEvent(f"not valid JSON: {msg}", where=f"{name}:{text.count(chr(10), 0, pos) + 1}")
+
+    def value() -> tuple[str, Any]:
+        nonlocal pos
+        where = f"{name}:{text.count(chr(10), 0, pos) + 1}"
+        obj, pos = decoder.raw_decode(text, pos)
+        return where, obj
+
+    out: list[tuple[str, Any]] = []
     try:
-        if text[i] == "{":
-            obj, _ = decoder.raw_decode(text, i)
-            yield f"{name}:{line}", obj
-            return
-        i += 1  # past '['
-        while True:
-            j = i
-            while j < len(text) and text[j] in " \t\r\n,":
-                j += 1
-            line += text.count("\n", i, j)
-            i = j
-            if i >= len(text):
-                raise json.JSONDecodeError("the array is not closed with ']'", text, i)
-            if text[i] == "]":
-                return
-            obj, end = decoder.raw_decode(text, i)
-            yield f"{name}:{line}", obj
-            line += text.count("\n", i, end)
-            i = end
-    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            where, msg = f"{name}:{exc.lineno}", exc.msg
+        skip_space()
+        if text[pos] != "[":
+            out.append(value())
         else:
-            where, msg = f"{name}:{line}", str(exc)
-        raise InvalidEvent(f"not valid JSON: {msg}", where=where) from None
+            pos += 1
+            skip_space()
+            if text[pos : pos + 1] == "]":
+                pos += 1
+            else:
+                while True:
+                    out.append(value())
+                    skip_space()
+                    if pos >= len(text):
+                        raise fail("the array is not closed with ']'")
+                    sep = text[pos]
+                    pos += 1
+                    if sep == "]":
+                        break
+                    if sep != ",":
+                        raise fail(f"expected ',' or ']' but found {sep!r}")
+                    skip_space()
+        skip_space()
+        if pos < len(text):
+            raise fail("more data after the end of the JSON document (one event per line is JSON Lines: name the file .jsonl)")
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON: {exc.msg}", where=f"{name}:{exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise fail(str(exc) or type(exc).__name__) from None
+    yield from out
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -179,7 +225,17 @@ def _sniff_delimiter(header: str) -> str:
 
 
 def _decoded_lines(f: Any, name: str, encoding: str, progress: Progress | None) -> Iterator[str]:
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding
+    if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+        # Wide encodings cannot be split on b"\n": let the codec find the lines.
+        text = io.TextIOWrapper(f, encoding=encoding, newline="")
+        try:
+            yield from text
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{name}: not {encoding} text") from None
+        finally:
+            text.detach()
+        return
+    enc = "utf-8-sig" if _is_utf8(encoding) else encoding
     for n, line in enumerate(f, 1):
         if progress is not None:
             progress(len(line))
@@ -204,7 +260,7 @@ def _csv(f: Any, name: str, encoding: str, progress: Progress | None) -> Iterato
 
     reader = csv.reader(chained(), delimiter=delimiter, strict=True)
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip().lower() for h in next(reader)]
         if not any(header):
             raise InvalidInput(f"{name}:1: the header row is empty")
         dupes = {h for h in header if header.count(h) > 1 and h}
@@ -216,6 +272,8 @@ def _csv(f: Any, name: str, encoding: str, progress: Progress | None) -> Iterato
             start = reader.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue
+            while len(row) > len(header) and not row[-1].strip():
+                row.pop()  # trailing empty cells, as spreadsheets write them
             if len(row) > len(header):
                 raise InvalidEvent(
                     f"row has {len(row)} cells but the header has {len(header)} columns "
@@ -250,8 +308,12 @@ def row_to_record(row: dict[str, str], where: str) -> dict[str, Any]:
     return rec
 
 
+#: Columns whose cells may hold JSON (``[...]`` or ``{...}``); other text is text.
+_JSON_COLUMNS = {"inputs", "outputs", "certifications", "defects", "plot", "plot.geometry"}
+
+
 def _cell(key: str, value: str, where: str) -> Any:
-    if value[0] in "[{":
+    if value[0] in "[{" and key in _JSON_COLUMNS:
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:
