@@ -265,7 +265,7 @@ def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="is empty, not a lottrace ledger"):
         Ledger(empty)
     assert empty.read_bytes() == b""
-    with pytest.raises(LedgerError, match="folder .* does not exist"):
+    with pytest.raises(LedgerError, match=r"folder .* does not exist"):
         Ledger(tmp_path / "nope" / "x.db")
     with pytest.raises(LedgerError, match="is a folder"):
         Ledger(tmp_path)
