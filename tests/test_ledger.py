@@ -269,3 +269,21 @@ def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
         Ledger(tmp_path / "nope" / "x.db")
     with pytest.raises(LedgerError, match="is a folder"):
         Ledger(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE events SET type = 'drying' WHERE seq = 1",
+        "UPDATE events SET lot = 'OTHER' WHERE seq = 1",
+        "UPDATE events SET time = '2025-01-01T00:00:00.000000Z' WHERE seq = 1",
+        "UPDATE events SET body = replace(body, '{', '{ ') WHERE seq = 1",
+    ],
+    ids=["type-column", "lot-column", "time-column", "non-canonical-body"],
+)
+def test_verify_checks_columns_against_the_body(ledger: Ledger, sql: str) -> None:
+    ledger.append(batch(*chain()))
+    _tamper(ledger.path, sql)
+    with pytest.raises(IntegrityViolation, match="row seq 1: the body is not a canonical event") as info:
+        ledger.verify()
+    assert info.value.seq == 1

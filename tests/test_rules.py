@@ -40,10 +40,22 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         "time",
     ),
     "stage-order": (
-        [*BASE, qc("H1", 12)],
-        qc("H1", 13, stage="hq_qc"),
-        drying("H1", 13, 190),
+        [*BASE, qc("H1", 12), qc("H1", 13, stage="hq_qc")],
+        qc("H1", 14, stage="hq_qc"),
+        drying("H1", 14, 190),
         "type",
+    ),
+    "stage-skip": (
+        [*BASE, harvest("H3", 3, 1000)],
+        mill(20, [("H1", 200)], [("M1", 150, "Grade 1")]),
+        mill(20, [("H3", 100)], [("M1", 80, "Grade 1")]),
+        "inputs[0]",
+    ),
+    "correction-balance": (
+        [*BASE, qc("H1", 12, kg=204), qc("G1", 15, inputs=[("H1", 204)])],
+        correction(event_id(parse_event(BASE[3])), day=20),
+        correction(event_id(parse_event(qc("H1", 12, kg=204))), day=20),
+        "corrects",
     ),
     "weight-consumed": (
         BASE,
@@ -106,9 +118,44 @@ def test_rule_rejects_bad_case(ledger: Ledger, rule: str) -> None:
 
 
 def test_rejected_lot_cannot_be_exported(ledger: Ledger) -> None:
-    ledger.append(batch(*chain()[:5], qc("G1", 20, stage="hq_qc", result="rejected")))
+    ledger.append(batch(*chain()[:6], qc("M2", 45, stage="hq_qc", result="rejected")))
     with pytest.raises(RuleViolation, match="rejected-lot"):
-        ledger.append(batch(export("G1", 60, 30)))
+        ledger.append(batch(export("M2", 60, 30)))
+
+
+def test_lot_on_hold_cannot_move_on_until_accepted(ledger: Ledger) -> None:
+    ledger.append(batch(*BASE, qc("H1", 12, result="hold", reason="awaiting cupping")))
+    with pytest.raises(RuleViolation, match=r"\[rejected-lot\].*put on hold"):
+        ledger.append(batch(qc("G1", 15, inputs=[("H1", 100)])))
+    ledger.append(batch(qc("H1", 13, result="accepted")))
+    assert ledger.append(batch(qc("G1", 15, inputs=[("H1", 100)]))).added == 1
+
+
+def test_an_export_lot_cannot_ship_twice(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()[:6], export("E1", 50, 200, inputs=[{"lot": "M1", "kg": 200}])))
+    with pytest.raises(RuleViolation, match="weight-consumed"):
+        ledger.append(batch(export("E1", 51, 200)))
+    with pytest.raises(RuleViolation, match="weight-consumed"):
+        ledger.append(batch(export("E2", 51, 200, inputs=[{"lot": "E1", "kg": 200}])))
+
+
+def test_wet_lot_may_be_dried_again_at_the_gatherer(ledger: Ledger) -> None:
+    ledger.append(batch(*BASE, qc("H1", 12, result="rejected", moisture_pct=15.2)))
+    assert ledger.append(batch(drying("H1", 14, 195, moisture_pct=11.5), qc("H1", 15))).added == 2
+
+
+def test_green_lot_may_get_pre_shipment_qc_at_hq(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()[:6]))
+    assert ledger.append(batch(qc("M1", 45, stage="hq_qc", cup_score=84.5))).added == 1
+
+
+def test_correction_is_not_dated_before_its_target_nor_in_the_future(ledger: Ledger) -> None:
+    ledger.append(batch(*BASE))
+    eid = event_id(parse_event(BASE[3]))
+    with pytest.raises(RuleViolation, match=r"\[time-order\].*before the event it voids"):
+        ledger.append(batch(correction(eid, day=5)))
+    with pytest.raises(RuleViolation, match=r"\[time-future\]"):
+        ledger.append(batch({**correction(eid), "time": "2099-01-01T00:00:00-05:00"}))
 
 
 def test_reinspection_after_rejection_lets_lot_move_on(ledger: Ledger) -> None:

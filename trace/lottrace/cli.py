@@ -38,6 +38,9 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # `lottrace history X | head`: the reader left
+            sys.stderr.close()
+            ctx.exit(0)
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing from the unfinished batch was written.", err=True)
             ctx.exit(130)
@@ -322,6 +325,7 @@ def log(
                 {
                     "event_id": eid,
                     "added": report.added == 1,
+                    "warnings": [str(w) for w in report.warnings],
                     "event": orjson.loads(canonical_json(ev)),
                 }
             )

@@ -5,9 +5,9 @@ catches that root once, prints ``Error: <message>`` on one line and exits
 non-zero; a Python caller can catch the root or any child::
 
     LottraceError                 root: anything lottrace reports to a user
-    ├── InvalidInput              a file cannot be read at all (encoding, syntax)
-    ├── InvalidEvent              one event breaks the data contract (a field)
-    ├── RuleViolation             a well-formed event breaks a ledger rule
+    ├── InvalidInput              a file cannot be read at all (missing, binary, encoding)
+    ├── InvalidEvent              one record is broken: bad JSON or CSV, or a bad field
+    │   └── RuleViolation         a well-formed event breaks a ledger rule
     ├── UnknownLot                a query names a lot the ledger has never seen
     ├── UnknownEvent              a query names an event id the ledger lacks
     ├── LedgerError               the ledger file is missing, busy or not ours

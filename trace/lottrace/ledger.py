@@ -36,21 +36,20 @@ import sqlite_utils
 from .errors import (
     IntegrityViolation,
     LedgerError,
-    LottraceError,
     RuleViolation,
     UnknownEvent,
     UnknownLot,
 )
 from .events import Correction, EventBase, canonical_json, parse_event
-from .rules import LotState, check, fold, lots_of, time_key
+from .rules import LotState, check, check_refolded, fold, lots_of, time_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "AppendReport",
     "Ledger",
+    "RuleWarning",
     "StoredEvent",
     "VerifyReport",
-    "Warning",
 ]
 
 #: How long a writer waits for another process's batch to finish before giving up.
@@ -128,7 +127,7 @@ _LOT_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Warning:
+class RuleWarning:
     """A warning raised on append: where, which rule, what."""
 
     where: str
@@ -145,7 +144,7 @@ class AppendReport:
 
     added: int = 0
     duplicates: int = 0
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[RuleWarning] = field(default_factory=list)
     warning_count: int = 0
     head: str = ""
 
@@ -236,8 +235,9 @@ class Ledger:
     def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
             self.conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+                self.path, isolation_level=None, timeout=busy_timeout_s
             )
+            self.busy_timeout_s = busy_timeout_s
             self.db = sqlite_utils.Database(self.conn)
             # Look before touching anything: no PRAGMA that writes (journal
             # mode) runs on a file that is not, or not yet, a lottrace ledger.
@@ -304,16 +304,34 @@ class Ledger:
         seen_expect = expect is None or expect == prev
         sha = hashlib.sha256
         fromhex = bytes.fromhex
+        loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
         cur = self.conn.execute(
-            "SELECT seq, event_id, body, prev_hash, hash FROM events ORDER BY seq"
+            "SELECT seq, event_id, body, prev_hash, hash, type, time, lot FROM events ORDER BY seq"
         )
-        for seq, eid, body, prev_hash, h in cur:
+        for seq, eid, body, prev_hash, h, typ, t, lot in cur:
             n += 1
             if seq != n:
                 raise IntegrityViolation(
                     f"row seq {seq}: expected seq {n}; rows are missing or reordered", seq=seq
                 )
-            if sha(body.encode()).hexdigest() != eid:
+            raw = body.encode()
+            try:
+                d = loads(raw)
+                columns_ok = (
+                    dumps(d, option=sort) == raw
+                    and d.get("type") == typ
+                    and d.get("lot") == lot
+                    and time_key(datetime.fromisoformat(d["time"])) == t
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                columns_ok = False
+            if not columns_ok:
+                raise IntegrityViolation(
+                    f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
+                    "column disagrees with it (the row was edited)",
+                    seq=seq,
+                )
+            if sha(raw).hexdigest() != eid:
                 raise IntegrityViolation(
                     f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
                     "(the event was edited)",
@@ -376,7 +394,7 @@ class Ledger:
         except sqlite3.OperationalError as exc:
             raise LedgerError(
                 f"{self.path} stayed locked by another writer for more than "
-                f"{BUSY_TIMEOUT_S:.0f} s: {exc}"
+                f"{self.busy_timeout_s:g} s: {exc}"
             ) from None
 
     # ------------------------------------------------------------------ derived tables
@@ -406,7 +424,10 @@ class Ledger:
         return n
 
     def _scan_corrections(self) -> Iterator[tuple[str, str]]:
-        for (body,) in self.conn.execute("SELECT body FROM events WHERE type='correction'"):
+        # From the bodies, not the type column: the body is what the chain protects.
+        for (body,) in self.conn.execute(
+            "SELECT body FROM events WHERE json_extract(body, '$.type') = 'correction'"
+        ):
             yield orjson.loads(body)["corrects"], body
 
     def derived_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
@@ -489,6 +510,113 @@ class Ledger:
             "head": head,
         }
 
+    # ------------------------------------------------------------------ lineage reads
+
+    def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
+        """Every kg link in the lineage of ``code``, as ``(src, dst, kg, seq, time)`` rows.
+
+        ``direction="up"`` follows links into the lot, back to its harvests;
+        ``"down"`` follows them out of it, to the lots and exports it went into.
+        A recursive query walks only the lots it reaches, through the
+        ``links`` indexes, so the cost follows the size of the lineage, not of
+        the log. Voided events' links are already gone.
+        """
+        if direction == "up":
+            sql = (
+                "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
+                "SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot) "
+                "SELECT l.src, l.dst, l.kg, l.seq, l.time "
+                "FROM reach CROSS JOIN links l ON l.dst = reach.lot ORDER BY l.seq, l.src, l.dst"
+            )
+        elif direction == "down":
+            sql = (
+                "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
+                "SELECT l.dst FROM reach CROSS JOIN links l ON l.src = reach.lot) "
+                "SELECT l.src, l.dst, l.kg, l.seq, l.time "
+                "FROM reach CROSS JOIN links l ON l.src = reach.lot ORDER BY l.seq, l.src, l.dst"
+            )
+        else:
+            raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+        return self.conn.execute(sql, [code]).fetchall()
+
+    def lots_states(self, codes: Iterable[str]) -> dict[str, LotState]:
+        """The states of the named lots that exist, by lot code (one indexed lookup each)."""
+        rows = self.conn.execute(
+            f"SELECT {_LOT_COLUMNS} FROM json_each(?) j CROSS JOIN lots ON lots.lot = j.value",
+            [orjson.dumps(sorted(set(codes))).decode()],
+        ).fetchall()
+        return {r[0]: LotState(*r) for r in rows}
+
+    def lots_events(self, codes: Iterable[str]) -> Iterator[tuple[str, StoredEvent]]:
+        """``(lot, event)`` for each named lot's non-void events, by lot, then time order.
+
+        The event's ``role`` says how it involves the lot: ``subject``,
+        ``input`` (it drew from the lot) or ``output`` (it formed the lot). An
+        event shared by several lots is parsed once.
+        """
+        parsed: dict[int, EventBase] = {}
+        rows = self.conn.execute(
+            "SELECT el.lot, el.role, e.seq, e.event_id, e.body "
+            "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
+            "JOIN events e ON e.seq = el.seq ORDER BY el.lot, el.time, el.seq",
+            [orjson.dumps(sorted(set(codes))).decode()],
+        )
+        for lot, role, seq, eid, body in rows:
+            ev = parsed.get(seq)
+            if ev is None:
+                ev = parsed[seq] = parse_event(orjson.loads(body))
+            yield lot, StoredEvent(seq, eid, ev, False, role)
+
+    def voided_for_lots(self, codes: Iterable[str]) -> list[str]:
+        """Ids of void events that named any of these lots, in log order, each once."""
+        rows = self.conn.execute(
+            "SELECT v.event_id FROM json_each(?) j CROSS JOIN voided v ON v.lot = j.value "
+            "JOIN events e ON e.event_id = v.event_id GROUP BY v.event_id ORDER BY MIN(e.seq)",
+            [orjson.dumps(sorted(set(codes))).decode()],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def link_inflows(self, codes: Iterable[str]) -> dict[str, float]:
+        """For each named lot formed from inputs, the total kg on the links into it."""
+        rows = self.conn.execute(
+            "SELECT l.dst, SUM(l.kg) FROM json_each(?) j CROSS JOIN links l ON l.dst = j.value "
+            "GROUP BY l.dst",
+            [orjson.dumps(sorted(set(codes))).decode()],
+        ).fetchall()
+        return dict(rows)
+
+    def leg_rows(self) -> Iterator[tuple[str, str, str, str, str]]:
+        """Stream ``(lot, time, type, role, site)`` for every (lot, event) pair, by lot, time.
+
+        One pass over the ``event_lots`` index: what delay statistics scan,
+        without loading event bodies or building any graph.
+        """
+        yield from self.conn.execute(
+            "SELECT lot, time, type, role, site FROM event_lots ORDER BY lot, time, seq"
+        )
+
+    def open_lot_checkpoints(
+        self, types: Iterable[str]
+    ) -> list[tuple[str, float, str | None, str, str, str]]:
+        """Lots with kg left, each with its latest own event of one of ``types``.
+
+        Rows are ``(lot, kg_left, last_qc, type, time, site)``, oldest first. A
+        lot has kg left when less than all of it was drawn by later inputs and
+        exports (with the rules' 1e-6 relative tolerance); "own" means the lot
+        was the event's subject or output, not an input drawn into another lot.
+        """
+        wanted = orjson.dumps(sorted(set(types))).decode()
+        return self.conn.execute(
+            "SELECT l.lot, l.kg - l.drawn_kg, l.last_qc, el.type, el.time, el.site "
+            "FROM lots l JOIN event_lots el ON el.lot = l.lot AND el.seq = ("
+            "  SELECT e2.seq FROM event_lots e2 WHERE e2.lot = l.lot AND e2.role != 'input' "
+            "  AND e2.type IN (SELECT value FROM json_each(?)) "
+            "  ORDER BY e2.time DESC, e2.seq DESC LIMIT 1) "
+            "WHERE l.kg - l.drawn_kg > 1e-6 * max(1.0, l.kg) "
+            "ORDER BY el.time, l.lot",
+            [wanted],
+        ).fetchall()
+
 
 class _Batch:
     """The state of one append or rebuild inside its transaction.
@@ -505,6 +633,7 @@ class _Batch:
         self.report = report
         self.now = now
         self.rebuilding = rebuilding
+        self.where = ""
         self.seq, self.prev = ledger.head()
         self.states: dict[str, LotState | None] = {}
         self.dirty: set[str] = set()
@@ -543,6 +672,7 @@ class _Batch:
         ):
             self.report.duplicates += 1
             return
+        self.where = where
         findings = check(ev, self, self.now)
         for f in findings:
             if f.severity == "error":
@@ -551,7 +681,7 @@ class _Batch:
             self.report.warning_count += 1
             if len(self.report.warnings) < 1000:
                 lot = f"lot {ev.subject}: " if ev.subject else ""
-                self.report.warnings.append(Warning(where, f.rule, lot + f.message))
+                self.report.warnings.append(RuleWarning(where, f.rule, lot + f.message))
         self.seq += 1
         new = _chain(self.prev, eid)
         self.event_rows.append(
@@ -608,6 +738,8 @@ class _Batch:
         st: LotState | None = None
         for eid, body, role in rows:
             st = fold(st, lot, role, parse_event(orjson.loads(body)), eid)
+        if st is not None and not self.rebuilding and (broken := check_refolded(st)):
+            raise RuleViolation(broken.message, rule=broken.rule, where=self.where, field=broken.field)
         self.states[lot] = st
         self.dirty.add(lot)
         self.flush()
@@ -645,10 +777,3 @@ class _Batch:
             self.states.clear()
         if len(self.pending_ids) > _CHUNK:
             self.pending_ids.clear()
-
-
-def wrap_sqlite_errors(exc: sqlite3.Error, path: Path) -> LottraceError:
-    """Turn an unexpected sqlite3 error into a one-line lottrace error."""
-    if "append-only" in str(exc):
-        return IntegrityViolation(f"{path}: {exc}")
-    return LedgerError(f"{path}: {exc}")

@@ -25,6 +25,7 @@ __all__ = [
     "LotState",
     "View",
     "check",
+    "check_refolded",
     "fold",
     "lots_of",
     "time_key",
@@ -42,7 +43,11 @@ RULES: dict[str, str] = {
     "stage-order": "a lot's own events do not go backwards in stage order",
     "weight-consumed": "the kg drawn from a lot by later inputs and exports cannot exceed what it had",
     "weight-gain": "transformation outputs cannot weigh more than their inputs (2 % scale tolerance)",
-    "rejected-lot": "a lot whose last QC result is 'rejected' cannot flow into another lot or be exported",
+    "rejected-lot": "a lot whose last QC result is 'rejected' or 'hold' cannot flow into another lot "
+    "or be exported until a later QC accepts it",
+    "stage-skip": "the dry mill takes only dried parchment (a lot past drying), and only green "
+    "coffee (a lot out of the dry mill) is exported",
+    "correction-balance": "a correction cannot leave a lot with more kg drawn from it than it had",
     "correction-target": "a correction names an existing event that is not already void "
     "and is not itself a correction",
     "correction-orphans": "an event that created a lot can only be voided once nothing "
@@ -59,6 +64,15 @@ WARNINGS: dict[str, str] = {
 }
 
 _SKEW = timedelta(minutes=5)
+#: Events allowed at a later stage than their own: re-drying a wet lot at the
+#: gatherer, and the HQ lab's pre-shipment QC of green coffee out of the mill.
+_BACKSTEPS = {("drying", STAGE_ORDER["gatherer_qc"]), ("hq_qc", STAGE_ORDER["dry_mill"])}
+#: The stage a lot must have reached before an event of this type may draw it.
+_MIN_INPUT_STAGE = {"dry_mill": STAGE_ORDER["drying"], "export": STAGE_ORDER["dry_mill"]}
+
+
+def _goes_back(kind: str, stage: int | None, lot_stage: int) -> bool:
+    return stage is not None and stage < lot_stage and (kind, lot_stage) not in _BACKSTEPS
 _WEIGHT_TOLERANCE = 1.02
 
 
@@ -126,7 +140,7 @@ def _kg_text(x: float) -> str:
 def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
     """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
     if isinstance(ev, Correction):
-        return _check_correction(ev, view)
+        return _check_correction(ev, view, now)
     found: list[Finding] = []
     t = time_key(ev.time)
     if ev.time > now + _SKEW:
@@ -153,6 +167,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
             found.append(Finding("lot-unknown", f"input lot {inp.lot} was never created", field))
             continue
         found.extend(_check_time(st, t, ev, field))
+        found.extend(_check_skip(st, ev, field))
         if stage is not None and stage < st.stage:
             found.append(
                 Finding(
@@ -175,7 +190,8 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
             )
         else:
             found.extend(_check_time(st, t, ev, "time"))
-            if stage is not None and stage < st.stage:
+            found.extend(_check_skip(st, ev, "lot"))
+            if _goes_back(ev.type, stage, st.stage):
                 found.append(
                     Finding(
                         "stage-order",
@@ -195,6 +211,20 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
     return found
 
 
+def _check_skip(st: LotState, ev: EventBase, field: str) -> list[Finding]:
+    need = _MIN_INPUT_STAGE.get(ev.type)
+    if need is not None and st.stage < need:
+        return [
+            Finding(
+                "stage-skip",
+                f"lot {st.lot} is only at {STAGE_NAMES[st.stage]}; a {ev.type} needs it at "
+                f"{STAGE_NAMES[need]} or later",
+                field,
+            )
+        ]
+    return []
+
+
 def _check_time(st: LotState, t: str, ev: EventBase, field: str) -> list[Finding]:
     if t < st.last_time:
         return [
@@ -210,11 +240,12 @@ def _check_time(st: LotState, t: str, ev: EventBase, field: str) -> list[Finding
 
 def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Finding]:
     found = []
-    if st.last_qc == "rejected":
+    if st.last_qc in ("rejected", "hold"):
+        verdict = "rejected" if st.last_qc == "rejected" else "put on hold"
         found.append(
             Finding(
                 "rejected-lot",
-                f"lot {st.lot} was rejected at its last QC; it cannot move on",
+                f"lot {st.lot} was {verdict} at its last QC; re-inspect it before it moves on",
                 lot_field,
             )
         )
@@ -303,7 +334,9 @@ def _warnings(ev: EventBase, view: View) -> list[Finding]:
     return found
 
 
-def _check_correction(ev: Correction, view: View) -> list[Finding]:
+def _check_correction(ev: Correction, view: View, now: datetime) -> list[Finding]:
+    if ev.time > now + _SKEW:
+        return [Finding("time-future", f"time {ev.time.isoformat()} is in the future", "time")]
     target = view.event(ev.corrects)
     if target is None:
         return [
@@ -324,6 +357,14 @@ def _check_correction(ev: Correction, view: View) -> list[Finding]:
                 "corrects",
             )
         ]
+    if ev.time < body.time:
+        return [
+            Finding(
+                "time-order",
+                f"the correction is dated before the event it voids ({body.time.isoformat()})",
+                "time",
+            )
+        ]
     found = []
     for code, _kg in body.formed:
         st = view.lot(code)
@@ -339,6 +380,18 @@ def _check_correction(ev: Correction, view: View) -> list[Finding]:
     return found
 
 
+def check_refolded(st: LotState) -> Finding | None:
+    """After a correction refolded ``st``: is the lot still in balance?"""
+    if st.drawn_kg > st.kg + 1e-6 * max(1.0, st.kg):
+        return Finding(
+            "correction-balance",
+            f"voiding it would leave lot {st.lot} with {_kg_text(st.drawn_kg)} kg drawn of "
+            f"{_kg_text(st.kg)} kg; void the later draws first",
+            "corrects",
+        )
+    return None
+
+
 def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -> LotState | None:
     """Apply one accepted, non-void event to one lot's state.
 
@@ -350,7 +403,8 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
     stage = ev.stage
     if role == "output":
         kg = dict(ev.formed)[lot] or 0.0
-        return LotState(lot, eid, stage or 0, t, t, kg, 0.0, _qc(ev), ev.site, eid, 1)
+        shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
+        return LotState(lot, eid, stage or 0, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":

@@ -1,0 +1,326 @@
+"""Lineage graphs of lots, built from the ledger: only the part a query needs.
+
+A lineage graph is a :class:`networkx.DiGraph` whose nodes are lot codes and
+whose edges run from an input lot to the lot it went into, in the direction
+coffee flows. :func:`ancestors_graph` holds a lot and everything it came
+from, :func:`descendants_graph` a lot and everything it went into. Each is
+fetched with one recursive query over the ledger's ``links`` table, so asking
+about one lot costs the size of its lineage, never the size of the log.
+Corrections are already honoured: a voided event's links are not in the
+ledger's derived tables, so they are not in the graph either.
+
+Node attributes (from the ledger's ``lots`` table)
+    ``kg``, ``drawn_kg``, ``stage`` (number, see ``STAGE_ORDER``),
+    ``stage_name``, ``created_by``, ``first_time``, ``last_time``,
+    ``last_qc``, ``last_site``, ``last_event``, ``n_events``;
+    ``inflow_kg``: the kg on all links into the lot (0 for a harvest lot);
+    ``timeline``: the lot's events, when asked for (see :func:`timelines`).
+Edge attributes
+    ``kg``: the kg drawn from the input by the event that formed the output
+    (a dry mill's input feeds every grade it makes, so each of those edges
+    carries the whole input); ``seqs``: the ledger rows of the linking events;
+    ``time``: when the output was formed (a UTC sort key).
+
+>>> import os, tempfile
+>>> from lottrace.demo import build_demo
+>>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+>>> _ = build_demo(path)
+>>> with Ledger(path) as ledger:
+...     G = ancestors_graph(ledger, "EXP-25-CEC-01")
+>>> sorted(G.predecessors("EXP-25-CEC-01"))
+['MILL-25-0433-G1']
+>>> G.edges["MILL-25-0433-G1", "EXP-25-CEC-01"]["kg"]
+1035.0
+>>> sorted(n for n in G if G.in_degree(n) == 0)  # the harvests it came from
+['CEC-25-H0112-1', 'CEC-25-H0127-1', 'CEC-25-H0145-1', 'CEC-25-H0203-1', 'CEC-25-H0218-1']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+from typing import Any
+
+import networkx as nx
+
+from .events import STAGE_ORDER
+from .ledger import Ledger, StoredEvent
+from .rules import LotState
+
+__all__ = [
+    "ancestors_graph",
+    "descendants_graph",
+    "shares_from",
+    "shares_into",
+    "timelines",
+]
+
+_STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()}
+
+
+def ancestors_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:
+    """The lineage graph of `lot` and every lot it was formed from.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        An open ledger.
+    lot : str
+        A lot code in the ledger.
+    timelines : bool, optional (default False)
+        Also load each lot's events into the node attribute ``timeline``.
+
+    Returns
+    -------
+    networkx.DiGraph
+        Nodes are `lot` and its ancestors, edges run from input lot to formed
+        lot (see the module docstring for the attributes). ``G.graph`` holds
+        ``lot`` and ``direction="up"``.
+
+    Raises
+    ------
+    UnknownLot
+        If `lot` is not in the ledger.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lottrace.demo import build_demo
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+    >>> _ = build_demo(path)
+    >>> with Ledger(path) as ledger:
+    ...     G = ancestors_graph(ledger, "MILL-25-0433-G1", timelines=True)
+    >>> sorted(G.predecessors("MILL-25-0433-G1"))
+    ['CEC-25-HQ-022']
+    >>> G.nodes["MILL-25-0433-G1"]["kg"], G.nodes["MILL-25-0433-G1"]["stage_name"]
+    (1083.0, 'dry_mill')
+    >>> [(e.event.type, e.role) for e in G.nodes["MILL-25-0433-G1"]["timeline"]]
+    [('dry_mill', 'output'), ('export', 'input')]
+
+    See Also
+    --------
+    descendants_graph, timelines
+    """
+    return _lineage(ledger, lot, "up", timelines)
+
+
+def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:
+    """The lineage graph of `lot` and every lot formed from it, down to exports.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        An open ledger.
+    lot : str
+        A lot code in the ledger.
+    timelines : bool, optional (default False)
+        Also load each lot's events into the node attribute ``timeline``.
+
+    Returns
+    -------
+    networkx.DiGraph
+        Nodes are `lot` and its descendants, edges run from input lot to
+        formed lot. Links into a descendant from lots outside the lineage are
+        not edges, but they count in its ``inflow_kg``, so
+        :func:`shares_from` can tell how much of it came from `lot`.
+        ``G.graph`` holds ``lot`` and ``direction="down"``.
+
+    Raises
+    ------
+    UnknownLot
+        If `lot` is not in the ledger.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lottrace.demo import build_demo
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+    >>> _ = build_demo(path)
+    >>> with Ledger(path) as ledger:
+    ...     G = descendants_graph(ledger, "APR-25-H0231-1")
+    >>> list(nx.topological_sort(G))
+    ['APR-25-H0231-1', 'APR-25-G-SIG03-07', 'APR-25-HQ-014', 'MILL-25-0412-G1', 'MILL-25-0412-G2', 'MILL-25-0412-MCM', 'EXP-25-APR-02']
+    >>> G.nodes["EXP-25-APR-02"]["inflow_kg"]  # of which 483 kg came through this lineage
+    1242.0
+
+    See Also
+    --------
+    ancestors_graph, shares_from
+    """
+    return _lineage(ledger, lot, "down", timelines)
+
+
+def timelines(ledger: Ledger, lots: Iterable[str]) -> dict[str, list[StoredEvent]]:
+    """Each lot's non-void events in time order, in one query.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        An open ledger.
+    lots : iterable of str
+        Lot codes; codes the ledger does not know get an empty list.
+
+    Returns
+    -------
+    dict
+        Lot code to its events. Each :class:`~lottrace.ledger.StoredEvent`
+        has a ``role``: ``output`` for the event that formed the lot,
+        ``subject`` for its own checkpoints (drying, QC, dispatch, arrival,
+        export), ``input`` for an event that drew kg from it into another lot.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lottrace.demo import build_demo
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+    >>> _ = build_demo(path)
+    >>> with Ledger(path) as ledger:
+    ...     tl = timelines(ledger, ["APR-25-HQ-014"])
+    >>> [(e.event.type, e.event.site, e.role) for e in tl["APR-25-HQ-014"]]
+    [('hq_qc', 'hq:APROCASSI', 'output'), ('dispatch', 'hq:APROCASSI', 'subject'), ('arrival', 'mill:CHICLAYO-1', 'subject'), ('dry_mill', 'mill:CHICLAYO-1', 'input')]
+    """
+    codes = list(dict.fromkeys(lots))
+    out: dict[str, list[StoredEvent]] = {code: [] for code in codes}
+    for code, stored in ledger.lots_events(codes):
+        out[code].append(stored)
+    return out
+
+
+def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
+    """The fraction of `lot` that came from each of its source lots.
+
+    The share of an input lot in a formed lot is the kg on its link divided
+    by the kg on all links into the formed lot: a dry mill's outputs share
+    the mill's inputs pro rata. Shares multiply along a path and add up over
+    paths, so a lot that reaches `lot` by two routes (a diamond) counts
+    through both. A source is a lot with no input lots in `G`: a harvest, or
+    a lot of unknown origin. The shares are exact fractions summing to 1.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        A lineage graph holding all of `lot`'s ancestors, as from
+        :func:`ancestors_graph`.
+    lot : node in `G`
+
+    Returns
+    -------
+    dict
+        Source lot code to its exact share (a :class:`fractions.Fraction`).
+
+    Examples
+    --------
+    >>> G = nx.DiGraph()
+    >>> G.add_edge("H1", "G1", kg=200.0)
+    >>> G.add_edge("H2", "G1", kg=100.0)
+    >>> G.add_edge("G1", "M1", kg=300.0)  # milled into two grades:
+    >>> G.add_edge("G1", "M2", kg=300.0)  # each carries the whole input
+    >>> G.add_edge("M1", "E", kg=150.0)
+    >>> G.add_edge("M2", "E", kg=25.0)    # G1 reaches E by two paths
+    >>> G.add_edge("H3", "E", kg=75.0)
+    >>> shares = shares_into(G, "E")
+    >>> {k: str(v) for k, v in sorted(shares.items())}
+    {'H1': '7/15', 'H2': '7/30', 'H3': '3/10'}
+    >>> sum(shares.values())
+    Fraction(1, 1)
+
+    See Also
+    --------
+    shares_from
+    """
+    if lot not in G:
+        raise nx.NetworkXError(f"The node {lot} is not in the graph.")
+    keep = nx.ancestors(G, lot) | {lot}
+    share: dict[str, Fraction] = {lot: Fraction(1)}
+    sources: dict[str, Fraction] = {}
+    for node in reversed(list(nx.topological_sort(G.subgraph(keep)))):
+        f = share.get(node)
+        if f is None:
+            continue
+        preds = [(u, Fraction(G.edges[u, node]["kg"])) for u in G.predecessors(node)]
+        if not preds:
+            sources[node] = f
+            continue
+        total = sum(kg for _, kg in preds)
+        for u, kg in preds:
+            share[u] = share.get(u, Fraction(0)) + f * kg / total
+    return sources
+
+
+def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
+    """The fraction of each descendant of `lot` that came from `lot`.
+
+    The same rule as :func:`shares_into`, read the other way: a formed lot
+    takes from each input the input's share times link kg / all link kg into
+    it (the node attribute ``inflow_kg``, which counts links from lots outside
+    `G` too). `lot` itself has share 1.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        A lineage graph holding `lot`'s descendants, as from
+        :func:`descendants_graph`.
+    lot : node in `G`
+
+    Returns
+    -------
+    dict
+        Lot code to its exact share (a :class:`fractions.Fraction`).
+
+    Examples
+    --------
+    >>> G = nx.DiGraph()
+    >>> G.add_edge("H1", "G1", kg=200.0)
+    >>> G.add_edge("G1", "E", kg=300.0)
+    >>> G.nodes["G1"]["inflow_kg"] = 300.0  # 100 kg came from another harvest
+    >>> G.nodes["E"]["inflow_kg"] = 400.0   # and 100 kg from another lot
+    >>> {k: str(v) for k, v in shares_from(G, "H1").items()}
+    {'H1': '1', 'G1': '2/3', 'E': '1/2'}
+
+    See Also
+    --------
+    shares_into
+    """
+    if lot not in G:
+        raise nx.NetworkXError(f"The node {lot} is not in the graph.")
+    keep = nx.descendants(G, lot) | {lot}
+    share: dict[str, Fraction] = {}
+    for node in nx.topological_sort(G.subgraph(keep)):
+        if node == lot:
+            share[node] = Fraction(1)
+            continue
+        preds = [(u, Fraction(G.edges[u, node]["kg"])) for u in G.predecessors(node)]
+        total = G.nodes[node].get("inflow_kg") or sum(kg for _, kg in preds)
+        share[node] = sum(share.get(u, Fraction(0)) * kg for u, kg in preds) / Fraction(total)
+    return share
+
+
+def _lineage(ledger: Ledger, lot: str, direction: str, with_timelines: bool) -> Any:
+    ledger.require_lot(lot)
+    G = nx.DiGraph(lot=lot, direction=direction)
+    G.add_node(lot)
+    for src, dst, kg, seq, t in ledger.lineage_links(lot, direction=direction):
+        if G.has_edge(src, dst):
+            data = G.edges[src, dst]
+            data["kg"] += kg
+            data["seqs"].append(seq)
+        else:
+            G.add_edge(src, dst, kg=kg, seqs=[seq], time=t)
+    for code, st in ledger.lots_states(G.nodes).items():
+        G.nodes[code].update(_state_attrs(st))
+    if direction == "up":  # every link into an ancestor is an edge of G
+        inflow = {n: sum(kg for _, _, kg in G.in_edges(n, data="kg")) for n in G}
+    else:
+        inflow = ledger.link_inflows(G.nodes)
+    for n in G:
+        G.nodes[n]["inflow_kg"] = float(inflow.get(n, 0.0))
+    if with_timelines:
+        for code, events in timelines(ledger, G.nodes).items():
+            G.nodes[code]["timeline"] = events
+    return G
+
+
+def _state_attrs(st: LotState) -> dict[str, Any]:
+    attrs = {name: getattr(st, name) for name in LotState.__slots__ if name != "lot"}
+    attrs["stage_name"] = _STAGE_NAMES.get(st.stage, str(st.stage))
+    return attrs
