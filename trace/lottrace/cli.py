@@ -364,29 +364,34 @@ def _event_summary(ev: Any) -> str:
 @cli.command()
 @click.argument("lot")
 @json_option
+@click.option("--no-tree", is_flag=True, help="Leave out the upstream tree.")
 @click.pass_context
-def history(ctx: click.Context, lot: str, as_json: bool) -> None:
+def history(ctx: click.Context, lot: str, as_json: bool, no_tree: bool) -> None:
     """A lot's own checkpoints in time order.
 
     Besides the events about LOT itself, it lists the event that formed it
     (output) and every event that drew from it into another lot (input), with
-    the kg drawn.
+    the kg drawn. When LOT was formed from other lots, the full upstream tree
+    follows, indented, with each checkpoint's time, site and QC result.
     """
     from tabulate import tabulate
+
+    from .queries import format_tree, tree
 
     with _open(ctx) as ledger:
         events = ledger.lot_events(lot)
         voided = ledger.voided_for_lot(lot)
+        upstream_tree = tree(ledger, lot) if not no_tree else None
+    has_inputs = bool(upstream_tree and upstream_tree.get("children"))
     if as_json:
-        click.echo(
-            _dumps(
-                {
-                    "lot": lot,
-                    "events": [dict(e.as_dict(), role=e.role) for e in events],
-                    "voided": voided,
-                }
-            )
-        )
+        data: dict[str, Any] = {
+            "lot": lot,
+            "events": [dict(e.as_dict(), role=e.role) for e in events],
+            "voided": voided,
+        }
+        if has_inputs:
+            data["tree"] = upstream_tree
+        click.echo(_dumps(data))
         return
     rows = [
         (
@@ -403,6 +408,9 @@ def history(ctx: click.Context, lot: str, as_json: bool) -> None:
     click.echo(tabulate(rows, headers=["time", "event", "site", "kg", "details", "event id"]))
     if voided:
         click.echo(f"{len(voided)} voided event(s) not shown: " + ", ".join(v[:12] for v in voided))
+    if has_inputs and upstream_tree is not None:
+        click.echo(f"\nupstream of {lot}:")
+        click.echo(format_tree(upstream_tree, indent="  "))
 
 
 def _full_hash(value: str | None) -> str | None:
@@ -488,6 +496,282 @@ def schema(type: str | None, folder: Path | None) -> None:
             f"{type!r}; expected one of {', '.join(EVENT_MODELS)}", param_hint="TYPE"
         )
     click.echo(_dumps(event_schema(type) if type else union_schema()))
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    from tabulate import tabulate
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, float):
+            return f"{v:,.3f}".rstrip("0").rstrip(".")
+        if isinstance(v, list):
+            return ", ".join(str(x) for x in v)
+        return "" if v is None else v
+
+    return str(tabulate([[cell(r.get(c)) for c in columns] for r in rows], headers=columns))
+
+
+def _voided_note(data: dict[str, Any]) -> None:
+    if data.get("voided"):
+        click.echo(
+            f"\n{len(data['voided'])} voided event(s) left out: "
+            + ", ".join(v[:12] for v in data["voided"])
+        )
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def upstream(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """Where LOT came from: every ancestor lot back to the harvests.
+
+    Lists each producer's share of the lot's kg (following the kg on every
+    link through merges and splits), their plots, the harvests, and every QC
+    result on the way.
+    """
+    from .queries import upstream as query
+
+    with _open(ctx) as ledger:
+        data = query(ledger, lot)
+    if as_json:
+        click.echo(_dumps(data))
+        return
+    click.echo(
+        f"lot {lot}: {len(data['lots'])} ancestor lots, {len(data['producers'])} producers, "
+        f"{len(data['harvests'])} harvests, {len(data['qc'])} QC results\n"
+    )
+    shares = sorted(data["shares"], key=lambda r: -r["share"])
+    for r in shares:
+        r["share %"] = round(100 * r["share"], 2)
+    click.echo(_table(shares, ["producer", "share %", "kg", "lots"]))
+    click.echo("")
+    click.echo(
+        _table(data["qc"], ["time", "stage", "site", "lot", "result", "moisture_pct", "cup_score"])
+    )
+    _voided_note(data)
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """Where LOT went: every descendant lot and every export (the recall query)."""
+    from .queries import downstream as query
+
+    with _open(ctx) as ledger:
+        data = query(ledger, lot)
+    if as_json:
+        click.echo(_dumps(data))
+        return
+    click.echo(f"lot {lot} went into {len(data['lots'])} lots and {len(data['exports'])} exports\n")
+    click.echo(
+        _table(
+            data["exports"],
+            [
+                "time",
+                "lot",
+                "container",
+                "ico_mark",
+                "vessel",
+                "buyer",
+                "destination",
+                "kg_from_lot",
+            ],
+        )
+    )
+    _voided_note(data)
+
+
+@cli.command()
+@click.argument("lot")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the GeoJSON here.",
+)
+@click.option("--check", is_flag=True, help="Only report whether the lot can be proven.")
+@click.pass_context
+def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None:
+    """EU Deforestation Regulation geolocation file (GeoJSON) for an export lot.
+
+    One feature per contributing plot, WGS84 [lon, lat]. Exits 1, naming each
+    offending lot and producer, when any contributing harvest has no plot
+    geometry, a plot over 4 ha is only a point, or an input is of unknown
+    origin: a single one makes the whole lot non-compliant.
+    """
+    from .errors import LottraceError as Failed
+    from .queries import eudr as query
+
+    with _open(ctx) as ledger:
+        collection, problems = query(ledger, lot)
+    for pr in problems:
+        click.echo(f"not provable: {pr['message']}", err=True)
+    if problems:
+        raise Failed(f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)")
+    n = len(collection["features"])
+    if check:
+        click.echo(f"lot {lot}: EUDR geolocation complete for {n} plots")
+    elif output is not None:
+        output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}: {n} plots")
+    else:
+        click.echo(_dumps(collection))
+
+
+@cli.command()
+@click.argument("lot")
+@click.option(
+    "--scheme",
+    required=True,
+    type=click.Choice(["organic", "fairtrade", "rainforest", "cafe_femenino"]),
+)
+@json_option
+@click.pass_context
+def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
+    """Does every harvest in LOT carry the SCHEME certification? Exits 1 if not."""
+    from .queries import certify as query
+
+    with _open(ctx) as ledger:
+        data = query(ledger, lot, scheme)
+    if as_json:
+        click.echo(_dumps(data))
+    elif data["certified"]:
+        click.echo(f"lot {lot}: all {data['harvests']} contributing harvests are {scheme}")
+    else:
+        click.echo(_table(data["breaking"], list(data["breaking"][0].keys())))
+    if not data["certified"]:
+        raise LottraceError(f"lot {lot} is not physically traceable as {scheme}")
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def timeline(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """The critical path of LOT: at each merge, which input arrived last."""
+    from .queries import timeline as query
+
+    with _open(ctx) as ledger:
+        data = query(ledger, lot)
+    if as_json:
+        click.echo(_dumps(data))
+        return
+    click.echo(_table(data["steps"], ["time", "lot", "stage", "site", "hours"]))
+    click.echo(f"\ntotal {data['total_hours']:,.1f} h")
+    for m in data["merges"]:
+        click.echo(f"at {m['stage']} {m['lot']} ({m['site']}), the last input was {m['critical']}")
+    _voided_note(data)
+
+
+# --------------------------------------------------------------------------- delay
+
+
+def _when(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2025-06-01") from None
+    return value
+
+
+@cli.command()
+@click.option(
+    "--by", type=click.Choice(["stage", "site", "month"]), default="stage", show_default=True
+)
+@click.option(
+    "--since", callback=lambda _c, _p, v: _when(v), help="Only legs ending on or after this date."
+)
+@click.option(
+    "--until", callback=lambda _c, _p, v: _when(v), help="Only legs ending before this date."
+)
+@json_option
+@click.pass_context
+def delays(
+    ctx: click.Context, by: str, since: str | None, until: str | None, as_json: bool
+) -> None:
+    """How long lots wait on each leg: count, mean, p50, p90 and max hours."""
+    from .queries import delays as query
+
+    with _open(ctx) as ledger:
+        rows = query(ledger, by=by, since=since, until=until)
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    keys = (
+        ["from", "to"]
+        + (["from_site", "to_site"] if by == "site" else [])
+        + (["month"] if by == "month" else [])
+    )
+    split = (
+        ["wait_hours", "transit_hours"]
+        if any(r.get("transit_hours") is not None for r in rows)
+        else []
+    )
+    click.echo(
+        _table(rows, [*keys, "count", "mean_hours", "p50_hours", "p90_hours", "max_hours", *split])
+    )
+
+
+@cli.command()
+@click.option("--top", type=click.IntRange(1), default=10, show_default=True)
+@json_option
+@click.pass_context
+def bottlenecks(ctx: click.Context, top: int, as_json: bool) -> None:
+    """Routes ranked by lot-hours lost above the typical time for that leg.
+
+    The baseline of a leg (say gatherer_qc -> hq_qc) is its median over all
+    routes; a route's excess is the sum of the hours its lots spent above it.
+    """
+    from .queries import bottlenecks as query
+
+    with _open(ctx) as ledger:
+        rows = query(ledger, top=top)
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    click.echo(
+        _table(
+            rows,
+            [
+                "rank",
+                "from_site",
+                "to_site",
+                "from",
+                "to",
+                "count",
+                "baseline_hours",
+                "p50_hours",
+                "excess_hours",
+            ],
+        )
+    )
+
+
+@cli.command()
+@click.option("--as-of", "as_of", callback=lambda _c, _p, v: _when(v), help="Default: now.")
+@json_option
+@click.pass_context
+def stuck(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """Lots waiting longer than the p90 of the leg that normally follows, oldest first."""
+    from .queries import stuck as query
+
+    when = as_of or datetime.now().astimezone().isoformat(timespec="seconds")
+    with _open(ctx) as ledger:
+        rows = query(ledger, when)
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    click.echo(
+        _table(rows, ["lot", "stage", "site", "time", "age_hours", "next", "p90_hours", "kg_left"])
+    )
 
 
 @cli.command()
