@@ -794,12 +794,18 @@ def demo(ctx: click.Context, out: Path) -> None:
     click.echo(f"sample files: {', '.join(result.files)}\n")
     ctx.obj["db"] = out
     ctx.invoke(history, lot=result.export_lot, as_json=False)
+    click.echo("\nGo on with:")
+    steps = [
+        (f"upstream {result.export_lot}", "producers and their shares"),
+        (f"eudr {result.export_lot} --check", "EUDR geolocation proof"),
+        ("bottlenecks", "where lots wait"),
+        ("verify", "nothing was changed"),
+    ]
+    width = max(len(c) for c, _ in steps)
+    for command, why in steps:
+        click.echo(f"  lottrace --db {out} {command.ljust(width)}  # {why}")
     click.echo(
-        "\nGo on with:\n"
-        f"  lottrace --db {out} stats\n"
-        f"  lottrace --db {out} history {result.input_lot}\n"
-        f"  lottrace --db {out} verify\n"
-        f"  export LOTTRACE_DB={out}   # then drop --db\n"
+        f"  export LOTTRACE_DB={out}   # then drop --db\n  (docs/getting-started.md walks through the rest)"
     )
 
 
