@@ -514,6 +514,16 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return str(tabulate([[cell(r.get(c)) for c in columns] for r in rows], headers=columns))
 
 
+def _query(ctx: click.Context, query: Any, *args: Any, as_json: bool, **kw: Any) -> Any:
+    """Run one query on the ledger; with --json print it and return None."""
+    with _open(ctx) as ledger:
+        data = query(ledger, *args, **kw)
+    if as_json:
+        click.echo(_dumps(data))
+        return None
+    return data
+
+
 def _voided_note(data: dict[str, Any]) -> None:
     if data.get("voided"):
         click.echo(
@@ -535,10 +545,8 @@ def upstream(ctx: click.Context, lot: str, as_json: bool) -> None:
     """
     from .queries import upstream as query
 
-    with _open(ctx) as ledger:
-        data = query(ledger, lot)
-    if as_json:
-        click.echo(_dumps(data))
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
         return
     click.echo(
         f"lot {lot}: {len(data['lots'])} ancestor lots, {len(data['producers'])} producers, "
@@ -563,10 +571,8 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
     """Where LOT went: every descendant lot and every export (the recall query)."""
     from .queries import downstream as query
 
-    with _open(ctx) as ledger:
-        data = query(ledger, lot)
-    if as_json:
-        click.echo(_dumps(data))
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
         return
     click.echo(f"lot {lot} went into {len(data['lots'])} lots and {len(data['exports'])} exports\n")
     click.echo(
@@ -605,7 +611,6 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     geometry, a plot over 4 ha is only a point, or an input is of unknown
     origin: a single one makes the whole lot non-compliant.
     """
-    from .errors import LottraceError as Failed
     from .queries import eudr as query
 
     with _open(ctx) as ledger:
@@ -613,7 +618,9 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     for pr in problems:
         click.echo(f"not provable: {pr['message']}", err=True)
     if problems:
-        raise Failed(f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)")
+        raise LottraceError(
+            f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
+        )
     n = len(collection["features"])
     if check:
         click.echo(f"lot {lot}: EUDR geolocation complete for {n} plots")
@@ -657,10 +664,8 @@ def timeline(ctx: click.Context, lot: str, as_json: bool) -> None:
     """The critical path of LOT: at each merge, which input arrived last."""
     from .queries import timeline as query
 
-    with _open(ctx) as ledger:
-        data = query(ledger, lot)
-    if as_json:
-        click.echo(_dumps(data))
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
         return
     click.echo(_table(data["steps"], ["time", "lot", "stage", "site", "hours"]))
     click.echo(f"\ntotal {data['total_hours']:,.1f} h")
@@ -700,10 +705,8 @@ def delays(
     """How long lots wait on each leg: count, mean, p50, p90 and max hours."""
     from .queries import delays as query
 
-    with _open(ctx) as ledger:
-        rows = query(ledger, by=by, since=since, until=until)
-    if as_json:
-        click.echo(_dumps(rows))
+    rows = _query(ctx, query, by=by, since=since, until=until, as_json=as_json)
+    if rows is None:
         return
     keys = (
         ["from", "to"]
@@ -732,10 +735,8 @@ def bottlenecks(ctx: click.Context, top: int, as_json: bool) -> None:
     """
     from .queries import bottlenecks as query
 
-    with _open(ctx) as ledger:
-        rows = query(ledger, top=top)
-    if as_json:
-        click.echo(_dumps(rows))
+    rows = _query(ctx, query, top=top, as_json=as_json)
+    if rows is None:
         return
     click.echo(
         _table(
@@ -764,10 +765,8 @@ def stuck(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
     from .queries import stuck as query
 
     when = as_of or datetime.now().astimezone().isoformat(timespec="seconds")
-    with _open(ctx) as ledger:
-        rows = query(ledger, when)
-    if as_json:
-        click.echo(_dumps(rows))
+    rows = _query(ctx, query, when, as_json=as_json)
+    if rows is None:
         return
     click.echo(
         _table(rows, ["lot", "stage", "site", "time", "age_hours", "next", "p90_hours", "kg_left"])

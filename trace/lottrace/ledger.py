@@ -40,7 +40,7 @@ from .errors import (
     UnknownEvent,
     UnknownLot,
 )
-from .events import Correction, EventBase, canonical_json, parse_event
+from .events import Correction, EventBase, canonical_json, event_id, parse_event
 from .rules import LotState, check, check_refolded, fold, lots_of, time_key
 
 __all__ = [
@@ -207,7 +207,9 @@ class Ledger:
         self.path = Path(path)
         if not self.path.exists():
             if not self.path.parent.is_dir():
-                raise LedgerError(f"no ledger at {self.path}: folder {self.path.parent} does not exist")
+                raise LedgerError(
+                    f"no ledger at {self.path}: folder {self.path.parent} does not exist"
+                )
             raise LedgerError(
                 f"no ledger at {self.path}: run 'lottrace init' first, or pass --db PATH"
             )
@@ -234,9 +236,7 @@ class Ledger:
 
     def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
-            self.conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=busy_timeout_s
-            )
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
             self.busy_timeout_s = busy_timeout_s
             self.db = sqlite_utils.Database(self.conn)
             # Look before touching anything: no PRAGMA that writes (journal
@@ -504,7 +504,9 @@ class Ledger:
             "events": seq,
             "by_type": by_type,
             "lots": self.conn.execute("SELECT COUNT(*) FROM lots").fetchone()[0],
-            "voided": self.conn.execute("SELECT COUNT(DISTINCT event_id) FROM voided").fetchone()[0],
+            "voided": self.conn.execute("SELECT COUNT(DISTINCT event_id) FROM voided").fetchone()[
+                0
+            ],
             "first_time": first,
             "last_time": last,
             "head": head,
@@ -665,7 +667,7 @@ class _Batch:
 
     def add(self, where: str, ev: EventBase) -> None:
         body = canonical_json(ev)
-        eid = hashlib.sha256(body).hexdigest()
+        eid = event_id(body)
         if (
             eid in self.pending_ids
             or self.conn.execute("SELECT 1 FROM events WHERE event_id=?", [eid]).fetchone()
@@ -739,7 +741,9 @@ class _Batch:
         for eid, body, role in rows:
             st = fold(st, lot, role, parse_event(orjson.loads(body)), eid)
         if st is not None and not self.rebuilding and (broken := check_refolded(st)):
-            raise RuleViolation(broken.message, rule=broken.rule, where=self.where, field=broken.field)
+            raise RuleViolation(
+                broken.message, rule=broken.rule, where=self.where, field=broken.field
+            )
         self.states[lot] = st
         self.dirty.add(lot)
         self.flush()
