@@ -808,6 +808,43 @@ def demo(ctx: click.Context, out: Path) -> None:
     )
 
 
+# --------------------------------------------------------------------------- generate
+
+
+@cli.command()
+@click.option("--producers", type=click.IntRange(min=1), required=True, help="Producer families.")
+@click.option(
+    "--seasons",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Seasons, ending with 2025's.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="The same seed gives the same file."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The JSON Lines file to write.",
+)
+def generate(producers: int, seasons: int, seed: int, out: Path) -> None:
+    """Write a synthetic, realistic season of events for demos, tests and benchmarks.
+
+    Cooperatives, gatherers, HQs, dry mills and Paita; harvests from April to
+    October; rejects and re-inspections; merges and mill splits; slow roads in
+    the rains. It streams, so memory stays flat however many producers.
+    """
+    from .generate import write_jsonl
+
+    n = write_jsonl(out, producers, seasons=seasons, seed=seed)
+    click.echo(
+        f"wrote {n} events to {out} ({producers} producers, {seasons} season(s), seed {seed})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")
