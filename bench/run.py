@@ -1,0 +1,224 @@
+"""Benchmark lottrace against the raw-SQLite limit on one generated ledger (not a test).
+
+    python bench/run.py --events 100000 [--json] [--seed 0] [--keep DIR]
+
+One run: generate a season (``lottrace.generate``) cut to ``--events``;
+import it with a whole ``lottrace import`` process (parse, validate, rules,
+hash chain, derived tables) and read that process's peak RSS; insert the same
+canonical rows with plain ``sqlite3`` ``executemany`` into a table with the
+same indexes in one transaction (the physical limit); time one export lot's
+``upstream`` against a bare recursive CTE; time the ``lottrace upstream``
+process, ``delays``, ``bottlenecks`` and ``verify``; and measure the file.
+The figures are printed as a table, or as one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lottrace.generate import write_jsonl
+from lottrace.ledger import Ledger
+from lottrace.queries import bottlenecks, delays, upstream
+
+#: Events per producer family and season in the generator, rounded down (it is about 24).
+EVENTS_PER_PRODUCER = 20
+
+_RAW_SCHEMA = """CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    time TEXT NOT NULL,
+    lot TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL)"""
+
+_CTE = """WITH RECURSIVE reach(lot) AS (SELECT ? UNION
+    SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot)
+SELECT el.lot, e.seq, e.body FROM reach CROSS JOIN event_lots el ON el.lot = reach.lot
+JOIN events e ON e.seq = el.seq ORDER BY el.lot, el.time, el.seq"""
+
+
+def _lottrace(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lottrace", *args]
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def _raw_insert(ledger_path: Path, folder: Path) -> tuple[float, int]:
+    """Rows per second of a plain executemany of the ledger's own rows, read time excluded."""
+    src = sqlite3.connect(ledger_path)
+    select = "SELECT seq, event_id, type, time, lot, body, prev_hash, hash FROM events ORDER BY seq"
+    t0 = time.perf_counter()
+    n = sum(1 for _ in src.execute(select))
+    read_s = time.perf_counter() - t0
+    raw = folder / "raw.db"
+    dst = sqlite3.connect(raw, isolation_level=None)
+    dst.execute("PRAGMA journal_mode=WAL")
+    dst.execute("PRAGMA synchronous=FULL")
+    dst.execute(_RAW_SCHEMA)
+    t0 = time.perf_counter()
+    dst.execute("BEGIN")
+    dst.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", src.execute(select))
+    dst.execute("COMMIT")
+    total_s = time.perf_counter() - t0
+    dst.close()
+    src.close()
+    raw.unlink()
+    for extra in ("-wal", "-shm"):
+        Path(f"{raw}{extra}").unlink(missing_ok=True)
+    return n / max(total_s - read_s, 1e-9), n
+
+
+def _export_lot(ledger: Ledger) -> str:
+    """The first export lot formed from other lots: the same lineage at every ledger size."""
+    row = ledger.conn.execute(
+        "SELECT e.lot FROM events e WHERE e.type = 'export' AND EXISTS "
+        "(SELECT 1 FROM links l WHERE l.dst = e.lot) ORDER BY e.seq LIMIT 1"
+    ).fetchone()
+    if row is None:
+        raise SystemExit("no export lot in the generated ledger: use more --events")
+    return str(row[0])
+
+
+def _timed(fn: Any, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def run(events: int, seed: int, folder: Path) -> dict[str, Any]:
+    r: dict[str, Any] = {"events": events, "machine": _machine()}
+    jsonl, db = folder / "season.jsonl", folder / "bench.db"
+
+    t0 = time.perf_counter()
+    producers = events // EVENTS_PER_PRODUCER + 1
+    n = write_jsonl(jsonl, producers, seed=seed, max_events=events)
+    r["generate_s"] = round(time.perf_counter() - t0, 2)
+    if n < events:
+        raise SystemExit(f"the generator made only {n} events")
+    r["input_bytes_per_event"] = round(jsonl.stat().st_size / n, 1)
+
+    subprocess.run(_lottrace("--db", str(db), "init"), check=True, capture_output=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        _lottrace("--db", str(db), "import", str(jsonl)), check=True, capture_output=True
+    )
+    import_s = time.perf_counter() - t0
+    # The import is the biggest child so far; ru_maxrss is in KiB on Linux.
+    r["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    r["import_s"] = round(import_s, 2)
+    r["import_events_per_s"] = round(n / import_s)
+
+    raw_rate, raw_n = _raw_insert(db, folder)
+    assert raw_n == n
+    r["raw_insert_rows_per_s"] = round(raw_rate)
+    r["import_ratio"] = round(r["import_events_per_s"] / raw_rate, 3)
+
+    with Ledger(db) as ledger:
+        lot = _export_lot(ledger)
+        up = upstream(ledger, lot)
+        r["upstream_lot"] = lot
+        r["upstream_ancestors"] = len(up["lots"])
+        r["upstream_events"] = len(ledger.conn.execute(_CTE, [lot]).fetchall())
+        _timed(lambda: upstream(ledger, lot), 3)
+        ts = _timed(lambda: upstream(ledger, lot), 30)
+        r["upstream_p50_ms"] = round(statistics.median(ts), 2)
+        r["upstream_p99_ms"] = round(_quantile(ts, 0.99), 2)
+        _timed(lambda: ledger.conn.execute(_CTE, [lot]).fetchall(), 3)
+        cte = _timed(lambda: ledger.conn.execute(_CTE, [lot]).fetchall(), 30)
+        r["cte_p50_ms"] = round(statistics.median(cte), 3)
+        r["upstream_ratio"] = round(r["upstream_p50_ms"] / r["cte_p50_ms"], 2)
+
+        cli = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            subprocess.run(
+                _lottrace("--db", str(db), "upstream", lot, "--json"), check=True, capture_output=True
+            )
+            cli.append((time.perf_counter() - t0) * 1000)
+        r["cli_upstream_wall_ms"] = round(statistics.median(cli), 1)
+
+        t0 = time.perf_counter()
+        delays(ledger)
+        r["delays_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        bottlenecks(ledger)
+        r["bottlenecks_s"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        ledger.verify()
+        r["verify_events_per_s"] = round(n / (time.perf_counter() - t0))
+        ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size + sum(
+        Path(f"{db}{x}").stat().st_size for x in ("-wal",) if Path(f"{db}{x}").exists()
+    )
+    r["db_bytes_per_event"] = round(size / n, 1)
+    r["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000, help="events to generate and import")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--keep", type=Path, help="keep the generated files in this folder")
+    args = ap.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="lottrace-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run(args.events, args.seed, folder)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return
+    from tabulate import tabulate
+
+    machine = result.pop("machine")
+    print(tabulate(list(result.items()), headers=["figure", "value"]))
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+
+
+if __name__ == "__main__":
+    main()
