@@ -257,21 +257,29 @@ class EventBase(_Part):
     actor: Text | None = Field(default=None, description="Who logged it.")
     note: LongText | None = Field(default=None, description="Free text.")
 
-    # The lot the event is about, if any. Overridden by events that have one.
+    def field(self, name: str) -> Any:
+        """A field's value, or None when this type has no such field.
+
+        Reads the instance dict: ``getattr(ev, name, None)`` goes through
+        pydantic's slow ``__getattr__`` for every field a type lacks.
+        """
+        return self.__dict__.get(name)
+
+    # The lot the event is about, if any.
     @property
     def subject(self) -> str | None:
-        return getattr(self, "lot", None)
+        return self.__dict__.get("lot")
 
     @property
     def drawn(self) -> tuple[LotInput, ...]:
         """The input lots this event draws kg from."""
-        return tuple(getattr(self, "inputs", None) or ())
+        return tuple(self.__dict__.get("inputs") or ())
 
     @property
     def formed(self) -> tuple[tuple[str, float | None], ...]:
         """The lots this event creates, with their kg when known."""
         if self.drawn and self.subject is not None:
-            kg = getattr(self, "kg", None)
+            kg = self.__dict__.get("kg")
             return ((self.subject, kg if kg is not None else sum(i.kg for i in self.drawn)),)
         return ()
 

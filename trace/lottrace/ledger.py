@@ -56,6 +56,8 @@ __all__ = [
 BUSY_TIMEOUT_S = 60.0
 #: Rows buffered before they are written (and lot states flushed) inside a batch.
 _CHUNK = 5000
+#: Events read ahead so their duplicates and lot states are looked up in one query each.
+_LOOKAHEAD = 1000
 
 MIGRATIONS = sqlite_utils.Migrations("lottrace")
 
@@ -375,10 +377,15 @@ class Ledger:
         self._begin()
         try:
             batch = _Batch(self, report, now)
-            for i, (where, ev) in enumerate(items, 1):
-                batch.add(where, ev)
-                if progress is not None and i % 1000 == 0:
-                    progress(1000)
+            chunk: list[tuple[str, EventBase]] = []
+            for where, ev in items:
+                chunk.append((where, ev))
+                if len(chunk) == _LOOKAHEAD:
+                    batch.add_many(chunk)
+                    chunk.clear()
+                    if progress is not None:
+                        progress(_LOOKAHEAD)
+            batch.add_many(chunk)
             batch.flush()
             report.head = batch.prev
             self.conn.execute("COMMIT")
@@ -665,13 +672,44 @@ class _Batch:
             return None
         return parse_event(orjson.loads(row[0])), bool(row[1])
 
-    def add(self, where: str, ev: EventBase) -> None:
-        body = canonical_json(ev)
-        eid = event_id(body)
-        if (
-            eid in self.pending_ids
-            or self.conn.execute("SELECT 1 FROM events WHERE event_id=?", [eid]).fetchone()
-        ):
+    def add_many(self, chunk: list[tuple[str, EventBase]]) -> None:
+        """Add a few events, looking up their ids and lots in one query each, not one per event."""
+        bodies = [canonical_json(ev) for _, ev in chunk]
+        ids = [event_id(b) for b in bodies]
+        stored = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT event_id FROM json_each(?) j CROSS JOIN events e ON e.event_id = j.value",
+                [orjson.dumps(ids).decode()],
+            )
+        }
+        codes = {lot for _, ev in chunk for lot, _role in lots_of(ev)} - self.states.keys()
+        if codes:
+            found = self.ledger.lots_states(codes)
+            for code in codes:
+                self.states[code] = found.get(code)
+        for (where, ev), body, eid in zip(chunk, bodies, ids, strict=True):
+            # A flush inside the chunk may forget pending ids: remember this chunk's own.
+            self.add(where, ev, body, eid, eid in stored)
+            stored.add(eid)
+
+    def add(
+        self,
+        where: str,
+        ev: EventBase,
+        body: bytes | None = None,
+        eid: str | None = None,
+        stored: bool | None = None,
+    ) -> None:
+        """Check one event against the state so far and queue its rows; skip a duplicate."""
+        if body is None or eid is None:
+            body = canonical_json(ev)
+            eid = event_id(body)
+        if stored is None:
+            stored = bool(
+                self.conn.execute("SELECT 1 FROM events WHERE event_id=?", [eid]).fetchone()
+            )
+        if stored or eid in self.pending_ids:
             self.report.duplicates += 1
             return
         self.where = where

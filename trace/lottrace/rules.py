@@ -12,7 +12,7 @@ one-line message naming the lot and the field. ``docs/rules.md`` lists them all;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -76,6 +76,9 @@ def _goes_back(kind: str, stage: int | None, lot_stage: int) -> bool:
 _WEIGHT_TOLERANCE = 1.02
 
 
+_last: tuple[datetime | None, str] = (None, "")
+
+
 def time_key(t: datetime) -> str:
     """A UTC string that sorts in time order: ``2025-06-02T14:30:00.000000Z``.
 
@@ -83,7 +86,17 @@ def time_key(t: datetime) -> str:
     >>> time_key(datetime(2025, 6, 2, 9, 30, tzinfo=timezone(timedelta(hours=-5))))
     '2025-06-02T14:30:00.000000Z'
     """
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last
+    last = _last
+    if last[0] is t:  # check() and fold() ask again for the same event's time
+        return last[1]
+    u = t.astimezone(UTC)
+    key = (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
+    _last = (t, key)  # one tuple, so a reader in another thread sees a matching pair
+    return key
 
 
 @dataclass(slots=True, frozen=True)
@@ -200,7 +213,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
                         "type",
                     )
                 )
-            kg = getattr(ev, "kg", None)
+            kg = ev.field("kg")
             if ev.type == "export" and kg is not None:
                 found.extend(_check_draw(st, kg, "lot", "kg"))
             elif kg is not None:
@@ -311,15 +324,15 @@ def _warnings(ev: EventBase, view: View) -> list[Finding]:
     def warn(rule: str, message: str, field: str) -> None:
         found.append(Finding(rule, message, field, "warning"))
 
-    moisture = getattr(ev, "moisture_pct", None)
+    moisture = ev.field("moisture_pct")
     if moisture is not None and not (9 <= moisture <= 13):
         warn("moisture-range", f"moisture {moisture} % is outside 9-13 %", "moisture_pct")
-    aw = getattr(ev, "water_activity", None)
+    aw = ev.field("water_activity")
     if aw is not None and aw > 0.70:
         warn("water-activity", f"water activity {aw} is above 0.70", "water_activity")
     if ev.type == "drying" and ev.subject is not None and not ev.drawn:
         st = view.lot(ev.subject)
-        kg = getattr(ev, "kg", None)
+        kg = ev.field("kg")
         if st is not None and st.stage == 0 and kg is not None:
             ratio = kg / st.kg
             if not (0.15 <= ratio <= 0.30):
@@ -328,7 +341,7 @@ def _warnings(ev: EventBase, view: View) -> list[Finding]:
         ratio = sum(o.kg for o in ev.outputs) / sum(i.kg for i in ev.drawn)
         if not (0.65 <= ratio <= 0.90):
             warn("yield-mill", f"green coffee is {ratio:.0%} of the parchment weight", "outputs")
-    bags, bag_kg, kg = (getattr(ev, n, None) for n in ("bags", "bag_kg", "kg"))
+    bags, bag_kg, kg = (ev.field(n) for n in ("bags", "bag_kg", "kg"))
     if bags and bag_kg and kg and abs(bags * bag_kg - kg) > 0.01 * kg:
         warn("bags-weight", f"{bags} bags x {bag_kg} kg is not {_kg_text(kg)} kg", "bags")
     return found
@@ -409,32 +422,40 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
         return None
     if role == "input":
         drawn = next(i.kg for i in ev.drawn if i.lot == lot)
-        return replace(
-            state,
-            drawn_kg=state.drawn_kg + drawn,
-            last_time=max(state.last_time, t),
-            last_event=eid,
-            n_events=state.n_events + 1,
+        return LotState(
+            state.lot,
+            state.created_by,
+            state.stage,
+            state.first_time,
+            max(state.last_time, t),
+            state.kg,
+            state.drawn_kg + drawn,
+            state.last_qc,
+            state.last_site,
+            eid,
+            state.n_events + 1,
         )
-    stated: float | None = getattr(ev, "kg", None)
+    stated: float | None = ev.field("kg")
     new_kg, drawn_kg = state.kg, state.drawn_kg
     if ev.type == "export" and stated is not None:
         drawn_kg += stated
     elif stated is not None:
         new_kg = stated
-    return replace(
-        state,
-        stage=max(state.stage, stage) if stage is not None else state.stage,
-        last_time=max(state.last_time, t),
-        kg=new_kg,
-        drawn_kg=drawn_kg,
-        last_qc=_qc(ev) or state.last_qc,
-        last_site=ev.site,
-        last_event=eid,
-        n_events=state.n_events + 1,
+    return LotState(  # dataclasses.replace() is several times slower
+        state.lot,
+        state.created_by,
+        max(state.stage, stage) if stage is not None else state.stage,
+        state.first_time,
+        max(state.last_time, t),
+        new_kg,
+        drawn_kg,
+        _qc(ev) or state.last_qc,
+        ev.site,
+        eid,
+        state.n_events + 1,
     )
 
 
 def _qc(ev: EventBase) -> str | None:
-    result = getattr(ev, "result", None)
+    result = ev.field("result")
     return result if isinstance(result, str) else None
