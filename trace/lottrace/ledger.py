@@ -21,6 +21,7 @@ Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import sqlite3
 import uuid
@@ -295,62 +296,44 @@ class Ledger:
         row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, self.genesis)
 
-    def verify(self, *, expect: str | None = None) -> VerifyReport:
+    def verify(self, *, expect: str | None = None, workers: int | None = None) -> VerifyReport:
         """Recompute every event id and the whole chain; raise on the first bad row.
 
         ``expect`` is a head hash published earlier (``verify --anchor``): the
-        chain must still pass through it.
+        chain must still pass through it. Each body is hashed on its own, so
+        a large log is checked in ``workers`` processes (default: one per
+        core from 200,000 events), each over a range of rows; the seams
+        between ranges are checked here. The first bad row is named either way.
         """
-        prev = self.genesis
-        n = 0
-        seen_expect = expect is None or expect == prev
-        sha = hashlib.sha256
-        fromhex = bytes.fromhex
-        loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
-        cur = self.conn.execute(
-            "SELECT seq, event_id, body, prev_hash, hash, type, time, lot FROM events ORDER BY seq"
-        )
-        for seq, eid, body, prev_hash, h, typ, t, lot in cur:
-            n += 1
-            if seq != n:
-                raise IntegrityViolation(
-                    f"row seq {seq}: expected seq {n}; rows are missing or reordered", seq=seq
+        genesis = self.genesis
+        first, last, count = self.conn.execute(
+            "SELECT MIN(seq), MAX(seq), COUNT(*) FROM events"
+        ).fetchone()
+        if workers is None:
+            workers = min(os.cpu_count() or 1, 4) if count >= _PARALLEL_VERIFY else 1
+        if workers < 2 or count < 2 * workers or first != 1 or last != count:
+            cur = self.conn.execute(_VERIFY_SQL + " ORDER BY seq")
+            part = _check_rows(cur, genesis, 1, expect)
+            parts = [part]
+        else:
+            step = -(-count // workers)
+            bounds = [(lo, min(lo + step - 1, count)) for lo in range(1, count + 1, step)]
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(len(bounds)) as pool:
+                parts = pool.starmap(
+                    _verify_range, [(str(self.path), lo, hi, expect) for lo, hi in bounds]
                 )
-            raw = body.encode()
-            try:
-                d = loads(raw)
-                columns_ok = (
-                    dumps(d, option=sort) == raw
-                    and d.get("type") == typ
-                    and d.get("lot") == lot
-                    and time_key(datetime.fromisoformat(d["time"])) == t
-                )
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                columns_ok = False
-            if not columns_ok:
-                raise IntegrityViolation(
-                    f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
-                    "column disagrees with it (the row was edited)",
-                    seq=seq,
-                )
-            if sha(raw).hexdigest() != eid:
-                raise IntegrityViolation(
-                    f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
-                    "(the event was edited)",
-                    seq=seq,
-                )
-            if prev_hash != prev:
-                raise IntegrityViolation(
-                    f"row seq {seq}: prev_hash does not match the hash of the row before "
-                    "(rows were inserted, removed or moved)",
-                    seq=seq,
-                )
-            prev = sha(fromhex(prev) + fromhex(eid)).hexdigest()
-            if h != prev:
-                raise IntegrityViolation(f"row seq {seq}: stored hash is wrong", seq=seq)
-            if not seen_expect and prev == expect:
-                seen_expect = True
-        if not seen_expect:
+        failures = [p.failure for p in parts if p.failure is not None]
+        prev = genesis
+        for p in parts:  # the seams: each range starts where the one before ended
+            if p.rows and p.first_prev != prev:
+                failures.append((p.first_seq, 3, _PREV_MSG.format(seq=p.first_seq)))
+            prev = p.last_hash
+        if failures:
+            seq, _stage, message = min(failures)
+            raise IntegrityViolation(message, seq=seq)
+        n = sum(p.rows for p in parts)
+        if not (expect is None or expect == genesis or any(p.saw_expect for p in parts)):
             raise IntegrityViolation(
                 f"the log never reached the expected head {expect}: "
                 "events after it were removed, or this is another ledger"
@@ -416,9 +399,10 @@ class Ledger:
             report = AppendReport()
             batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
             n = 0
+            # Streamed: a cursor on the log while the batch writes the derived tables.
             for seq, eid, body in self.conn.execute(
                 "SELECT seq, event_id, body FROM events ORDER BY seq"
-            ).fetchall():
+            ):
                 ev = parse_event(orjson.loads(body))
                 batch.derive(seq, eid, ev, void=eid in voided)
                 n += 1
@@ -625,6 +609,99 @@ class Ledger:
             "ORDER BY el.time, l.lot",
             [wanted],
         ).fetchall()
+
+
+# ---------------------------------------------------------------------- verify, row by row
+
+#: Logs at least this long are verified in one process per core.
+_PARALLEL_VERIFY = 200_000
+_VERIFY_SQL = "SELECT seq, event_id, body, prev_hash, hash, type, time, lot FROM events"
+_PREV_MSG = (
+    "row seq {seq}: prev_hash does not match the hash of the row before "
+    "(rows were inserted, removed or moved)"
+)
+
+
+@dataclass
+class _Checked:
+    """What checking a run of rows found: the first failure, and the ends of its chain."""
+
+    failure: tuple[int, int, str] | None  #: (seq, which check, message)
+    rows: int
+    first_seq: int
+    first_prev: str
+    last_hash: str
+    saw_expect: bool
+
+
+def _verify_range(path: str, lo: int, hi: int, expect: str | None) -> _Checked:
+    """Check rows ``lo``..``hi`` in a worker process; the seam before ``lo`` is checked by the caller."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cur = conn.execute(_VERIFY_SQL + " WHERE seq BETWEEN ? AND ? ORDER BY seq", [lo, hi])
+        return _check_rows(cur, None, lo, expect)
+    finally:
+        conn.close()
+
+
+def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | None) -> _Checked:
+    """Check each row's seq, body, columns, id and chain link, stopping at the first bad one.
+
+    ``prev`` is the hash the first row must link to, or None to take its
+    ``prev_hash`` as given (a worker's range: the caller checks that seam).
+    """
+    sha, fromhex = hashlib.sha256, bytes.fromhex
+    loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
+    fromiso = datetime.fromisoformat
+    first_seq, first_prev, count, saw = n, "", 0, False
+    bad: tuple[int, int, str] | None = None
+    for seq, eid, body, prev_hash, h, typ, t, lot in rows:
+        if count == 0:
+            first_seq, first_prev = seq, prev_hash
+            if prev is None:
+                prev = prev_hash
+        count += 1
+        if seq != n:
+            bad = (seq, 0, f"row seq {seq}: expected seq {n}; rows are missing or reordered")
+            break
+        n += 1
+        raw = body.encode()
+        try:
+            d = loads(raw)
+            columns_ok = (
+                dumps(d, option=sort) == raw
+                and d.get("type") == typ
+                and d.get("lot") == lot
+                and time_key(fromiso(d["time"])) == t
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            columns_ok = False
+        if not columns_ok:
+            bad = (
+                seq,
+                1,
+                f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
+                "column disagrees with it (the row was edited)",
+            )
+            break
+        if sha(raw).hexdigest() != eid:
+            bad = (
+                seq,
+                2,
+                f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
+                "(the event was edited)",
+            )
+            break
+        if prev_hash != prev:
+            bad = (seq, 3, _PREV_MSG.format(seq=seq))
+            break
+        prev = sha(fromhex(prev_hash) + fromhex(eid)).hexdigest()
+        if h != prev:
+            bad = (seq, 4, f"row seq {seq}: stored hash is wrong")
+            break
+        if prev == expect:
+            saw = True
+    return _Checked(bad, count, first_seq, first_prev, prev or "", saw)
 
 
 class _Batch:
