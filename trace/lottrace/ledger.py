@@ -8,7 +8,9 @@ This is the only module that speaks SQL. Its tables:
     ``prev_hash`` and ``hash`` = sha256(prev_hash || event_id).
 ``meta``
     ``ledger_id``, a random id whose hash starts the chain, so two files'
-    chains cannot be swapped unnoticed.
+    chains cannot be swapped unnoticed; ``head``, the ``seq hash`` of the
+    newest event, written in the same transaction as each batch, so a tail
+    cut off or rows added outside lottrace do not pass ``verify``.
 ``lots``, ``event_lots``, ``links``, ``voided`` (derived)
     Each lot's folded state, every (lot, event) pair, every kg link from an
     input lot to the lot it formed, and every voided event. They are kept on
@@ -117,6 +119,16 @@ def _m001(db: sqlite_utils.Database) -> None:
     ):
         db.execute(sql)
     db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
+
+
+@MIGRATIONS(name="002_head_in_meta")
+def _m002(db: sqlite_utils.Database) -> None:
+    # The head (seq and hash) is recorded in ``meta`` with every batch, so
+    # ``verify`` notices rows cut off the tail or added behind lottrace's back.
+    ledger_id = db.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()[0]
+    row = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, head = row or (0, hashlib.sha256(f"lottrace:{ledger_id}".encode()).hexdigest())
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", [f"{seq} {head}"])
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
@@ -302,6 +314,8 @@ class Ledger:
         prev = self.genesis
         n = 0
         seen_expect = expect is None or expect == prev
+        recorded_seq, recorded_head = self._recorded_head()
+        recorded_found = prev if recorded_seq == 0 else None
         sha = hashlib.sha256
         fromhex = bytes.fromhex
         loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
@@ -348,12 +362,40 @@ class Ledger:
                 raise IntegrityViolation(f"row seq {seq}: stored hash is wrong", seq=seq)
             if not seen_expect and prev == expect:
                 seen_expect = True
+            if seq == recorded_seq:
+                recorded_found = prev
+        if recorded_seq > n:
+            raise IntegrityViolation(
+                f"row seq {n + 1}: missing; the log ends at seq {n} but lottrace recorded "
+                f"head seq {recorded_seq} (rows were cut off the tail)",
+                seq=n + 1,
+            )
+        if recorded_seq < n:
+            raise IntegrityViolation(
+                f"row seq {recorded_seq + 1}: not written by lottrace; it recorded head seq "
+                f"{recorded_seq} but the log has {n} rows (rows were added behind its back)",
+                seq=recorded_seq + 1,
+            )
+        if recorded_found != recorded_head:
+            raise IntegrityViolation(
+                f"row seq {n}: the chain's head differs from the head lottrace recorded "
+                "(the chain was rewritten)",
+                seq=n,
+            )
         if not seen_expect:
             raise IntegrityViolation(
                 f"the log never reached the expected head {expect}: "
                 "events after it were removed, or this is another ledger"
             )
         return VerifyReport(events=n, head=prev)
+
+    def _recorded_head(self) -> tuple[int, str]:
+        """The ``(seq, hash)`` that the last batch recorded in ``meta``."""
+        value = self.meta("head") or ""
+        seq, _, head = value.partition(" ")
+        if not seq.isdigit() or len(head) != 64:
+            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is gone")
+        return int(seq), head
 
     # ------------------------------------------------------------------ append
 
@@ -375,12 +417,21 @@ class Ledger:
         self._begin()
         try:
             batch = _Batch(self, report, now)
+            if (batch.seq, batch.prev) != self._recorded_head():
+                raise IntegrityViolation(
+                    f"{self.path}: the log's head is not the one lottrace recorded; "
+                    "nothing added (run 'lottrace verify')"
+                )
             for i, (where, ev) in enumerate(items, 1):
                 batch.add(where, ev)
                 if progress is not None and i % 1000 == 0:
                     progress(1000)
             batch.flush()
             report.head = batch.prev
+            if report.added:
+                self.conn.execute(
+                    "UPDATE meta SET value=? WHERE key='head'", [f"{batch.seq} {batch.prev}"]
+                )
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
