@@ -379,7 +379,7 @@ class Ledger:
         if recorded_found != recorded_head:
             raise IntegrityViolation(
                 f"row seq {n}: the chain's head differs from the head lottrace recorded "
-                "(the chain was rewritten)",
+                "(the chain was rewritten at or before this row)",
                 seq=n,
             )
         if not seen_expect:
