@@ -97,3 +97,19 @@ def copy_ledger(src: Path, dst: Path) -> Path:
         elif d.exists():
             d.unlink()
     return dst
+
+
+def derived_digest(db: Path) -> str:
+    """A hash of every derived table's rows, in a fixed order: equal means same state."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        digest = hashlib.sha256()
+        for table in ("lots", "event_lots", "links", "voided"):
+            cols = len(con.execute(f"SELECT * FROM {table} LIMIT 0").description)
+            order = ",".join(str(i) for i in range(1, cols + 1))
+            digest.update(f"[{table}]".encode())
+            for row in con.execute(f"SELECT * FROM {table} ORDER BY {order}"):
+                digest.update(repr(row).encode())
+        return digest.hexdigest()
+    finally:
+        con.close()
