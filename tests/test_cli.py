@@ -24,8 +24,12 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def run(db: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--db", str(db), *args], input=input, env=env, catch_exceptions=False)
+def run(
+    db: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> Result:
+    return CliRunner().invoke(
+        cli, ["--db", str(db), *args], input=input, env=env, catch_exceptions=False
+    )
 
 
 def chain_file(tmp_path: Path) -> Path:
@@ -115,7 +119,19 @@ def test_log_harvest_then_drying(db: Path) -> None:
               "--cert", "fairtrade", "--cert", "organic")  # fmt: skip
     assert dup.output.strip() == f"already in the ledger as event {eid}; nothing added"
     env = {"LOTTRACE_SITE": "farm:APR-P1"}
-    d = run(db, "log", "drying", "--lot", "APR-1", "--kg", "190", "--method", "covered", "--json", env=env)
+    d = run(
+        db,
+        "log",
+        "drying",
+        "--lot",
+        "APR-1",
+        "--kg",
+        "190",
+        "--method",
+        "covered",
+        "--json",
+        env=env,
+    )
     assert d.exit_code == 0, d.output
     data = json.loads(d.output)
     assert data["added"] is True and data["event"]["site"] == "farm:APR-P1"
@@ -136,7 +152,9 @@ def test_log_rejects_bad_values_in_one_line(db: Path) -> None:
 def test_log_correction(db: Path, tmp_path: Path) -> None:
     run(db, "import", str(chain_file(tmp_path)))
     qc_id = json.loads(run(db, "history", "G1", "--json").output)["events"][0]["event_id"]
-    r = run(db, "log", "correction", "--site", "hq:HQ", "--corrects", qc_id, "--reason", "did_not_occur")
+    r = run(
+        db, "log", "correction", "--site", "hq:HQ", "--corrects", qc_id, "--reason", "did_not_occur"
+    )
     assert_one_line_error(r, "[correction-orphans]", "lot G1")
 
 

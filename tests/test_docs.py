@@ -40,7 +40,9 @@ def test_schema_files_match_models() -> None:
     actual = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.json")}
     assert actual.keys() == expected.keys(), "run: lottrace schema --write schemas/"
     for name, text in expected.items():
-        assert actual[name] == text, f"schemas/{name} drifted from the models: lottrace schema --write schemas/"
+        assert actual[name] == text, (
+            f"schemas/{name} drifted from the models: lottrace schema --write schemas/"
+        )
 
 
 def rules_table() -> str:
@@ -54,7 +56,13 @@ def cli_reference() -> str:
     out = []
 
     def walk(cmd: click.Command, path: list[str]) -> None:
-        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100, help_option_names=["-h", "--help"])
+        ctx = click.Context(
+            cmd,
+            info_name=" ".join(path),
+            terminal_width=100,
+            max_content_width=100,
+            help_option_names=["-h", "--help"],
+        )
         out.append(f"## `{' '.join(path)}`\n\n```text\n{cmd.get_help(ctx).rstrip()}\n```\n")
         if isinstance(cmd, click.Group):
             for name in sorted(cmd.list_commands(ctx)):
@@ -85,13 +93,19 @@ def test_generated_sections_are_current(doc: str, name: str) -> None:
     if UPDATE and current != fresh:
         path.write_text(head + begin + fresh + end + tail, encoding="utf-8")
         current = fresh
-    assert current == fresh, f"docs/{doc} section {name!r} is stale: LOTTRACE_UPDATE_DOCS=1 pytest tests/test_docs.py"
+    assert current == fresh, (
+        f"docs/{doc} section {name!r} is stale: LOTTRACE_UPDATE_DOCS=1 pytest tests/test_docs.py"
+    )
 
 
 def test_every_command_is_documented_in_a_guide() -> None:
-    guides = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")
+    guides = "".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md"
+    )
     guides += (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [name for name in cli.list_commands(click.Context(cli)) if f"lottrace {name}" not in guides]
+    missing = [
+        name for name in cli.list_commands(click.Context(cli)) if f"lottrace {name}" not in guides
+    ]
     assert not missing, f"commands with no guide: {missing}"
 
 
@@ -121,14 +135,20 @@ _CHECKER = doctest.OutputChecker()
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
-@pytest.mark.parametrize(("doc", "steps"), console_sessions(), ids=[d for d, _ in console_sessions()])
+@pytest.mark.parametrize(
+    ("doc", "steps"), console_sessions(), ids=[d for d, _ in console_sessions()]
+)
 def test_console_examples_run_as_written(
     doc: str, steps: list[tuple[int, str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copytree(ROOT / "sample_events", tmp_path / "sample_events")
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    env: dict[str, str | None] = {"LOTTRACE_DB": None, "LOTTRACE_SITE": None, "LOTTRACE_ACTOR": None}
+    env: dict[str, str | None] = {
+        "LOTTRACE_DB": None,
+        "LOTTRACE_SITE": None,
+        "LOTTRACE_ACTOR": None,
+    }
     for line, command, expected in steps:
         argv = shlex.split(command)
         if argv[0] == "export":  # `export LOTTRACE_DB=...` in a guide
@@ -138,4 +158,6 @@ def test_console_examples_run_as_written(
         assert argv[0] == "lottrace", f"{doc}:{line}: only lottrace commands run in console blocks"
         result = runner.invoke(cli, argv[1:], env=env)
         if not _CHECKER.check_output(expected, result.output, _FLAGS):
-            pytest.fail(f"{doc}:{line}: `{command}` printed:\n{result.output}\nexpected:\n{expected}")
+            pytest.fail(
+                f"{doc}:{line}: `{command}` printed:\n{result.output}\nexpected:\n{expected}"
+            )

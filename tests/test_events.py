@@ -20,9 +20,27 @@ def test_every_type_parses() -> None:
         qc("B1", 20, stage="hq_qc"),
         mill(30, [("G1", 10)], [("M1", 8, "Grade 1")]),
         export("M1", 40, 8),
-        {"type": "dispatch", "time": "2025-06-01T06:00:00-05:00", "site": "gatherer:G", "lot": "G1", "to_site": "hq:H"},
-        {"type": "arrival", "time": "2025-06-02T06:00:00-05:00", "site": "hq:H", "lot": "G1", "from_site": "gatherer:G"},
-        {"type": "correction", "time": "2025-06-02T06:00:00-05:00", "site": "hq:H", "corrects": "a" * 64, "reason": "did_not_occur"},
+        {
+            "type": "dispatch",
+            "time": "2025-06-01T06:00:00-05:00",
+            "site": "gatherer:G",
+            "lot": "G1",
+            "to_site": "hq:H",
+        },
+        {
+            "type": "arrival",
+            "time": "2025-06-02T06:00:00-05:00",
+            "site": "hq:H",
+            "lot": "G1",
+            "from_site": "gatherer:G",
+        },
+        {
+            "type": "correction",
+            "time": "2025-06-02T06:00:00-05:00",
+            "site": "hq:H",
+            "corrects": "a" * 64,
+            "reason": "did_not_occur",
+        },
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 
@@ -34,8 +52,16 @@ def test_models_are_frozen() -> None:
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
-    ("no offset", {**drying(), "time": "2025-06-02T09:30:00"}, "field 'time': time '2025-06-02T09:30:00' has no UTC offset"),
-    ("unix time", {**drying(), "time": 1748000000}, "field 'time': time must be an ISO-8601 string"),
+    (
+        "no offset",
+        {**drying(), "time": "2025-06-02T09:30:00"},
+        "field 'time': time '2025-06-02T09:30:00' has no UTC offset",
+    ),
+    (
+        "unix time",
+        {**drying(), "time": 1748000000},
+        "field 'time': time must be an ISO-8601 string",
+    ),
     ("year 9999", {**drying(), "time": "9999-12-31T23:59:59-05:00"}, "field 'time': year 9999"),
     ("negative kg", {**drying(), "kg": -1}, "field 'kg': Input should be greater than 0"),
     ("zero kg", {**drying(), "kg": 0}, "field 'kg'"),
@@ -45,26 +71,99 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("moisture 101", {**drying(), "moisture_pct": 101}, "field 'moisture_pct'"),
     ("water activity 1.5", {**qc("G", 1), "water_activity": 1.5}, "field 'water_activity'"),
     ("cup score 101", {**qc("G", 1), "cup_score": 101}, "field 'cup_score'"),
-    ("negative defects", {**qc("G", 1), "defects": {"cat1": -1, "cat2": 0}}, "field 'defects.cat1'"),
-    ("bad result", qc("G", 1, result="ok"), "field 'result': Input should be 'accepted', 'rejected' or 'hold'"),
-    ("lon out of range", harvest(plot={"id": "p", "geometry": {"type": "Point", "coordinates": [200, 1]}}), "longitude 200.0 is outside"),
-    ("lat out of range", harvest(plot={"id": "p", "geometry": {"type": "Point", "coordinates": [-79, -95]}}), "latitude -95.0 is outside"),
-    ("open ring", harvest(plot={"id": "p", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [1, 0]]]}}), "closed ring"),
-    ("line string", harvest(plot={"id": "p", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}), "field 'plot.geometry'"),
+    (
+        "negative defects",
+        {**qc("G", 1), "defects": {"cat1": -1, "cat2": 0}},
+        "field 'defects.cat1'",
+    ),
+    (
+        "bad result",
+        qc("G", 1, result="ok"),
+        "field 'result': Input should be 'accepted', 'rejected' or 'hold'",
+    ),
+    (
+        "lon out of range",
+        harvest(plot={"id": "p", "geometry": {"type": "Point", "coordinates": [200, 1]}}),
+        "longitude 200.0 is outside",
+    ),
+    (
+        "lat out of range",
+        harvest(plot={"id": "p", "geometry": {"type": "Point", "coordinates": [-79, -95]}}),
+        "latitude -95.0 is outside",
+    ),
+    (
+        "open ring",
+        harvest(
+            plot={
+                "id": "p",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [1, 0]]]},
+            }
+        ),
+        "closed ring",
+    ),
+    (
+        "line string",
+        harvest(
+            plot={"id": "p", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}
+        ),
+        "field 'plot.geometry'",
+    ),
     ("missing plot id", harvest(plot={}), "field 'plot.id': is required"),
-    ("unknown field", {**drying(), "colour": "green"}, "field 'colour': is not a field of a drying event"),
+    (
+        "unknown field",
+        {**drying(), "colour": "green"},
+        "field 'colour': is not a field of a drying event",
+    ),
     ("unknown type", {**drying(), "type": "roast"}, "field 'type': 'roast'; expected one of"),
     ("type is a list", {**drying(), "type": ["drying"]}, "field 'type': ['drying']"),
-    ("unicode lot", {**drying(), "lot": "LOTE-ñ"}, "field 'lot': 'LOTE-ñ' is not valid: a lot code uses ASCII"),
+    (
+        "unicode lot",
+        {**drying(), "lot": "LOTE-ñ"},
+        "field 'lot': 'LOTE-ñ' is not valid: a lot code uses ASCII",
+    ),
     ("sql in lot", {**drying(), "lot": "x'; DROP TABLE events;--"}, "field 'lot'"),
-    ("bad site", {**drying(), "site": "Finca Pérez"}, "field 'site': 'Finca Pérez' is not valid: a site is kind:ID"),
-    ("control char", {**drying(), "note": "bad\x07bell"}, "field 'note': contains a control character"),
-    ("1 MB note", {**drying(), "note": "x" * 1_000_000}, "field 'note': String should have at most 2000 characters"),
+    (
+        "bad site",
+        {**drying(), "site": "Finca Pérez"},
+        "field 'site': 'Finca Pérez' is not valid: a site is kind:ID",
+    ),
+    (
+        "control char",
+        {**drying(), "note": "bad\x07bell"},
+        "field 'note': contains a control character",
+    ),
+    (
+        "1 MB note",
+        {**drying(), "note": "x" * 1_000_000},
+        "field 'note': String should have at most 2000 characters",
+    ),
     ("empty inputs", {**qc("G", 1), "inputs": []}, "field 'inputs'"),
-    ("mill without outputs", {**mill(1, [("A", 1)], [("B", 1, "g")]), "outputs": []}, "field 'outputs'"),
-    ("mill duplicate outputs", mill(1, [("A", 9)], [("B", 1, "g"), ("B", 2, "h")]), "output lot codes must be distinct"),
-    ("drying started after end", {**drying(), "started": "2030-01-01T00:00:00-05:00"}, "'started' is after 'time'"),
-    ("bad correction id", {"type": "correction", "time": "2025-06-02T06:00:00-05:00", "site": "hq:H", "corrects": "xyz", "reason": "did_not_occur"}, "field 'corrects': 'xyz' is not valid: an event id"),
+    (
+        "mill without outputs",
+        {**mill(1, [("A", 1)], [("B", 1, "g")]), "outputs": []},
+        "field 'outputs'",
+    ),
+    (
+        "mill duplicate outputs",
+        mill(1, [("A", 9)], [("B", 1, "g"), ("B", 2, "h")]),
+        "output lot codes must be distinct",
+    ),
+    (
+        "drying started after end",
+        {**drying(), "started": "2030-01-01T00:00:00-05:00"},
+        "'started' is after 'time'",
+    ),
+    (
+        "bad correction id",
+        {
+            "type": "correction",
+            "time": "2025-06-02T06:00:00-05:00",
+            "site": "hq:H",
+            "corrects": "xyz",
+            "reason": "did_not_occur",
+        },
+        "field 'corrects': 'xyz' is not valid: an event id",
+    ),
     ("not an object", ["drying"], "an event must be a JSON object"),  # type: ignore[list-item]
 ]
 
@@ -96,11 +195,15 @@ def test_canonical_json_is_sorted_and_compact() -> None:
 
 def test_all_missing_fields_are_named_at_once() -> None:
     with pytest.raises(InvalidEvent, match=r"lot H1: fields 'producer', 'plot', 'kg' are required"):
-        parse_event({"type": "harvest", "time": "2025-05-01T07:00:00-05:00", "site": "farm:X", "lot": "H1"})
+        parse_event(
+            {"type": "harvest", "time": "2025-05-01T07:00:00-05:00", "site": "farm:X", "lot": "H1"}
+        )
 
 
 def test_comma_decimals_get_a_hint() -> None:
-    with pytest.raises(InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"):
+    with pytest.raises(
+        InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"
+    ):
         parse_event({**drying(), "kg": "12,5"})
 
 

@@ -27,7 +27,9 @@ def season() -> list[dict[str, Any]]:
     return list(generate(producers=150, seasons=2, seed=7, coop_size=SMALL))
 
 
-def test_imports_without_a_single_rule_violation(season: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_imports_without_a_single_rule_violation(
+    season: list[dict[str, Any]], tmp_path: Path
+) -> None:
     with Ledger.create(tmp_path / "g.db") as ledger:
         report = ledger.append((f"gen:{i}", parse_event(e)) for i, e in enumerate(season, 1))
         assert report.added == len(season) and report.duplicates == 0
@@ -42,7 +44,14 @@ def test_imports_without_a_single_rule_violation(season: list[dict[str, Any]], t
 def test_models_every_part_of_the_chain(season: list[dict[str, Any]]) -> None:
     kinds = Counter(e["type"] for e in season)
     assert set(kinds) == {
-        "harvest", "drying", "gatherer_qc", "hq_qc", "dry_mill", "export", "dispatch", "arrival"
+        "harvest",
+        "drying",
+        "gatherer_qc",
+        "hq_qc",
+        "dry_mill",
+        "export",
+        "dispatch",
+        "arrival",
     }
     harvests = [e for e in season if e["type"] == "harvest"]
     assert {h["plot"]["geometry"]["type"] for h in harvests} == {"Point", "Polygon"}
@@ -118,7 +127,10 @@ def test_prefix_of_the_stream_imports(tmp_path: Path) -> None:
     assert len(lines) == 1234
     assert lines == list(itertools.islice(generate_lines(100, seed=2, coop_size=SMALL), 1234))
     with Ledger.create(tmp_path / "g.db") as ledger:
-        assert ledger.append((str(i), parse_event(orjson.loads(x))) for i, x in enumerate(lines)).added == 1234
+        assert (
+            ledger.append((str(i), parse_event(orjson.loads(x))) for i, x in enumerate(lines)).added
+            == 1234
+        )
 
 
 def test_cli_generate_then_import(tmp_path: Path) -> None:

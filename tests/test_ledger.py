@@ -35,8 +35,8 @@ def test_events_table_rejects_update_and_delete(ledger: Ledger) -> None:
 
 def _tamper(path: Path, *sql: str) -> None:
     con = sqlite3.connect(path)
-    con.execute("DROP TRIGGER events_no_update")
-    con.execute("DROP TRIGGER events_no_delete")
+    con.execute("DROP TRIGGER IF EXISTS events_no_update")
+    con.execute("DROP TRIGGER IF EXISTS events_no_delete")
     for s in sql:
         con.execute(s)
     con.commit()
@@ -77,7 +77,13 @@ def test_verify_expect_detects_truncated_tail(ledger: Ledger) -> None:
     anchor = ledger.verify().head
     assert ledger.verify(expect=anchor).head == anchor
     _tamper(ledger.path, "DELETE FROM events WHERE seq=7")
-    ledger.verify()  # a shorter chain is still a chain ...
+    with pytest.raises(IntegrityViolation, match="row seq 7: missing"):
+        ledger.verify()  # the head recorded in meta says the log went on ...
+    _tamper(
+        ledger.path,
+        "UPDATE meta SET value = '6 ' || (SELECT hash FROM events WHERE seq=6) WHERE key='head'",
+    )
+    ledger.verify()  # ... but one who also rewrites meta leaves a shorter, valid chain ...
     with pytest.raises(IntegrityViolation, match="never reached the expected head"):
         ledger.verify(expect=anchor)  # ... but not one that reaches the anchor
 
@@ -224,7 +230,7 @@ def test_void_event_cannot_be_voided_again(ledger: Ledger) -> None:
 
 def test_migrations_are_recorded(ledger: Ledger) -> None:
     rows = ledger.conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
-    assert rows == [("lottrace", "001_log_and_derived_tables")]
+    assert rows == [("lottrace", "001_log_and_derived_tables"), ("lottrace", "002_head_in_meta")]
 
 
 def test_missing_file_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
@@ -284,6 +290,8 @@ def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
 def test_verify_checks_columns_against_the_body(ledger: Ledger, sql: str) -> None:
     ledger.append(batch(*chain()))
     _tamper(ledger.path, sql)
-    with pytest.raises(IntegrityViolation, match="row seq 1: the body is not a canonical event") as info:
+    with pytest.raises(
+        IntegrityViolation, match="row seq 1: the body is not a canonical event"
+    ) as info:
         ledger.verify()
     assert info.value.seq == 1

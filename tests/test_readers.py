@@ -28,7 +28,9 @@ def test_json_lines_skip_blank_lines_and_keep_line_numbers(tmp_path: Path) -> No
 
 
 def test_json_array_elements_report_their_line(tmp_path: Path) -> None:
-    text = "[\n" + json.dumps(harvest(), indent=1) + ",\n" + json.dumps({**drying(), "kg": 0}) + "\n]"
+    text = (
+        "[\n" + json.dumps(harvest(), indent=1) + ",\n" + json.dumps({**drying(), "kg": 0}) + "\n]"
+    )
     p = write(tmp_path, "e.json", text)
     first_len = json.dumps(harvest(), indent=1).count("\n") + 1
     with pytest.raises(InvalidEvent, match=rf"^{p}:{2 + first_len}: lot H1: field 'kg'"):
@@ -50,7 +52,9 @@ def test_single_json_object_file(tmp_path: Path) -> None:
         ("e.jsonl", '["not", "an", "object"]\n', r"e.jsonl:1: an event must be a JSON object"),
     ],
 )
-def test_broken_json_names_file_and_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+def test_broken_json_names_file_and_line(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
     p = write(tmp_path, name, text)
     with pytest.raises(InvalidEvent, match=message):
         list(iter_events(p))
@@ -110,8 +114,14 @@ def test_csv_without_type_names_the_row(tmp_path: Path) -> None:
 
 
 def test_csv_bad_inputs_cell(tmp_path: Path) -> None:
-    p = write(tmp_path, "qc.csv", "type,time,site,lot,result,inputs\ngatherer_qc,2025-05-20T10:00:00-05:00,gatherer:G,G1,accepted,L1:120\n")
-    with pytest.raises(InvalidEvent, match=r"qc.csv:2: field 'inputs': 'L1:120' is not of the form LOT=KG"):
+    p = write(
+        tmp_path,
+        "qc.csv",
+        "type,time,site,lot,result,inputs\ngatherer_qc,2025-05-20T10:00:00-05:00,gatherer:G,G1,accepted,L1:120\n",
+    )
+    with pytest.raises(
+        InvalidEvent, match=r"qc.csv:2: field 'inputs': 'L1:120' is not of the form LOT=KG"
+    ):
         list(iter_events(p))
 
 
@@ -187,12 +197,18 @@ def test_unknown_encoding_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_csv_headers_are_case_insensitive_and_trailing_empty_cells_ignored(tmp_path: Path) -> None:
-    text = CSV.replace("type,time,site", "Type,Time,Site").replace("organic|fairtrade", "organic|fairtrade,,")
+    text = CSV.replace("type,time,site", "Type,Time,Site").replace(
+        "organic|fairtrade", "organic|fairtrade,,"
+    )
     p = write(tmp_path, "h.csv", text)
     assert len(list(iter_events(p))) == 2
 
 
 def test_free_text_starting_with_a_bracket_is_text(tmp_path: Path) -> None:
-    p = write(tmp_path, "h.csv", CSV.replace("1200,organic", "1200,organic").replace("PRD-1", "[PRD-1] mix"))
+    p = write(
+        tmp_path,
+        "h.csv",
+        CSV.replace("1200,organic", "1200,organic").replace("PRD-1", "[PRD-1] mix"),
+    )
     (_, e1), _ = list(iter_events(p))
     assert e1.producer == "[PRD-1] mix"  # type: ignore[attr-defined]

@@ -35,8 +35,14 @@ def harvests(draw: Any) -> dict[str, Any]:
         lat = draw(st.floats(-90, 90))
         d["plot"]["geometry"] = {"type": "Point", "coordinates": [lon, lat]}
     if draw(st.booleans()):
-        d["certifications"] = draw(st.lists(st.sampled_from(["organic", "fairtrade", "cafe_femenino"]), max_size=3))
-    for key, strat in (("variety", texts), ("note", texts), ("process", st.sampled_from(["washed", "natural", "honey"]))):
+        d["certifications"] = draw(
+            st.lists(st.sampled_from(["organic", "fairtrade", "cafe_femenino"]), max_size=3)
+        )
+    for key, strat in (
+        ("variety", texts),
+        ("note", texts),
+        ("process", st.sampled_from(["washed", "natural", "honey"])),
+    ):
         if draw(st.booleans()):
             d[key] = draw(strat)
     return d

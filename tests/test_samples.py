@@ -16,7 +16,9 @@ from lottrace.ledger import Ledger
 from lottrace.readers import iter_events
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = sorted(p for p in (ROOT / "sample_events").iterdir() if p.suffix in (".jsonl", ".json", ".csv"))
+FILES = sorted(
+    p for p in (ROOT / "sample_events").iterdir() if p.suffix in (".jsonl", ".json", ".csv")
+)
 
 
 def all_events() -> list[EventBase]:
@@ -48,7 +50,15 @@ def test_whole_season_imports_in_one_batch(tmp_path: Path) -> None:
 def test_season_has_what_the_guides_promise() -> None:
     events = all_events()
     types = Counter(e.type for e in events)
-    assert set(types) >= {"harvest", "drying", "gatherer_qc", "hq_qc", "dry_mill", "export", "correction"}
+    assert set(types) >= {
+        "harvest",
+        "drying",
+        "gatherer_qc",
+        "hq_qc",
+        "dry_mill",
+        "export",
+        "correction",
+    }
     sites = {e.site.split(":")[1] for e in events if e.site.startswith("hq:")}
     assert sites >= {"APROCASSI", "CECANOR", "JUMARP"}
     assert any(e.type == "gatherer_qc" and e.drawn for e in events), "a merge at a gatherer"

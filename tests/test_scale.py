@@ -19,7 +19,9 @@ def season_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("scale") / "season.db"
     lines = list(generate_lines(60, seed=11, coop_size=(60, 60)))
     with Ledger.create(path) as ledger:
-        report = ledger.append((f"gen:{i}", parse_event(orjson.loads(x))) for i, x in enumerate(lines))
+        report = ledger.append(
+            (f"gen:{i}", parse_event(orjson.loads(x))) for i, x in enumerate(lines)
+        )
         assert report.added == len(lines) > 1000
     return path
 
@@ -59,7 +61,9 @@ def test_parallel_verify_agrees_on_a_clean_log(season_db: Path) -> None:
     ],
     ids=["body", "column", "hash", "deleted", "relinked"],
 )
-def test_parallel_verify_names_the_same_first_bad_row(season_db: Path, tmp_path: Path, sql: str) -> None:
+def test_parallel_verify_names_the_same_first_bad_row(
+    season_db: Path, tmp_path: Path, sql: str
+) -> None:
     path = _copy(season_db, tmp_path / "t.db", sql)
     found = []
     with Ledger(path) as ledger:

@@ -8,7 +8,9 @@ This is the only module that speaks SQL. Its tables:
     ``prev_hash`` and ``hash`` = sha256(prev_hash || event_id).
 ``meta``
     ``ledger_id``, a random id whose hash starts the chain, so two files'
-    chains cannot be swapped unnoticed.
+    chains cannot be swapped unnoticed; ``head``, the ``seq hash`` of the
+    newest event, written in the same transaction as each batch, so a tail
+    cut off or rows added outside lottrace do not pass ``verify``.
 ``lots``, ``event_lots``, ``links``, ``voided`` (derived)
     Each lot's folded state, every (lot, event) pair, every kg link from an
     input lot to the lot it formed, and every voided event. They are kept on
@@ -120,6 +122,16 @@ def _m001(db: sqlite_utils.Database) -> None:
     ):
         db.execute(sql)
     db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
+
+
+@MIGRATIONS(name="002_head_in_meta")
+def _m002(db: sqlite_utils.Database) -> None:
+    # The head (seq and hash) is recorded in ``meta`` with every batch, so
+    # ``verify`` notices rows cut off the tail or added behind lottrace's back.
+    ledger_id = db.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()[0]
+    row = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, head = row or (0, hashlib.sha256(f"lottrace:{ledger_id}".encode()).hexdigest())
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", [f"{seq} {head}"])
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
@@ -333,12 +345,52 @@ class Ledger:
             seq, _stage, message = min(failures)
             raise IntegrityViolation(message, seq=seq)
         n = sum(p.rows for p in parts)
+        self._check_recorded_head(n)
         if not (expect is None or expect == genesis or any(p.saw_expect for p in parts)):
             raise IntegrityViolation(
                 f"the log never reached the expected head {expect}: "
                 "events after it were removed, or this is another ledger"
             )
         return VerifyReport(events=n, head=prev)
+
+    def _check_recorded_head(self, n: int) -> None:
+        """Compare a verified chain of ``n`` rows with the head lottrace recorded.
+
+        Called once every row's hash is known to be right, so the stored hash
+        at the recorded seq can be trusted.
+        """
+        recorded_seq, recorded_head = self._recorded_head()
+        if recorded_seq > n:
+            raise IntegrityViolation(
+                f"row seq {n + 1}: missing; the log ends at seq {n} but lottrace recorded "
+                f"head seq {recorded_seq} (rows were cut off the tail)",
+                seq=n + 1,
+            )
+        if recorded_seq < n:
+            raise IntegrityViolation(
+                f"row seq {recorded_seq + 1}: not written by lottrace; it recorded head seq "
+                f"{recorded_seq} but the log has {n} rows (rows were added behind its back)",
+                seq=recorded_seq + 1,
+            )
+        found = self.genesis
+        if recorded_seq:
+            found = self.conn.execute(
+                "SELECT hash FROM events WHERE seq = ?", [recorded_seq]
+            ).fetchone()[0]
+        if found != recorded_head:
+            raise IntegrityViolation(
+                f"row seq {n}: the chain's head differs from the head lottrace recorded "
+                "(the chain was rewritten at or before this row)",
+                seq=n,
+            )
+
+    def _recorded_head(self) -> tuple[int, str]:
+        """The ``(seq, hash)`` that the last batch recorded in ``meta``."""
+        value = self.meta("head") or ""
+        seq, _, head = value.partition(" ")
+        if not seq.isdigit() or len(head) != 64:
+            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is gone")
+        return int(seq), head
 
     # ------------------------------------------------------------------ append
 
@@ -360,6 +412,11 @@ class Ledger:
         self._begin()
         try:
             batch = _Batch(self, report, now)
+            if (batch.seq, batch.prev) != self._recorded_head():
+                raise IntegrityViolation(
+                    f"{self.path}: the log's head is not the one lottrace recorded; "
+                    "nothing added (run 'lottrace verify')"
+                )
             chunk: list[tuple[str, EventBase]] = []
             for where, ev in items:
                 chunk.append((where, ev))
@@ -371,6 +428,10 @@ class Ledger:
             batch.add_many(chunk)
             batch.flush()
             report.head = batch.prev
+            if report.added:
+                self.conn.execute(
+                    "UPDATE meta SET value=? WHERE key='head'", [f"{batch.seq} {batch.prev}"]
+                )
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:

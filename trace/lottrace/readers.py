@@ -83,7 +83,9 @@ def iter_records(
         codecs.lookup(encoding)
     except LookupError:
         f.close()
-        raise InvalidInput(f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)") from None
+        raise InvalidInput(
+            f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)"
+        ) from None
     with f:
         head = f.read(4096)
         f.seek(0)
@@ -174,7 +176,9 @@ def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str
             pos += 1
 
     def fail(msg: str) -> InvalidEvent:
-        return InvalidEvent(f"not valid JSON: {msg}", where=f"{name}:{text.count(chr(10), 0, pos) + 1}")
+        return InvalidEvent(
+            f"not valid JSON: {msg}", where=f"{name}:{text.count(chr(10), 0, pos) + 1}"
+        )
 
     def value() -> tuple[str, Any]:
         nonlocal pos
@@ -207,7 +211,9 @@ def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str
                     skip_space()
         skip_space()
         if pos < len(text):
-            raise fail("more data after the end of the JSON document (one event per line is JSON Lines: name the file .jsonl)")
+            raise fail(
+                "more data after the end of the JSON document (one event per line is JSON Lines: name the file .jsonl)"
+            )
     except json.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc.msg}", where=f"{name}:{exc.lineno}") from None
     except (ValueError, RecursionError) as exc:

@@ -73,6 +73,8 @@ _MIN_INPUT_STAGE = {"dry_mill": STAGE_ORDER["drying"], "export": STAGE_ORDER["dr
 
 def _goes_back(kind: str, stage: int | None, lot_stage: int) -> bool:
     return stage is not None and stage < lot_stage and (kind, lot_stage) not in _BACKSTEPS
+
+
 _WEIGHT_TOLERANCE = 1.02
 
 

@@ -1,0 +1,1 @@
+"""Reliability suites: crash, concurrency, tamper and hostile input (issue #6)."""
