@@ -130,6 +130,9 @@ def lots_of(ev: EventBase) -> list[tuple[str, str]]:
     out.extend((lot, "output") for lot in formed)
     if ev.subject is not None and ev.subject not in formed:
         out.append((ev.subject, "subject"))
+    if ev.touched:  # EPCIS events: every other id they name
+        seen = {lot for lot, _ in out}
+        out.extend((lot, "subject") for lot in ev.touched if lot not in seen)
     return out
 
 
@@ -141,6 +144,8 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
     """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
     if isinstance(ev, Correction):
         return _check_correction(ev, view, now)
+    if ev.type == "epcis":  # foreign EPCIS events: the coffee rules do not apply
+        return []
     found: list[Finding] = []
     t = time_key(ev.time)
     if ev.time > now + _SKEW:
@@ -405,6 +410,8 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
         return LotState(lot, eid, stage or 0, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
+    if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
+        state = LotState(lot, eid, 0, t, t, 0.0, 0.0, None, ev.site, eid, 0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
