@@ -48,53 +48,213 @@ _OLD_CBV = re.compile(r"^(urn:epcglobal:cbv|https?://ns\.gs1\.org/cbv/)")
 _GS1_VOC = re.compile(r"^https?://(www\.)?gs1\.org/voc/")
 
 _BIZ_STEPS = frozenset(
-    """accepting arriving assembling collecting commissioning consigning
-    creating_class_instance cycle_counting decommissioning departing destroying
-    disassembling dispensing encoding entering_exiting holding inspecting
-    installing killing loading other packing picking receiving removing
-    repackaging repairing replacing reserving retail_selling shipping
-    staging_outbound stock_taking stocking storing transporting unloading
-    unpacking void_shipping sensor_reporting sampling""".split()
+    [
+        "accepting",
+        "arriving",
+        "assembling",
+        "collecting",
+        "commissioning",
+        "consigning",
+        "creating_class_instance",
+        "cycle_counting",
+        "decommissioning",
+        "departing",
+        "destroying",
+        "disassembling",
+        "dispensing",
+        "encoding",
+        "entering_exiting",
+        "holding",
+        "inspecting",
+        "installing",
+        "killing",
+        "loading",
+        "other",
+        "packing",
+        "picking",
+        "receiving",
+        "removing",
+        "repackaging",
+        "repairing",
+        "replacing",
+        "reserving",
+        "retail_selling",
+        "shipping",
+        "staging_outbound",
+        "stock_taking",
+        "stocking",
+        "storing",
+        "transporting",
+        "unloading",
+        "unpacking",
+        "void_shipping",
+        "sensor_reporting",
+        "sampling",
+    ]
 )
 _DISPOSITIONS = frozenset(
-    """active container_closed damaged destroyed dispensed disposed encoded
-    expired in_progress in_transit inactive no_pedigree_match
-    non_sellable_other partially_dispensed recalled reserved retail_sold
-    returned sellable_accessible sellable_not_accessible stolen unknown
-    available completeness_verified completeness_inferred conformant
-    container_open mismatch_instance mismatch_class mismatch_quantity
-    needs_replacement non_conformant unavailable""".split()
+    [
+        "active",
+        "container_closed",
+        "damaged",
+        "destroyed",
+        "dispensed",
+        "disposed",
+        "encoded",
+        "expired",
+        "in_progress",
+        "in_transit",
+        "inactive",
+        "no_pedigree_match",
+        "non_sellable_other",
+        "partially_dispensed",
+        "recalled",
+        "reserved",
+        "retail_sold",
+        "returned",
+        "sellable_accessible",
+        "sellable_not_accessible",
+        "stolen",
+        "unknown",
+        "available",
+        "completeness_verified",
+        "completeness_inferred",
+        "conformant",
+        "container_open",
+        "mismatch_instance",
+        "mismatch_class",
+        "mismatch_quantity",
+        "needs_replacement",
+        "non_conformant",
+        "unavailable",
+    ]
 )
 _BTT = frozenset(
-    "bol cert desadv inv pedigree po poc prodorder recadv rma testprd testres upevt".split()
+    [
+        "bol",
+        "cert",
+        "desadv",
+        "inv",
+        "pedigree",
+        "po",
+        "poc",
+        "prodorder",
+        "recadv",
+        "rma",
+        "testprd",
+        "testres",
+        "upevt",
+    ]
 )
 _SDT = frozenset(("owning_party", "possessing_party", "location"))
 _ERROR_REASONS = frozenset(("did_not_occur", "incorrect_data"))
 _COMPONENTS = frozenset(
-    """x y z axial_distance azimuth height spherical_radius polar_angle
-    elevation_angle easting northing latitude longitude altitude""".split()
+    [
+        "x",
+        "y",
+        "z",
+        "axial_distance",
+        "azimuth",
+        "height",
+        "spherical_radius",
+        "polar_angle",
+        "elevation_angle",
+        "easting",
+        "northing",
+        "latitude",
+        "longitude",
+        "altitude",
+    ]
 )
 _ALERTS = frozenset(("ALARM_CONDITION", "ERROR_CONDITION"))
 _MEASUREMENTS = frozenset(
-    """AbsoluteHumidity AbsorbedDose AbsorbedDoseRate Acceleration Radioactivity
-    Altitude AmountOfSubstance AmountOfSubstancePerUnitVolume Angle
-    AngularAcceleration AngularMomentum AngularVelocity Area Capacitance
-    Conductance Conductivity Count Density Dimensionless DoseEquivalent
-    DoseEquivalentRate DynamicViscosity ElectricCharge ElectricCurrent
-    ElectricCurrentDensity ElectricFieldStrength Energy Exposure Force Frequency
-    Illuminance Inductance Irradiance KinematicViscosity Length LinearMomentum
-    Luminance LuminousFlux LuminousIntensity MagneticFlux MagneticFluxDensity
-    MagneticVectorPotential Mass MassConcentration MassFlowRate MassPerAreaTime
-    MemoryCapacity MolalityOfSolute MolarEnergy MolarMass MolarVolume Power
-    Pressure RadiantFlux RadiantIntensity RelativeHumidity Resistance
-    Resistivity SolidAngle SpecificVolume Speed SurfaceDensity SurfaceTension
-    Temperature Time Torque Voltage Volume VolumeFlowRate VolumeFraction
-    VolumetricFlux Wavenumber""".split()
+    [
+        "AbsoluteHumidity",
+        "AbsorbedDose",
+        "AbsorbedDoseRate",
+        "Acceleration",
+        "Radioactivity",
+        "Altitude",
+        "AmountOfSubstance",
+        "AmountOfSubstancePerUnitVolume",
+        "Angle",
+        "AngularAcceleration",
+        "AngularMomentum",
+        "AngularVelocity",
+        "Area",
+        "Capacitance",
+        "Conductance",
+        "Conductivity",
+        "Count",
+        "Density",
+        "Dimensionless",
+        "DoseEquivalent",
+        "DoseEquivalentRate",
+        "DynamicViscosity",
+        "ElectricCharge",
+        "ElectricCurrent",
+        "ElectricCurrentDensity",
+        "ElectricFieldStrength",
+        "Energy",
+        "Exposure",
+        "Force",
+        "Frequency",
+        "Illuminance",
+        "Inductance",
+        "Irradiance",
+        "KinematicViscosity",
+        "Length",
+        "LinearMomentum",
+        "Luminance",
+        "LuminousFlux",
+        "LuminousIntensity",
+        "MagneticFlux",
+        "MagneticFluxDensity",
+        "MagneticVectorPotential",
+        "Mass",
+        "MassConcentration",
+        "MassFlowRate",
+        "MassPerAreaTime",
+        "MemoryCapacity",
+        "MolalityOfSolute",
+        "MolarEnergy",
+        "MolarMass",
+        "MolarVolume",
+        "Power",
+        "Pressure",
+        "RadiantFlux",
+        "RadiantIntensity",
+        "RelativeHumidity",
+        "Resistance",
+        "Resistivity",
+        "SolidAngle",
+        "SpecificVolume",
+        "Speed",
+        "SurfaceDensity",
+        "SurfaceTension",
+        "Temperature",
+        "Time",
+        "Torque",
+        "Voltage",
+        "Volume",
+        "VolumeFlowRate",
+        "VolumeFraction",
+        "VolumetricFlux",
+        "Wavenumber",
+    ]
 )
 
 _COMMON = frozenset(
-    """@context type eventTime recordTime eventTimeZoneOffset eventID
-    certificationInfo errorDeclaration""".split()
+    [
+        "@context",
+        "type",
+        "eventTime",
+        "recordTime",
+        "eventTimeZoneOffset",
+        "eventID",
+        "certificationInfo",
+        "errorDeclaration",
+    ]
 )
 _WHERE_WHY = ("bizStep", "disposition", "readPoint", "bizLocation", "bizTransactionList")
 _SRC_DST = ("sourceList", "destinationList", "sensorElementList")
@@ -136,13 +296,44 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 _NEEDS_ACTION = ("ObjectEvent", "AggregationEvent", "AssociationEvent", "TransactionEvent")
 _SENSOR_METADATA = frozenset(
-    "time deviceID deviceMetadata rawData startTime endTime dataProcessingMethod bizRules".split()
+    [
+        "time",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "startTime",
+        "endTime",
+        "dataProcessingMethod",
+        "bizRules",
+    ]
 )
 _SENSOR_REPORT = frozenset(
-    """type exception deviceID deviceMetadata rawData dataProcessingMethod bizRules
-    time microorganism chemicalSubstance coordinateReferenceSystem value component
-    stringValue booleanValue hexBinaryValue uriValue minValue maxValue meanValue
-    sDev percRank percValue uom""".split()
+    [
+        "type",
+        "exception",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "dataProcessingMethod",
+        "bizRules",
+        "time",
+        "microorganism",
+        "chemicalSubstance",
+        "coordinateReferenceSystem",
+        "value",
+        "component",
+        "stringValue",
+        "booleanValue",
+        "hexBinaryValue",
+        "uriValue",
+        "minValue",
+        "maxValue",
+        "meanValue",
+        "sDev",
+        "percRank",
+        "percValue",
+        "uom",
+    ]
 )
 
 
@@ -326,13 +517,11 @@ _REPORT_CHECKS: dict[str, Callable[[Any, str], None]] = {
         else _raise(p, "must be hexadecimal")
     ),
     "uom": lambda v, p: None if isinstance(v, str) else _raise(p, "must be a string"),
-    **{
-        k: _number
-        for k in ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue")
-    },
-    **{
-        k: _uri
-        for k in (
+    **dict.fromkeys(
+        ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue"), _number
+    ),
+    **dict.fromkeys(
+        (
             "deviceID",
             "deviceMetadata",
             "rawData",
@@ -342,8 +531,9 @@ _REPORT_CHECKS: dict[str, Callable[[Any, str], None]] = {
             "chemicalSubstance",
             "coordinateReferenceSystem",
             "uriValue",
-        )
-    },
+        ),
+        _uri,
+    ),
 }
 
 
@@ -495,8 +685,18 @@ def _event(value: Any, path: str) -> None:
 
 
 _DOC_FIELDS = frozenset(
-    """@context id type schemaVersion creationDate instanceIdentifier sender
-    receiver epcisHeader epcisBody""".split()
+    [
+        "@context",
+        "id",
+        "type",
+        "schemaVersion",
+        "creationDate",
+        "instanceIdentifier",
+        "sender",
+        "receiver",
+        "epcisHeader",
+        "epcisBody",
+    ]
 )
 
 

@@ -50,8 +50,8 @@ __all__ = [
     "Dispatch",
     "DryMill",
     "Drying",
-    "Event",
     "EpcisEvent",
+    "Event",
     "EventBase",
     "Export",
     "GathererQC",
@@ -544,8 +544,15 @@ class EpcisEvent(EventBase):
         """Every id the event names: EPCs, classes, parents, children, inputs, outputs."""
         return tuple(
             self._ids(
-                "epcList", "quantityList", "parentID", "childEPCs", "childQuantityList",
-                "inputEPCList", "inputQuantityList", "outputEPCList", "outputQuantityList",
+                "epcList",
+                "quantityList",
+                "parentID",
+                "childEPCs",
+                "childQuantityList",
+                "inputEPCList",
+                "inputQuantityList",
+                "outputEPCList",
+                "outputQuantityList",
             )
         )
 
@@ -567,7 +574,15 @@ Event: TypeAlias = Annotated[
 EVENT_MODELS: dict[str, type[EventBase]] = {
     m.model_fields["type"].default: m
     for m in (
-        Harvest, Drying, GathererQC, HqQC, DryMill, Export, Dispatch, Arrival, Correction,
+        Harvest,
+        Drying,
+        GathererQC,
+        HqQC,
+        DryMill,
+        Export,
+        Dispatch,
+        Arrival,
+        Correction,
         EpcisEvent,
     )
 }
