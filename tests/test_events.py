@@ -23,6 +23,7 @@ def test_every_type_parses() -> None:
         {"type": "dispatch", "time": "2025-06-01T06:00:00-05:00", "site": "gatherer:G", "lot": "G1", "to_site": "hq:H"},
         {"type": "arrival", "time": "2025-06-02T06:00:00-05:00", "site": "hq:H", "lot": "G1", "from_site": "gatherer:G"},
         {"type": "correction", "time": "2025-06-02T06:00:00-05:00", "site": "hq:H", "corrects": "a" * 64, "reason": "did_not_occur"},
+        {"type": "epcis", "time": "2025-06-02T06:00:00-05:00", "site": "urn:epc:id:sgln:0614141.07346.0", "hash_id": f"ni:///sha-256;{'b' * 64}?ver=CBV2.0", "event": {"type": "ObjectEvent"}},
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 

@@ -34,7 +34,7 @@ import orjson
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, event_hash_id
 from .errors import InvalidEvent, InvalidInput, LottraceError
-from .events import Correction, EpcisEvent, EventBase, event_id, parse_event
+from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger
 from .rules import lots_of, time_key
 
@@ -178,8 +178,12 @@ def mapping_table() -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in MAPPINGS.values():
+        model = EVENT_MODELS[m.lottrace]
+        kind = m.epcis
+        if "inputs" in model.model_fields and not model.model_fields["inputs"].is_required():
+            kind += " (TransformationEvent when it has inputs)"
         rows.append(
-            f"| `{m.lottrace}` | {m.epcis} | {m.action} | {m.biz_step} | {m.disposition} | {m.fields} |"
+            f"| `{m.lottrace}` | {kind} | {m.action} | {m.biz_step} | {m.disposition} | {m.fields} |"
         )
     return "\n".join(rows) + "\n"
 
