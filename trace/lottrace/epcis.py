@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote
 import orjson
 
 from .epcis_check import first_problem
-from .epcis_hash import document_context, document_events, event_hash_id
+from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
 from .errors import InvalidEvent, InvalidInput, LottraceError
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger
@@ -576,8 +576,16 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
     correction of the event it repeats. Every other event is an
     :class:`~lottrace.events.EpcisEvent`.
     """
-    context = document_context(doc)
+    context: dict[str, str] = {}
     body = doc["epcisBody"]
+    results = body.get("queryResults") or {}
+    for node in (doc, body, results, results.get("resultsBody") or {}):
+        if "@context" in node:
+            context.update(document_context(node))
+    try:
+        hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}") from None
     base = (
         "$.epcisBody.eventList"
         if "eventList" in body
@@ -586,10 +594,7 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
     prefixes = _lt_prefixes(context)
     for i, event in enumerate(document_events(doc)):
         where = f"{name}: {base}[{i}]"
-        try:
-            hash_id = event_hash_id(event, context)
-        except ValueError as exc:
-            raise InvalidEvent(f"cannot compute its event hash id: {exc}", where=where) from None
+        hash_id = hash_ids[i]
         declaration = event.get("errorDeclaration")
         ed = _lt_fields(declaration, prefixes) if isinstance(declaration, dict) else {}
         try:

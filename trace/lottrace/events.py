@@ -463,6 +463,9 @@ class Correction(EventBase):
     )
 
 
+_QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+
+
 class EpcisEvent(EventBase):
     """An event from a foreign EPCIS 2.0 document, kept as it came (see ``epcis.py``).
 
@@ -538,6 +541,10 @@ class EpcisEvent(EventBase):
         if not ins:
             return ()
         return tuple((o, self._kg(o, "outputQuantityList")) for o in outs)
+
+    def kg_for(self, lot: str) -> float | None:
+        """The kg the event states for ``lot`` in any quantity list (KGM only)."""
+        return self._kg(lot, *_QUANTITY_LISTS)
 
     @property
     def touched(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from typing import Protocol
 from .events import STAGE_ORDER, Correction, DryMill, EventBase
 
 __all__ = [
+    "FOREIGN_STAGE",
     "RULES",
     "WARNINGS",
     "Finding",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()}
+#: The stage of a lot first named by a foreign EPCIS event (before any coffee stage).
+FOREIGN_STAGE = -1
+STAGE_NAMES[FOREIGN_STAGE] = "epcis"
 
 #: Rules that reject an event (and so its whole batch), with what each checks.
 RULES: dict[str, str] = {
@@ -409,9 +413,11 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
     if role == "output":
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
-        return LotState(lot, eid, stage or 0, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
+        if stage is None:
+            stage = FOREIGN_STAGE if ev.type == "epcis" else 0
+        return LotState(lot, eid, stage, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
     if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
-        state = LotState(lot, eid, 0, t, t, 0.0, 0.0, None, ev.site, eid, 0)
+        state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
@@ -423,7 +429,7 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
             last_event=eid,
             n_events=state.n_events + 1,
         )
-    stated: float | None = getattr(ev, "kg", None)
+    stated: float | None = ev.kg_for(lot) if ev.type == "epcis" else getattr(ev, "kg", None)
     new_kg, drawn_kg = state.kg, state.drawn_kg
     if ev.type == "export" and stated is not None:
         drawn_kg += stated
