@@ -510,3 +510,29 @@ def test_export_refuses_a_prefix_that_means_two_things(tmp_path: Path) -> None:
         )
         with pytest.raises(LottraceError, match="prefix 'ex' means"):
             export_document(ledger)
+
+
+def test_one_lot_export_does_not_read_unrelated_lineages(tmp_path: Path) -> None:
+    """SQLite's work for `export --lot L --upstream` is the same beside 10 or 300 other lineages."""
+    from factories import batch, harvest, qc
+
+    def steps(n: int) -> tuple[int, int]:
+        events = [harvest(f"U{i}{x}", 1, 300) for i in range(n) for x in "AB"]
+        events += [qc(f"U{i}G", 5, inputs=[(f"U{i}A", 300), (f"U{i}B", 300)]) for i in range(n)]
+        with Ledger.create(tmp_path / f"{n}.db") as ledger:
+            ledger.append(batch(*events))
+            count = 0
+
+            def step() -> int:
+                nonlocal count
+                count += 1
+                return 0
+
+            ledger.conn.set_progress_handler(step, 1)
+            doc = export_document(ledger, lot="U3G", upstream=True)
+            ledger.conn.set_progress_handler(None, 1)
+        return count, len(doc["epcisBody"]["eventList"])
+
+    (small, n_small), (large, n_large) = steps(10), steps(300)
+    assert n_small == n_large == 3
+    assert large <= small * 1.02 + 50, (small, large)

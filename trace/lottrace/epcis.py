@@ -35,7 +35,7 @@ from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
 from .errors import InvalidEvent, InvalidInput, LottraceError
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
-from .ledger import Ledger
+from .ledger import Ledger, StoredEvent
 from .rules import lots_of, time_key
 
 __all__ = [
@@ -397,7 +397,8 @@ def export_document(
     kept: dict[str, EventBase] = {}
     context: dict[str, str] = {"lt": LT_NS}
     events: list[dict[str, Any]] = []
-    for stored in ledger.iter_events():
+    source = ledger.iter_events() if wanted is None else _lineage_events(ledger, wanted)
+    for stored in source:
         ev = stored.event
         if floor is not None and time_key(ev.time) < floor:
             continue
@@ -430,6 +431,22 @@ def export_document(
         "creationDate": created,
         "epcisBody": {"eventList": [_event_order(e) for e in events]},
     }
+
+
+def _lineage_events(ledger: Ledger, lots: set[str]) -> list[StoredEvent]:
+    """The events of these lots, void ones and their corrections too, in log order.
+
+    Read through the lot indexes, so the cost follows the lineage, not the log.
+    """
+    found = {stored.seq: stored for _lot, stored in ledger.lots_events(lots)}
+    for eid in ledger.voided_for_lots(lots):
+        void = ledger.event(eid)
+        found[void.seq] = void
+        by = ledger.voided_by(eid)
+        if by is not None:
+            fix = ledger.event(by)
+            found[fix.seq] = fix
+    return [found[seq] for seq in sorted(found)]
 
 
 def _event_order(event: dict[str, Any]) -> dict[str, Any]:

@@ -475,6 +475,13 @@ class Ledger:
         for seq, eid, body, void in rows:
             yield StoredEvent(seq, eid, parse_event(orjson.loads(body)), bool(void))
 
+    def voided_by(self, eid: str) -> str | None:
+        """The id of the correction that voided event ``eid``, or None."""
+        row = self.conn.execute(
+            "SELECT by_event_id FROM voided WHERE event_id=? LIMIT 1", [eid]
+        ).fetchone()
+        return row[0] if row else None
+
     def lot_events(self, code: str) -> list[StoredEvent]:
         """The lot's own non-void events (it is subject, input or output), in time order."""
         self.require_lot(code)
