@@ -192,7 +192,17 @@ def mapping_table() -> str:
 
 _AI10 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
 _LGTIN = re.compile(r"^urn:epc:class:lgtin:(\d+)\.(\d+)\.(.+)$")
+_DIGITAL_LINK_LOT = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/01/\d{14}/10/([^/?#]+)$")
 _EPC_ESCAPE = {c: f"%{ord(c):02X}" for c in '"%&/<>?#'}
+#: Web-URI and URN forms of CBV words, as a repository may hand them back.
+_CBV_FORMS = re.compile(
+    r"^(?:https://ref\.gs1\.org/cbv/(?:Disp|ER|BizStep)-|urn:epcglobal:cbv:(?:disp|er|bizstep):)"
+)
+
+
+def _bare(value: Any) -> Any:
+    """``https://ref.gs1.org/cbv/Disp-conformant`` -> ``conformant`` (CBV words only)."""
+    return _CBV_FORMS.sub("", value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -236,10 +246,14 @@ class Identifiers:
 
 
 def lot_code(uri: str) -> str:
-    """The lot code an exported id stands for (either form)."""
-    m = _LGTIN.match(uri)
+    """The lot code an exported id stands for (either form, or an LGTIN as a Digital Link).
+
+    >>> lot_code("https://id.gs1.org/01/07751234123451/10/APR-25-HQ-014")
+    'APR-25-HQ-014'
+    """
+    m = _LGTIN.match(uri) or _DIGITAL_LINK_LOT.match(uri)
     if m:
-        return unquote(m.group(3))
+        return unquote(m.group(m.lastindex or 1))
     if uri.startswith(LOT_BASE):
         return unquote(uri[len(LOT_BASE) :])
     raise ValueError(f"{uri!r} is not a lottrace lot id")
@@ -542,7 +556,7 @@ def from_epcis(event: dict[str, Any], context: dict[str, str]) -> dict[str, Any]
         d.update(_lot_kg(event["quantityList"][0]))
     disposition = event.get("disposition")
     if kind in ("gatherer_qc", "hq_qc"):
-        d["result"] = {v: k for k, v in _DISPOSITION.items()}[str(disposition)]
+        d["result"] = {v: k for k, v in _DISPOSITION.items()}[str(_bare(disposition))]
     for element in event.get("sensorElementList", []):
         for report in element["sensorReport"]:
             field = _lt_fields(report, prefixes).get("field")
@@ -622,7 +636,7 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
                     "type": "correction",
                     "time": declaration["declarationTime"],  # type: ignore[index]
                     "corrects": event_id(parse_event(target, where=where)),
-                    "reason": declaration.get("reason"),  # type: ignore[union-attr]
+                    "reason": _bare(declaration.get("reason")),  # type: ignore[union-attr]
                     **ed,
                 }
             else:
