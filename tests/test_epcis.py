@@ -425,6 +425,13 @@ def example_document() -> str:
     return "```json\n" + json.dumps(doc, indent=2, ensure_ascii=False) + "\n```\n"
 
 
+def example_qc_event() -> str:
+    with Ledger.create(_example_db()) as ledger:
+        doc = export_document(ledger, lot="CEC-25-HQ-022", now=FIXED_NOW)
+    (qc,) = [e for e in doc["epcisBody"]["eventList"] if e["lt:type"] == "hq_qc"]
+    return "```json\n" + json.dumps(qc, indent=2, ensure_ascii=False) + "\n```\n"
+
+
 def _example_db() -> Path:
     import tempfile
 
@@ -433,7 +440,11 @@ def _example_db() -> Path:
     return path
 
 
-GENERATED = {"mapping": mapping_table, "example-document": example_document}
+GENERATED = {
+    "mapping": mapping_table,
+    "example-document": example_document,
+    "example-qc": example_qc_event,
+}
 
 
 @pytest.mark.parametrize("name", list(GENERATED))
