@@ -494,7 +494,7 @@ def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        doc = orjson.loads(raw)
+        doc = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM is tolerated
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
     problem = first_problem(doc) if check else None

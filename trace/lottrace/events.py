@@ -471,7 +471,8 @@ class EpcisEvent(EventBase):
 
     The coffee rules do not apply to it; its lot lineage joins the graph:
     a TransformationEvent's inputs flow into its outputs, and an
-    AggregationEvent (or AssociationEvent) ADD's children into its parent.
+    AggregationEvent ADD's children into its parent (an AssociationEvent
+    ties a device or asset to an object, not material, so it makes no link).
     Ids are the document's own (EPC URIs, Digital Link URIs, any URI).
     """
 
@@ -519,7 +520,7 @@ class EpcisEvent(EventBase):
         if kind == "TransformationEvent":
             ins = self._ids("inputEPCList", "inputQuantityList")
             outs = self._ids("outputEPCList", "outputQuantityList")
-        elif kind in ("AggregationEvent", "AssociationEvent") and self.event.get("action") == "ADD":
+        elif kind == "AggregationEvent" and self.event.get("action") == "ADD":
             ins = self._ids("childEPCs", "childQuantityList")
             outs = self._ids("parentID")
         else:
