@@ -362,6 +362,12 @@ def test_a_tampered_lottrace_event_is_rejected_with_its_path(demo_db: Path) -> N
     with pytest.raises(InvalidEvent, match=r"^doc: \$\.epcisBody\.eventList\[2\]: .*KGM"):
         list(document_to_events(broken, "doc"))
     broken = copy.deepcopy(doc)
+    del broken["epcisBody"]["eventList"][1]["readPoint"]
+    with pytest.raises(
+        InvalidEvent, match=r"eventList\[1\]: a lottrace event \(lt:type\) lacks 'readPoint'"
+    ):
+        list(document_to_events(broken, "doc"))
+    broken = copy.deepcopy(doc)
     broken["epcisBody"]["eventList"][0]["quantityList"][0]["quantity"] = -3
     with pytest.raises(InvalidEvent, match=r"eventList\[0\]: lot APR-25-H0502-1: field 'kg'"):
         list(document_to_events(broken, "doc"))
@@ -388,6 +394,8 @@ def test_cli_export_import_hash(demo_db: Path, tmp_path: Path) -> None:
     doc = json.loads(out.read_text("utf-8"))
     r = run.invoke(cli, ["epcis", "hash", str(out), "--json"])
     assert json.loads(r.output) == [e["eventID"] for e in doc["epcisBody"]["eventList"]]
+    r = run.invoke(cli, ["--db", str(demo_db), "epcis", "export", "-o", str(tmp_path / "no" / "x")])
+    assert r.exit_code == 1 and r.output.startswith("Error: cannot write")
     r = run.invoke(cli, ["--db", str(demo_db), "epcis", "export", "--upstream", "-o", str(out)])
     assert r.exit_code == 2 and "--upstream needs --lot" in r.output
     r = run.invoke(

@@ -854,7 +854,10 @@ def epcis_export(
         doc = export_document(
             ledger, lot=lot, upstream=upstream, since=since, ids=Identifiers(gs1_prefix or None)
         )
-    output.write_text(_dumps(doc) + "\n", encoding="utf-8")
+    try:
+        output.write_text(_dumps(doc) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"wrote {output}: {len(doc['epcisBody']['eventList'])} EPCIS events")
 
 

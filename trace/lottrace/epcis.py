@@ -641,10 +641,14 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
                 }
             else:
                 record = _one(event, context, prefixes, hash_id)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except KeyError as exc:
             raise InvalidEvent(
-                f"not a lottrace event as lottrace exports them: {type(exc).__name__} {exc}",
+                f"a lottrace event (lt:type) lacks {exc.args[0]!r} or names an unknown one",
                 where=where,
+            ) from None
+        except (IndexError, TypeError, ValueError) as exc:
+            raise InvalidEvent(
+                f"not a lottrace event as lottrace exports them: {exc}", where=where
             ) from None
         yield where, parse_event(record, where=where)
 
