@@ -41,6 +41,13 @@ def test_every_type_parses() -> None:
             "corrects": "a" * 64,
             "reason": "did_not_occur",
         },
+        {
+            "type": "epcis",
+            "time": "2025-06-02T06:00:00-05:00",
+            "site": "urn:epc:id:sgln:0614141.07346.0",
+            "hash_id": f"ni:///sha-256;{'b' * 64}?ver=CBV2.0",
+            "event": {"type": "ObjectEvent"},
+        },
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 

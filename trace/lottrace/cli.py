@@ -845,6 +845,103 @@ def generate(producers: int, seasons: int, seed: int, out: Path) -> None:
     )
 
 
+# --------------------------------------------------------------------------- epcis
+
+
+@cli.group()
+def epcis() -> None:
+    """GS1 EPCIS 2.0 JSON-LD: export, import, and Event Hash IDs (docs/epcis.md)."""
+
+
+@epcis.command("export")
+@click.option("--lot", help="Only the events of this lot.")
+@click.option("--upstream", is_flag=True, help="With --lot: also every lot it was formed from.")
+@click.option(
+    "--since", callback=lambda _c, _p, v: _when(v), help="Only events on or after this date."
+)
+@click.option(
+    "--gs1-prefix",
+    envvar="LOTTRACE_GS1_PREFIX",
+    metavar="PREFIX.ITEM",
+    help="GS1 company prefix and item reference of your GTIN (13 digits, e.g. 7751234.012345): "
+    "lots become LGTINs. Or set LOTTRACE_GS1_PREFIX.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The EPCIS JSON-LD file to write.",
+)
+@click.pass_context
+def epcis_export(
+    ctx: click.Context,
+    lot: str | None,
+    upstream: bool,
+    since: str | None,
+    gs1_prefix: str | None,
+    output: Path,
+) -> None:
+    """Write the ledger's events as an EPCIS 2.0 document, each with its Event Hash ID."""
+    from .epcis import Identifiers, export_document
+
+    if upstream and lot is None:
+        raise click.BadParameter("--upstream needs --lot", param_hint="--upstream")
+    with _open(ctx) as ledger:
+        doc = export_document(
+            ledger, lot=lot, upstream=upstream, since=since, ids=Identifiers(gs1_prefix or None)
+        )
+    try:
+        output.write_text(_dumps(doc) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output}: {len(doc['epcisBody']['eventList'])} EPCIS events")
+
+
+@epcis.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> None:
+    """Add the events of EPCIS 2.0 JSON-LD documents, all or nothing.
+
+    Documents lottrace exported come back as the same coffee events; events
+    of other documents are kept as 'epcis' events whose lot lineage joins
+    upstream and downstream. Each document is checked first: a problem
+    rejects the whole batch, naming its JSON path.
+    """
+    from .epcis import document_to_events, load_document
+
+    docs = [(str(p), load_document(str(p))) for p in files]
+    with _open(ctx) as ledger:
+        report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
+    _print_report(report, as_json)
+
+
+@epcis.command("hash")
+@click.argument("file", type=click.Path(path_type=Path))
+@json_option
+def epcis_hash(file: Path, as_json: bool) -> None:
+    """Print the CBV 2.0 Event Hash ID of every event of an EPCIS JSON-LD document.
+
+    One line per event, in document order. The document is not checked
+    beyond what the hash needs, so partners can hash drafts too.
+    """
+    from .epcis import load_document
+    from .epcis_hash import document_hash_ids
+
+    doc = load_document(str(file), check=False)
+    try:
+        hashes = document_hash_ids(doc)
+    except ValueError as exc:
+        raise LottraceError(f"{file}: {exc}") from None
+    if as_json:
+        click.echo(_dumps(hashes))
+    else:
+        for h in hashes:
+            click.echo(h)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

@@ -50,6 +50,7 @@ __all__ = [
     "Dispatch",
     "DryMill",
     "Drying",
+    "EpcisEvent",
     "Event",
     "EventBase",
     "Export",
@@ -284,6 +285,11 @@ class EventBase(_Part):
         return ()
 
     @property
+    def touched(self) -> tuple[str, ...]:
+        """Lots the event names besides its subject, inputs and outputs (EPCIS events)."""
+        return ()
+
+    @property
     def stage(self) -> int | None:
         return STAGE_ORDER.get(self.type)
 
@@ -465,14 +471,136 @@ class Correction(EventBase):
     )
 
 
+_QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+
+
+class EpcisEvent(EventBase):
+    """An event from a foreign EPCIS 2.0 document, kept as it came (see ``epcis.py``).
+
+    The coffee rules do not apply to it; its lot lineage joins the graph:
+    a TransformationEvent's inputs flow into its outputs, and an
+    AggregationEvent ADD's children into its parent (an AssociationEvent
+    ties a device or asset to an object, not material, so it makes no link).
+    Ids are the document's own (EPC URIs, Digital Link URIs, any URI).
+    """
+
+    type: Literal["epcis"] = "epcis"
+    site: Annotated[str, Field(min_length=1, max_length=2000)] = Field(
+        description="The event's bizLocation or readPoint id, or 'epcis:unknown'."
+    )
+    hash_id: Annotated[str, Field(pattern=r"^ni:///sha-256;[0-9a-f]{64}\?ver=CBV2\.0$")] = Field(
+        description="The CBV 2.0 EPCIS Event Hash ID of the event."
+    )
+    context: dict[str, str] | None = Field(
+        default=None, description="The namespace prefixes of the document it came in."
+    )
+    event: dict[str, Any] = Field(description="The EPCIS event, as a JSON-LD object.")
+
+    def _ids(self, *fields: str) -> list[str]:
+        out: list[str] = []
+        for name in fields:
+            value = self.event.get(name)
+            if isinstance(value, str):
+                out.append(value)
+            for item in value if isinstance(value, list) else ():
+                if isinstance(item, str):
+                    out.append(item)
+                elif isinstance(item, dict) and isinstance(item.get("epcClass"), str):
+                    out.append(item["epcClass"])
+        return list(dict.fromkeys(out))
+
+    def _kg(self, lot: str, *fields: str) -> float | None:
+        for name in fields:
+            for item in self.event.get(name) or ():
+                if (
+                    isinstance(item, dict)
+                    and item.get("epcClass") == lot
+                    and item.get("uom") == "KGM"
+                    and isinstance(item.get("quantity"), int | float)
+                    and not isinstance(item.get("quantity"), bool)
+                    and item["quantity"] > 0
+                ):
+                    return float(item["quantity"])
+        return None
+
+    def _flow(self) -> tuple[list[str], list[str]]:
+        kind = self.event.get("type")
+        if kind == "TransformationEvent":
+            ins = self._ids("inputEPCList", "inputQuantityList")
+            outs = self._ids("outputEPCList", "outputQuantityList")
+        elif kind == "AggregationEvent" and self.event.get("action") == "ADD":
+            ins = self._ids("childEPCs", "childQuantityList")
+            outs = self._ids("parentID")
+        else:
+            return [], []
+        if not ins or not outs:
+            return [], []
+        return [i for i in ins if i not in outs], outs
+
+    @property
+    def drawn(self) -> tuple[LotInput, ...]:
+        """Input ids, weighted by their kg where given in KGM, else 1."""
+        ins, _ = self._flow()
+        fields = ("inputQuantityList", "childQuantityList")
+        return tuple(LotInput.model_construct(lot=i, kg=self._kg(i, *fields) or 1.0) for i in ins)
+
+    @property
+    def formed(self) -> tuple[tuple[str, float | None], ...]:
+        ins, outs = self._flow()
+        if not ins:
+            return ()
+        return tuple((o, self._kg(o, "outputQuantityList")) for o in outs)
+
+    def kg_for(self, lot: str) -> float | None:
+        """The kg the event states for ``lot`` in any quantity list (KGM only)."""
+        return self._kg(lot, *_QUANTITY_LISTS)
+
+    @property
+    def touched(self) -> tuple[str, ...]:
+        """Every id the event names: EPCs, classes, parents, children, inputs, outputs."""
+        return tuple(
+            self._ids(
+                "epcList",
+                "quantityList",
+                "parentID",
+                "childEPCs",
+                "childQuantityList",
+                "inputEPCList",
+                "inputQuantityList",
+                "outputEPCList",
+                "outputQuantityList",
+            )
+        )
+
+
 Event: TypeAlias = Annotated[
-    Harvest | Drying | GathererQC | HqQC | DryMill | Export | Dispatch | Arrival | Correction,
+    Harvest
+    | Drying
+    | GathererQC
+    | HqQC
+    | DryMill
+    | Export
+    | Dispatch
+    | Arrival
+    | Correction
+    | EpcisEvent,
     Field(discriminator="type"),
 ]
 
 EVENT_MODELS: dict[str, type[EventBase]] = {
     m.model_fields["type"].default: m
-    for m in (Harvest, Drying, GathererQC, HqQC, DryMill, Export, Dispatch, Arrival, Correction)
+    for m in (
+        Harvest,
+        Drying,
+        GathererQC,
+        HqQC,
+        DryMill,
+        Export,
+        Dispatch,
+        Arrival,
+        Correction,
+        EpcisEvent,
+    )
 }
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)

@@ -45,7 +45,7 @@ import networkx as nx
 
 from .events import STAGE_ORDER
 from .ledger import Ledger, StoredEvent
-from .rules import LotState
+from .rules import FOREIGN_STAGE, LotState
 
 __all__ = [
     "ancestors_graph",
@@ -55,7 +55,7 @@ __all__ = [
     "timelines",
 ]
 
-_STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()}
+_STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()} | {FOREIGN_STAGE: "epcis"}
 
 
 def ancestors_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:

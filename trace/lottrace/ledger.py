@@ -518,6 +518,22 @@ class Ledger:
             raise UnknownEvent(f"no event {eid} in {self.path}")
         return StoredEvent(row[0], row[1], parse_event(orjson.loads(row[2])), bool(row[3]))
 
+    def iter_events(self) -> Iterator[StoredEvent]:
+        """Every event in log order, void ones flagged (what an export reads)."""
+        rows = self.conn.execute(
+            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            "FROM events e ORDER BY seq"
+        )
+        for seq, eid, body, void in rows:
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body)), bool(void))
+
+    def voided_by(self, eid: str) -> str | None:
+        """The id of the correction that voided event ``eid``, or None."""
+        row = self.conn.execute(
+            "SELECT by_event_id FROM voided WHERE event_id=? LIMIT 1", [eid]
+        ).fetchone()
+        return row[0] if row else None
+
     def lot_events(self, code: str) -> list[StoredEvent]:
         """The lot's own non-void events (it is subject, input or output), in time order."""
         self.require_lot(code)

@@ -115,7 +115,7 @@ def iter_records(
             if isinstance(rec, dict) and rec.get("type") in ("EPCISDocument", "EPCISQueryDocument"):
                 raise InvalidInput(
                     f"{where}: this is an EPCIS document, not lottrace events "
-                    "(EPCIS import is not available yet)"
+                    "(use: lottrace epcis import FILE)"
                 )
             yield where, rec
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from .events import STAGE_ORDER, Correction, DryMill, EventBase
 
 __all__ = [
+    "FOREIGN_STAGE",
     "RULES",
     "WARNINGS",
     "Finding",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()}
+#: The stage of a lot first named by a foreign EPCIS event (before any coffee stage).
+FOREIGN_STAGE = -1
+STAGE_NAMES[FOREIGN_STAGE] = "epcis"
 
 #: Rules that reject an event (and so its whole batch), with what each checks.
 RULES: dict[str, str] = {
@@ -145,6 +149,9 @@ def lots_of(ev: EventBase) -> list[tuple[str, str]]:
     out.extend((lot, "output") for lot in formed)
     if ev.subject is not None and ev.subject not in formed:
         out.append((ev.subject, "subject"))
+    if ev.touched:  # EPCIS events: every other id they name
+        seen = {lot for lot, _ in out}
+        out.extend((lot, "subject") for lot in ev.touched if lot not in seen)
     return out
 
 
@@ -156,6 +163,8 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
     """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
     if isinstance(ev, Correction):
         return _check_correction(ev, view, now)
+    if ev.type == "epcis":  # foreign EPCIS events: the coffee rules do not apply
+        return []
     found: list[Finding] = []
     t = time_key(ev.time)
     if ev.time > now + _SKEW:
@@ -419,7 +428,11 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
     if role == "output":
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
-        return LotState(lot, eid, stage or 0, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
+        if stage is None:
+            stage = FOREIGN_STAGE if ev.type == "epcis" else 0
+        return LotState(lot, eid, stage, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
+    if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
+        state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
@@ -437,7 +450,7 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
             eid,
             state.n_events + 1,
         )
-    stated: float | None = ev.field("kg")
+    stated: float | None = ev.kg_for(lot) if ev.type == "epcis" else ev.field("kg")
     new_kg, drawn_kg = state.kg, state.drawn_kg
     if ev.type == "export" and stated is not None:
         drawn_kg += stated

@@ -1,0 +1,661 @@
+"""Map lottrace events to GS1 EPCIS 2.0 JSON-LD and back.
+
+One job: the mapping. :func:`export_document` turns ledger events into an
+``EPCISDocument`` (every event with ``eventID`` = its CBV 2.0 Event Hash ID);
+:func:`document_to_events` turns a document back into events to append.
+
+- Each checkpoint type has a row in :data:`MAPPINGS`: its EPCIS event type,
+  action, business step and disposition. ``docs/epcis.md`` prints that table.
+- Lots are quantity classes (``quantityList`` ... with kg in ``KGM``). Their
+  ids are LGTIN class URIs when a GS1 company prefix and item reference are
+  configured and the lot code fits GS1 AI (10); otherwise
+  ``https://lottrace.org/lot/<code>`` (:class:`Identifiers`). Sites are
+  ``https://lottrace.org/site/<kind:ID>``.
+- Fields with no EPCIS home are extension elements in the namespace
+  :data:`LT_NS` (prefix ``lt``), one per lottrace field and named after it
+  (``lt:cup_score``, ``lt:plot``), so an export is lossless field by field:
+  importing it gives events with the same lottrace event ids.
+- Events of foreign documents (no ``lt:type``) come back as
+  :class:`~lottrace.events.EpcisEvent`: the EPCIS event as it came, its hash
+  id and the namespace prefixes it uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+
+from .epcis_check import first_problem
+from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
+from .errors import InvalidEvent, InvalidInput, LottraceError
+from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
+from .ledger import Ledger, StoredEvent
+from .rules import lots_of, time_key
+
+__all__ = [
+    "EPCIS_CONTEXT",
+    "LOT_BASE",
+    "LT_NS",
+    "MAPPINGS",
+    "SITE_BASE",
+    "Identifiers",
+    "Mapping",
+    "document_to_events",
+    "export_document",
+    "load_document",
+    "mapping_table",
+    "to_epcis",
+]
+
+#: The ratified EPCIS 2.0.0 JSON-LD context.
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+#: The lottrace extension namespace (prefix ``lt``): fields, business steps, dispositions.
+LT_NS = "https://lottrace.org/epcis/"
+#: Lot ids without a GS1 prefix: this plus the percent-encoded lot code.
+LOT_BASE = "https://lottrace.org/lot/"
+#: Site ids: this plus the percent-encoded ``kind:ID``.
+SITE_BASE = "https://lottrace.org/site/"
+
+_KG = "KGM"
+_HOLD = LT_NS + "Disp-on_hold"
+_DISPOSITION = {"accepted": "conformant", "rejected": "non_conformant", "hold": _HOLD}
+#: lottrace QC measurements that go into sensorElementList: field -> (CBV type, UN/CEFACT unit).
+SENSOR_FIELDS = {
+    "moisture_pct": ("Dimensionless", "P1"),
+    "water_activity": ("Dimensionless", "C62"),
+}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one lottrace event type is written in EPCIS."""
+
+    lottrace: str
+    epcis: str  #: event type; with inputs (a merge) it is a TransformationEvent
+    action: str  #: ObjectEvent action ("" for TransformationEvents)
+    biz_step: str
+    disposition: str
+    fields: str  #: where the rest goes, for the docs
+
+
+MAPPINGS: dict[str, Mapping] = {
+    m.lottrace: m
+    for m in (
+        Mapping(
+            "harvest",
+            "ObjectEvent",
+            "ADD",
+            "commissioning",
+            "active",
+            "quantityList: the lot, kg; ilmd: lt:producer, lt:plot (geometry as GeoJSON text), "
+            "lt:variety, lt:process, lt:certifications, lt:women_producer",
+        ),
+        Mapping(
+            "drying",
+            "ObjectEvent",
+            "OBSERVE",
+            LT_NS + "BizStep-drying",
+            "",
+            "sensorElementList: moisture; lt:method, lt:started",
+        ),
+        Mapping(
+            "gatherer_qc",
+            "ObjectEvent",
+            "OBSERVE",
+            "inspecting",
+            "conformant / non_conformant / " + _HOLD,
+            "sensorElementList: moisture, water activity; lt:defects, lt:cup_score, "
+            "lt:yield_pct, lt:inspector, lt:reason",
+        ),
+        Mapping(
+            "hq_qc",
+            "ObjectEvent",
+            "OBSERVE",
+            "inspecting",
+            "conformant / non_conformant / " + _HOLD,
+            "as gatherer_qc",
+        ),
+        Mapping(
+            "dry_mill",
+            "TransformationEvent",
+            "",
+            "creating_class_instance",
+            "",
+            "inputQuantityList, outputQuantityList (KGM); lt:grades, lt:rejects_kg",
+        ),
+        Mapping(
+            "export",
+            "ObjectEvent",
+            "OBSERVE",
+            "shipping",
+            "in_transit",
+            "lt:container, lt:ico_mark, lt:bags, lt:bag_kg, lt:vessel, lt:destination, lt:buyer",
+        ),
+        Mapping(
+            "dispatch",
+            "ObjectEvent",
+            "OBSERVE",
+            "departing",
+            "in_transit",
+            "destinationList: to_site (location); lt:vehicle",
+        ),
+        Mapping(
+            "arrival",
+            "ObjectEvent",
+            "OBSERVE",
+            "arriving",
+            "",
+            "sourceList: from_site (location)",
+        ),
+        Mapping(
+            "correction",
+            "(the voided event, repeated)",
+            "",
+            "",
+            "",
+            "errorDeclaration: declarationTime, reason; lt:site, lt:actor, lt:note",
+        ),
+    )
+}
+
+#: Fields every mapping handles itself; every other field becomes ``lt:<field>``.
+_HOMES = frozenset(("type", "time", "site", "lot", "kg", "inputs", "outputs", "result"))
+_ILMD_FIELDS = frozenset(
+    ("producer", "plot", "variety", "process", "certifications", "women_producer")
+)
+
+
+def mapping_table() -> str:
+    """The mapping as a Markdown table (``docs/epcis.md`` prints it)."""
+    rows = [
+        "| lottrace | EPCIS event | action | bizStep | disposition | other fields |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in MAPPINGS.values():
+        model = EVENT_MODELS[m.lottrace]
+        kind = m.epcis
+        if "inputs" in model.model_fields and not model.model_fields["inputs"].is_required():
+            kind += " (TransformationEvent when it has inputs)"
+        rows.append(
+            f"| `{m.lottrace}` | {kind} | {m.action} | {m.biz_step} | {m.disposition} | {m.fields} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------- identifiers
+
+_AI10 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+_LGTIN = re.compile(r"^urn:epc:class:lgtin:(\d+)\.(\d+)\.(.+)$")
+_DIGITAL_LINK_LOT = re.compile(r"^https?://[^/]+(?:/[^/]+)*?/01/\d{14}/10/([^/?#]+)$")
+_EPC_ESCAPE = {c: f"%{ord(c):02X}" for c in '"%&/<>?#'}
+#: Web-URI and URN forms of CBV words, as a repository may hand them back.
+_CBV_FORMS = re.compile(
+    r"^(?:https://ref\.gs1\.org/cbv/(?:Disp|ER|BizStep)-|urn:epcglobal:cbv:(?:disp|er|bizstep):)"
+)
+
+
+def _bare(value: Any) -> Any:
+    """``https://ref.gs1.org/cbv/Disp-conformant`` -> ``conformant`` (CBV words only)."""
+    return _CBV_FORMS.sub("", value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    """How lots and sites are named in EPCIS.
+
+    ``gs1_prefix`` is ``COMPANYPREFIX.ITEMREF`` of the green-coffee GTIN, as
+    in an EPC URI (13 digits in all, e.g. ``7751234.012345``). With it, a lot
+    code that fits GS1 AI (10) (at most 20 characters of GS1's set 82) is
+    ``urn:epc:class:lgtin:7751234.012345.<lot>``.
+
+    >>> Identifiers("7751234.012345").lot("APR-25-HQ-014")
+    'urn:epc:class:lgtin:7751234.012345.APR-25-HQ-014'
+    >>> Identifiers().lot("APR-25/HQ#1")
+    'https://lottrace.org/lot/APR-25%2FHQ%231'
+    >>> lot_code('https://lottrace.org/lot/APR-25%2FHQ%231')
+    'APR-25/HQ#1'
+    """
+
+    gs1_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        p = self.gs1_prefix
+        if p is not None and not (
+            re.fullmatch(r"\d{6,12}\.\d{1,7}", p) and len(p.replace(".", "")) == 13
+        ):
+            raise LottraceError(
+                f"GS1 prefix {p!r}: write COMPANYPREFIX.ITEMREF with 13 digits in all, "
+                "e.g. 7751234.012345"
+            )
+
+    def lot(self, code: str) -> str:
+        if self.gs1_prefix and _AI10.match(code):
+            lot = "".join(_EPC_ESCAPE.get(c, c) for c in code)
+            return f"urn:epc:class:lgtin:{self.gs1_prefix}.{lot}"
+        return LOT_BASE + quote(code, safe=":+")
+
+    @staticmethod
+    def site(site: str) -> str:
+        return SITE_BASE + quote(site, safe=":")
+
+
+def lot_code(uri: str) -> str:
+    """The lot code an exported id stands for (either form, or an LGTIN as a Digital Link).
+
+    >>> lot_code("https://id.gs1.org/01/07751234123451/10/APR-25-HQ-014")
+    'APR-25-HQ-014'
+    """
+    m = _LGTIN.match(uri) or _DIGITAL_LINK_LOT.match(uri)
+    if m:
+        return unquote(m.group(m.lastindex or 1))
+    if uri.startswith(LOT_BASE):
+        return unquote(uri[len(LOT_BASE) :])
+    raise ValueError(f"{uri!r} is not a lottrace lot id")
+
+
+def site_code(uri: str) -> str:
+    if uri.startswith(SITE_BASE):
+        return unquote(uri[len(SITE_BASE) :])
+    raise ValueError(f"{uri!r} is not a lottrace site id")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _lt(value: Any) -> Any:
+    """A lottrace value as extension content: nested objects get ``lt:`` keys."""
+    if isinstance(value, dict):
+        return {"lt:" + k: _lt(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lt(v) for v in value]
+    return value
+
+
+def _offset(time: str) -> str:
+    off = datetime.fromisoformat(time).utcoffset()
+    minutes = int(off.total_seconds() // 60) if off is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _qty(ids: Identifiers, lot: str, kg: float | None) -> dict[str, Any]:
+    q: dict[str, Any] = {"epcClass": ids.lot(lot)}
+    if kg is not None:
+        q["quantity"] = kg
+        q["uom"] = _KG
+    return q
+
+
+def to_epcis(ev: EventBase, ids: Identifiers, target: EventBase | None = None) -> dict[str, Any]:
+    """One lottrace event as an EPCIS event (without ``eventID``).
+
+    A correction needs ``target``, the event it voids: it is written as that
+    event again, with an ``errorDeclaration``.
+    """
+    if isinstance(ev, Correction):
+        if target is None:
+            raise ValueError("a correction needs the event it voids")
+        out = to_epcis(target, ids)
+        declaration: dict[str, Any] = {
+            "declarationTime": ev.model_dump(mode="json")["time"],
+            "reason": ev.reason,
+            "lt:site": ev.site,
+        }
+        for name in ("actor", "note"):
+            if getattr(ev, name) is not None:
+                declaration["lt:" + name] = getattr(ev, name)
+        out["errorDeclaration"] = declaration
+        return out
+    if isinstance(ev, EpcisEvent):
+        return dict(ev.event)
+    d = ev.model_dump(mode="json", exclude_none=True)
+    m = MAPPINGS[ev.type]
+    kind = ev.type
+    inputs = d.get("inputs") or []
+    out = {
+        "type": "TransformationEvent" if inputs else m.epcis,
+        "eventTime": d["time"],
+        "eventTimeZoneOffset": _offset(d["time"]),
+    }
+    lot, kg = str(d.get("lot")), d.get("kg")
+    if out["type"] == "TransformationEvent":
+        out["inputQuantityList"] = [_qty(ids, i["lot"], i["kg"]) for i in inputs]
+        if kind == "dry_mill":
+            out["outputQuantityList"] = [_qty(ids, o["lot"], o["kg"]) for o in d["outputs"]]
+        else:
+            out["outputQuantityList"] = [_qty(ids, lot, kg)]
+    else:
+        out["action"] = m.action
+        out["quantityList"] = [_qty(ids, lot, kg)]
+    out["bizStep"] = m.biz_step
+    if kind in ("gatherer_qc", "hq_qc"):
+        out["disposition"] = _DISPOSITION[d["result"]]
+    elif m.disposition:
+        out["disposition"] = m.disposition
+    out["readPoint"] = {"id": ids.site(d["site"])}
+    if kind not in ("dispatch", "export"):  # the lot leaves the site
+        out["bizLocation"] = {"id": ids.site(d["site"])}
+    if "to_site" in d:
+        out["destinationList"] = [{"type": "location", "destination": ids.site(d.pop("to_site"))}]
+    if "from_site" in d:
+        out["sourceList"] = [{"type": "location", "source": ids.site(d.pop("from_site"))}]
+    reports = [
+        {"type": cbv, "value": d.pop(name), "uom": uom, "lt:field": name}
+        for name, (cbv, uom) in SENSOR_FIELDS.items()
+        if name in d
+    ]
+    if reports:
+        out["sensorElementList"] = [{"sensorReport": reports}]
+    if kind == "dry_mill":
+        d["grades"] = [{"lot": o["lot"], "grade": o["grade"]} for o in d["outputs"]]
+    if "plot" in d and "geometry" in d["plot"]:
+        d["plot"]["geometry"] = orjson.dumps(d["plot"]["geometry"]).decode()
+    out["lt:type"] = kind
+    ilmd = {}
+    for name, value in d.items():
+        if name in _HOMES:
+            continue
+        if kind == "harvest" and name in _ILMD_FIELDS:
+            ilmd["lt:" + name] = _lt(value)
+        else:
+            out["lt:" + name] = _lt(value)
+    if ilmd:
+        out["ilmd"] = ilmd
+    return out
+
+
+def export_document(
+    ledger: Ledger,
+    *,
+    lot: str | None = None,
+    upstream: bool = False,
+    since: str | None = None,
+    ids: Identifiers | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """An EPCISDocument of the ledger's events, in log order.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        An open ledger.
+    lot : str, optional
+        Only the events that involve this lot (and, with ``upstream``, every
+        lot it was formed from), with the corrections of any of them.
+    since : str, optional
+        Only events at or after this date or time (ISO-8601; a date is UTC midnight).
+    ids : Identifiers, optional
+        How lots are named (LGTIN with a GS1 prefix).
+    now : datetime, optional
+        The document's ``creationDate`` (default: the current time).
+
+    Void events are exported too, each followed by its correction (an
+    errorDeclaration), so that an import rebuilds the same ledger.
+    """
+    ids = ids or Identifiers()
+    wanted: set[str] | None = None
+    if lot is not None:
+        ledger.require_lot(lot)
+        wanted = {lot}
+        if upstream:
+            from .graph import ancestors_graph
+
+            wanted |= set(ancestors_graph(ledger, lot).nodes)
+    floor = _since_key(since) if since else None
+    kept: dict[str, EventBase] = {}
+    context: dict[str, str] = {"lt": LT_NS}
+    events: list[dict[str, Any]] = []
+    source = ledger.iter_events() if wanted is None else _lineage_events(ledger, wanted)
+    for stored in source:
+        ev = stored.event
+        if floor is not None and time_key(ev.time) < floor:
+            continue
+        target = None
+        if isinstance(ev, Correction):
+            target = kept.get(ev.corrects)
+            if target is None:
+                if wanted is not None or floor is not None:
+                    continue  # it voids an event outside the selection
+                target = ledger.event(ev.corrects).event
+        elif wanted is not None and not {code for code, _ in lots_of(ev)} & wanted:
+            continue
+        kept[stored.event_id] = ev
+        if isinstance(ev, EpcisEvent):
+            for prefix, iri in (ev.context or {}).items():
+                if context.setdefault(prefix, iri) != iri:
+                    raise LottraceError(
+                        f"cannot export: prefix {prefix!r} means {context[prefix]} in one "
+                        f"imported document and {iri} in another"
+                    )
+        epcis = to_epcis(ev, ids, target)
+        events.append(epcis)
+    created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    for epcis in events:
+        epcis["eventID"] = event_hash_id(epcis, context)
+    return {
+        "@context": [EPCIS_CONTEXT, context],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created,
+        "epcisBody": {"eventList": [_event_order(e) for e in events]},
+    }
+
+
+def _lineage_events(ledger: Ledger, lots: set[str]) -> list[StoredEvent]:
+    """The events of these lots, void ones and their corrections too, in log order.
+
+    Read through the lot indexes, so the cost follows the lineage, not the log.
+    """
+    found = {stored.seq: stored for _lot, stored in ledger.lots_events(lots)}
+    for eid in ledger.voided_for_lots(lots):
+        void = ledger.event(eid)
+        found[void.seq] = void
+        by = ledger.voided_by(eid)
+        if by is not None:
+            fix = ledger.event(by)
+            found[fix.seq] = fix
+    return [found[seq] for seq in sorted(found)]
+
+
+def _event_order(event: dict[str, Any]) -> dict[str, Any]:
+    """``type`` and ``eventID`` first, for people reading the file."""
+    head = {k: event[k] for k in ("type", "eventID") if k in event}
+    return head | {k: v for k, v in event.items() if k not in head}
+
+
+def _since_key(since: str) -> str:
+    try:
+        t = datetime.fromisoformat(since)
+    except ValueError:
+        raise LottraceError(f"--since {since!r} is not a date like 2025-06-01") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return time_key(t)
+
+
+# --------------------------------------------------------------------------- import
+
+
+def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
+    """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM is tolerated
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
+    problem = first_problem(doc) if check else None
+    if problem is not None:
+        raise InvalidInput(f"{path}: {problem[0]}: {problem[1]}")
+    return doc  # type: ignore[no-any-return]
+
+
+def _lt_prefixes(context: dict[str, str]) -> tuple[str, ...]:
+    return (LT_NS, *(p + ":" for p, iri in context.items() if iri == LT_NS))
+
+
+def _lt_fields(obj: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """The lottrace fields in an object: ``lt:name`` keys, nested ones unwrapped."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        for p in prefixes:
+            if key.startswith(p):
+                out[key[len(p) :]] = _un_lt(value, prefixes)
+                break
+    return out
+
+
+def _un_lt(value: Any, prefixes: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return _lt_fields(value, prefixes)
+    if isinstance(value, list):
+        return [_un_lt(v, prefixes) for v in value]
+    return value
+
+
+def _lot_kg(q: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"lot": lot_code(q["epcClass"])}
+    if "quantity" in q:
+        if q.get("uom") != _KG:
+            raise ValueError(f"quantity of {q['epcClass']} is not in KGM")
+        out["kg"] = q["quantity"]
+    return out
+
+
+def from_epcis(event: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
+    """The lottrace record of an EPCIS event that lottrace exported (has ``lt:type``)."""
+    prefixes = _lt_prefixes(context)
+    ext = _lt_fields(event, prefixes)
+    kind = ext.pop("type")
+    d: dict[str, Any] = {"type": kind, "time": event["eventTime"]}
+    d["site"] = site_code(event["readPoint"]["id"])
+    d.update(_lt_fields(event.get("ilmd") or {}, prefixes))
+    d.update(ext)
+    if event["type"] == "TransformationEvent":
+        d["inputs"] = [_lot_kg(q) for q in event["inputQuantityList"]]
+        outputs = [_lot_kg(q) for q in event["outputQuantityList"]]
+        if kind == "dry_mill":
+            grades = {g["lot"]: g["grade"] for g in d.pop("grades", [])}
+            d["outputs"] = [dict(o, grade=grades[o["lot"]]) for o in outputs]
+        else:
+            d.update(outputs[0])
+    else:
+        d.update(_lot_kg(event["quantityList"][0]))
+    disposition = event.get("disposition")
+    if kind in ("gatherer_qc", "hq_qc"):
+        d["result"] = {v: k for k, v in _DISPOSITION.items()}[str(_bare(disposition))]
+    for element in event.get("sensorElementList", []):
+        for report in element["sensorReport"]:
+            field = _lt_fields(report, prefixes).get("field")
+            if field in SENSOR_FIELDS:
+                d[field] = report["value"]
+    for item in event.get("destinationList", []):
+        d["to_site"] = site_code(item["destination"])
+    for item in event.get("sourceList", []):
+        d["from_site"] = site_code(item["source"])
+    plot = d.get("plot")
+    if isinstance(plot, dict) and isinstance(plot.get("geometry"), str):
+        plot["geometry"] = orjson.loads(plot["geometry"])
+    return d
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> dict[str, Any]:
+    kept = {k: v for k, v in event.items() if k != "eventID"}
+    text = orjson.dumps(kept).decode()
+    used = {p: iri for p, iri in sorted(context.items()) if f'"{p}:' in text}
+    site = next(
+        (
+            event[k]["id"]
+            for k in ("bizLocation", "readPoint")
+            if isinstance(event.get(k), dict) and isinstance(event[k].get("id"), str)
+        ),
+        "epcis:unknown",
+    )
+    record: dict[str, Any] = {
+        "type": "epcis",
+        "time": _FRACTION.sub(r"\1", event["eventTime"]),  # the full time stays in "event"
+        "site": site,
+        "hash_id": hash_id,
+        "event": kept,
+    }
+    if used:
+        record["context"] = used
+    return record
+
+
+def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBase]]:
+    """``(where, event)`` for every event of a checked document, in document order.
+
+    Events lottrace exported (``lt:type``) become coffee events again; an
+    event with an errorDeclaration that carries ``lt:site`` becomes a
+    correction of the event it repeats. Every other event is an
+    :class:`~lottrace.events.EpcisEvent`.
+    """
+    context: dict[str, str] = {}
+    body = doc["epcisBody"]
+    results = body.get("queryResults") or {}
+    for node in (doc, body, results, results.get("resultsBody") or {}):
+        if "@context" in node:
+            context.update(document_context(node))
+    try:
+        hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
+    except ValueError as exc:
+        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}") from None
+    base = (
+        "$.epcisBody.eventList"
+        if "eventList" in body
+        else "$.epcisBody.queryResults.resultsBody.eventList"
+    )
+    prefixes = _lt_prefixes(context)
+    for i, event in enumerate(document_events(doc)):
+        where = f"{name}: {base}[{i}]"
+        hash_id = hash_ids[i]
+        declaration = event.get("errorDeclaration")
+        ed = _lt_fields(declaration, prefixes) if isinstance(declaration, dict) else {}
+        try:
+            if "site" in ed:
+                original = {k: v for k, v in event.items() if k != "errorDeclaration"}
+                target = _one(original, context, prefixes, event_hash_id(original, context))
+                record = {
+                    "type": "correction",
+                    "time": declaration["declarationTime"],  # type: ignore[index]
+                    "corrects": event_id(parse_event(target, where=where)),
+                    "reason": _bare(declaration.get("reason")),  # type: ignore[union-attr]
+                    **ed,
+                }
+            else:
+                record = _one(event, context, prefixes, hash_id)
+        except KeyError as exc:
+            raise InvalidEvent(
+                f"a lottrace event (lt:type) lacks {exc.args[0]!r} or names an unknown one",
+                where=where,
+            ) from None
+        except (IndexError, TypeError, ValueError) as exc:
+            raise InvalidEvent(
+                f"not a lottrace event as lottrace exports them: {exc}", where=where
+            ) from None
+        yield where, parse_event(record, where=where)
+
+
+def _one(
+    event: dict[str, Any], context: dict[str, str], prefixes: tuple[str, ...], hash_id: str
+) -> dict[str, Any]:
+    if any(k.startswith(p) and k[len(p) :] == "type" for k in event for p in prefixes):
+        return from_epcis(event, context)
+    return _foreign(event, context, hash_id)
