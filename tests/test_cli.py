@@ -187,7 +187,7 @@ def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys; from lottrace.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('pydantic', 'networkx', 'sqlite_utils', 'orjson') if m in sys.modules]\n"
+        "heavy = [m for m in ('pydantic', 'networkx', 'sqlite_utils', 'orjson', 'matplotlib') if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -73,6 +73,12 @@ def _open(ctx: click.Context) -> Ledger:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+plot_option = click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also draw a chart into FILE (.png or .svg); needs lottrace[plot].",
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -698,16 +704,40 @@ def _when(value: str | None) -> str | None:
     "--until", callback=lambda _c, _p, v: _when(v), help="Only legs ending before this date."
 )
 @json_option
+@plot_option
+@click.option(
+    "--plot-style",
+    type=click.Choice(["box", "violin"]),
+    default="box",
+    show_default=True,
+    help="How --plot draws each leg's hours.",
+)
 @click.pass_context
 def delays(
-    ctx: click.Context, by: str, since: str | None, until: str | None, as_json: bool
+    ctx: click.Context,
+    by: str,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    plot: Path | None,
+    plot_style: str,
 ) -> None:
-    """How long lots wait on each leg: count, mean, p50, p90 and max hours."""
+    """How long lots wait on each leg: count, mean, p50, p90 and max hours.
+
+    With --plot, also draw each leg's distribution of hours, worst first.
+    """
     from .queries import delays as query
 
+    _check_plot(plot)
     rows = _query(ctx, query, by=by, since=since, until=until, as_json=as_json)
-    if rows is None:
-        return
+    if rows is not None:
+        _delays_table(rows, by)
+    if plot is not None:
+        kw = {"by": by, "since": since, "until": until, "style": plot_style}
+        _draw(ctx, "plot_delays", plot, as_json, "legs", **kw)
+
+
+def _delays_table(rows: list[dict[str, Any]], by: str) -> None:
     keys = (
         ["from", "to"]
         + (["from_site", "to_site"] if by == "site" else [])
@@ -726,34 +756,54 @@ def delays(
 @cli.command()
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True)
 @json_option
+@plot_option
 @click.pass_context
-def bottlenecks(ctx: click.Context, top: int, as_json: bool) -> None:
+def bottlenecks(ctx: click.Context, top: int, as_json: bool, plot: Path | None) -> None:
     """Routes ranked by lot-hours lost above the typical time for that leg.
 
     The baseline of a leg (say gatherer_qc -> hq_qc) is its median over all
     routes; a route's excess is the sum of the hours its lots spent above it.
+    With --plot, also draw each route's excess, in total and by month.
     """
     from .queries import bottlenecks as query
 
+    _check_plot(plot)
     rows = _query(ctx, query, top=top, as_json=as_json)
-    if rows is None:
-        return
-    click.echo(
-        _table(
-            rows,
-            [
-                "rank",
-                "from_site",
-                "to_site",
-                "from",
-                "to",
-                "count",
-                "baseline_hours",
-                "p50_hours",
-                "excess_hours",
-            ],
+    if rows is not None:
+        click.echo(
+            _table(
+                rows,
+                [
+                    "rank",
+                    "from_site",
+                    "to_site",
+                    "from",
+                    "to",
+                    "count",
+                    "baseline_hours",
+                    "p50_hours",
+                    "excess_hours",
+                ],
+            )
         )
-    )
+    if plot is not None:
+        _draw(ctx, "plot_bottlenecks", plot, as_json, "routes", top=top)
+
+
+def _check_plot(plot: Path | None) -> None:
+    """Before any work: the chart's suffix is right and matplotlib is there."""
+    if plot is not None:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+
+
+def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, **kw: Any) -> None:
+    from . import plots
+
+    labels = _query(ctx, getattr(plots, name), plot, as_json=False, **kw)
+    worst = f", worst: {labels[0].splitlines()[0]}" if labels else ""
+    click.echo(f"wrote {plot}: {len(labels)} {what}{worst}", err=as_json)
 
 
 @cli.command()
