@@ -144,23 +144,44 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--type", "default_type", help="Event type for rows that have no 'type' column.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CSV files.")
+@click.option(
+    "--encoding",
+    help="Text encoding of CSV files, e.g. cp1252 or latin-1. Default: UTF-8, or cp1252 if not UTF-8.",
+)
+@click.option(
+    "--delimiter",
+    type=click.Choice([",", ";", "tab"]),
+    help="CSV delimiter. Default: detected from the header row.",
+)
 @json_option
 @click.pass_context
 def import_(
     ctx: click.Context,
     files: Sequence[Path],
     default_type: str | None,
-    encoding: str,
+    encoding: str | None,
+    delimiter: str | None,
     as_json: bool,
 ) -> None:
     """Add events from JSON Lines, JSON array or CSV files, all or nothing.
 
     Every file is checked against the data contract and the ledger rules in
-    one transaction: one bad row rejects the whole batch and names its file,
-    line and field. Events already in the ledger are skipped and counted.
+    one transaction: any bad row rejects the whole batch. Each row that
+    breaks the data contract is listed with its file, line, field and
+    reason; a broken ledger rule stops at the first. Events already in the
+    ledger are skipped and counted.
+
+    Spreadsheet exports are welcome: ';' or tab delimiters with decimal
+    commas (12,5), Windows (cp1252 / Latin-1) text, Spanish stage names in
+    the type column (cosecha, secado, acopio ...).
     """
+    from .errors import InvalidEvent
     from .readers import iter_events
+
+    bad: list[InvalidEvent] = []
+
+    def note(message: str) -> None:
+        click.echo(f"note: {message}", err=True)
 
     with _open(ctx) as ledger:
         total = sum(p.stat().st_size for p in files if p.is_file())
@@ -173,12 +194,33 @@ def import_(
 
             def events() -> Iterator[Any]:
                 for path in files:
-                    yield from iter_events(
-                        path, default_type=default_type, encoding=encoding, progress=bar.update
-                    )
+                    for item in iter_events(
+                        path,
+                        default_type=default_type,
+                        encoding=encoding,
+                        delimiter=delimiter,
+                        progress=bar.update,
+                        on_error=bad.append,
+                        on_note=note,
+                    ):
+                        if not bad:  # after a bad row, only look for more bad rows
+                            yield item
+                if bad:  # raised inside the batch, so nothing is written
+                    _reject_bad_rows(bad)
 
             report = ledger.append(events())
     _print_report(report, as_json)
+
+
+def _reject_bad_rows(bad: Sequence[LottraceError], shown: int = 50) -> None:
+    """List every bad row on stderr (one line each), then fail the batch."""
+    if len(bad) == 1:
+        raise bad[0]
+    for exc in bad[:shown]:
+        click.echo(str(exc), err=True)
+    if len(bad) > shown:
+        click.echo(f"... and {len(bad) - shown} more bad rows", err=True)
+    raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
 
 
 class _NoBar:
@@ -236,6 +278,14 @@ _LOG_FIELDS: list[tuple[str, str, str]] = [
     ("--corrects", "corrects", "correction: the event id it voids."),
 ]
 _LOG_ENV = {"site": "LOTTRACE_SITE", "actor": "LOTTRACE_ACTOR"}
+#: What `log` asks for when a required field is missing: "field (what it is)".
+_LOG_HELP = {
+    path: f"{path} ({re.sub(r' [(]or set [A-Z_]+[)]', '', help_).rstrip('.')})"
+    for _opt, path, help_ in _LOG_FIELDS
+} | {
+    "inputs": "inputs (input lots: LOT=KG|LOT=KG)",
+    "outputs": "outputs (dry_mill: output lots: LOT=KG=GRADE|...)",
+}
 
 
 def _log_options(f: Any) -> Any:
@@ -288,16 +338,20 @@ def log(
     """Log one checkpoint event of TYPE, as typed at the field.
 
     TYPE is harvest, drying, gatherer_qc, hq_qc, dry_mill, export, dispatch,
-    arrival or correction. It prints the stored event id.
+    arrival or correction, or its Spanish name: cosecha, secado, acopio,
+    sede, trilla, exportacion, despacho, llegada, correccion. In a terminal
+    it asks for each required field not given; otherwise a missing field is
+    an error. It prints the stored event id and the event.
 
     \b
     Example:
       lottrace log drying --lot APR-0231-H1 --site farm:APR-P0231 \\
           --kg 212.5 --method covered --moisture 11.5
     """
-    from .events import canonical_json, event_id, parse_event
-    from .readers import row_to_record
+    from .events import canonical_json, event_id
+    from .fieldlog import describe_event, resolve_type
 
+    type = resolve_type(type)
     row: dict[str, str] = {
         "type": type,
         "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -319,7 +373,7 @@ def log(
             raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
         row[key.strip()] = value
     where = "lottrace log"
-    ev = parse_event(row_to_record(row, where), where=where)
+    ev = _parse_logged(row, where)
     with _open(ctx) as ledger:
         report = ledger.append([(where, ev)])
     eid = event_id(ev)
@@ -343,6 +397,44 @@ def log(
         click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
     else:
         click.echo(f"already in the ledger as event {eid}; nothing added")
+    lines = describe_event(ev)
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"  {key.ljust(width)}  {value}")
+
+
+def _interactive() -> bool:
+    """Whether `lottrace log` may ask for missing fields: only when a person is typing."""
+    return sys.stdin.isatty()
+
+
+def _parse_logged(row: dict[str, str], where: str) -> Any:
+    """Validate a `log` row; in a terminal, first ask for the required fields it lacks.
+
+    A value typed at a prompt that breaks the contract is asked for again
+    (up to three times); everything else fails as an import would.
+    """
+    from .errors import InvalidEvent
+    from .events import parse_event
+    from .fieldlog import missing_fields
+    from .readers import row_to_record
+
+    asked: list[str] = []
+    if _interactive():
+        for key in missing_fields(row["type"], row):
+            row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
+            asked.append(key)
+    for attempt in range(3):
+        try:
+            return parse_event(row_to_record(dict(row), where), where=where)
+        except InvalidEvent as exc:
+            again = [k for k in asked if exc.field == k or exc.field.startswith(k.split(".")[0] + ".")]
+            if not again or attempt == 2:
+                raise
+            click.echo(f"{exc}", err=True)
+            for key in again:
+                row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- queries

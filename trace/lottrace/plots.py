@@ -34,7 +34,7 @@ __all__ = ["FORMATS", "INSTALL_HINT", "check_plot_path", "plot_bottlenecks", "pl
 FORMATS = (".png", ".svg")
 INSTALL_HINT = "charts need matplotlib: pip install 'lottrace[plot]'"
 
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "lottrace"}
+_RC: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": "lottrace"}
 _ARROW = " → "
 
 
@@ -177,9 +177,8 @@ def _figure_class() -> type[Figure]:
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     with rc_context(_RC):
         fig = _figure_class()(figsize=(width, min(height, 40)), layout="constrained")
