@@ -56,7 +56,17 @@ def test_log_accepts_spanish_names_and_stores_english(db: Path) -> None:
 
 
 def test_log_shows_the_stored_event(db: Path) -> None:
-    r = run(db, "log", "harvest", *HARVEST, "--cert", "organic", "--cert", "fairtrade", "--women-producer")
+    r = run(
+        db,
+        "log",
+        "harvest",
+        *HARVEST,
+        "--cert",
+        "organic",
+        "--cert",
+        "fairtrade",
+        "--women-producer",
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()[1:]
     shown = dict(line.split(None, 1) for line in lines)
@@ -89,7 +99,9 @@ def test_no_prompt_when_input_is_not_a_terminal(db: Path) -> None:
     assert r.stderr == "Error: lottrace log: lot APR-1: fields 'site', 'kg' are required\n"
 
 
-def test_prompts_for_missing_fields_in_a_terminal(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prompts_for_missing_fields_in_a_terminal(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli_module, "_interactive", lambda: True)
     r = run(db, "log", "cosecha", "--time", "2025-05-01T07:00:00-05:00", "--kg", "900",
             "--lon", "-79.0", "--lat", "-5.1", input="farm:APR-P1\nAPR-1\nAPR-0001\nAPR-P1\n")  # fmt: skip
@@ -112,7 +124,9 @@ def test_a_bad_answer_is_asked_again(db: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [e["kg"] for e in events(db, "APR-1")] == [900, 190]  # type: ignore[index]
 
 
-def test_given_bad_values_still_fail_in_a_terminal(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_given_bad_values_still_fail_in_a_terminal(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli_module, "_interactive", lambda: True)
     r = run(db, "log", "secado", "--lot", "APR-1", "--site", "farm:APR-P1", "--kg", "-3", input="")
     assert r.exit_code == 1

@@ -73,7 +73,10 @@ def test_delays_svg_names_every_leg_worst_first(sample: Path, tmp_path: Path, st
     with Ledger(sample) as ledger:
         rows = delays(ledger)
     # worst first: the order of the medians in the delays table, longest at the top
-    expected = [f"{r['from']} → {r['to']} (n={r['count']})" for r in sorted(rows, key=lambda r: -r["p50_hours"])]
+    expected = [
+        f"{r['from']} → {r['to']} (n={r['count']})"
+        for r in sorted(rows, key=lambda r: -r["p50_hours"])
+    ]
     drawn = [text for _, text in svg_texts(out) if "→" in text]
     assert drawn == expected
 
@@ -92,7 +95,10 @@ def test_bottlenecks_svg_shows_routes_and_months(sample: Path, tmp_path: Path) -
     out = tmp_path / "b.svg"
     r = run(sample, "bottlenecks", "--top", "3", "--plot", str(out))
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[-1] == f"wrote {out}: 3 routes, worst: gatherer:ELPALTO-01 → hq:JUMARP"
+    assert (
+        r.output.splitlines()[-1]
+        == f"wrote {out}: 3 routes, worst: gatherer:ELPALTO-01 → hq:JUMARP"
+    )
     texts = [t for _, t in svg_texts(out)]
     routes = [t for t in texts if "→" in t and ":" in t]
     assert routes == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,9 @@ def test_windows_semicolon_file_with_decimal_commas_and_spanish_types(tmp_path: 
     assert ev.kg == 1020.5  # type: ignore[attr-defined]
     assert ev.plot.geometry.coordinates == [-78.993518, -5.160921]  # type: ignore[attr-defined]
     assert ev.note == "3,5 sacos"  # text is never read as a number
-    assert notes == [f"{p}: not UTF-8 (line 2), read as cp1252 (Windows Latin-1); --encoding chooses"]
+    assert notes == [
+        f"{p}: not UTF-8 (line 2), read as cp1252 (Windows Latin-1); --encoding chooses"
+    ]
 
 
 def test_a_chosen_encoding_gives_no_note_and_utf8_needs_none(tmp_path: Path) -> None:
@@ -65,14 +68,18 @@ def test_mixed_encodings_are_refused(tmp_path: Path) -> None:
     p = tmp_path / "m.csv"
     second = PEÑA.replace("L1", "L2").replace("P1", "P2")
     p.write_bytes(f"{HEADER}\n{PEÑA}\n".encode() + f"{second}\n".encode("cp1252"))
-    with pytest.raises(InvalidInput, match=r"m.csv:3: not utf-8 text \(the lines before it were UTF-8"):
+    with pytest.raises(
+        InvalidInput, match=r"m.csv:3: not utf-8 text \(the lines before it were UTF-8"
+    ):
         list(iter_events(p))
 
 
 def test_bytes_no_windows_encoding_has_are_refused(tmp_path: Path) -> None:
     p = tmp_path / "x.csv"
     p.write_bytes(f"{HEADER}\n".encode() + b"cosecha;\x81\x8d\n")
-    with pytest.raises(InvalidInput, match=r"x.csv:2: neither UTF-8 nor cp1252 text; give --encoding"):
+    with pytest.raises(
+        InvalidInput, match=r"x.csv:2: neither UTF-8 nor cp1252 text; give --encoding"
+    ):
         list(iter_events(p))
 
 
@@ -90,19 +97,25 @@ def test_decimal_commas_in_inputs_and_only_in_number_fields(tmp_path: Path) -> N
 
 def test_in_a_comma_file_a_decimal_comma_is_an_error_with_a_hint(tmp_path: Path) -> None:
     text = 'type,time,site,lot,kg\ndrying,2025-05-20T10:00:00-05:00,farm:X,L1,"12,5"\n'
-    with pytest.raises(InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"):
+    with pytest.raises(
+        InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"
+    ):
         list(iter_events(write(tmp_path, "d.csv", text)))
 
 
 def test_delimiter_can_be_chosen(tmp_path: Path) -> None:
     semi = write(tmp_path, "s.csv", f"{HEADER}\n{PEÑA}\n")
-    with pytest.raises(InvalidEvent, match=r"s.csv:2: row has 5 cells but the header has 1 columns"):
+    with pytest.raises(
+        InvalidEvent, match=r"s.csv:2: row has 5 cells but the header has 1 columns"
+    ):
         list(iter_events(semi, delimiter=","))  # chosen, so not detected: one wide column
     assert len(list(iter_events(semi, delimiter=";"))) == 1
     tab = write(tmp_path, "t.tsv", f"{HEADER}\n{PEÑA}\n".replace(";", "\t"))
     [(_, ev)] = list(iter_events(tab, delimiter="tab"))
     assert ev.kg == 1020.5  # type: ignore[attr-defined]
-    with pytest.raises(InvalidInput, match="unknown delimiter '|'"):
+    with pytest.raises(
+        InvalidInput, match=re.escape("unknown delimiter '|': use ',', ';' or 'tab'")
+    ):
         list(iter_events(tab, delimiter="|"))
 
 
@@ -132,7 +145,10 @@ def test_import_one_bad_row_is_still_one_line(db: Path, tmp_path: Path) -> None:
     p = write(tmp_path, "b.csv", f"{HEADER}\n{PEÑA.replace('1.020,5', '-3')}\n")
     r = run(db, "import", str(p))
     assert r.exit_code == 1
-    assert r.stderr.splitlines()[-1] == f"Error: {p}:2: lot L1: field 'kg': Input should be greater than 0"
+    assert (
+        r.stderr.splitlines()[-1]
+        == f"Error: {p}:2: lot L1: field 'kg': Input should be greater than 0"
+    )
     assert count(db) == 0
 
 
@@ -166,3 +182,27 @@ def test_import_cli_options_and_note(db: Path, tmp_path: Path) -> None:
     assert r.stdout == "added 0, duplicates skipped 1, warnings 0\n"
     r = run(db, "import", "--encoding", "utf-8", str(p))
     assert r.exit_code == 1 and "try --encoding cp1252" in r.stderr
+
+
+def test_a_broken_rule_is_listed_with_the_bad_rows_after_it(db: Path, tmp_path: Path) -> None:
+    text = "\n".join([
+        "type;time;site;lot;producer;plot.id;kg",
+        "secado;2025-08-14T09:45:00-05:00;farm:P1;L9;;;120",  # well formed; L9 was never harvested
+        "cosecha;2025-08-02T15:00:00-05:00;farm:P1;L1;Ana;P1;900",
+        "cosecha;2025-08-02T15:00:00-05:00;farm:P2;L2;Luz;P2;-5",
+    ]) + "\n"  # fmt: skip
+    p = write(tmp_path, "r.csv", text, encoding="utf-8")
+    r = run(db, "import", str(p))
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        f"{p}:2: [lot-unknown] field 'lot': lot L9 was never created (log its harvest first)",
+        f"{p}:4: lot L2: field 'kg': Input should be greater than 0",
+        "Error: 2 bad rows (listed above); nothing was written",
+    ]
+    assert count(db) == 0
+    only_rule = write(tmp_path, "o.csv", "\n".join(text.splitlines()[:3]) + "\n", encoding="utf-8")
+    r = run(db, "import", str(only_rule))
+    assert (
+        r.stderr
+        == f"Error: {only_rule}:2: [lot-unknown] field 'lot': lot L9 was never created (log its harvest first)\n"
+    )

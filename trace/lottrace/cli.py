@@ -175,10 +175,10 @@ def import_(
     commas (12,5), Windows (cp1252 / Latin-1) text, Spanish stage names in
     the type column (cosecha, secado, acopio ...).
     """
-    from .errors import InvalidEvent
+    from .errors import InvalidEvent, RuleViolation
     from .readers import iter_events
 
-    bad: list[InvalidEvent] = []
+    bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
 
     def note(message: str) -> None:
         click.echo(f"note: {message}", err=True)
@@ -208,7 +208,14 @@ def import_(
                 if bad:  # raised inside the batch, so nothing is written
                     _reject_bad_rows(bad)
 
-            report = ledger.append(events())
+            stream = events()
+            try:
+                report = ledger.append(stream)
+            except RuleViolation as exc:  # rolled back; list the bad rows after it too
+                bad.append(exc)
+                for _ in stream:
+                    pass
+                raise
     _print_report(report, as_json)
 
 

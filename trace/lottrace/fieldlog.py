@@ -35,6 +35,7 @@ STAGE_ALIASES: dict[str, str] = {
     "correccion": "correction",  # voids a wrong event
 }
 
+
 def resolve_type(name: str) -> str:
     """The event type for `name`: an English type or a Spanish alias; anything else unchanged."""
     key = _plain(name)

@@ -41,7 +41,9 @@ _ARROW = " → "
 def check_plot_path(path: Path) -> None:
     """Fail early, before any work, if `path` is not .png/.svg or matplotlib is missing."""
     if path.suffix.lower() not in FORMATS:
-        raise InvalidInput(f"{path}: a chart is written as .png or .svg, not {path.suffix or 'no suffix'!r}")
+        raise InvalidInput(
+            f"{path}: a chart is written as .png or .svg, not {path.suffix or 'no suffix'!r}"
+        )
     _figure_class()
 
 
