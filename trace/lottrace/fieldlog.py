@@ -14,6 +14,7 @@ the English type.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,8 +37,11 @@ STAGE_ALIASES: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=256)
 def resolve_type(name: str) -> str:
     """The event type for `name`: an English type or a Spanish alias; anything else unchanged."""
+    if name in EVENT_MODELS:  # the common case, without normalising
+        return name
     key = _plain(name)
     if key in EVENT_MODELS:
         return key
