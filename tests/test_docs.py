@@ -161,3 +161,20 @@ def test_console_examples_run_as_written(
             pytest.fail(
                 f"{doc}:{line}: `{command}` printed:\n{result.output}\nexpected:\n{expected}"
             )
+
+
+def test_every_guide_is_a_checked_session() -> None:
+    checked = {doc for doc, _ in console_sessions()}
+    guides = {p.name for p in (ROOT / "docs").glob("guide-*.md")} | {"getting-started.md"}
+    assert {"guide-quality-manager.md", "guide-buyer.md", "guide-analyst.md"} <= guides
+    assert guides <= checked, f"guides with no console session: {sorted(guides - checked)}"
+
+
+def test_relative_links_and_images_resolve() -> None:
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target and not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert not broken, broken

@@ -138,11 +138,11 @@ def test_csv_multiline_cell_keeps_line_numbers(tmp_path: Path) -> None:
         list(iter_events(p))
 
 
-def test_latin1_csv_needs_encoding_and_then_reads(tmp_path: Path) -> None:
+def test_latin1_csv_fails_as_utf8_and_reads_as_latin1(tmp_path: Path) -> None:
     text = "type,time,site,lot,producer,plot.id,kg\nharvest,2025-05-10T08:00:00-05:00,farm:P1,L1,Peña Núñez,P1,900\n"
     p = write(tmp_path, "l.csv", text.encode("latin-1"))
-    with pytest.raises(InvalidInput, match=r"l.csv:2: not utf-8 text \(try --encoding latin-1\)"):
-        list(iter_events(p))
+    with pytest.raises(InvalidInput, match=r"l.csv:2: not utf-8 text \(try --encoding cp1252\)"):
+        list(iter_events(p, encoding="utf-8"))  # chosen, so no fallback
     [(_, e)] = list(iter_events(p, encoding="latin-1"))
     assert e.producer == "Peña Núñez"  # type: ignore[attr-defined]
 

@@ -73,6 +73,12 @@ def _open(ctx: click.Context) -> Ledger:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+plot_option = click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also draw a chart into FILE (.png or .svg); needs lottrace[plot].",
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,23 +144,44 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--type", "default_type", help="Event type for rows that have no 'type' column.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of CSV files.")
+@click.option(
+    "--encoding",
+    help="Text encoding of CSV files, e.g. cp1252 or latin-1. Default: UTF-8, or cp1252 if not UTF-8.",
+)
+@click.option(
+    "--delimiter",
+    type=click.Choice([",", ";", "tab"]),
+    help="CSV delimiter. Default: detected from the header row.",
+)
 @json_option
 @click.pass_context
 def import_(
     ctx: click.Context,
     files: Sequence[Path],
     default_type: str | None,
-    encoding: str,
+    encoding: str | None,
+    delimiter: str | None,
     as_json: bool,
 ) -> None:
     """Add events from JSON Lines, JSON array or CSV files, all or nothing.
 
     Every file is checked against the data contract and the ledger rules in
-    one transaction: one bad row rejects the whole batch and names its file,
-    line and field. Events already in the ledger are skipped and counted.
+    one transaction: any bad row rejects the whole batch. Each row that
+    breaks the data contract is listed with its file, line, field and
+    reason; a broken ledger rule stops at the first. Events already in the
+    ledger are skipped and counted.
+
+    Spreadsheet exports are welcome: ';' or tab delimiters with decimal
+    commas (12,5), Windows (cp1252 / Latin-1) text, Spanish stage names in
+    the type column (cosecha, secado, acopio ...).
     """
+    from .errors import InvalidEvent, RuleViolation
     from .readers import iter_events
+
+    bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
+
+    def note(message: str) -> None:
+        click.echo(f"note: {message}", err=True)
 
     with _open(ctx) as ledger:
         total = sum(p.stat().st_size for p in files if p.is_file())
@@ -167,12 +194,51 @@ def import_(
 
             def events() -> Iterator[Any]:
                 for path in files:
-                    yield from iter_events(
-                        path, default_type=default_type, encoding=encoding, progress=bar.update
-                    )
+                    for item in iter_events(
+                        path,
+                        default_type=default_type,
+                        encoding=encoding,
+                        delimiter=delimiter,
+                        progress=bar.update,
+                        on_error=bad.append,
+                        on_note=note,
+                    ):
+                        if not bad:  # after a bad row, only look for more bad rows
+                            yield item
+                if bad:  # raised inside the batch, so nothing is written
+                    _reject_bad_rows(bad)
 
-            report = ledger.append(events())
+            stream = events()
+            try:
+                report = ledger.append(stream)
+            except RuleViolation as exc:  # rolled back; list the other bad rows with it
+                bad.append(exc)
+                for _ in stream:
+                    pass
+                if len(bad) == 1:
+                    raise
+                order = {str(p): i for i, p in enumerate(files)}
+                _reject_bad_rows(
+                    sorted(bad, key=lambda e: _where_key(getattr(e, "where", ""), order))
+                )
     _print_report(report, as_json)
+
+
+def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
+    """Sort key for a ``file:line`` location: files in the order given, then lines."""
+    path, _, line = where.rpartition(":")
+    return order.get(path, len(order)), int(line) if line.isdigit() else 0
+
+
+def _reject_bad_rows(bad: Sequence[LottraceError], shown: int = 50) -> None:
+    """List every bad row on stderr (one line each), then fail the batch."""
+    if len(bad) == 1:
+        raise bad[0]
+    for exc in bad[:shown]:
+        click.echo(str(exc), err=True)
+    if len(bad) > shown:
+        click.echo(f"... and {len(bad) - shown} more bad rows", err=True)
+    raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
 
 
 class _NoBar:
@@ -230,6 +296,14 @@ _LOG_FIELDS: list[tuple[str, str, str]] = [
     ("--corrects", "corrects", "correction: the event id it voids."),
 ]
 _LOG_ENV = {"site": "LOTTRACE_SITE", "actor": "LOTTRACE_ACTOR"}
+#: What `log` asks for when a required field is missing: "field (what it is)".
+_LOG_HELP = {
+    path: f"{path} ({re.sub(r' [(]or set [A-Z_]+[)]', '', help_).rstrip('.')})"
+    for _opt, path, help_ in _LOG_FIELDS
+} | {
+    "inputs": "inputs (input lots: LOT=KG|LOT=KG)",
+    "outputs": "outputs (dry_mill: output lots: LOT=KG=GRADE|...)",
+}
 
 
 def _log_options(f: Any) -> Any:
@@ -282,16 +356,20 @@ def log(
     """Log one checkpoint event of TYPE, as typed at the field.
 
     TYPE is harvest, drying, gatherer_qc, hq_qc, dry_mill, export, dispatch,
-    arrival or correction. It prints the stored event id.
+    arrival or correction, or its Spanish name: cosecha, secado, acopio,
+    sede, trilla, exportacion, despacho, llegada, correccion. In a terminal
+    it asks for each required field not given; otherwise a missing field is
+    an error. It prints the stored event id and the event.
 
     \b
     Example:
       lottrace log drying --lot APR-0231-H1 --site farm:APR-P0231 \\
           --kg 212.5 --method covered --moisture 11.5
     """
-    from .events import canonical_json, event_id, parse_event
-    from .readers import row_to_record
+    from .events import canonical_json, event_id
+    from .fieldlog import describe_event, resolve_type
 
+    type = resolve_type(type)
     row: dict[str, str] = {
         "type": type,
         "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -313,7 +391,7 @@ def log(
             raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
         row[key.strip()] = value
     where = "lottrace log"
-    ev = parse_event(row_to_record(row, where), where=where)
+    ev = _parse_logged(row, where)
     with _open(ctx) as ledger:
         report = ledger.append([(where, ev)])
     eid = event_id(ev)
@@ -337,6 +415,46 @@ def log(
         click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
     else:
         click.echo(f"already in the ledger as event {eid}; nothing added")
+    lines = describe_event(ev)
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"  {key.ljust(width)}  {value}")
+
+
+def _interactive() -> bool:
+    """Whether `lottrace log` may ask for missing fields: only when a person is typing."""
+    return sys.stdin.isatty()
+
+
+def _parse_logged(row: dict[str, str], where: str) -> Any:
+    """Validate a `log` row; in a terminal, first ask for the required fields it lacks.
+
+    A value typed at a prompt that breaks the contract is asked for again
+    (up to three times); everything else fails as an import would.
+    """
+    from .errors import InvalidEvent
+    from .events import parse_event
+    from .fieldlog import missing_fields
+    from .readers import row_to_record
+
+    asked: list[str] = []
+    if _interactive():
+        for key in missing_fields(row["type"], row):
+            row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
+            asked.append(key)
+    for attempt in range(3):
+        try:
+            return parse_event(row_to_record(dict(row), where), where=where)
+        except InvalidEvent as exc:
+            again = [
+                k for k in asked if exc.field == k or exc.field.startswith(k.split(".")[0] + ".")
+            ]
+            if not again or attempt == 2:
+                raise
+            click.echo(f"{exc}", err=True)
+            for key in again:
+                row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- queries
@@ -698,16 +816,40 @@ def _when(value: str | None) -> str | None:
     "--until", callback=lambda _c, _p, v: _when(v), help="Only legs ending before this date."
 )
 @json_option
+@plot_option
+@click.option(
+    "--plot-style",
+    type=click.Choice(["box", "violin"]),
+    default="box",
+    show_default=True,
+    help="How --plot draws each leg's hours.",
+)
 @click.pass_context
 def delays(
-    ctx: click.Context, by: str, since: str | None, until: str | None, as_json: bool
+    ctx: click.Context,
+    by: str,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    plot: Path | None,
+    plot_style: str,
 ) -> None:
-    """How long lots wait on each leg: count, mean, p50, p90 and max hours."""
+    """How long lots wait on each leg: count, mean, p50, p90 and max hours.
+
+    With --plot, also draw each leg's distribution of hours, worst first.
+    """
     from .queries import delays as query
 
+    _check_plot(plot)
     rows = _query(ctx, query, by=by, since=since, until=until, as_json=as_json)
-    if rows is None:
-        return
+    if rows is not None:
+        _delays_table(rows, by)
+    if plot is not None:
+        kw = {"by": by, "since": since, "until": until, "style": plot_style}
+        _draw(ctx, "plot_delays", plot, as_json, "legs", **kw)
+
+
+def _delays_table(rows: list[dict[str, Any]], by: str) -> None:
     keys = (
         ["from", "to"]
         + (["from_site", "to_site"] if by == "site" else [])
@@ -726,34 +868,54 @@ def delays(
 @cli.command()
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True)
 @json_option
+@plot_option
 @click.pass_context
-def bottlenecks(ctx: click.Context, top: int, as_json: bool) -> None:
+def bottlenecks(ctx: click.Context, top: int, as_json: bool, plot: Path | None) -> None:
     """Routes ranked by lot-hours lost above the typical time for that leg.
 
     The baseline of a leg (say gatherer_qc -> hq_qc) is its median over all
     routes; a route's excess is the sum of the hours its lots spent above it.
+    With --plot, also draw each route's excess, in total and by month.
     """
     from .queries import bottlenecks as query
 
+    _check_plot(plot)
     rows = _query(ctx, query, top=top, as_json=as_json)
-    if rows is None:
-        return
-    click.echo(
-        _table(
-            rows,
-            [
-                "rank",
-                "from_site",
-                "to_site",
-                "from",
-                "to",
-                "count",
-                "baseline_hours",
-                "p50_hours",
-                "excess_hours",
-            ],
+    if rows is not None:
+        click.echo(
+            _table(
+                rows,
+                [
+                    "rank",
+                    "from_site",
+                    "to_site",
+                    "from",
+                    "to",
+                    "count",
+                    "baseline_hours",
+                    "p50_hours",
+                    "excess_hours",
+                ],
+            )
         )
-    )
+    if plot is not None:
+        _draw(ctx, "plot_bottlenecks", plot, as_json, "routes", top=top)
+
+
+def _check_plot(plot: Path | None) -> None:
+    """Before any work: the chart's suffix is right and matplotlib is there."""
+    if plot is not None:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+
+
+def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, **kw: Any) -> None:
+    from . import plots
+
+    labels = _query(ctx, getattr(plots, name), plot, as_json=False, **kw)
+    worst = f", worst: {labels[0].splitlines()[0]}" if labels else ""
+    click.echo(f"wrote {plot}: {len(labels)} {what}{worst}", err=as_json)
 
 
 @cli.command()

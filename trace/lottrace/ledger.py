@@ -39,6 +39,7 @@ import sqlite_utils
 from .errors import (
     IntegrityViolation,
     LedgerError,
+    LottraceError,
     RuleViolation,
     UnknownEvent,
     UnknownLot,
@@ -418,13 +419,20 @@ class Ledger:
                     "nothing added (run 'lottrace verify')"
                 )
             chunk: list[tuple[str, EventBase]] = []
-            for where, ev in items:
-                chunk.append((where, ev))
-                if len(chunk) == _LOOKAHEAD:
-                    batch.add_many(chunk)
-                    chunk.clear()
-                    if progress is not None:
-                        progress(_LOOKAHEAD)
+            try:
+                for where, ev in items:
+                    chunk.append((where, ev))
+                    if len(chunk) == _LOOKAHEAD:
+                        batch.add_many(chunk)
+                        chunk.clear()
+                        if progress is not None:
+                            progress(_LOOKAHEAD)
+            except LottraceError:
+                # The input failed part-way. Check the events read before it
+                # first, so an earlier broken rule is the one reported, as it
+                # would be without the lookahead. Nothing is written either way.
+                batch.add_many(chunk)
+                raise
             batch.add_many(chunk)
             batch.flush()
             report.head = batch.prev

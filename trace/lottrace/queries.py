@@ -66,7 +66,9 @@ __all__ = [
     "delays",
     "downstream",
     "eudr",
+    "excess_by_month",
     "format_tree",
+    "leg_hours",
     "legs",
     "stuck",
     "timeline",
@@ -769,6 +771,108 @@ def bottlenecks(
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows[:top]
+
+
+def leg_hours(
+    ledger: Ledger,
+    by: str = "stage",
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> list[JSON]:
+    """Every leg's hours, grouped as :func:`delays` groups them, worst median first.
+
+    The same groups as :func:`delays`, each with ``hours``: the durations of
+    its legs, sorted, for drawing their distribution. Groups are ordered by
+    p50, then p90, longest first.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lottrace.demo import build_demo
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+    >>> _ = build_demo(path)
+    >>> with Ledger(path) as ledger:
+    ...     groups = leg_hours(ledger)
+    >>> [(g["from"], g["to"], len(g["hours"])) for g in groups][:2]
+    [('dry_mill', 'export', 5), ('gatherer_qc', 'hq_qc', 11)]
+    """
+    if by not in ("stage", "site", "month"):
+        raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
+    groups: dict[tuple[str, ...], list[float]] = {}
+    for leg in legs(ledger, since, until):
+        key: tuple[str, ...] = (leg.from_stage, leg.to_stage)
+        if by == "site":
+            key += (leg.from_site, leg.to_site)
+        elif by == "month":
+            key += (leg.end[:7],)
+        groups.setdefault(key, []).append(leg.hours)
+    rows = []
+    for key, hours in sorted(groups.items(), key=lambda kv: _group_order(kv[0], "site")):
+        xs = sorted(hours)
+        row: JSON = {"from": key[0], "to": key[1]}
+        if by == "site":
+            row.update(from_site=key[2], to_site=key[3])
+        elif by == "month":
+            row["month"] = key[2]
+        row["hours"] = xs
+        row["p50_hours"] = _h(_quantile(xs, 0.5))
+        row["p90_hours"] = _h(_quantile(xs, 0.9))
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["p50_hours"], -r["p90_hours"]))  # stable: ties keep stage order
+    return rows
+
+
+def excess_by_month(
+    ledger: Ledger,
+    top: int = 10,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+) -> list[JSON]:
+    """The excess lot-hours of the :func:`bottlenecks` routes, month by month.
+
+    Same baselines and routes as :func:`bottlenecks` (with the same `top`,
+    `since` and `until`); each leg's hours above its baseline are counted in
+    the month (``YYYY-MM``, UTC) the leg ended, so a route's months add up to
+    its ``excess_hours``.
+
+    Returns
+    -------
+    list of dict
+        ``rank``, ``from``, ``to``, ``from_site``, ``to_site``, ``month`` and
+        ``excess_hours``, by rank and then month; months without excess are
+        left out.
+    """
+    ranked = bottlenecks(ledger, top=top, since=since, until=until)
+    wanted = {_route_key(r): r["rank"] for r in ranked}
+    if not wanted:
+        return []
+    pooled: dict[tuple[str, str], list[float]] = {}
+    kept: list[Leg] = []
+    for leg in legs(ledger, since, until):
+        pooled.setdefault((leg.from_stage, leg.to_stage), []).append(leg.hours)
+        if (leg.from_stage, leg.to_stage, leg.from_site, leg.to_site) in wanted:
+            kept.append(leg)
+    baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
+    cells: dict[tuple[tuple[str, str, str, str], str], float] = {}
+    for leg in kept:
+        excess = leg.hours - baseline[(leg.from_stage, leg.to_stage)]
+        if excess > 0:
+            route = (leg.from_stage, leg.to_stage, leg.from_site, leg.to_site)
+            cells[(route, leg.end[:7])] = cells.get((route, leg.end[:7]), 0.0) + excess
+    rows = [
+        {
+            "rank": wanted[route],
+            "from": route[0],
+            "to": route[1],
+            "from_site": route[2],
+            "to_site": route[3],
+            "month": month,
+            "excess_hours": _h(hours),
+        }
+        for (route, month), hours in cells.items()
+    ]
+    rows.sort(key=lambda r: (r["rank"], r["month"]))
+    return rows
 
 
 def stuck(ledger: Ledger, as_of: datetime | str, *, min_kg: float = 0.0) -> list[JSON]:

@@ -14,7 +14,20 @@ CSV conventions, for spreadsheets kept by quality managers:
   and ``certifications`` ``organic|fairtrade``; a cell that starts with
   ``[`` or ``{`` is read as JSON;
 - ``plot.lon`` and ``plot.lat`` together make ``plot.geometry`` a Point;
-- the delimiter (``,`` ``;`` or tab) is detected from the header row.
+- the delimiter (``,`` ``;`` or tab) is detected from the header row, or given;
+- in a ``;`` or tab file, numbers may use a decimal comma (``12,5``, and
+  ``1.234,5`` with a thousands dot), as a Spanish-language spreadsheet
+  writes them; only number fields are read this way;
+- ``type`` may be a Spanish stage name (``cosecha``, ``secado`` ...; see
+  :data:`lottrace.fieldlog.STAGE_ALIASES`);
+- the encoding is UTF-8 (with or without a BOM) or UTF-16 with a BOM; a file
+  that is not UTF-8 is read as Windows-1252 (a superset of Latin-1's
+  letters), with a note, unless an encoding is given.
+
+With ``on_error``, a row that breaks the data contract is passed to it and
+skipped, so a caller can report every bad row and then reject the batch;
+without it, the first bad row raises. Errors in the file as a whole (not
+readable, broken JSON document, broken CSV quoting) always raise.
 """
 
 from __future__ import annotations
@@ -23,18 +36,27 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .errors import InvalidEvent, InvalidInput
-from .events import EventBase, parse_event
+from .events import EVENT_MODELS, EventBase, parse_event
+from .fieldlog import resolve_type
 
 __all__ = ["iter_events", "iter_records", "row_to_record"]
 
 Progress = Callable[[int], None]
+OnError = Callable[[InvalidEvent], None]
+Note = Callable[[str], None]
+
+#: What ``encoding=None`` falls back to when a file is not UTF-8.
+FALLBACK_ENCODING = "cp1252"
+DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t"}
 
 _MAX_LINE = 2_000_000  # bytes; longer lines are not event records
 
@@ -43,10 +65,26 @@ def iter_events(
     path: str | Path,
     *,
     default_type: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
+    delimiter: str | None = None,
     progress: Progress | None = None,
+    on_error: OnError | None = None,
+    on_note: Note | None = None,
 ) -> Iterator[tuple[str, EventBase]]:
     """Yield ``(where, event)`` for every record in ``path``, validated.
+
+    Parameters
+    ----------
+    encoding : str, optional
+        The text encoding; by default UTF-8, falling back to Windows-1252.
+    delimiter : str, optional
+        The CSV delimiter (``,`` ``;`` or ``tab``); by default detected.
+    on_error : callable, optional
+        Called with each bad record's :class:`InvalidEvent`, which is then
+        skipped; without it the first bad record raises.
+    on_note : callable, optional
+        Called with a one-line note on how the file was read (the encoding
+        it fell back to).
 
     Raises
     ------
@@ -56,19 +94,40 @@ def iter_events(
         A record breaks the data contract; ``where`` names file and line.
     """
     for where, record in iter_records(
-        path, default_type=default_type, encoding=encoding, progress=progress
+        path,
+        default_type=default_type,
+        encoding=encoding,
+        delimiter=delimiter,
+        progress=progress,
+        on_error=on_error,
+        on_note=on_note,
     ):
-        yield where, parse_event(record, where=where)
+        try:
+            event = parse_event(record, where=where)
+        except InvalidEvent as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
+        yield where, event
 
 
 def iter_records(
     path: str | Path,
     *,
     default_type: str | None = None,
-    encoding: str = "utf-8",
+    encoding: str | None = None,
+    delimiter: str | None = None,
     progress: Progress | None = None,
+    on_error: OnError | None = None,
+    on_note: Note | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(where, plain dict)`` for every record in ``path``."""
+    """Yield ``(where, plain dict)`` for every record in ``path`` (see :func:`iter_events`)."""
+    if delimiter is not None and delimiter not in DELIMITERS:
+        raise InvalidInput(f"unknown delimiter {delimiter!r}: use ',', ';' or 'tab'")
+    sep = DELIMITERS.get(delimiter) if delimiter is not None else None
+    auto = encoding is None
+    encoding = encoding or "utf-8"
     p = Path(path)
     name = str(path)
     try:
@@ -95,8 +154,9 @@ def iter_records(
             raise InvalidInput(f"{name}: the file is empty")
         elif b"\x00" in head and not encoding.lower().replace("-", "").startswith("utf16"):
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
+        csv_reader = _CsvReader(name, encoding, auto, sep, progress, on_error, on_note)
         if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
-            records = _csv(f, name, encoding, progress)
+            records = csv_reader.records(f)
         else:
             first_line = f.readline().lstrip(codecs.BOM_UTF8)
             f.seek(0)
@@ -104,14 +164,14 @@ def iter_records(
             if p.suffix.lower() in (".jsonl", ".ndjson") or (
                 first == b"{" and _is_json_object(first_line)
             ):
-                records = _json_lines(f, name, progress)
+                records = _json_lines(f, name, progress, on_error)
             elif first in (b"[", b"{"):
                 records = _json_document(f, name, encoding)
             else:
-                records = _csv(f, name, encoding, progress)
+                records = csv_reader.records(f)
         for where, rec in records:
             if default_type and isinstance(rec, dict) and "type" not in rec:
-                rec["type"] = default_type
+                rec["type"] = resolve_type(default_type)
             if isinstance(rec, dict) and rec.get("type") in ("EPCISDocument", "EPCISQueryDocument"):
                 raise InvalidInput(
                     f"{where}: this is an EPCIS document, not lottrace events "
@@ -127,7 +187,10 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
-def _json_lines(f: Any, name: str, progress: Progress | None) -> Iterator[tuple[str, Any]]:
+def _json_lines(
+    f: Any, name: str, progress: Progress | None, on_error: OnError | None
+) -> Iterator[tuple[str, Any]]:
+    read_one = False
     for n, line in enumerate(f, 1):
         if n == 1:
             line = line.removeprefix(codecs.BOM_UTF8)
@@ -135,12 +198,22 @@ def _json_lines(f: Any, name: str, progress: Progress | None) -> Iterator[tuple[
             progress(len(line))
         if not line.strip():
             continue
-        if len(line) > _MAX_LINE:
-            raise InvalidEvent(f"line is longer than {_MAX_LINE:,} bytes", where=f"{name}:{n}")
         try:
-            yield f"{name}:{n}", orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(f"not valid JSON: {_json_msg(exc)}", where=f"{name}:{n}") from None
+            if len(line) > _MAX_LINE:
+                raise InvalidEvent(f"line is longer than {_MAX_LINE:,} bytes", where=f"{name}:{n}")
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidEvent(
+                    f"not valid JSON: {_json_msg(exc)}", where=f"{name}:{n}"
+                ) from None
+        except InvalidEvent as exc:
+            if on_error is None or not read_one:  # a bad first line: not JSON Lines at all
+                raise
+            on_error(exc)
+            continue
+        read_one = True
+        yield f"{name}:{n}", record
 
 
 def _json_msg(exc: ValueError) -> str:
@@ -230,79 +303,147 @@ def _sniff_delimiter(header: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _decoded_lines(f: Any, name: str, encoding: str, progress: Progress | None) -> Iterator[str]:
-    if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
-        # Wide encodings cannot be split on b"\n": let the codec find the lines.
-        text = io.TextIOWrapper(f, encoding=encoding, newline="")
+class _CsvReader:
+    """One CSV file's rows as records: decoding (with the cp1252 fallback), delimiter, cells."""
+
+    def __init__(
+        self,
+        name: str,
+        encoding: str,
+        auto: bool,
+        delimiter: str | None,
+        progress: Progress | None,
+        on_error: OnError | None,
+        on_note: Note | None,
+    ) -> None:
+        self.name, self.encoding, self.auto, self.delimiter = name, encoding, auto, delimiter
+        self.progress, self.on_error, self.on_note = progress, on_error, on_note
+
+    def lines(self, f: Any) -> Iterator[str]:
+        name, encoding = self.name, self.encoding
+        if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+            # Wide encodings cannot be split on b"\n": let the codec find the lines.
+            text = io.TextIOWrapper(f, encoding=encoding, newline="")
+            try:
+                yield from text
+            except UnicodeDecodeError:
+                raise InvalidInput(f"{name}: not {encoding} text") from None
+            finally:
+                text.detach()
+            return
+        non_ascii = False  # seen a non-ASCII line that was valid in the current encoding
+        for n, line in enumerate(f, 1):
+            if self.progress is not None:
+                self.progress(len(line))
+            try:
+                yield line.decode("utf-8-sig" if n == 1 and _is_utf8(encoding) else encoding)
+            except UnicodeDecodeError:
+                if not (self.auto and _is_utf8(encoding)) or non_ascii:
+                    hint = " (try --encoding cp1252)" if _is_utf8(encoding) else ""
+                    mixed = (
+                        " (the lines before it were UTF-8: mixed encodings?)" if non_ascii else ""
+                    )
+                    raise InvalidInput(f"{name}:{n}: not {encoding} text{mixed or hint}") from None
+                encoding = self.encoding = FALLBACK_ENCODING
+                try:
+                    yield line.decode(encoding)
+                except UnicodeDecodeError:
+                    raise InvalidInput(
+                        f"{name}:{n}: neither UTF-8 nor {encoding} text; give --encoding"
+                    ) from None
+                if self.on_note is not None:
+                    self.on_note(
+                        f"{name}: not UTF-8 (line {n}), read as {encoding} (Windows Latin-1); "
+                        "--encoding chooses"
+                    )
+            non_ascii = non_ascii or not line.isascii()
+
+    def records(self, f: Any) -> Iterator[tuple[str, Any]]:
+        name = self.name
+        lines = self.lines(f)
         try:
-            yield from text
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{name}: not {encoding} text") from None
-        finally:
-            text.detach()
-        return
-    enc = "utf-8-sig" if _is_utf8(encoding) else encoding
-    for n, line in enumerate(f, 1):
-        if progress is not None:
-            progress(len(line))
+            first = next(lines)
+        except StopIteration:  # pragma: no cover - empty files are caught earlier
+            raise InvalidInput(f"{name}: the file is empty") from None
+        delimiter = self.delimiter or _sniff_delimiter(first)
+        decimal_comma = delimiter != ","
+
+        def chained() -> Iterator[str]:
+            yield first
+            yield from lines
+
+        reader = csv.reader(chained(), delimiter=delimiter, strict=True)
         try:
-            yield line.decode(enc if n == 1 else encoding)
-        except UnicodeDecodeError:
-            hint = " (try --encoding latin-1)" if encoding.lower().startswith("utf") else ""
-            raise InvalidInput(f"{name}:{n}: not {encoding} text{hint}") from None
-
-
-def _csv(f: Any, name: str, encoding: str, progress: Progress | None) -> Iterator[tuple[str, Any]]:
-    lines = _decoded_lines(f, name, encoding, progress)
-    try:
-        first = next(lines)
-    except StopIteration:  # pragma: no cover - empty files are caught earlier
-        raise InvalidInput(f"{name}: the file is empty") from None
-    delimiter = _sniff_delimiter(first)
-
-    def chained() -> Iterator[str]:
-        yield first
-        yield from lines
-
-    reader = csv.reader(chained(), delimiter=delimiter, strict=True)
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-        if not any(header):
-            raise InvalidInput(f"{name}:1: the header row is empty")
-        dupes = {h for h in header if header.count(h) > 1 and h}
-        if dupes:
-            raise InvalidInput(f"{name}:1: column {sorted(dupes)[0]!r} appears twice in the header")
-        start = reader.line_num + 1
-        for row in reader:
-            where = f"{name}:{start}"
-            start = reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            while len(row) > len(header) and not row[-1].strip():
-                row.pop()  # trailing empty cells, as spreadsheets write them
-            if len(row) > len(header):
-                raise InvalidEvent(
-                    f"row has {len(row)} cells but the header has {len(header)} columns "
-                    f"(delimiter {delimiter!r})",
-                    where=where,
+            header = [h.strip().lower() for h in next(reader)]
+            if not any(header):
+                raise InvalidInput(f"{name}:1: the header row is empty")
+            dupes = {h for h in header if header.count(h) > 1 and h}
+            if dupes:
+                raise InvalidInput(
+                    f"{name}:1: column {sorted(dupes)[0]!r} appears twice in the header"
                 )
-            yield where, row_to_record(dict(zip(header, row, strict=False)), where)
-    except csv.Error as exc:
-        raise InvalidEvent(f"not valid CSV: {exc}", where=f"{name}:{reader.line_num}") from None
+            start = reader.line_num + 1
+            for row in reader:
+                where = f"{name}:{start}"
+                start = reader.line_num + 1
+                if not any(cell.strip() for cell in row):
+                    continue
+                while len(row) > len(header) and not row[-1].strip():
+                    row.pop()  # trailing empty cells, as spreadsheets write them
+                try:
+                    if len(row) > len(header):
+                        raise InvalidEvent(
+                            f"row has {len(row)} cells but the header has {len(header)} columns "
+                            f"(delimiter {delimiter!r})",
+                            where=where,
+                        )
+                    cells = dict(zip(header, row, strict=False))
+                    record = row_to_record(cells, where, decimal_comma=decimal_comma)
+                except InvalidEvent as exc:
+                    if self.on_error is None:
+                        raise
+                    self.on_error(exc)
+                    continue
+                if isinstance(record.get("type"), str):
+                    record["type"] = resolve_type(record["type"])
+                yield where, record
+        except csv.Error as exc:
+            raise InvalidEvent(f"not valid CSV: {exc}", where=f"{name}:{reader.line_num}") from None
 
 
-def row_to_record(row: dict[str, str], where: str) -> dict[str, Any]:
+def row_to_record(
+    row: dict[str, str], where: str, *, decimal_comma: bool = False
+) -> dict[str, Any]:
+    """One CSV row (dotted column -> cell text) as a nested record.
+
+    With `decimal_comma`, number fields may be written ``12,5`` or ``1.234,5``.
+
+    >>> row_to_record({"type": "drying", "kg": "1.234,5", "note": "3,5 sacos"}, "f.csv:2",
+    ...               decimal_comma=True)
+    {'type': 'drying', 'kg': '1234.5', 'note': '3,5 sacos'}
+    """
     rec: dict[str, Any] = {}
     lon, lat = row.pop("plot.lon", "").strip(), row.pop("plot.lat", "").strip()
+    if decimal_comma:
+        lon, lat = _decimal(lon), _decimal(lat)
     if lon or lat:
         if not (lon and lat):
             raise InvalidEvent("field 'plot.lon'/'plot.lat': give both or neither", where=where)
+        for axis, v in (("plot.lon", lon), ("plot.lat", lat)):
+            try:
+                float(v)
+            except ValueError:
+                raise InvalidEvent(
+                    f"field '{axis}': {v[:30]!r} is not a number", where=where
+                ) from None
         row["plot.geometry"] = f'{{"type":"Point","coordinates":[{lon},{lat}]}}'
     for key, raw in row.items():
         value = raw.strip()
         if not key or value == "":
             continue
-        parsed = _cell(key, value, where)
+        if decimal_comma and key.rsplit(".", 1)[-1] in _number_fields():
+            value = _decimal(value)
+        parsed = _cell(key, value, where, decimal_comma)
         node = rec
         parts = key.split(".")
         for part in parts[:-1]:
@@ -318,7 +459,39 @@ def row_to_record(row: dict[str, str], where: str) -> dict[str, Any]:
 _JSON_COLUMNS = {"inputs", "outputs", "certifications", "defects", "plot", "plot.geometry"}
 
 
-def _cell(key: str, value: str, where: str) -> Any:
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d+|\d{1,3}(\.\d{3})+),\d+")
+
+
+def _decimal(value: str) -> str:
+    """``12,5`` -> ``12.5`` and ``1.234,5`` -> ``1234.5``; anything else unchanged."""
+    if _DECIMAL_COMMA.fullmatch(value):
+        return value.replace(".", "").replace(",", ".")
+    return value
+
+
+@cache
+def _number_fields() -> frozenset[str]:
+    """The names of every number field of every event type (and its parts), from the models."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                kinds = [sub, *sub.get("anyOf", [])]
+                if any(k.get("type") in ("number", "integer") for k in kinds):
+                    names.add(name)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for model in EVENT_MODELS.values():
+        walk(model.model_json_schema())
+    return frozenset(names)
+
+
+def _cell(key: str, value: str, where: str, decimal_comma: bool = False) -> Any:
     if value[0] in "[{" and key in _JSON_COLUMNS:
         try:
             return orjson.loads(value)
@@ -338,7 +511,8 @@ def _cell(key: str, value: str, where: str) -> Any:
                 raise InvalidEvent(
                     f"field {key!r}: {part.strip()!r} is not of the form {form}", where=where
                 )
-            item: dict[str, Any] = {"lot": bits[0], "kg": bits[1]}
+            kg = _decimal(bits[1]) if decimal_comma else bits[1]
+            item: dict[str, Any] = {"lot": bits[0], "kg": kg}
             if key == "outputs":
                 item["grade"] = bits[2]
             items.append(item)
