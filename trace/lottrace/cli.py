@@ -808,6 +808,51 @@ def demo(ctx: click.Context, out: Path) -> None:
     )
 
 
+# --------------------------------------------------------------------------- passport
+
+
+@cli.command()
+@click.argument("lot")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write. Default: LOT.html (unsafe characters as _).",
+)
+@click.option(
+    "--lang", type=click.Choice(["en", "es"]), default="en", show_default=True, help="Language."
+)
+@click.option(
+    "--url",
+    envvar="LOTTRACE_PASSPORT_URL",
+    help="The passport's public URL, for its QR code; {lot} becomes the lot code "
+    "(or set LOTTRACE_PASSPORT_URL). Without it, no QR code.",
+)
+@click.pass_context
+def passport(
+    ctx: click.Context, lot: str, output: Path | None, lang: str, url: str | None
+) -> None:
+    """A lot passport for buyers: one self-contained HTML file that works offline.
+
+    The export and its containers, a timeline from the harvests to the port,
+    producers and shares (women producers' micro-lots named), a map of the
+    plots, QC results, certifications, the EUDR check and the ledger head hash.
+    """
+    from .passport import passport as render
+    from .passport import passport_url
+
+    link = passport_url(url, lot) if url else None
+    with _open(ctx) as ledger:
+        page = render(ledger, lot, lang=lang, url=link)
+    out = output or Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {out}: {exc.strerror}") from None
+    qr = f"QR code for {link}" if link else "no QR code: no --url"
+    click.echo(f"wrote {out}: passport of lot {lot} in {lang}; {qr}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")
