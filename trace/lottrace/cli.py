@@ -853,6 +853,39 @@ def passport(
     click.echo(f"wrote {out}: passport of lot {lot} in {lang}; {qr}")
 
 
+# --------------------------------------------------------------------------- datasette
+
+
+@cli.command("datasette-metadata")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the metadata JSON here instead of printing it.",
+)
+@click.pass_context
+def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
+    """Datasette metadata for the ledger: table and column descriptions, canned queries.
+
+    \b
+    Then browse the ledger with:
+      datasette lottrace.db --metadata metadata.json
+    The queries answer a lot's upstream and downstream, bottlenecks and stuck lots.
+    """
+    from .browse import datasette_metadata as metadata
+
+    name = ctx.obj["db"].stem
+    text = _dumps(metadata(name)) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output}: run  datasette {ctx.obj['db']} --metadata {output}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")
