@@ -664,6 +664,7 @@ def plot_map_svg(
         'xmlns="http://www.w3.org/2000/svg" role="img" font-size="11" '
         'font-family="system-ui,sans-serif">'
     ]
+    dots: list[tuple[float, float, str]] = []
     for plot in sorted(plots, key=lambda p: (p["producer"], p["plot_id"])):
         geometry = plot["geometry"]
         colour = "#a2366f" if women & set(plot["lots"]) else "#6f4e37"
@@ -681,8 +682,16 @@ def plot_map_svg(
             centre = geometry["coordinates"]
         x, y = xy(centre)
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}">{title}</circle>')
+        dots.append((x, y, plot["producer"]))
+    for (x, y, name), (tx, ty, anchor) in zip(dots, _place_labels(dots), strict=True):
+        if abs(ty - (y + 4)) > 6:  # moved away from its dot: draw a leader line
+            out.append(
+                f'<path d="M{x:.1f} {y:.1f} L{tx:.1f} {ty - 4:.1f}" stroke="#6b625b" '
+                'stroke-width=".6"/>'
+            )
         out.append(
-            f'<text x="{x + 8:.1f}" y="{y + 4:.1f}" fill="#1f1a17">{_e(plot["producer"])}</text>'
+            f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" fill="#1f1a17">'
+            f"{_e(name)}</text>"
         )
     out.append(_scale_bar(scale))
     out.append(
@@ -699,6 +708,53 @@ def plot_map_svg(
         )
     out.append("</svg>")
     return "".join(out)
+
+
+_CHAR_W, _LINE_H = 6.4, 13.0  # a label's size at font-size 11, roughly
+_LABEL_DY = (4.0, -9.0, 17.0, -22.0, 30.0, -35.0, 43.0, -48.0, 56.0, -61.0)
+
+
+def _place_labels(dots: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Where each dot's label goes: the first spot beside or near it that overlaps no label.
+
+    Tries right then left of the dot, then further up and down; returns
+    ``(x, y, text-anchor)`` per dot, in the order given.
+
+    >>> _place_labels([(100, 100, "A-1"), (101, 101, "A-2")])
+    [(108, 104.0, 'start'), (93, 105.0, 'end')]
+    """
+    boxes: list[_Box] = []
+    placed: dict[int, tuple[float, float, str]] = {}
+    for i in sorted(range(len(dots)), key=lambda i: (dots[i][1], dots[i][0])):
+        x, y, text = dots[i]
+        w = _CHAR_W * len(text)
+        spots = [
+            (x + side * 8, y + dy, "start" if side > 0 else "end")
+            for dy in _LABEL_DY
+            for side in (1, -1)
+        ]
+
+        spot = next((sp for sp in spots if _free(_box(sp, w), boxes)), spots[0])
+        boxes.append(_box(spot, w))
+        placed[i] = spot
+    return [placed[i] for i in range(len(dots))]
+
+
+_Box = tuple[float, float, float, float]
+
+
+def _box(spot: tuple[float, float, str], width: float) -> _Box:
+    """The (left, top, right, bottom) of a label of `width` at `spot`."""
+    left = spot[0] if spot[2] == "start" else spot[0] - width
+    return left, spot[1] - _LINE_H + 3, left + width, spot[1] + 3
+
+
+def _free(a: _Box, boxes: list[_Box]) -> bool:
+    """Whether box `a` is inside the map and overlaps none of `boxes`."""
+    inside = a[0] >= 0 and a[2] <= _MAP_W and a[1] >= 0 and a[3] <= _MAP_H
+    return inside and all(
+        a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3] for b in boxes
+    )
 
 
 def _positions(geometry: JSON) -> list[list[float]]:
