@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,51 @@ def test_page_is_deterministic(sample: Path) -> None:
         b = passport(ledger, "EXP-25-APR-02")
     assert a == b
     assert json.dumps(a)  # one plain string
+
+
+class _Nesting(HTMLParser):
+    """Checks that every element is closed, in order (void elements aside)."""
+
+    VOID = frozenset({"meta", "br", "img", "path", "circle", "polygon", "input", "link", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+@pytest.mark.parametrize(
+    "lot", ["EXP-25-JUM-01", "EXP-25-CEC-01", "APR-25-H0519-1", "JUM-25-HQ-009"]
+)
+def test_the_markup_is_well_nested(sample: Path, lot: str) -> None:
+    with Ledger(sample) as ledger:
+        page = passport(ledger, lot, url="https://coop.example/{lot}")
+    checker = _Nesting()
+    checker.feed(page)
+    checker.close()
+    assert checker.errors == [] and checker.stack == []
+
+
+def test_corrected_events_are_left_out_and_counted(sample: Path) -> None:
+    with Ledger(sample) as ledger:
+        d = passport_data(ledger, "JUM-25-HQ-009")
+        page = render_html(d, lang="es")
+    assert len(d["voided"]) == 1
+    assert [q["moisture_pct"] for q in d["qc"] if q["lot"] == "JUM-25-HQ-009"] == [11.5]
+    assert "1 evento(s) corregido(s) no se muestran en esta página." in page
+    assert d["exports"] == [] and "Este lote aún no se ha exportado." in page
