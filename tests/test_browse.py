@@ -234,3 +234,51 @@ def test_command_prints_or_writes_the_metadata(sample: Path, tmp_path: Path) -> 
     assert json.loads(out.read_text(encoding="utf-8")) == datasette_metadata("demo")
     bad = runner.invoke(cli, ["datasette-metadata", "-o", str(tmp_path / "no" / "m.json")])
     assert bad.exit_code == 1 and bad.output.startswith("Error: cannot write ")
+
+
+def _steps(c: sqlite3.Connection, name: str, **params: str) -> int:
+    """SQLite virtual-machine steps one canned query takes: work done, not time taken."""
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    c.set_progress_handler(step, 1)
+    try:
+        canned(c, name, **params)
+    finally:
+        c.set_progress_handler(None, 1)
+    return steps
+
+
+@pytest.fixture(scope="module")
+def small_and_large(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The same diamond lineage beside 20 and beside 2,000 unrelated lineages."""
+    both = [{"lot": "M1", "kg": 30}, {"lot": "M2", "kg": 30}]
+    target = [*chain()[:-1], export("E", 60, 60, inputs=both)]
+    paths = []
+    for n in (20, 2000):
+        unrelated = [harvest(f"U{i}{s}", 1, 300) for i in range(n) for s in "AB"]
+        unrelated += [qc(f"U{i}G", 5, inputs=[(f"U{i}A", 300), (f"U{i}B", 300)]) for i in range(n)]
+        path = tmp_path_factory.mktemp("cost") / f"{n}.db"
+        small_ledger(path, [*unrelated, *target]).close()
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(("name", "lot"), [("lot_upstream", "E"), ("lot_downstream", "H1")])
+def test_lineage_queries_read_only_the_lineage(
+    small_and_large: list[Path], name: str, lot: str
+) -> None:
+    costs = []
+    for path in small_and_large:
+        c = sqlite3.connect(path)
+        c.row_factory = sqlite3.Row
+        try:
+            costs.append(_steps(c, name, lot=lot))
+        finally:
+            c.close()
+    small, large = costs
+    assert large <= small * 1.02 + 50, (small, large)
