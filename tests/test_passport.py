@@ -183,6 +183,13 @@ def test_user_data_is_escaped(hostile: Path) -> None:
     assert (
         "No location recorded for: Ana &amp; &lt;b&gt;Co&lt;/b&gt; (&lt;i&gt;P2&lt;/i&gt;)" in page
     )
+    assert (
+        "lot H2: producer Ana &amp; &lt;b&gt;Co&lt;/b&gt;: plot &lt;i&gt;P2&lt;/i&gt; has no location"
+        in page
+    )
+    with Ledger(hostile) as ledger:
+        es = passport(ledger, "M1", lang="es")
+    assert "la parcela &lt;i&gt;P2&lt;/i&gt; no tiene ubicación" in es
 
 
 def test_the_page_loads_nothing_from_anywhere(sample: Path) -> None:

@@ -100,6 +100,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "eudr_ok": "Every contributing plot is geolocated ({n} plots); none over 4 ha "
         "is given only as a point.",
         "eudr_fail": "The lot cannot be proven compliant:",
+        "eudr_no-geometry": "lot {lot}: producer {producer}: plot {plot_id} has no location "
+        "(point or polygon)",
+        "eudr_point-over-4ha": "lot {lot}: producer {producer}: plot {plot_id} is over 4 ha "
+        "but given only as a point; EUDR needs its polygon",
+        "eudr_unknown-origin": "lot {lot} was not made from a harvest and has no input lots: "
+        "its origin is unknown",
         "ledger": "Verify this passport",
         "head": "Ledger head hash after {seq} events",
         "verify_how": "Anyone holding the cooperative's ledger can check that it still "
@@ -171,6 +177,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "eudr_ok": "Todas las parcelas están geolocalizadas ({n} parcelas); ninguna de "
         "más de 4 ha figura solo como punto.",
         "eudr_fail": "No se puede demostrar el cumplimiento del lote:",
+        "eudr_no-geometry": "lote {lot}: productor(a) {producer}: la parcela {plot_id} no "
+        "tiene ubicación (punto o polígono)",
+        "eudr_point-over-4ha": "lote {lot}: productor(a) {producer}: la parcela {plot_id} "
+        "tiene más de 4 ha pero figura solo como punto; el EUDR exige su polígono",
+        "eudr_unknown-origin": "el lote {lot} no proviene de una cosecha ni tiene lotes de "
+        "origen: su origen es desconocido",
         "ledger": "Verifique este pasaporte",
         "head": "Hash de cabecera del registro tras {seq} eventos",
         "verify_how": "Quien tenga el registro de la cooperativa puede comprobar que "
@@ -596,9 +608,15 @@ def _eudr(data: JSON, t: dict[str, str]) -> str:
         verdict = f'<span class="badge pass">{_e(t["pass"])}</span>'
         text = t["eudr_ok"].format(n=data["eudr_plots"])
         return _section("eudr", t["eudr"], f"<p>{verdict} {_e(text)}</p>")
-    items = "".join(f"<li>{_e(p['message'])}</li>" for p in problems)
+    items = "".join(f"<li>{_e(_problem_text(p, t))}</li>" for p in problems)
     verdict = f'<span class="badge fail">{_e(t["fail"])}</span>'
     return _section("eudr", t["eudr"], f"<p>{verdict} {_e(t['eudr_fail'])}</p><ul>{items}</ul>")
+
+
+def _problem_text(problem: JSON, t: dict[str, str]) -> str:
+    """An EUDR problem in the page's language (the library's English message if unknown)."""
+    template = t.get(f"eudr_{problem['problem']}")
+    return template.format(**problem) if template else str(problem["message"])
 
 
 def _ledger(data: JSON, t: dict[str, str]) -> str:
