@@ -17,6 +17,7 @@ from lottrace.demo import build_demo
 from lottrace.errors import InvalidInput, UnknownLot
 from lottrace.ledger import Ledger
 from lottrace.passport import (
+    MAX_MAP_LABELS,
     STRINGS,
     passport,
     passport_data,
@@ -369,3 +370,20 @@ def test_corrected_events_are_left_out_and_counted(sample: Path) -> None:
     assert [q["moisture_pct"] for q in d["qc"] if q["lot"] == "JUM-25-HQ-009"] == [11.5]
     assert "1 evento(s) corregido(s) no se muestran en esta página." in page
     assert d["exports"] == [] and "Este lote aún no se ha exportado." in page
+
+
+def test_a_crowded_map_names_no_plot_but_keeps_every_dot() -> None:
+    plots = [
+        {
+            "producer": f"P{i}",
+            "plot_id": f"X{i}",
+            "lots": [f"H{i}"],
+            "geometry": {"type": "Point", "coordinates": [-79 + i / 1000, -5.0 - i / 2000]},
+        }
+        for i in range(MAX_MAP_LABELS + 1)
+    ]
+    crowded = plot_map_svg(plots, labels=("w", "o"))
+    assert crowded.count('r="5"') == MAX_MAP_LABELS + 1
+    assert crowded.count(">P1<") == 0 and crowded.count("<title>P1 · X1</title>") == 1
+    named = plot_map_svg(plots[:MAX_MAP_LABELS], labels=("w", "o"))
+    assert all(f">P{i}</text>" in named for i in range(MAX_MAP_LABELS))

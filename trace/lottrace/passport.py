@@ -42,7 +42,16 @@ from .ledger import Ledger
 from .queries import certify, downstream, eudr, timeline, upstream
 from .rules import STAGE_NAMES
 
-__all__ = ["LANGS", "STRINGS", "passport", "passport_data", "passport_url", "render_html"]
+__all__ = [
+    "LANGS",
+    "MAX_MAP_LABELS",
+    "STRINGS",
+    "passport",
+    "passport_data",
+    "passport_url",
+    "plot_map_svg",
+    "render_html",
+]
 
 JSON = dict[str, Any]
 
@@ -336,6 +345,15 @@ def _num(value: float | None, digits: int = 1) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _pct(share: float) -> str:
+    """A share as a percentage: one decimal, two under 1 %.
+
+    >>> _pct(0.2880), _pct(0.00123), _pct(1.0)
+    ('28.8 %', '0.12 %', '100.0 %')
+    """
+    return f"{share * 100:.2f} %" if share < 0.01 else f"{share * 100:.1f} %"
+
+
 def _day(iso: str) -> str:
     return iso[:10]
 
@@ -532,10 +550,10 @@ def _producers(data: JSON, t: dict[str, str]) -> str:
             )
             for code in s["lots"]
         )
-        rows.append([who, _e(f"{s['share'] * 100:.1f} %"), _e(_num(s["kg"], 3)), lots])
+        rows.append([who, _e(_pct(s["share"])), _e(_num(s["kg"], 3)), lots])
     parts = [_table([t["producer"], t["share"], t["kg"], t["harvest_lots"]], rows, {1, 2})]
     if data["women_share"] > 0:
-        pct = f"{data['women_share'] * 100:.1f} %"
+        pct = _pct(data["women_share"])
         parts.insert(0, f'<p id="women-share">{_e(t["women_summary"].format(pct=pct))}</p>')
     return _section("producers", t["producers"], *parts)
 
@@ -635,6 +653,9 @@ def _ledger(data: JSON, t: dict[str, str]) -> str:
 # --------------------------------------------------------------------------- map
 
 _MAP_W, _MAP_H, _MAP_PAD = 640.0, 360.0, 36.0
+#: Above this many plots the map names none (a dot's tooltip still does): the names
+#: would cover the map, and placing them costs the square of their number.
+MAX_MAP_LABELS = 60
 #: The least extent drawn, in degrees of latitude (about 550 m), so one plot is not a blow-up.
 _MIN_SPAN = 0.005
 _KM_PER_DEG = 111.32
@@ -648,7 +669,8 @@ def plot_map_svg(
 
     Projected as the module docstring says; a plot whose harvest lots are in
     `women` is drawn in the women producers' colour. `labels` name the two
-    colours in the legend.
+    colours in the legend. Each dot is named by its producer, up to
+    :data:`MAX_MAP_LABELS` plots; every dot has the name as a tooltip.
 
     >>> svg = plot_map_svg([
     ...     {"producer": "P<1>", "plot_id": "A", "lots": ["H1"],
@@ -701,7 +723,8 @@ def plot_map_svg(
         x, y = xy(centre)
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}">{title}</circle>')
         dots.append((x, y, plot["producer"]))
-    for (x, y, name), (tx, ty, anchor) in zip(dots, _place_labels(dots), strict=True):
+    labelled = dots if len(dots) <= MAX_MAP_LABELS else []  # else only the dots' titles
+    for (x, y, name), (tx, ty, anchor) in zip(labelled, _place_labels(labelled), strict=True):
         if abs(ty - (y + 4)) > 6:  # moved away from its dot: draw a leader line
             out.append(
                 f'<path d="M{x:.1f} {y:.1f} L{tx:.1f} {ty - 4:.1f}" stroke="#6b625b" '
