@@ -101,6 +101,7 @@ def test_upstream_of_a_mill_output(ledger: Ledger) -> None:
     events = chain()
     events[0]["certifications"] = ["organic"]
     events[0]["variety"] = "Caturra"
+    events[0]["women_producer"] = True
     ledger.append(batch(*events))
     up = upstream(ledger, "M1")
     assert list(up) == ["lot", "lots", "producers", "plots", "harvests", "qc", "shares", "voided"]
@@ -117,6 +118,7 @@ def test_upstream_of_a_mill_output(ledger: Ledger) -> None:
             "variety": "Caturra",
             "process": None,
             "certifications": ["organic"],
+            "women_producer": True,
         },
         {
             "lot": "H2",
@@ -127,6 +129,7 @@ def test_upstream_of_a_mill_output(ledger: Ledger) -> None:
             "variety": None,
             "process": None,
             "certifications": [],
+            "women_producer": None,
         },
     ]
     assert up["plots"][0] == {

@@ -1104,6 +1104,82 @@ def epcis_hash(file: Path, as_json: bool) -> None:
             click.echo(h)
 
 
+# --------------------------------------------------------------------------- passport
+
+
+@cli.command()
+@click.argument("lot")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write. Default: LOT.html (unsafe characters as _).",
+)
+@click.option(
+    "--lang", type=click.Choice(["en", "es"]), default="en", show_default=True, help="Language."
+)
+@click.option(
+    "--url",
+    envvar="LOTTRACE_PASSPORT_URL",
+    help="The passport's public URL, for its QR code; {lot} becomes the lot code "
+    "(or set LOTTRACE_PASSPORT_URL). Without it, no QR code.",
+)
+@click.pass_context
+def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: str | None) -> None:
+    """A lot passport for buyers: one self-contained HTML file that works offline.
+
+    The export and its containers, a timeline from the harvests to the port,
+    producers and shares (women producers' micro-lots named), a map of the
+    plots, QC results, certifications, the EUDR check and the ledger head hash.
+    """
+    from .passport import passport as render
+    from .passport import passport_url
+
+    link = passport_url(url, lot) if url else None
+    with _open(ctx) as ledger:
+        page = render(ledger, lot, lang=lang, url=link)
+    out = output or Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {out}: {exc.strerror}") from None
+    qr = f"QR code for {link}" if link else "no QR code: no --url"
+    click.echo(f"wrote {out}: passport of lot {lot} in {lang}; {qr}")
+
+
+# --------------------------------------------------------------------------- datasette
+
+
+@cli.command("datasette-metadata")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the metadata JSON here instead of printing it.",
+)
+@click.pass_context
+def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
+    """Datasette metadata for the ledger: table and column descriptions, canned queries.
+
+    \b
+    Then browse the ledger with:
+      datasette lottrace.db --metadata metadata.json
+    The queries answer a lot's upstream and downstream, bottlenecks and stuck lots.
+    """
+    from .browse import datasette_metadata as metadata
+
+    name = ctx.obj["db"].stem
+    text = _dumps(metadata(name)) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output}: run  datasette {ctx.obj['db']} --metadata {output}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

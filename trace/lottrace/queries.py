@@ -112,7 +112,7 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
         ``lot``; ``lots`` (its ancestor lot codes, sorted, without `lot`);
         ``producers`` (sorted); ``plots`` (producer, plot_id, area_ha,
         altitude_m, geometry, lots); ``harvests`` (lot, producer, plot_id,
-        time, kg, variety, process, certifications); ``qc`` (every QC event of
+        time, kg, variety, process, certifications, women_producer); ``qc`` (every QC event of
         the lot and its ancestors in time order: lot, stage, time, site,
         result, kg, moisture_pct, water_activity, defects, cup_score,
         yield_pct, reason); ``shares`` (producer, share, kg, lots; largest
@@ -165,6 +165,7 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
             "variety": h.variety,
             "process": h.process,
             "certifications": list(h.certifications or []),
+            "women_producer": h.women_producer,
         }
         for code, h in sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
     ]
