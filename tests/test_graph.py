@@ -112,6 +112,23 @@ def test_timelines_are_in_time_order_with_roles(ledger: Ledger) -> None:
     assert [e.event.type for e in G.nodes["H2"]["timeline"]] == ["harvest", "drying", "gatherer_qc"]
 
 
+def test_own_types_keep_only_a_lots_own_events_of_those_types(ledger: Ledger) -> None:
+    ledger.append(batch(*_diamond()))
+    full = ancestors_graph(ledger, "E", timelines=True)
+    only = ancestors_graph(ledger, "E", timelines=True, own_types=("harvest", "gatherer_qc"))
+    assert set(only) == set(full)
+    for code in full:
+        want = [
+            (e.seq, e.role)
+            for e in full.nodes[code]["timeline"]
+            if e.role != "input" and e.event.type in ("harvest", "gatherer_qc")
+        ]
+        assert [(e.seq, e.role) for e in only.nodes[code]["timeline"]] == want
+    assert [e.event.type for e in only.nodes["H1"]["timeline"]] == ["harvest"]  # not drying
+    assert [e.role for e in only.nodes["G1"]["timeline"]] == ["output"]  # not the mill draw
+    assert timelines(ledger, ["M1"], own_types=())["M1"] == []
+
+
 def test_diamond_shares_are_exact(ledger: Ledger) -> None:
     ledger.append(batch(*_diamond()))
     G = ancestors_graph(ledger, "E")

@@ -58,7 +58,9 @@ __all__ = [
 _STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()} | {FOREIGN_STAGE: "epcis"}
 
 
-def ancestors_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:
+def ancestors_graph(
+    ledger: Ledger, lot: str, *, timelines: bool = False, own_types: Iterable[str] | None = None
+) -> Any:
     """The lineage graph of `lot` and every lot it was formed from.
 
     Parameters
@@ -69,6 +71,9 @@ def ancestors_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any
         A lot code in the ledger.
     timelines : bool, optional (default False)
         Also load each lot's events into the node attribute ``timeline``.
+    own_types : iterable of str, optional
+        With `timelines`, load only each lot's own events (not draws) of
+        these types: a query that needs only harvests and QC parses only those.
 
     Returns
     -------
@@ -101,7 +106,7 @@ def ancestors_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any
     --------
     descendants_graph, timelines
     """
-    return _lineage(ledger, lot, "up", timelines)
+    return _lineage(ledger, lot, "up", timelines, own_types)
 
 
 def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:
@@ -147,10 +152,12 @@ def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> A
     --------
     ancestors_graph, shares_from
     """
-    return _lineage(ledger, lot, "down", timelines)
+    return _lineage(ledger, lot, "down", timelines, None)
 
 
-def timelines(ledger: Ledger, lots: Iterable[str]) -> dict[str, list[StoredEvent]]:
+def timelines(
+    ledger: Ledger, lots: Iterable[str], *, own_types: Iterable[str] | None = None
+) -> dict[str, list[StoredEvent]]:
     """Each lot's non-void events in time order, in one query.
 
     Parameters
@@ -159,6 +166,9 @@ def timelines(ledger: Ledger, lots: Iterable[str]) -> dict[str, list[StoredEvent
         An open ledger.
     lots : iterable of str
         Lot codes; codes the ledger does not know get an empty list.
+    own_types : iterable of str, optional
+        Keep only each lot's own events (roles ``output`` and ``subject``)
+        of these types.
 
     Returns
     -------
@@ -181,7 +191,12 @@ def timelines(ledger: Ledger, lots: Iterable[str]) -> dict[str, list[StoredEvent
     """
     codes = list(dict.fromkeys(lots))
     out: dict[str, list[StoredEvent]] = {code: [] for code in codes}
-    for code, stored in ledger.lots_events(codes):
+    rows = (
+        ledger.lots_events(codes)
+        if own_types is None
+        else ledger.lots_events(codes, own_types=own_types)
+    )
+    for code, stored in rows:
         out[code].append(stored)
     return out
 
@@ -295,7 +310,13 @@ def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
     return share
 
 
-def _lineage(ledger: Ledger, lot: str, direction: str, with_timelines: bool) -> Any:
+def _lineage(
+    ledger: Ledger,
+    lot: str,
+    direction: str,
+    with_timelines: bool,
+    own_types: Iterable[str] | None,
+) -> Any:
     ledger.require_lot(lot)
     G = nx.DiGraph(lot=lot, direction=direction)
     G.add_node(lot)
@@ -315,7 +336,7 @@ def _lineage(ledger: Ledger, lot: str, direction: str, with_timelines: bool) -> 
     for n in G:
         G.nodes[n]["inflow_kg"] = float(inflow.get(n, 0.0))
     if with_timelines:
-        for code, events in timelines(ledger, G.nodes).items():
+        for code, events in timelines(ledger, G.nodes, own_types=own_types).items():
             G.nodes[code]["timeline"] = events
     return G
 

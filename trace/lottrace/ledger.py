@@ -625,19 +625,27 @@ class Ledger:
         ).fetchall()
         return {r[0]: LotState(*r) for r in rows}
 
-    def lots_events(self, codes: Iterable[str]) -> Iterator[tuple[str, StoredEvent]]:
+    def lots_events(
+        self, codes: Iterable[str], *, own_types: Iterable[str] | None = None
+    ) -> Iterator[tuple[str, StoredEvent]]:
         """``(lot, event)`` for each named lot's non-void events, by lot, then time order.
 
         The event's ``role`` says how it involves the lot: ``subject``,
         ``input`` (it drew from the lot) or ``output`` (it formed the lot). An
-        event shared by several lots is parsed once.
+        event shared by several lots is parsed once. ``own_types`` keeps only
+        the lots' own events (not draws, role ``input``) of those types,
+        filtered through the index so the others are never read or parsed.
         """
         parsed: dict[int, EventBase] = {}
+        where, args = "", [orjson.dumps(sorted(set(codes))).decode()]
+        if own_types is not None:
+            where = "WHERE el.type IN (SELECT value FROM json_each(?)) AND el.role != 'input' "
+            args.append(orjson.dumps(sorted(set(own_types))).decode())
         rows = self.conn.execute(
             "SELECT el.lot, el.role, e.seq, e.event_id, e.body "
             "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
-            "JOIN events e ON e.seq = el.seq ORDER BY el.lot, el.time, el.seq",
-            [orjson.dumps(sorted(set(codes))).decode()],
+            f"JOIN events e ON e.seq = el.seq {where}ORDER BY el.lot, el.time, el.seq",
+            args,
         )
         for lot, role, seq, eid, body in rows:
             ev = parsed.get(seq)

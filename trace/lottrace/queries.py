@@ -142,7 +142,7 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
     >>> [(q["lot"], q["stage"], q["result"]) for q in up["qc"]][-1]
     ('JUM-25-HQ-006', 'hq_qc', 'accepted')
     """
-    G = ancestors_graph(ledger, lot, timelines=True)
+    G = ancestors_graph(ledger, lot, timelines=True, own_types=("harvest", *_QC_TYPES))
     harvests = _harvests(G)
     by_producer: dict[str | None, tuple[Fraction, list[str]]] = {}
     for source, f in shares_into(G, lot).items():
