@@ -96,11 +96,8 @@ def time_key(t: datetime) -> str:
     last = _last
     if last[0] is t:  # check() and fold() ask again for the same event's time
         return last[1]
-    u = t.astimezone(UTC)
-    key = (
-        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
-        f".{u.microsecond:06d}Z"
-    )
+    # isoformat is C code: a quarter faster than formatting the fields here (import, verify)
+    key = t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     _last = (t, key)  # one tuple, so a reader in another thread sees a matching pair
     return key
 
