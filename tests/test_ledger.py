@@ -233,6 +233,20 @@ def test_migrations_are_recorded(ledger: Ledger) -> None:
     assert rows == [("lottrace", "001_log_and_derived_tables"), ("lottrace", "002_head_in_meta")]
 
 
+def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Ledger.create(path).close()
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = '002_head_in_meta'")
+    con.execute("DELETE FROM meta WHERE key = 'head'")
+    con.commit()
+    con.close()
+    with Ledger(path) as led:
+        names = [r[0] for r in led.conn.execute("SELECT name FROM _sqlite_migrations")]
+        assert names == ["001_log_and_derived_tables", "002_head_in_meta"]
+        assert led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
+
+
 def test_missing_file_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="run 'lottrace init'"):
         Ledger(tmp_path / "nope.db")

@@ -31,10 +31,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlite_utils
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from .errors import (
     IntegrityViolation,
@@ -63,10 +65,32 @@ _CHUNK = 5000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
 _LOOKAHEAD = 1000
 
-MIGRATIONS = sqlite_utils.Migrations("lottrace")
+#: Schema migrations, in order. ``sqlite_utils`` (which pulls in numpy) is
+#: imported only when one is pending, so opening an up-to-date ledger stays cheap.
+MIGRATION_NAMES = ("001_log_and_derived_tables", "002_head_in_meta")
 
 
-@MIGRATIONS(name="001_log_and_derived_tables")
+def _migrations() -> Any:
+    import sqlite_utils
+
+    migrations = sqlite_utils.Migrations("lottrace")
+    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002), strict=True):
+        migrations(name=name)(fn)
+    return migrations
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
+    ).fetchone():
+        return True
+    done = conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace'"
+    ).fetchall()
+    return not set(MIGRATION_NAMES) <= {r[0] for r in done}
+
+
 def _m001(db: sqlite_utils.Database) -> None:
     for sql in (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -125,7 +149,6 @@ def _m001(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
 
 
-@MIGRATIONS(name="002_head_in_meta")
 def _m002(db: sqlite_utils.Database) -> None:
     # The head (seq and hash) is recorded in ``meta`` with every batch, so
     # ``verify`` notices rows cut off the tail or added behind lottrace's back.
@@ -254,10 +277,11 @@ class Ledger:
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
             self.busy_timeout_s = busy_timeout_s
-            self.db = sqlite_utils.Database(self.conn)
             # Look before touching anything: no PRAGMA that writes (journal
             # mode) runs on a file that is not, or not yet, a lottrace ledger.
-            tables = set(self.db.table_names())
+            tables = {
+                r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             if "events" not in tables or "meta" not in tables:
                 if tables:
                     raise LedgerError(f"{self.path} is an SQLite file, but not a lottrace ledger")
@@ -267,7 +291,7 @@ class Ledger:
                     )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
-            if MIGRATIONS.pending(self.db):
+            if _pending(self.conn):
                 self._migrate()
             self._ledger_id = self.conn.execute(
                 "SELECT value FROM meta WHERE key='ledger_id'"
@@ -282,7 +306,9 @@ class Ledger:
     def _migrate(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            MIGRATIONS.apply(self.db)
+            import sqlite_utils
+
+            _migrations().apply(sqlite_utils.Database(self.conn))
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
