@@ -343,7 +343,19 @@ class Ledger:
         a large log is checked in ``workers`` processes (default: one per
         core from 200,000 events), each over a range of rows; the seams
         between ranges are checked here. The first bad row is named either way.
+        All of it reads one snapshot, so writers appending meanwhile are not
+        mistaken for a cut tail.
         """
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")  # one read snapshot: row count and recorded head agree
+        try:
+            return self._verify_snapshot(expect, workers)
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+
+    def _verify_snapshot(self, expect: str | None, workers: int | None) -> VerifyReport:
         genesis = self.genesis
         first, last, count = self.conn.execute(
             "SELECT MIN(seq), MAX(seq), COUNT(*) FROM events"
