@@ -387,7 +387,7 @@ def log(
         row["outputs"] = "|".join(outputs)
     for item in extra:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
         row[key.strip()] = value
     where = "lottrace log"
