@@ -312,6 +312,21 @@ class Ledger:
     def verify(self, *, expect: str | None = None, workers: int | None = None) -> VerifyReport:
         """Recompute every event id and the whole chain; raise on the first bad row.
 
+        It reads one snapshot (a read transaction): a batch another process
+        commits meanwhile is neither half-seen nor mistaken for tampering.
+        """
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")
+        try:
+            return self._verify(expect, workers)
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+
+    def _verify(self, expect: str | None, workers: int | None) -> VerifyReport:
+        """See :meth:`verify`.
+
         ``expect`` is a head hash published earlier (``verify --anchor``): the
         chain must still pass through it. Each body is hashed on its own, so
         a large log is checked in ``workers`` processes (default: one per
