@@ -230,7 +230,7 @@ def test_command_prints_or_writes_the_metadata(sample: Path, tmp_path: Path) -> 
     out = tmp_path / "metadata.json"
     wrote = runner.invoke(cli, ["--db", str(sample), "datasette-metadata", "-o", str(out)])
     assert wrote.exit_code == 0
-    assert wrote.output == f"wrote {out}: run  datasette {sample} --metadata {out}\n"
+    assert wrote.output == f"wrote {out}: run datasette {sample} --metadata {out}\n"
     assert json.loads(out.read_text(encoding="utf-8")) == datasette_metadata("demo")
     bad = runner.invoke(cli, ["datasette-metadata", "-o", str(tmp_path / "no" / "m.json")])
     assert bad.exit_code == 1 and bad.output.startswith("Error: cannot write ")

@@ -132,3 +132,18 @@ def test_given_bad_values_still_fail_in_a_terminal(
     r = run(db, "log", "secado", "--lot", "APR-1", "--site", "farm:APR-P1", "--kg", "-3", input="")
     assert r.exit_code == 1
     assert "field 'kg'" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("item", ["kg", "=5", " =5"])
+def test_log_set_without_a_field_name_is_an_error_not_ignored(db: Path, item: str) -> None:
+    r = run(db, "log", "drying", "--lot", "H1", "--site", "farm:X", "--kg", "5", "--set", item)
+    assert r.exit_code == 2
+    assert "--set" in r.output and "is not FIELD=VALUE" in r.output
+    assert events(db, "H1") == []
+
+
+def test_log_refuses_the_foreign_epcis_type(db: Path) -> None:
+    r = run(db, "log", "epcis", "--lot", "A", "--site", "farm:X")
+    assert r.exit_code == 2
+    assert "lottrace epcis import" in r.output
+    assert events(db, "A") == []

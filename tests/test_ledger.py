@@ -244,7 +244,9 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     with Ledger(path) as led:
         names = [r[0] for r in led.conn.execute("SELECT name FROM _sqlite_migrations")]
         assert names == ["001_log_and_derived_tables", "002_head_in_meta"]
-        assert led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
+        assert (
+            led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
+        )
 
 
 def test_missing_file_and_foreign_files_are_clear_errors(tmp_path: Path) -> None:

@@ -62,10 +62,18 @@ def test_broken_json_names_file_and_line(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "the file is empty"), (b"  \n\n", "the file is empty"), (b"\x00\x01\x02PK", "binary")],
+    [
+        (b"", "the file is empty"),
+        (b"  \n\n", "the file is empty"),
+        (b"\xef\xbb\xbf", "the file is empty"),  # a BOM alone, as some editors save
+        (b"\xef\xbb\xbf\r\n", "the file is empty"),
+        (b"\xff\xfe", "the file is empty"),
+        (b"\x00\x01\x02PK", "binary"),
+    ],
 )
-def test_unreadable_files(tmp_path: Path, content: bytes, message: str) -> None:
-    p = write(tmp_path, "x.csv", content)
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "json"])
+def test_unreadable_files(tmp_path: Path, content: bytes, message: str, suffix: str) -> None:
+    p = write(tmp_path, f"x.{suffix}", content)
     with pytest.raises(InvalidInput, match=message):
         list(iter_records(p))
 

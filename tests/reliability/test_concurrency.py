@@ -183,3 +183,33 @@ def test_four_writers_and_readers_at_once(tmp_path: Path) -> None:
         "cli_history_rounds": results["cli_history"]["rounds"],
         "locked_errors": 0,
     }
+
+
+def test_verify_reads_one_snapshot_while_another_process_appends(tmp_path: Path) -> None:
+    """A batch committed while ``verify`` runs is not mistaken for a cut tail.
+
+    Found by the suite above: the reader's ``verify`` read the rows, a writer
+    committed, then ``verify`` read the newer recorded head and reported rows
+    "cut off the tail". The commit is placed exactly in that gap here.
+    """
+    db = tmp_path / "snap.db"
+    with Ledger.create(db) as led:
+        led.append(batch(*chain()))
+    reader = Ledger(db)
+    original = reader._recorded_head
+    committed = []
+
+    def head_after_a_commit() -> tuple[int, str]:
+        if not committed:
+            with Ledger(db) as writer:  # another connection, as another process would be
+                committed.append(writer.append(batch(*season("GAP", 7))).added)
+        return original()
+
+    reader._recorded_head = head_after_a_commit  # type: ignore[method-assign]
+    try:
+        assert reader.verify().events == 7
+    finally:
+        reader.close()
+    assert committed == [7]
+    with Ledger(db) as led:
+        assert led.verify().events == 14

@@ -370,6 +370,11 @@ def log(
     from .fieldlog import describe_event, resolve_type
 
     type = resolve_type(type)
+    if type == "epcis":
+        raise click.BadParameter(
+            "foreign EPCIS events come in with 'lottrace epcis import FILE', not from the field",
+            param_hint="TYPE",
+        )
     row: dict[str, str] = {
         "type": type,
         "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -387,7 +392,7 @@ def log(
         row["outputs"] = "|".join(outputs)
     for item in extra:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
         row[key.strip()] = value
     where = "lottrace log"
@@ -1177,7 +1182,7 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"wrote {output}: run  datasette {ctx.obj['db']} --metadata {output}")
+    click.echo(f"wrote {output}: run datasette {ctx.obj['db']} --metadata {output}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -341,10 +341,11 @@ class Ledger:
         ``expect`` is a head hash published earlier (``verify --anchor``): the
         chain must still pass through it. Each body is hashed on its own, so
         a large log is checked in ``workers`` processes (default: one per
-        core from 200,000 events), each over a range of rows; the seams
-        between ranges are checked here. The first bad row is named either way.
-        All of it reads one snapshot, so writers appending meanwhile are not
-        mistaken for a cut tail.
+        core, at most 4, from 200,000 events), each over a range of rows; the
+        seams between ranges are checked here. The first bad row is named
+        either way. It reads one snapshot (a read transaction): a batch
+        another process commits meanwhile is neither half-seen nor mistaken
+        for a cut tail.
         """
         own = not self.conn.in_transaction
         if own:
@@ -428,7 +429,8 @@ class Ledger:
         value = self.meta("head") or ""
         seq, _, head = value.partition(" ")
         if not seq.isdigit() or len(head) != 64:
-            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is gone")
+            state = "malformed" if value else "missing"
+            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is {state}")
         return int(seq), head
 
     # ------------------------------------------------------------------ append

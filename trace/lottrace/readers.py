@@ -56,6 +56,7 @@ Note = Callable[[str], None]
 
 #: What ``encoding=None`` falls back to when a file is not UTF-8.
 FALLBACK_ENCODING = "cp1252"
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t"}
 
 _MAX_LINE = 2_000_000  # bytes; longer lines are not event records
@@ -148,10 +149,10 @@ def iter_records(
     with f:
         head = f.read(4096)
         f.seek(0)
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if not head.removeprefix(codecs.BOM_UTF8).strip() or head in _UTF16_BOMS:
+            raise InvalidInput(f"{name}: the file is empty")  # a BOM alone is empty too
+        if head.startswith(_UTF16_BOMS):
             encoding = "utf-16"  # Excel's "Unicode Text"; the BOM says so
-        elif not head.strip():
-            raise InvalidInput(f"{name}: the file is empty")
         elif b"\x00" in head and not encoding.lower().replace("-", "").startswith("utf16"):
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
         csv_reader = _CsvReader(name, encoding, auto, sep, progress, on_error, on_note)
