@@ -98,3 +98,16 @@ def test_demo_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "lottrace-demo.db" in result.output and "Go on with:" in result.output
     assert (tmp_path / "lottrace-demo.db").exists()
+
+
+def test_demo_never_writes_the_ledger_named_by_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["--db", "real.db", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "never real.db" in result.stderr
+    assert not (tmp_path / "real.db").exists()
+    assert (tmp_path / "lottrace-demo.db").exists()
+    quiet = CliRunner().invoke(cli, ["demo"])
+    assert quiet.stderr == ""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from .errors import LottraceError
 
@@ -953,6 +954,13 @@ def demo(ctx: click.Context, out: Path) -> None:
     """Build a ledger from the bundled sample season and show an export lot."""
     from .demo import build_demo
 
+    source = ctx.parent.get_parameter_source("db") if ctx.parent else None
+    if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        click.echo(
+            f"note: the demo builds its own ledger {out} (--out), never {ctx.obj['db']}, "
+            "so a real ledger gets no sample events",
+            err=True,
+        )
     result = build_demo(out)
     click.echo(
         f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there"
