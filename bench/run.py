@@ -31,21 +31,13 @@ from typing import Any
 import orjson
 
 from lottrace.generate import write_jsonl
-from lottrace.ledger import Ledger
+from lottrace.ledger import EVENTS_TABLE_SQL, Ledger
 from lottrace.queries import bottlenecks, delays, upstream
 
 #: Events per producer family and season in the generator, rounded down (it is about 24).
 EVENTS_PER_PRODUCER = 20
 
-_RAW_SCHEMA = """CREATE TABLE events (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    time TEXT NOT NULL,
-    lot TEXT,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL)"""
+_RAW_SCHEMA = EVENTS_TABLE_SQL
 
 _CTE = """WITH RECURSIVE reach(lot) AS (SELECT ? UNION
     SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot)
@@ -172,7 +164,9 @@ def run(events: int, seed: int, folder: Path) -> dict[str, Any]:
         for _ in range(5):
             t0 = time.perf_counter()
             subprocess.run(
-                _lottrace("--db", str(db), "upstream", lot, "--json"), check=True, capture_output=True
+                _lottrace("--db", str(db), "upstream", lot, "--json"),
+                check=True,
+                capture_output=True,
             )
             cli.append((time.perf_counter() - t0) * 1000)
         r["cli_upstream_wall_ms"] = round(statistics.median(cli), 1)

@@ -51,6 +51,7 @@ from .rules import LotState, check, check_refolded, fold, lots_of, time_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "EVENTS_TABLE_SQL",
     "AppendReport",
     "Ledger",
     "RuleWarning",
@@ -91,10 +92,9 @@ def _pending(conn: sqlite3.Connection) -> bool:
     return not set(MIGRATION_NAMES) <= {r[0] for r in done}
 
 
-def _m001(db: sqlite_utils.Database) -> None:
-    for sql in (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE events (
+#: The log's table as the first migration creates it (bench/run.py builds
+#: its raw-SQLite baseline from it, so the two cannot drift).
+EVENTS_TABLE_SQL = """CREATE TABLE events (
             seq INTEGER PRIMARY KEY,
             event_id TEXT NOT NULL UNIQUE,
             type TEXT NOT NULL,
@@ -102,7 +102,13 @@ def _m001(db: sqlite_utils.Database) -> None:
             lot TEXT,
             body TEXT NOT NULL,
             prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL)""",
+            hash TEXT NOT NULL)"""
+
+
+def _m001(db: sqlite_utils.Database) -> None:
+    for sql in (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        EVENTS_TABLE_SQL,
         """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
            BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END""",
         """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
