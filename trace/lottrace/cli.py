@@ -177,6 +177,7 @@ def import_(
     the type column (cosecha, secado, acopio ...).
     """
     from .errors import InvalidEvent, RuleViolation
+    from .pipeline import Hooks, prepared_events
     from .readers import iter_events
 
     bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
@@ -193,25 +194,32 @@ def import_(
             else _NoBar() as bar
         ):
 
-            def events() -> Iterator[Any]:
+            def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
                 for path in files:
-                    for item in iter_events(
+                    yield from iter_events(
                         path,
                         default_type=default_type,
                         encoding=encoding,
                         delimiter=delimiter,
-                        progress=bar.update,
-                        on_error=bad.append,
-                        on_note=note,
-                    ):
-                        if not bad:  # after a bad row, only look for more bad rows
-                            yield item
+                        progress=hooks.progress,
+                        on_error=hooks.on_error,
+                        on_note=hooks.on_note,
+                    )
+
+            hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
+            parallel = total >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1
+            prepared = prepared_events(read, hooks, parallel=parallel)  # forks before BEGIN
+
+            def events() -> Iterator[Any]:
+                for item in prepared:
+                    if not bad:  # after a bad row, only look for more bad rows
+                        yield item
                 if bad:  # raised inside the batch, so nothing is written
                     _reject_bad_rows(bad)
 
             stream = events()
             try:
-                report = ledger.append(stream)
+                report = ledger.append_prepared(stream)
             except RuleViolation as exc:  # rolled back; list the other bad rows with it
                 bad.append(exc)
                 for _ in stream:
@@ -296,6 +304,10 @@ _LOG_FIELDS: list[tuple[str, str, str]] = [
     ("--vehicle", "vehicle", "dispatch: truck plate or carrier."),
     ("--corrects", "corrects", "correction: the event id it voids."),
 ]
+#: Inputs at least this big (bytes, about 4,000 events) are read and
+#: validated in a second process while this one checks rules and writes.
+PARALLEL_BYTES = 1_000_000
+
 _LOG_ENV = {"site": "LOTTRACE_SITE", "actor": "LOTTRACE_ACTOR"}
 #: What `log` asks for when a required field is missing: "field (what it is)".
 _LOG_HELP = {

@@ -36,7 +36,7 @@ from .epcis_hash import document_context, document_events, document_hash_ids, ev
 from .errors import InvalidEvent, InvalidInput, LottraceError
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger, StoredEvent
-from .rules import lots_of, time_key
+from .rules import facts_of, lots_of, time_key
 
 __all__ = [
     "EPCIS_CONTEXT",
@@ -423,7 +423,7 @@ def export_document(
                 if wanted is not None or floor is not None:
                     continue  # it voids an event outside the selection
                 target = ledger.event(ev.corrects).event
-        elif wanted is not None and not {code for code, _ in lots_of(ev)} & wanted:
+        elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
         if isinstance(ev, EpcisEvent):

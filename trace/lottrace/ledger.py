@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -46,23 +46,28 @@ from .errors import (
     UnknownEvent,
     UnknownLot,
 )
-from .events import Correction, EventBase, canonical_json, event_id, parse_event
-from .rules import LotState, check, check_refolded, fold, lots_of, time_key
+from .events import EventBase, event_id, parse_event
+from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of, time_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "EVENTS_TABLE_SQL",
     "AppendReport",
     "Ledger",
+    "Prepared",
     "RuleWarning",
     "StoredEvent",
     "VerifyReport",
+    "prepare",
 ]
 
 #: How long a writer waits for another process's batch to finish before giving up.
 BUSY_TIMEOUT_S = 60.0
 #: Rows buffered before they are written (and lot states flushed) inside a batch.
 _CHUNK = 5000
+#: SQLite page cache (KiB) while a batch is appended: the log's id index and
+#: the derived tables' keys for about a million events.
+_IMPORT_CACHE_KIB = 256 * 1024
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
 _LOOKAHEAD = 1000
 
@@ -226,6 +231,27 @@ class StoredEvent:
         if self.void:
             d["void"] = True
         return d
+
+
+class Prepared(NamedTuple):
+    """One event ready for the log: its origin, canonical body, id and facts.
+
+    Everything here follows from the event alone, so it can be computed in
+    another process (:mod:`lottrace.pipeline`) while this one checks rules
+    against the ledger and writes.
+    """
+
+    where: str  #: e.g. ``file.csv:12``, for messages
+    body: str  #: canonical JSON
+    eid: str  #: sha256 of the body
+    facts: Facts
+
+
+def prepare(where: str, ev: EventBase) -> Prepared:
+    """The :class:`Prepared` form of a validated event."""
+    fields = ev.model_dump(mode="json", exclude_none=True)
+    body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)  # = canonical_json(ev)
+    return Prepared(where, body.decode(), event_id(body), facts_of(ev, fields["time"]))
 
 
 def _chain(prev: str, eid: str) -> str:
@@ -454,9 +480,25 @@ class Ledger:
         event already in the ledger is skipped and counted as a duplicate. The
         first rule broken raises :class:`RuleViolation` and nothing is written.
         """
+        return self.append_prepared(
+            (prepare(where, ev) for where, ev in items), now=now, progress=progress
+        )
+
+    def append_prepared(
+        self,
+        items: Iterable[Prepared],
+        *,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> AppendReport:
+        """:meth:`append` for events already :func:`prepare`-d (by another process, say)."""
         now = now or datetime.now(UTC)
         report = AppendReport()
         self._begin()
+        # The indexes of a large log outgrow SQLite's default 2 MB page cache,
+        # and every id and lot lookup then reads from disk.
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA cache_size=-{_IMPORT_CACHE_KIB}")
         try:
             batch = _Batch(self, report, now)
             if (batch.seq, batch.prev) != self._recorded_head():
@@ -464,10 +506,10 @@ class Ledger:
                     f"{self.path}: the log's head is not the one lottrace recorded; "
                     "nothing added (run 'lottrace verify')"
                 )
-            chunk: list[tuple[str, EventBase]] = []
+            chunk: list[Prepared] = []
             try:
-                for where, ev in items:
-                    chunk.append((where, ev))
+                for item in items:
+                    chunk.append(item)
                     if len(chunk) == _LOOKAHEAD:
                         batch.add_many(chunk)
                         chunk.clear()
@@ -491,6 +533,8 @@ class Ledger:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
+        finally:
+            self.conn.execute(f"PRAGMA cache_size={int(cache)}")
         return report
 
     def _begin(self) -> None:
@@ -518,8 +562,8 @@ class Ledger:
             for seq, eid, body in self.conn.execute(
                 "SELECT seq, event_id, body FROM events ORDER BY seq"
             ):
-                ev = parse_event(orjson.loads(body))
-                batch.derive(seq, eid, ev, void=eid in voided)
+                facts = facts_of(parse_event(orjson.loads(body)))
+                batch.derive(seq, eid, facts, void=eid in voided)
                 n += 1
             batch.flush()
             self.conn.execute("COMMIT")
@@ -862,7 +906,7 @@ class _Batch:
         self.seq, self.prev = ledger.head()
         self.states: dict[str, LotState | None] = {}
         self.dirty: set[str] = set()
-        self.pending_ids: dict[str, tuple[EventBase, bool]] = {}
+        self.pending_ids: dict[str, tuple[Facts, bool]] = {}
         self.event_rows: list[tuple[Any, ...]] = []
         self.lot_rows: list[tuple[Any, ...]] = []
         self.link_rows: list[tuple[Any, ...]] = []
@@ -876,7 +920,7 @@ class _Batch:
         self.states[code] = st
         return st
 
-    def event(self, eid: str) -> tuple[EventBase, bool] | None:
+    def event(self, eid: str) -> tuple[Facts, bool] | None:
         if eid in self.pending_ids:
             return self.pending_ids[eid]
         row = self.conn.execute(
@@ -886,12 +930,11 @@ class _Batch:
         ).fetchone()
         if row is None:
             return None
-        return parse_event(orjson.loads(row[0])), bool(row[1])
+        return facts_of(parse_event(orjson.loads(row[0]))), bool(row[1])
 
-    def add_many(self, chunk: list[tuple[str, EventBase]]) -> None:
+    def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
-        bodies = [canonical_json(ev) for _, ev in chunk]
-        ids = [event_id(b) for b in bodies]
+        ids = [p.eid for p in chunk]
         stored = {
             r[0]
             for r in self.conn.execute(
@@ -899,32 +942,19 @@ class _Batch:
                 [orjson.dumps(ids).decode()],
             )
         }
-        codes = {lot for _, ev in chunk for lot, _role in lots_of(ev)} - self.states.keys()
+        codes = {lot for p in chunk for lot, _role in lots_of(p.facts)} - self.states.keys()
         if codes:
             found = self.ledger.lots_states(codes)
             for code in codes:
                 self.states[code] = found.get(code)
-        for (where, ev), body, eid in zip(chunk, bodies, ids, strict=True):
+        for p in chunk:
             # A flush inside the chunk may forget pending ids: remember this chunk's own.
-            self.add(where, ev, body, eid, eid in stored)
-            stored.add(eid)
+            self.add(p, p.eid in stored)
+            stored.add(p.eid)
 
-    def add(
-        self,
-        where: str,
-        ev: EventBase,
-        body: bytes | None = None,
-        eid: str | None = None,
-        stored: bool | None = None,
-    ) -> None:
+    def add(self, p: Prepared, stored: bool) -> None:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
-        if body is None or eid is None:
-            body = canonical_json(ev)
-            eid = event_id(body)
-        if stored is None:
-            stored = bool(
-                self.conn.execute("SELECT 1 FROM events WHERE event_id=?", [eid]).fetchone()
-            )
+        where, body, eid, ev = p
         if stored or eid in self.pending_ids:
             self.report.duplicates += 1
             return
@@ -940,9 +970,7 @@ class _Batch:
                 self.report.warnings.append(RuleWarning(where, f.rule, lot + f.message))
         self.seq += 1
         new = _chain(self.prev, eid)
-        self.event_rows.append(
-            (self.seq, eid, ev.type, time_key(ev.time), ev.subject, body.decode(), self.prev, new)
-        )
+        self.event_rows.append((self.seq, eid, ev.type, ev.time, ev.subject, body, self.prev, new))
         self.prev = new
         self.report.added += 1
         self.pending_ids[eid] = (ev, False)
@@ -950,14 +978,14 @@ class _Batch:
         if len(self.event_rows) >= _CHUNK:
             self.flush()
 
-    def derive(self, seq: int, eid: str, ev: EventBase, *, void: bool) -> None:
+    def derive(self, seq: int, eid: str, ev: Facts, *, void: bool) -> None:
         """Fold one logged event into the derived tables."""
-        if isinstance(ev, Correction):
+        if ev.type == "correction" and ev.corrects is not None:
             target = self.pending_ids.get(ev.corrects) or self.event(ev.corrects)
             if target is None:  # cannot happen: rules.check found it
                 return
             for lot, _role in lots_of(target[0]):
-                self.void_rows.append((ev.corrects, lot, eid, ev.reason))
+                self.void_rows.append((ev.corrects, lot, eid, ev.reason or ""))
             if self.rebuilding:  # the target was skipped as void already
                 return
             self.flush()
@@ -965,17 +993,17 @@ class _Batch:
             return
         if void:
             return
-        t = time_key(ev.time)
+        t = ev.time
         for lot, role in lots_of(ev):
             st = fold(self.lot(lot), lot, role, ev, eid)
             self.states[lot] = st
             self.dirty.add(lot)
             self.lot_rows.append((lot, t, ev.type, seq, role, ev.site))
         for lot, _kg in ev.formed:
-            for i in ev.drawn:
-                self.link_rows.append((lot, i.lot, seq, i.kg, t))
+            for src, kg in ev.drawn:
+                self.link_rows.append((lot, src, seq, kg, t))
 
-    def _void(self, eid: str, ev: EventBase) -> None:
+    def _void(self, eid: str, ev: Facts) -> None:
         """Remove a voided event's rows and refold the lots it touched."""
         seq = self.conn.execute("SELECT seq FROM events WHERE event_id=?", [eid]).fetchone()[0]
         if eid in self.pending_ids:
@@ -993,7 +1021,7 @@ class _Batch:
         ).fetchall()
         st: LotState | None = None
         for eid, body, role in rows:
-            st = fold(st, lot, role, parse_event(orjson.loads(body)), eid)
+            st = fold(st, lot, role, facts_of(parse_event(orjson.loads(body))), eid)
         if st is not None and not self.rebuilding and (broken := check_refolded(st)):
             raise RuleViolation(
                 broken.message, rule=broken.rule, where=self.where, field=broken.field

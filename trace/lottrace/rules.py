@@ -14,19 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
-from .events import STAGE_ORDER, Correction, DryMill, EventBase
+from .events import STAGE_ORDER, DryMill, EventBase
 
 __all__ = [
     "FOREIGN_STAGE",
     "RULES",
     "WARNINGS",
+    "Facts",
     "Finding",
     "LotState",
     "View",
     "check",
     "check_refolded",
+    "facts_of",
     "fold",
     "lots_of",
     "time_key",
@@ -134,38 +136,137 @@ class View(Protocol):
 
     def lot(self, code: str) -> LotState | None: ...
 
-    def event(self, event_id: str) -> tuple[EventBase, bool] | None:
-        """The event with this id and whether it is void, or None."""
+    def event(self, event_id: str) -> tuple[Facts, bool] | None:
+        """The facts of the event with this id and whether it is void, or None."""
         ...
 
 
-def lots_of(ev: EventBase) -> list[tuple[str, str]]:
+class Facts(NamedTuple):
+    """What the rules and the derived tables read of one event, as plain values.
+
+    :func:`facts_of` takes them from a validated event's own properties
+    (``drawn``, ``formed``, ``stage`` ...), so the event classes stay the one
+    place that says what an event means. Plain values make the rule checks
+    cheap, and a plain tuple crosses a process boundary cheaply, so an import
+    can validate in one process and check rules in another.
+    """
+
+    type: str
+    time: str  #: time_key: a UTC string that sorts in time order
+    time_iso: str  #: the time as the event gives it, for messages
+    site: str
+    subject: str | None
+    stage: int | None
+    drawn: tuple[tuple[str, float], ...]  #: (lot, kg) drawn from each input lot
+    formed: tuple[tuple[str, float | None], ...]  #: (lot, kg) of each lot it creates
+    touched: tuple[str, ...]  #: other lots it names (EPCIS events)
+    stated: tuple[tuple[str, float | None], ...]  #: EPCIS events: the kg stated per named lot
+    kg: Any
+    result: str | None  #: a QC's result
+    moisture_pct: Any
+    water_activity: Any
+    bags: Any
+    bag_kg: Any
+    outputs_kg: float | None  #: a dry mill's graded output, in kg
+    rejects_kg: float | None  #: what a dry mill removed, in kg
+    corrects: str | None  #: a correction's target
+    reason: str | None  #: a correction's reason
+    lots: tuple[tuple[str, str], ...]  #: every (lot, role): see :func:`lots_of`
+
+
+def facts_of(ev: EventBase, time_iso: str | None = None) -> Facts:
+    """The :class:`Facts` of a validated event (``time_iso``: its time as text, if known).
+
+    >>> from lottrace.events import parse_event
+    >>> f = facts_of(parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
+    ...                            "site": "farm:X", "lot": "L1", "kg": 200}))
+    >>> f.time, f.subject, f.stage, f.kg
+    ('2025-06-02T14:30:00.000000Z', 'L1', 1, 200.0)
+    """
+    get = ev.__dict__.get
+    result = get("result")
+    outputs = get("outputs") if isinstance(ev, DryMill) else None
+    drawn = tuple((i.lot, i.kg) for i in ev.drawn)
+    formed, subject, touched = ev.formed, ev.subject, ev.touched
+    lots = _lots_of(drawn, formed, subject, touched)
+    stated: tuple[tuple[str, float | None], ...] = ()
+    if ev.type == "epcis":
+        stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
+    return Facts(
+        ev.type,
+        time_key(ev.time),
+        time_iso or ev.time.isoformat(),
+        ev.site,
+        subject,
+        ev.stage,
+        drawn,
+        formed,
+        touched,
+        stated,
+        get("kg"),
+        result if isinstance(result, str) else None,
+        get("moisture_pct"),
+        get("water_activity"),
+        get("bags"),
+        get("bag_kg"),
+        sum(o.kg for o in outputs) if outputs else None,
+        get("rejects_kg"),
+        get("corrects"),
+        get("reason"),
+        lots,
+    )
+
+
+def lots_of(ev: Facts) -> tuple[tuple[str, str], ...]:
     """Every (lot, role) an event involves; role is subject, input or output."""
-    out: list[tuple[str, str]] = [(i.lot, "input") for i in ev.drawn]
-    formed = {lot for lot, _ in ev.formed}
-    out.extend((lot, "output") for lot in formed)
-    if ev.subject is not None and ev.subject not in formed:
-        out.append((ev.subject, "subject"))
-    if ev.touched:  # EPCIS events: every other id they name
+    return ev.lots
+
+
+def _lots_of(
+    drawn: tuple[tuple[str, float], ...],
+    formed: tuple[tuple[str, float | None], ...],
+    subject: str | None,
+    touched: tuple[str, ...],
+) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = [(lot, "input") for lot, _kg in drawn]
+    made = {lot for lot, _ in formed}
+    out.extend((lot, "output") for lot in made)
+    if subject is not None and subject not in made:
+        out.append((subject, "subject"))
+    if touched:  # EPCIS events: every other id they name
         seen = {lot for lot, _ in out}
-        out.extend((lot, "subject") for lot in ev.touched if lot not in seen)
-    return out
+        out.extend((lot, "subject") for lot in touched if lot not in seen)
+    return tuple(out)
 
 
 def _kg_text(x: float) -> str:
     return f"{x:,.2f}".rstrip("0").rstrip(".")
 
 
-def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
+_future: tuple[datetime | None, str] = (None, "")
+
+
+def _future_key(now: datetime) -> str:
+    """time_key of ``now`` plus the clock skew allowed (one batch asks with one ``now``)."""
+    global _future
+    last = _future
+    if last[0] is now:
+        return last[1]
+    key = time_key(now + _SKEW)
+    _future = (now, key)
+    return key
+
+
+def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
-    if isinstance(ev, Correction):
+    if ev.type == "correction":
         return _check_correction(ev, view, now)
     if ev.type == "epcis":  # foreign EPCIS events: the coffee rules do not apply
         return []
     found: list[Finding] = []
-    t = time_key(ev.time)
-    if ev.time > now + _SKEW:
-        found.append(Finding("time-future", f"time {ev.time.isoformat()} is in the future", "time"))
+    t = ev.time
+    if t > _future_key(now):
+        found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
     formed = dict(ev.formed)
     stage = ev.stage
 
@@ -174,18 +275,18 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
             found.append(Finding("lot-exists", f"lot {code} already exists", "lot"))
 
     seen: set[str] = set()
-    for i, inp in enumerate(ev.drawn):
+    for i, (code, kg_in) in enumerate(ev.drawn):
         field = f"inputs[{i}]"
-        if inp.lot in formed:
-            found.append(Finding("input-invalid", f"lot {inp.lot} cannot draw from itself", field))
+        if code in formed:
+            found.append(Finding("input-invalid", f"lot {code} cannot draw from itself", field))
             continue
-        if inp.lot in seen:
-            found.append(Finding("input-invalid", f"input lot {inp.lot} is listed twice", field))
+        if code in seen:
+            found.append(Finding("input-invalid", f"input lot {code} is listed twice", field))
             continue
-        seen.add(inp.lot)
-        st = view.lot(inp.lot)
+        seen.add(code)
+        st = view.lot(code)
         if st is None:
-            found.append(Finding("lot-unknown", f"input lot {inp.lot} was never created", field))
+            found.append(Finding("lot-unknown", f"input lot {code} was never created", field))
             continue
         found.extend(_check_time(st, t, ev, field))
         found.extend(_check_skip(st, ev, field))
@@ -193,12 +294,12 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
             found.append(
                 Finding(
                     "stage-order",
-                    f"input lot {inp.lot} is already at {STAGE_NAMES[st.stage]}; "
+                    f"input lot {code} is already at {STAGE_NAMES[st.stage]}; "
                     f"a {ev.type} cannot draw from it",
                     field,
                 )
             )
-        found.extend(_check_draw(st, inp.kg, field, f"{field}.kg"))
+        found.extend(_check_draw(st, kg_in, field, f"{field}.kg"))
 
     subject = ev.subject
     if subject is not None and subject not in formed:
@@ -221,7 +322,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
                         "type",
                     )
                 )
-            kg = ev.field("kg")
+            kg = ev.kg
             if ev.type == "export" and kg is not None:
                 found.extend(_check_draw(st, kg, "lot", "kg"))
             elif kg is not None:
@@ -232,7 +333,7 @@ def check(ev: EventBase, view: View, now: datetime) -> list[Finding]:
     return found
 
 
-def _check_skip(st: LotState, ev: EventBase, field: str) -> list[Finding]:
+def _check_skip(st: LotState, ev: Facts, field: str) -> list[Finding]:
     need = _MIN_INPUT_STAGE.get(ev.type)
     if need is not None and st.stage < need:
         return [
@@ -246,7 +347,7 @@ def _check_skip(st: LotState, ev: EventBase, field: str) -> list[Finding]:
     return []
 
 
-def _check_time(st: LotState, t: str, ev: EventBase, field: str) -> list[Finding]:
+def _check_time(st: LotState, t: str, ev: Facts, field: str) -> list[Finding]:
     if t < st.last_time:
         return [
             Finding(
@@ -283,7 +384,7 @@ def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Fin
     return found
 
 
-def _check_restate(st: LotState, kg: float, ev: EventBase) -> list[Finding]:
+def _check_restate(st: LotState, kg: float, ev: Facts) -> list[Finding]:
     if kg > st.kg * _WEIGHT_TOLERANCE:
         return [
             Finding(
@@ -305,12 +406,12 @@ def _check_restate(st: LotState, kg: float, ev: EventBase) -> list[Finding]:
     return []
 
 
-def _check_mass_balance(ev: EventBase, formed: dict[str, float | None]) -> list[Finding]:
+def _check_mass_balance(ev: Facts, formed: dict[str, float | None]) -> list[Finding]:
     if not ev.drawn:
         return []
-    total_in = sum(i.kg for i in ev.drawn)
-    if isinstance(ev, DryMill):
-        out = sum(o.kg for o in ev.outputs) + (ev.rejects_kg or 0.0)
+    total_in = sum(kg for _lot, kg in ev.drawn)
+    if ev.outputs_kg is not None:  # a dry mill: graded outputs plus what it removed
+        out = ev.outputs_kg + (ev.rejects_kg or 0.0)
         field = "outputs"
     else:
         out = sum(kg or 0.0 for kg in formed.values())
@@ -326,38 +427,39 @@ def _check_mass_balance(ev: EventBase, formed: dict[str, float | None]) -> list[
     return []
 
 
-def _warnings(ev: EventBase, view: View) -> list[Finding]:
+def _warnings(ev: Facts, view: View) -> list[Finding]:
     found: list[Finding] = []
 
     def warn(rule: str, message: str, field: str) -> None:
         found.append(Finding(rule, message, field, "warning"))
 
-    moisture = ev.field("moisture_pct")
+    moisture = ev.moisture_pct
     if moisture is not None and not (9 <= moisture <= 13):
         warn("moisture-range", f"moisture {moisture} % is outside 9-13 %", "moisture_pct")
-    aw = ev.field("water_activity")
+    aw = ev.water_activity
     if aw is not None and aw > 0.70:
         warn("water-activity", f"water activity {aw} is above 0.70", "water_activity")
     if ev.type == "drying" and ev.subject is not None and not ev.drawn:
         st = view.lot(ev.subject)
-        kg = ev.field("kg")
+        kg = ev.kg
         if st is not None and st.stage == 0 and kg is not None:
             ratio = kg / st.kg
             if not (0.15 <= ratio <= 0.30):
                 warn("yield-drying", f"parchment is {ratio:.0%} of the cherry weight", "kg")
-    if isinstance(ev, DryMill):
-        ratio = sum(o.kg for o in ev.outputs) / sum(i.kg for i in ev.drawn)
+    if ev.outputs_kg is not None:
+        ratio = ev.outputs_kg / sum(kg for _lot, kg in ev.drawn)
         if not (0.65 <= ratio <= 0.90):
             warn("yield-mill", f"green coffee is {ratio:.0%} of the parchment weight", "outputs")
-    bags, bag_kg, kg = (ev.field(n) for n in ("bags", "bag_kg", "kg"))
+    bags, bag_kg, kg = ev.bags, ev.bag_kg, ev.kg
     if bags and bag_kg and kg and abs(bags * bag_kg - kg) > 0.01 * kg:
         warn("bags-weight", f"{bags} bags x {bag_kg} kg is not {_kg_text(kg)} kg", "bags")
     return found
 
 
-def _check_correction(ev: Correction, view: View, now: datetime) -> list[Finding]:
-    if ev.time > now + _SKEW:
-        return [Finding("time-future", f"time {ev.time.isoformat()} is in the future", "time")]
+def _check_correction(ev: Facts, view: View, now: datetime) -> list[Finding]:
+    assert ev.corrects is not None
+    if ev.time > _future_key(now):
+        return [Finding("time-future", f"time {ev.time_iso} is in the future", "time")]
     target = view.event(ev.corrects)
     if target is None:
         return [
@@ -370,7 +472,7 @@ def _check_correction(ev: Correction, view: View, now: datetime) -> list[Finding
         return [
             Finding("correction-target", f"event {ev.corrects[:12]}... is already void", "corrects")
         ]
-    if isinstance(body, Correction):
+    if body.type == "correction":
         return [
             Finding(
                 "correction-target",
@@ -382,7 +484,7 @@ def _check_correction(ev: Correction, view: View, now: datetime) -> list[Finding
         return [
             Finding(
                 "time-order",
-                f"the correction is dated before the event it voids ({body.time.isoformat()})",
+                f"the correction is dated before the event it voids ({body.time_iso})",
                 "time",
             )
         ]
@@ -413,27 +515,27 @@ def check_refolded(st: LotState) -> Finding | None:
     return None
 
 
-def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -> LotState | None:
+def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> LotState | None:
     """Apply one accepted, non-void event to one lot's state.
 
     ``role`` is how the event involves the lot (see :func:`lots_of`). Folding a
     lot's events in log order gives its state; the ledger does this on append
     and on rebuild.
     """
-    t = time_key(ev.time)
+    t = ev.time
     stage = ev.stage
     if role == "output":
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
         if stage is None:
             stage = FOREIGN_STAGE if ev.type == "epcis" else 0
-        return LotState(lot, eid, stage, t, t, kg, shipped, _qc(ev), ev.site, eid, 1)
+        return LotState(lot, eid, stage, t, t, kg, shipped, ev.result, ev.site, eid, 1)
     if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
         state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
-        drawn = next(i.kg for i in ev.drawn if i.lot == lot)
+        drawn = next(kg for code, kg in ev.drawn if code == lot)
         return LotState(
             state.lot,
             state.created_by,
@@ -447,7 +549,7 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
             eid,
             state.n_events + 1,
         )
-    stated: float | None = ev.kg_for(lot) if ev.type == "epcis" else ev.field("kg")
+    stated: float | None = dict(ev.stated).get(lot) if ev.type == "epcis" else ev.kg
     new_kg, drawn_kg = state.kg, state.drawn_kg
     if ev.type == "export" and stated is not None:
         drawn_kg += stated
@@ -461,13 +563,8 @@ def fold(state: LotState | None, lot: str, role: str, ev: EventBase, eid: str) -
         max(state.last_time, t),
         new_kg,
         drawn_kg,
-        _qc(ev) or state.last_qc,
+        ev.result or state.last_qc,
         ev.site,
         eid,
         state.n_events + 1,
     )
-
-
-def _qc(ev: EventBase) -> str | None:
-    result = ev.field("result")
-    return result if isinstance(result, str) else None

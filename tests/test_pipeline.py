@@ -1,0 +1,153 @@
+"""Reading and preparing events in a second process gives the same ledger as reading them here."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lottrace.cli import cli
+from lottrace.errors import InvalidEvent, LottraceError
+from lottrace.events import EventBase, parse_event
+from lottrace.generate import write_jsonl
+from lottrace.ledger import Ledger, prepare
+from lottrace.pipeline import Hooks, prepared_events
+from lottrace.readers import iter_events
+from lottrace.rules import Facts
+
+from factories import drying, harvest
+
+
+def _import(path: Path, db: Path, parallel_bytes: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr("lottrace.cli.PARALLEL_BYTES", parallel_bytes)
+    r = CliRunner().invoke(cli, ["--db", str(db), "init"])
+    assert r.exit_code == 0, r.output
+    return CliRunner().invoke(cli, ["--db", str(db), "import", "--json", str(path)])
+
+
+def test_a_season_imported_through_the_reader_process_is_the_same_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    season = tmp_path / "season.jsonl"
+    n = write_jsonl(season, 120, seed=3)
+    assert n > 2 * 500  # more than one message from the child
+    here = _import(season, tmp_path / "here.db", 10**12, monkeypatch)
+    there = _import(season, tmp_path / "there.db", 0, monkeypatch)
+    assert here.exit_code == there.exit_code == 0, there.output
+    a_report, b_report = json.loads(here.stdout), json.loads(there.stdout)
+    del a_report["head"], b_report["head"]  # each ledger's chain starts from its own random id
+    assert a_report == b_report
+    with Ledger(tmp_path / "here.db") as a, Ledger(tmp_path / "there.db") as b:
+        rows = "SELECT seq, event_id, type, time, lot, body FROM events ORDER BY seq"
+        assert a.conn.execute(rows).fetchall() == b.conn.execute(rows).fetchall()
+        assert a.derived_snapshot() == b.derived_snapshot()
+        assert b.stats()["events"] == n
+
+
+def _events(n: int) -> list[tuple[str, EventBase]]:
+    out: list[tuple[str, EventBase]] = []
+    for i in range(n):
+        out.append((f"f.jsonl:{2 * i + 1}", parse_event(harvest(f"L{i}", day=1))))
+        out.append((f"f.jsonl:{2 * i + 2}", parse_event(drying(f"L{i}", day=3))))
+    return out
+
+
+def test_items_and_hooks_arrive_in_the_order_the_reader_made_them() -> None:
+    seen: list[Any] = []
+    bad = InvalidEvent("field 'kg': not a number", where="f.jsonl:7", field="kg")
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        events = _events(600)
+        hooks.on_note("read as cp1252")
+        for i, item in enumerate(events):
+            hooks.progress(10)
+            if i == 700:
+                hooks.on_error(bad)
+            yield item
+
+    hooks = Hooks(on_error=seen.append, on_note=seen.append, progress=seen.append)
+    items = list(prepared_events(read, hooks, parallel=True))
+    assert items == [prepare(w, ev) for w, ev in _events(600)]
+    assert all(type(p.facts) is Facts for p in items)
+    assert seen[0] == "read as cp1252"
+    errors = [x for x in seen if isinstance(x, InvalidEvent)]
+    assert [(str(e), e.where, e.field) for e in errors] == [(str(bad), "f.jsonl:7", "kg")]
+    assert sum(x for x in seen if isinstance(x, int)) == 10 * 1200
+    # the error came after the progress of the 700 items before it, and before the rest
+    at = next(i for i, x in enumerate(seen) if isinstance(x, InvalidEvent))
+    assert sum(x for x in seen[:at] if isinstance(x, int)) == 10 * 701
+
+
+def test_an_error_the_reader_raises_comes_after_the_events_before_it(tmp_path: Path) -> None:
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        yield from _events(300)
+        raise InvalidEvent("not valid JSON", where="f.jsonl:601")
+
+    stream = prepared_events(read, Hooks(print, print, lambda n: None), parallel=True)
+    got = []
+    with pytest.raises(InvalidEvent, match=r"^f.jsonl:601: not valid JSON$"):
+        for p in stream:
+            got.append(p)
+    assert len(got) == 600
+
+
+def test_an_exception_that_cannot_be_pickled_still_reaches_the_parent() -> None:
+    class Odd(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"odd {a} {b}")
+
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
+        pickle.loads(pickle.dumps(Odd(1, 2)))  # sanity: it does not survive pickling as it is
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        yield from _events(1)
+        raise Odd(1, 2)
+
+    with pytest.raises(LottraceError, match="reading the input failed: Odd: odd 1 2"):
+        list(prepared_events(read, Hooks(print, print, lambda n: None), parallel=True))
+
+
+def test_a_reader_process_that_dies_fails_the_batch_and_writes_nothing(tmp_path: Path) -> None:
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        yield from _events(600)  # the first 500 are sent
+        os._exit(9)
+
+    with Ledger.create(tmp_path / "l.db") as ledger:
+        stream = prepared_events(read, Hooks(print, print, lambda n: None), parallel=True)
+        with pytest.raises(LottraceError, match=r"stopped unexpectedly \(exit code 9\)"):
+            ledger.append_prepared(stream)
+        assert ledger.stats()["events"] == 0
+        ledger.verify()
+
+
+def test_stopping_early_stops_the_reader_process() -> None:
+    import multiprocessing
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        while True:
+            yield from _events(100)
+
+    stream = prepared_events(read, Hooks(print, print, lambda n: None), parallel=True)
+    assert next(iter(stream)).where == "f.jsonl:1"
+    assert multiprocessing.active_children()
+    stream.close()  # type: ignore[attr-defined]
+    assert not multiprocessing.active_children()
+
+
+def test_serial_and_parallel_prepare_the_same_items(tmp_path: Path) -> None:
+    season = tmp_path / "s.jsonl"
+    write_jsonl(season, 30, seed=1)
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        return iter_events(season, progress=hooks.progress)
+
+    hooks = Hooks(print, print, lambda n: None)
+    assert list(prepared_events(read, hooks, parallel=True)) == list(
+        prepared_events(read, hooks, parallel=False)
+    )

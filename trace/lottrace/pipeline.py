@@ -1,0 +1,154 @@
+"""Prepare events for the ledger in a second process while this one writes them.
+
+An import does two kinds of work. Reading, validating, writing the canonical
+JSON and hashing depend on each event alone; checking rules against the
+ledger, chaining and writing must happen in order, in the process that holds
+the write transaction. :func:`prepared_events` runs the first kind in a forked
+child process and streams :class:`~lottrace.ledger.Prepared` events back
+through a pipe in small batches, so on a machine with two cores the two halves
+run at the same time, and memory stays flat however long the input is.
+
+The reader's callbacks (a bad row, a note on how a file was read, progress)
+are called in this process, in the same order as without the child, so a
+caller cannot tell the two apart except by the time taken. An error raised by
+the reader is raised here after every event read before it. If the child dies,
+the import fails with a :class:`~lottrace.errors.LottraceError` and, since
+nothing is committed until the whole batch is in, nothing is written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidEvent, LottraceError
+from .events import EventBase
+from .ledger import Prepared, prepare
+from .rules import Facts
+
+__all__ = ["Hooks", "prepared_events"]
+
+#: Prepared events sent to the parent in one message.
+_BATCH = 500
+_ITEM, _BAD, _NOTE, _PROGRESS, _RAISE, _END = range(6)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The callbacks a reader takes: see :func:`lottrace.readers.iter_events`."""
+
+    on_error: Callable[[InvalidEvent], None]
+    on_note: Callable[[str], None]
+    progress: Callable[[int], None]
+
+
+Read = Callable[[Hooks], Iterable[tuple[str, EventBase]]]
+
+
+def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> Iterator[Prepared]:
+    """The events ``read(hooks)`` yields, prepared for :meth:`Ledger.append_prepared`.
+
+    With ``parallel``, ``read`` runs in a child process forked now (before
+    the caller opens a write transaction), and the hooks are called here as
+    the child reports. Without it, or where ``fork`` is not available, it runs
+    here, one event at a time.
+
+    >>> from lottrace.events import parse_event
+    >>> ev = parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
+    ...                   "site": "farm:X", "lot": "L1", "kg": 200})
+    >>> hooks = Hooks(on_error=print, on_note=print, progress=lambda n: None)
+    >>> [p.where for p in prepared_events(lambda h: [("a.jsonl:1", ev)], hooks, parallel=True)]
+    ['a.jsonl:1']
+    """
+    if not parallel or "fork" not in multiprocessing.get_all_start_methods():
+        return (prepare(where, ev) for where, ev in read(hooks))
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(read, sender), daemon=True)
+    child.start()
+    sender.close()
+    return _receive(child, receiver, hooks)
+
+
+def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
+    new_facts = tuple.__new__
+    try:
+        while True:
+            try:
+                ops = receiver.recv()
+            except (EOFError, OSError):
+                child.join()
+                raise LottraceError(
+                    f"the process reading the input stopped unexpectedly (exit code "
+                    f"{child.exitcode}); nothing was written"
+                ) from None
+            for op, value in ops:
+                if op == _ITEM:
+                    where, body, eid, facts = value
+                    yield Prepared(where, body, eid, new_facts(Facts, facts))
+                elif op == _PROGRESS:
+                    hooks.progress(value)
+                elif op == _BAD:
+                    hooks.on_error(value)
+                elif op == _NOTE:
+                    hooks.on_note(value)
+                elif op == _RAISE:
+                    raise value
+                else:
+                    return
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+
+
+def _child(read: Read, sender: Any) -> None:
+    """In the child: read, prepare and send, in order, then an end mark (or the error)."""
+    ops: list[tuple[int, Any]] = []
+
+    def send() -> None:
+        sender.send(ops)
+        ops.clear()
+
+    def progress(n: int) -> None:
+        if ops and ops[-1][0] == _PROGRESS:
+            n += ops.pop()[1]
+        ops.append((_PROGRESS, n))
+
+    hooks = Hooks(
+        on_error=lambda exc: ops.append((_BAD, _portable(exc))),
+        on_note=lambda message: ops.append((_NOTE, message)),
+        progress=progress,
+    )
+    try:
+        for n, (where, ev) in enumerate(read(hooks), 1):
+            p = prepare(where, ev)
+            ops.append((_ITEM, (p.where, p.body, p.eid, tuple(p.facts))))
+            if n % _BATCH == 0:
+                send()
+        ops.append((_END, None))
+    except BaseException as exc:  # raised in the parent, after the events before it
+        ops.append((_RAISE, _portable(exc)))
+    try:
+        send()
+        sender.close()
+    except OSError:  # the parent is gone or stopped listening
+        os._exit(1)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc``, or an equivalent :class:`LottraceError` if it does not survive pickling."""
+    try:
+        back = pickle.loads(pickle.dumps(exc))
+        if type(back) is type(exc) and str(back) == str(exc):
+            return exc
+    except Exception:  # anything that does not survive pickling is replaced below
+        pass
+    if isinstance(exc, LottraceError):
+        return LottraceError(str(exc))
+    return LottraceError(f"reading the input failed: {type(exc).__name__}: {exc}")
