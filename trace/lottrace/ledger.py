@@ -23,6 +23,7 @@ Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import sqlite3
@@ -30,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,7 +49,7 @@ from .errors import (
     UnknownLot,
 )
 from .events import EventBase, event_id, parse_event
-from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of, time_key
+from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -68,6 +70,8 @@ _CHUNK = 5000
 #: SQLite page cache (KiB) while a batch is appended: the log's id index and
 #: the derived tables' keys for about a million events.
 _IMPORT_CACHE_KIB = 256 * 1024
+#: Lot states a batch keeps in memory (about 300 bytes each).
+_STATES = 50_000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
 _LOOKAHEAD = 1000
 
@@ -170,6 +174,7 @@ def _m002(db: sqlite_utils.Database) -> None:
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
+_state_row = attrgetter(*LotState.__slots__)
 _LOT_COLUMNS = (
     "lot, created_by, stage, first_time, last_time, kg, drawn_kg, "
     "last_qc, last_site, last_event, n_events"
@@ -798,7 +803,9 @@ class Ledger:
 
 #: Logs at least this long are verified in one process per core.
 _PARALLEL_VERIFY = 200_000
-_VERIFY_SQL = "SELECT seq, event_id, body, prev_hash, hash, type, time, lot FROM events"
+_VERIFY_SQL = (
+    "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash, type, time, lot FROM events"
+)
 _PREV_MSG = (
     "row seq {seq}: prev_hash does not match the hash of the row before "
     "(rows were inserted, removed or moved)"
@@ -832,13 +839,15 @@ def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | Non
 
     ``prev`` is the hash the first row must link to, or None to take its
     ``prev_hash`` as given (a worker's range: the caller checks that seam).
+    The body is re-serialised to see whether it is canonical only when it
+    does not hash to its id: lottrace wrote the id as the hash of the
+    canonical body, so a body that hashes to it is that body.
     """
-    sha, fromhex = hashlib.sha256, bytes.fromhex
-    loads, dumps, sort = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
+    sha, fromhex, loads = hashlib.sha256, bytes.fromhex, orjson.loads
     fromiso = datetime.fromisoformat
     first_seq, first_prev, count, saw = n, "", 0, False
     bad: tuple[int, int, str] | None = None
-    for seq, eid, body, prev_hash, h, typ, t, lot in rows:
+    for seq, eid, raw, prev_hash, h, typ, t, lot in rows:
         if count == 0:
             first_seq, first_prev = seq, prev_hash
             if prev is None:
@@ -848,43 +857,53 @@ def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | Non
             bad = (seq, 0, f"row seq {seq}: expected seq {n}; rows are missing or reordered")
             break
         n += 1
-        raw = body.encode()
         try:
             d = loads(raw)
+            # The time column is the body's time as a UTC key: same instant, same form.
             columns_ok = (
-                dumps(d, option=sort) == raw
-                and d.get("type") == typ
+                d["type"] == typ
                 and d.get("lot") == lot
-                and time_key(fromiso(d["time"])) == t
+                and len(t) == 27
+                and t[19] == "."
+                and t[26] == "Z"
+                and fromiso(d["time"]) == fromiso(t)
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             columns_ok = False
-        if not columns_ok:
-            bad = (
-                seq,
-                1,
-                f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
-                "column disagrees with it (the row was edited)",
-            )
-            break
-        if sha(raw).hexdigest() != eid:
-            bad = (
-                seq,
-                2,
-                f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
-                "(the event was edited)",
-            )
+        if not columns_ok or sha(raw).hexdigest() != eid:
+            if not columns_ok or not _canonical(raw):
+                bad = (
+                    seq,
+                    1,
+                    f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
+                    "column disagrees with it (the row was edited)",
+                )
+            else:
+                bad = (
+                    seq,
+                    2,
+                    f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
+                    "(the event was edited)",
+                )
             break
         if prev_hash != prev:
             bad = (seq, 3, _PREV_MSG.format(seq=seq))
             break
-        prev = sha(fromhex(prev_hash) + fromhex(eid)).hexdigest()
+        prev = sha(fromhex(prev_hash + eid)).hexdigest()
         if h != prev:
             bad = (seq, 4, f"row seq {seq}: stored hash is wrong")
             break
         if prev == expect:
             saw = True
     return _Checked(bad, count, first_seq, first_prev, prev or "", saw)
+
+
+def _canonical(raw: bytes) -> bool:
+    """Whether ``raw`` is a JSON object written the canonical way (sorted keys, no spaces)."""
+    try:
+        return orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS) == raw
+    except orjson.JSONDecodeError:
+        return False
 
 
 class _Batch:
@@ -996,6 +1015,7 @@ class _Batch:
         t = ev.time
         for lot, role in lots_of(ev):
             st = fold(self.lot(lot), lot, role, ev, eid)
+            self.states.pop(lot, None)  # to the end: the cache forgets the oldest first
             self.states[lot] = st
             self.dirty.add(lot)
             self.lot_rows.append((lot, t, ev.type, seq, role, ev.site))
@@ -1043,9 +1063,7 @@ class _Batch:
         if self.dirty:
             gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
             live = [
-                tuple(getattr(st, f) for f in LotState.__slots__)
-                for lot in self.dirty
-                if (st := self.states.get(lot)) is not None
+                _state_row(st) for lot in self.dirty if (st := self.states.get(lot)) is not None
             ]
             if gone:
                 c.executemany("DELETE FROM lots WHERE lot=?", gone)
@@ -1059,7 +1077,8 @@ class _Batch:
         self.link_rows.clear()
         self.void_rows.clear()
         self.dirty.clear()
-        if len(self.states) > 4 * _CHUNK:
-            self.states.clear()
+        if len(self.states) > _STATES:  # forget the half least recently changed
+            for lot in list(itertools.islice(self.states, len(self.states) // 2)):
+                del self.states[lot]
         if len(self.pending_ids) > _CHUNK:
             self.pending_ids.clear()

@@ -18,6 +18,7 @@ nothing is committed until the whole batch is in, nothing is written.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -109,6 +110,7 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
 
 def _child(read: Read, sender: Any) -> None:
     """In the child: read, prepare and send, in order, then an end mark (or the error)."""
+    gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
 
     def send() -> None:

@@ -98,8 +98,9 @@ def time_key(t: datetime) -> str:
     last = _last
     if last[0] is t:  # check() and fold() ask again for the same event's time
         return last[1]
-    # isoformat is C code: a quarter faster than formatting the fields here (import, verify)
-    key = t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat is C code, faster than formatting the fields here (import, verify);
+    # in UTC it ends in "+00:00", which is cut rather than replace(tzinfo=None)'d: half the time.
+    key = t.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
     _last = (t, key)  # one tuple, so a reader in another thread sees a matching pair
     return key
 
