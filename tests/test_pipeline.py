@@ -151,3 +151,17 @@ def test_serial_and_parallel_prepare_the_same_items(tmp_path: Path) -> None:
     assert list(prepared_events(read, hooks, parallel=True)) == list(
         prepared_events(read, hooks, parallel=False)
     )
+
+
+def test_the_page_cache_can_be_set_and_a_bad_value_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.create(tmp_path / "l.db") as ledger:
+        monkeypatch.setenv("LOTTRACE_CACHE_MB", "lots")
+        with pytest.raises(LottraceError, match="LOTTRACE_CACHE_MB must be a whole number"):
+            ledger.append(_events(1))
+        assert not ledger.conn.in_transaction
+        monkeypatch.setenv("LOTTRACE_CACHE_MB", "3")
+        assert ledger.append(_events(1)).added == 2
+        # the batch's cache is set back afterwards
+        assert ledger.conn.execute("PRAGMA cache_size").fetchone()[0] == -2000

@@ -27,6 +27,9 @@ def cli_env() -> dict[str, str]:
     """The environment for a ``lottrace`` subprocess: no debug tracebacks, no stray ledger."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOTTRACE_")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # SQLite's own default page cache (2 MB), not lottrace's 256 MB: a batch then
+    # spills into the WAL while it runs, which is where the crash tests aim their kills.
+    env["LOTTRACE_CACHE_MB"] = "2"
     return env
 
 

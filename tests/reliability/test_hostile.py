@@ -252,7 +252,8 @@ YEAR_9999 = st.sampled_from(
         "2200-01-01T00:00:00-05:00",
     ]
 )
-WRONG_TYPES = st.sampled_from([[], {}, [1, 2], {"a": 1}, True, False, None, "many", "12 kg", ""])
+NON_STRINGS = st.sampled_from([[], {}, [1, 2], {"a": 1}, True, False, None, ""])
+WRONG_TYPES = NON_STRINGS | st.sampled_from(["many", "12 kg"])
 HUGE = st.sampled_from(["1e308", "1.7976931348623157e308", "10000000.5", "1e16", "2e7"]) | (
     st.integers(min_value=10**7 + 1, max_value=10**40).map(str)
 )
@@ -292,7 +293,10 @@ def record_fault(draw: st.DrawFn) -> tuple[str, str, bool | None, list[str]]:
         text = json.dumps(rec)
         return label, text[: draw(st.integers(1, len(text) - 1))], True, []
     if label == "wrong type":
-        _set(rec, draw(st.sampled_from((*REQUIRED, "plot.id", "plot.area_ha"))), draw(WRONG_TYPES))
+        name = draw(st.sampled_from((*REQUIRED, "plot.id", "plot.area_ha")))
+        # "many" is a fine lot code, producer or plot id: only non-strings are wrong there
+        wrong = NON_STRINGS if name in ("lot", "producer", "plot.id") else WRONG_TYPES
+        _set(rec, name, draw(wrong))
     elif label == "missing field":
         _del(rec, draw(st.sampled_from((*REQUIRED, "plot.id"))))
     elif label == "huge number":

@@ -67,9 +67,9 @@ __all__ = [
 BUSY_TIMEOUT_S = 60.0
 #: Rows buffered before they are written (and lot states flushed) inside a batch.
 _CHUNK = 5000
-#: SQLite page cache (KiB) while a batch is appended: the log's id index and
-#: the derived tables' keys for about a million events.
-_IMPORT_CACHE_KIB = 256 * 1024
+#: SQLite page cache (MB) while a batch is appended: the log's id index and the
+#: derived tables' keys for about a million events. ``LOTTRACE_CACHE_MB`` sets it.
+CACHE_MB = 256
 #: Lot states a batch keeps in memory (about 300 bytes each).
 _STATES = 50_000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
@@ -257,6 +257,17 @@ def prepare(where: str, ev: EventBase) -> Prepared:
     fields = ev.model_dump(mode="json", exclude_none=True)
     body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)  # = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev, fields["time"]))
+
+
+def _cache_mb() -> int:
+    value = os.environ.get("LOTTRACE_CACHE_MB", "").strip()
+    if not value:
+        return CACHE_MB
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise LedgerError(
+            f"LOTTRACE_CACHE_MB must be a whole number of megabytes (1 or more), not {value!r}"
+        )
+    return int(value)
 
 
 def _chain(prev: str, eid: str) -> str:
@@ -499,11 +510,12 @@ class Ledger:
         """:meth:`append` for events already :func:`prepare`-d (by another process, say)."""
         now = now or datetime.now(UTC)
         report = AppendReport()
-        self._begin()
         # The indexes of a large log outgrow SQLite's default 2 MB page cache,
         # and every id and lot lookup then reads from disk.
+        cache_kib = _cache_mb() * 1024
+        self._begin()
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size=-{_IMPORT_CACHE_KIB}")
+        self.conn.execute(f"PRAGMA cache_size=-{cache_kib}")
         try:
             batch = _Batch(self, report, now)
             if (batch.seq, batch.prev) != self._recorded_head():

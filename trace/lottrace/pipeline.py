@@ -69,7 +69,7 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> Iterator[Pre
         return (prepare(where, ev) for where, ev in read(hooks))
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(read, sender), daemon=True)
+    child = ctx.Process(target=_child, args=(read, sender, receiver), daemon=True)
     child.start()
     sender.close()
     return _receive(child, receiver, hooks)
@@ -108,8 +108,14 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
         child.join()
 
 
-def _child(read: Read, sender: Any) -> None:
-    """In the child: read, prepare and send, in order, then an end mark (or the error)."""
+def _child(read: Read, sender: Any, receiver: Any) -> None:
+    """In the child: read, prepare and send, in order, then an end mark (or the error).
+
+    The child closes its copy of the parent's end of the pipe first, so that
+    if the parent dies its next send fails and it exits, instead of waiting
+    forever for a reader that is gone.
+    """
+    receiver.close()
     gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
 
