@@ -22,6 +22,9 @@ import gc
 import multiprocessing
 import os
 import pickle
+import queue
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +38,10 @@ __all__ = ["Hooks", "prepared_events"]
 
 #: Prepared events sent to the parent in one message.
 _BATCH = 500
+#: Messages the child may have ready before it waits for the parent (about 20,000 events).
+_QUEUED = 40
+#: The pipe's buffer: Linux allows up to 1 MiB without privileges.
+_PIPE_BYTES = 1 << 20
 _ITEM, _BAD, _NOTE, _PROGRESS, _RAISE, _END = range(6)
 
 
@@ -69,10 +76,21 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> Iterator[Pre
         return (prepare(where, ev) for where, ev in read(hooks))
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
+    _widen(sender)
     child = ctx.Process(target=_child, args=(read, sender, receiver), daemon=True)
     child.start()
     sender.close()
     return _receive(child, receiver, hooks)
+
+
+def _widen(conn: Any) -> None:
+    """Give the pipe room for a few messages (Linux; elsewhere it keeps its size)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
 
 
 def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
@@ -80,7 +98,7 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
     try:
         while True:
             try:
-                ops = receiver.recv()
+                ops = pickle.loads(receiver.recv_bytes())
             except (EOFError, OSError):
                 child.join()
                 raise LottraceError(
@@ -118,9 +136,24 @@ def _child(read: Read, sender: Any, receiver: Any) -> None:
     receiver.close()
     gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
+    # A thread writes to the pipe, so the reading goes on while the parent is busy
+    # (writing a chunk to SQLite, say) instead of waiting for it to take one batch.
+    outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+
+    def write() -> None:
+        while (blob := outbox.get()) is not None:
+            try:
+                sender.send_bytes(blob)
+            except OSError:  # the parent is gone or stopped listening
+                os._exit(1)
+
+    # The writer needs the GIL back after each write; don't make it wait 5 ms for it.
+    sys.setswitchinterval(0.0005)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
 
     def send() -> None:
-        sender.send(ops)
+        outbox.put(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
         ops.clear()
 
     def progress(n: int) -> None:
@@ -142,11 +175,10 @@ def _child(read: Read, sender: Any, receiver: Any) -> None:
         ops.append((_END, None))
     except BaseException as exc:  # raised in the parent, after the events before it
         ops.append((_RAISE, _portable(exc)))
-    try:
-        send()
-        sender.close()
-    except OSError:  # the parent is gone or stopped listening
-        os._exit(1)
+    send()
+    outbox.put(None)
+    writer.join()
+    sender.close()
 
 
 def _portable(exc: BaseException) -> BaseException:
