@@ -699,6 +699,25 @@ class Ledger:
                 ev = parsed[seq] = parse_event(orjson.loads(body))
             yield lot, StoredEvent(seq, eid, ev, False, role)
 
+    def own_event_bodies(
+        self, codes: Iterable[str], types: Iterable[str]
+    ) -> list[tuple[str, str, str, int, str]]:
+        """``(lot, role, time key, seq, body)`` of the named lots' own events of ``types``.
+
+        Own means the lot is the event's subject or output, not an input drawn
+        into another lot; void events are left out. Rows come by lot, then time
+        and seq. The body is the stored canonical JSON, unparsed: for readers
+        that need a few fields of many events (bodies were validated on append).
+        """
+        return self.conn.execute(
+            "SELECT el.lot, el.role, el.time, e.seq, e.body "
+            "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
+            "JOIN events e ON e.seq = el.seq "
+            "WHERE el.type IN (SELECT value FROM json_each(?)) AND el.role != 'input' "
+            "ORDER BY el.lot, el.time, el.seq",
+            [orjson.dumps(sorted(set(codes))).decode(), orjson.dumps(sorted(set(types))).decode()],
+        ).fetchall()
+
     def voided_for_lots(self, codes: Iterable[str]) -> list[str]:
         """Ids of void events that named any of these lots, in log order, each once."""
         rows = self.conn.execute(

@@ -47,15 +47,24 @@ default): the p50 of 24 and 48 hours is 36.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
-from math import ceil, floor
+from itertools import groupby
+from math import ceil, floor, gcd
 from typing import Any
 
+import orjson
+
 from .events import STAGE_ORDER, Harvest
-from .graph import ancestors_graph, descendants_graph, shares_from, shares_into
+from .graph import (
+    ancestor_inputs,
+    ancestors_graph,
+    descendants_graph,
+    shares_from,
+    source_shares,
+)
 from .ledger import Ledger, StoredEvent
 from .rules import time_key
 
@@ -142,53 +151,81 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
     >>> [(q["lot"], q["stage"], q["result"]) for q in up["qc"]][-1]
     ('JUM-25-HQ-006', 'hq_qc', 'accepted')
     """
-    G = ancestors_graph(ledger, lot, timelines=True, own_types=("harvest", *_QC_TYPES))
-    harvests = _harvests(G)
-    by_producer: dict[str | None, tuple[Fraction, list[str]]] = {}
-    for source, f in shares_into(G, lot).items():
+    # Read straight from the stored bodies, not through pydantic models and a
+    # networkx graph: the bodies are canonical JSON of validated events, and
+    # this is the hottest query (docs/performance.md).
+    lot_kg = ledger.require_lot(lot).kg
+    inputs = ancestor_inputs(ledger, lot)
+    nodes = {lot}
+    for dst, srcs in inputs.items():
+        nodes.add(dst)
+        nodes.update(srcs)
+    harvests: dict[str, JSON] = {}  # lot -> harvest body
+    harvest_keys: dict[str, str] = {}
+    qc_rows: list[tuple[str, int, str, JSON]] = []
+    for code, role, key, seq, body in ledger.own_event_bodies(nodes, ("harvest", *_QC_TYPES)):
+        b = orjson.loads(body)
+        if b["type"] == "harvest":
+            if role == "output":
+                harvests[code], harvest_keys[code] = b, key
+        else:
+            qc_rows.append((key, seq, code, b))
+    by_producer: dict[str | None, tuple[int, int, list[str]]] = {}
+    for source, (n, d) in source_shares(inputs, lot).items():
         h = harvests.get(source)
-        producer = h.producer if h is not None else None
-        total, lots = by_producer.get(producer, (Fraction(0), []))
-        by_producer[producer] = (total + f, [*lots, source])
-    lot_kg = Fraction(G.nodes[lot].get("kg", 0.0))
+        producer = h["producer"] if h is not None else None
+        if producer in by_producer:
+            n0, d0, lots = by_producer[producer]
+            n, d = n0 * d + n * d0, d0 * d
+            g = gcd(n, d)
+            n, d = n // g, d // g
+            lots.append(source)
+        else:
+            lots = [source]
+        by_producer[producer] = (n, d, lots)
+    kn, kd = lot_kg.as_integer_ratio()
     shares = [
-        {"producer": p, "share": float(f), "kg": round(float(f * lot_kg), 3), "lots": sorted(lots)}
-        for p, (f, lots) in sorted(by_producer.items(), key=lambda kv: (-kv[1][0], kv[0] or ""))
+        {"producer": p, "share": n / d, "kg": round(n * kn / (d * kd), 3), "lots": sorted(lots)}
+        for p, (n, d, lots) in _largest_first(by_producer)
     ]
+    in_time = sorted(harvests, key=lambda code: (harvest_keys[code], code))
     harvest_rows = [
         {
             "lot": code,
-            "producer": h.producer,
-            "plot_id": h.plot.id,
-            "time": h.time.isoformat(),
-            "kg": h.kg,
-            "variety": h.variety,
-            "process": h.process,
-            "certifications": list(h.certifications or []),
-            "women_producer": h.women_producer,
+            "producer": harvests[code]["producer"],
+            "plot_id": harvests[code]["plot"]["id"],
+            "time": _body_time(harvests[code]["time"]),
+            "kg": harvests[code]["kg"],
+            "variety": harvests[code].get("variety"),
+            "process": harvests[code].get("process"),
+            "certifications": list(harvests[code].get("certifications") or []),
+            "women_producer": harvests[code].get("women_producer"),
         }
-        for code, h in sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
+        for code in in_time
     ]
+    qc_rows.sort(key=lambda r: r[:3])
     qc = [
         {
             "lot": code,
-            "stage": e.event.type,
-            "time": e.event.time.isoformat(),
-            "site": e.event.site,
-            "result": getattr(e.event, "result", None),
-            **{k: _plain(getattr(e.event, k, None)) for k in _QC_FIELDS},
+            "stage": b["type"],
+            "time": _body_time(b["time"]),
+            "site": b["site"],
+            "result": b.get("result"),
+            **{k: b.get(k) for k in _QC_FIELDS},
         }
-        for code, e in _own_events(G, _QC_TYPES)
+        for _, _, code, b in qc_rows
     ]
     return {
         "lot": lot,
-        "lots": sorted(n for n in G if n != lot),
-        "producers": sorted({h.producer for h in harvests.values()}),
-        "plots": _plots(harvests),
+        "lots": sorted(n for n in nodes if n != lot),
+        "producers": sorted({h["producer"] for h in harvests.values()}),
+        "plots": _plots(
+            (code, harvests[code]["producer"], harvests[code]["plot"]) for code in in_time
+        ),
         "harvests": harvest_rows,
         "qc": qc,
         "shares": shares,
-        "voided": ledger.voided_for_lots(G.nodes),
+        "voided": ledger.voided_for_lots(nodes),
     }
 
 
@@ -444,7 +481,8 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
     harvests = _harvests(G)
     problems: list[JSON] = []
     features: list[JSON] = []
-    for plot in _plots(harvests):
+    in_time = sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
+    for plot in _plots((code, h.producer, h.plot.model_dump()) for code, h in in_time):
         geometry = plot["geometry"]
         features.append(
             {
@@ -1172,10 +1210,6 @@ def _kg_text(x: float | None) -> str:
     return "?" if x is None else f"{x:,.3f}".rstrip("0").rstrip(".")
 
 
-def _plain(value: Any) -> Any:
-    return value.model_dump() if hasattr(value, "model_dump") else value
-
-
 def _moves_lot(e: StoredEvent) -> bool:
     """Whether an own event is a checkpoint of the whole lot: not an export of part of it."""
     return not (e.role == "subject" and e.event.type == "export")
@@ -1208,15 +1242,20 @@ def _unknown_origins(G: Any, harvests: dict[str, Harvest]) -> list[str]:
     return sorted(n for n in G if G.in_degree(n) == 0 and n not in harvests)
 
 
-def _plots(harvests: dict[str, Harvest]) -> list[JSON]:
-    """One row per (producer, plot id); geometry and area from its latest harvest that has them."""
+def _plots(harvests: Iterable[tuple[str, str, JSON]]) -> list[JSON]:
+    """One row per (producer, plot id); geometry and area from its latest harvest that has them.
+
+    `harvests` are ``(lot, producer, plot)`` in time order, each plot a plain
+    dict as the event's JSON holds it (``id``, ``geometry``, ``area_ha``,
+    ``altitude_m``; absent or None when unknown).
+    """
     plots: dict[tuple[str, str], JSON] = {}
-    for code, h in sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0])):
+    for code, producer, plot in harvests:
         row = plots.setdefault(
-            (h.producer, h.plot.id),
+            (producer, plot["id"]),
             {
-                "producer": h.producer,
-                "plot_id": h.plot.id,
+                "producer": producer,
+                "plot_id": plot["id"],
                 "area_ha": None,
                 "altitude_m": None,
                 "geometry": None,
@@ -1224,12 +1263,33 @@ def _plots(harvests: dict[str, Harvest]) -> list[JSON]:
             },
         )
         row["lots"].append(code)
-        for name in ("area_ha", "altitude_m"):
-            if getattr(h.plot, name) is not None:
-                row[name] = getattr(h.plot, name)
-        if h.plot.geometry is not None:
-            row["geometry"] = h.plot.geometry.model_dump()
+        for name in ("area_ha", "altitude_m", "geometry"):
+            if plot.get(name) is not None:
+                row[name] = plot[name]
     return [plots[k] for k in sorted(plots)]
+
+
+def _largest_first(
+    shares: dict[str | None, tuple[int, int, list[str]]],
+) -> list[tuple[str | None, tuple[int, int, list[str]]]]:
+    """Exact shares ``(n, d, lots)`` by key, largest first, ties by key (None as "").
+
+    Sorted on the floats ``n / d`` (rounding keeps their order, but may make
+    two close shares equal), then each run of equal floats again exactly.
+    """
+    items = sorted(shares.items(), key=lambda kv: (-kv[1][0] / kv[1][1], kv[0] or ""))
+    out: list[tuple[str | None, tuple[int, int, list[str]]]] = []
+    for _, run in groupby(items, key=lambda kv: kv[1][0] / kv[1][1]):
+        tied = list(run)
+        if len(tied) > 1:
+            tied.sort(key=lambda kv: (-Fraction(kv[1][0], kv[1][1]), kv[0] or ""))
+        out.extend(tied)
+    return out
+
+
+def _body_time(value: str) -> str:
+    """An event time as stored in its JSON body, as the parsed event's ``isoformat()`` gives it."""
+    return datetime.fromisoformat(value).isoformat()
 
 
 def _round_geometry(geometry: JSON) -> JSON:
