@@ -2,15 +2,19 @@
 
 ``upstream`` reads harvest and QC fields straight from the stored JSON and
 computes shares in integers, with no pydantic models, networkx graph or
-``Fraction`` arithmetic. The reference implementations below are the
-straightforward versions (models, graph, exact fractions), kept here to
+``Fraction`` arithmetic; the delay queries walk the ``event_lots`` key in
+its own order (no sort) into plain tuples. The reference implementations
+below are the straightforward versions (models, graph, exact fractions; a
+sorted scan into :class:`Leg` objects and per-leg statistics), kept here to
 compare against on generated ledgers and on the demo ledger (which has
 corrections and unknown origins).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from fractions import Fraction
+from math import ceil, floor
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,14 @@ import networkx as nx
 import pytest
 
 from lottrace.demo import build_demo
-from lottrace.events import Harvest, parse_event
+from lottrace.events import STAGE_ORDER, Harvest, parse_event
 from lottrace.generate import generate
 from lottrace.graph import ancestors_graph, source_shares
 from lottrace.ledger import Ledger
-from lottrace.queries import upstream
+from lottrace.queries import Leg, bottlenecks, delays, leg_hours, legs, stuck, upstream
 from lottrace.rules import time_key
+
+from factories import batch, drying, harvest, qc, t
 
 _QC_TYPES = ("gatherer_qc", "hq_qc")
 _QC_FIELDS = ("kg", "moisture_pct", "water_activity", "defects", "cup_score", "yield_pct", "reason")
@@ -190,3 +196,188 @@ def test_source_shares_are_exact_through_diamonds_and_odd_kg() -> None:
     assert got == _ref_shares(G, "E")
     assert sum(got.values()) == 1
     assert source_shares({}, "H") == {"H": (1, 1)}
+
+
+# --------------------------------------------------------------------------- delays
+
+
+def _hours(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 3600
+
+
+def _ref_legs(ledger: Ledger) -> list[Leg]:
+    """Legs from the sorted scan (``Ledger.leg_rows``), one row at a time."""
+    out: list[Leg] = []
+    current: str | None = None
+    start: tuple[str, str, str] | None = None
+    marks: list[tuple[str, str]] = []
+    for lot, key, kind, role, site in ledger.leg_rows():
+        if lot != current:
+            current, start, marks = lot, None, []
+        if kind not in STAGE_ORDER:
+            if start is not None and role == "subject":
+                marks.append((kind, key))
+            continue
+        if start is not None and role != "output":
+            transit: float | None = None
+            dispatched: str | None = None
+            for mk, mkey in marks:
+                if mk == "dispatch" and dispatched is None:
+                    dispatched = mkey
+                elif mk == "arrival" and dispatched is not None:
+                    transit = (transit or 0.0) + _hours(dispatched, mkey)
+                    dispatched = None
+            if dispatched is not None:
+                transit = (transit or 0.0) + _hours(dispatched, key)
+            out.append(
+                Leg(
+                    lot,
+                    start[1],
+                    start[2],
+                    start[0],
+                    kind,
+                    site,
+                    key,
+                    _hours(start[0], key),
+                    transit,
+                )
+            )
+            marks = []
+        if role == "output" or (role == "subject" and kind != "export"):
+            start, marks = (key, kind, site), []
+    return out
+
+
+def _q(xs: list[float], q: float) -> float:
+    pos = (len(xs) - 1) * q
+    lo, hi = floor(pos), ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _stats(group: list[Leg]) -> dict[str, Any]:
+    xs = sorted(g.hours for g in group)
+    trucked = [g for g in group if g.transit_hours is not None]
+    waits = [g.hours - g.transit_hours for g in trucked if g.transit_hours is not None]
+    transits = [g.transit_hours for g in trucked if g.transit_hours is not None]
+    return {
+        "count": len(xs),
+        "mean_hours": round(sum(xs) / len(xs), 3),
+        "p50_hours": round(_q(xs, 0.5), 3),
+        "p90_hours": round(_q(xs, 0.9), 3),
+        "max_hours": round(xs[-1], 3),
+        "wait_hours": round(sum(waits) / len(waits), 3) if waits else None,
+        "transit_hours": round(sum(transits) / len(transits), 3) if transits else None,
+    }
+
+
+def _ref_delays(all_legs: list[Leg], by: str) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, ...], list[Leg]] = {}
+    for g in all_legs:
+        key: tuple[str, ...] = (g.from_stage, g.to_stage)
+        if by == "site":
+            key += (g.from_site, g.to_site)
+        elif by == "month":
+            key = (g.end[:7], *key)
+        groups.setdefault(key, []).append(g)
+
+    def order(k: tuple[str, ...]) -> tuple[Any, ...]:
+        if by == "month":
+            return (k[0], STAGE_ORDER[k[1]], STAGE_ORDER[k[2]])
+        return (STAGE_ORDER[k[0]], STAGE_ORDER[k[1]], *k[2:])
+
+    rows = []
+    for key in sorted(groups, key=order):
+        if by == "month":
+            head: dict[str, Any] = {"month": key[0], "from": key[1], "to": key[2]}
+        else:
+            head = {"from": key[0], "to": key[1]}
+            if by == "site":
+                head.update(from_site=key[2], to_site=key[3])
+        rows.append(head | _stats(groups[key]))
+    return rows
+
+
+def _ref_bottlenecks(all_legs: list[Leg], top: int) -> list[dict[str, Any]]:
+    routes: dict[tuple[str, str, str, str], list[Leg]] = {}
+    for g in all_legs:
+        routes.setdefault((g.from_stage, g.to_stage, g.from_site, g.to_site), []).append(g)
+    pooled: dict[tuple[str, str], list[float]] = {}
+    for key, group in routes.items():
+        pooled.setdefault(key[:2], []).extend(g.hours for g in group)
+    baseline = {pair: _q(sorted(h), 0.5) for pair, h in pooled.items()}
+    rows = []
+    for key, group in routes.items():
+        base = baseline[key[:2]]
+        excess = sum(max(0.0, g.hours - base) for g in group)
+        if excess <= 1e-9:
+            continue
+        rows.append(
+            {
+                "from": key[0],
+                "to": key[1],
+                "from_site": key[2],
+                "to_site": key[3],
+                **_stats(group),
+                "baseline_hours": round(base, 3),
+                "excess_hours": round(excess, 3),
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            -r["excess_hours"],
+            STAGE_ORDER[r["from"]],
+            STAGE_ORDER[r["to"]],
+            r["from_site"],
+            r["to_site"],
+        )
+    )
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows[:top]
+
+
+@pytest.mark.parametrize("which", ["generated", "demo"])
+def test_delays_and_bottlenecks_equal_the_sorted_scan_reference(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue(which)
+    with Ledger(path) as ledger:
+        ref = _ref_legs(ledger)
+        assert len(ref) > 50 and any(g.transit_hours for g in ref)
+        assert list(legs(ledger)) == ref
+        for by in ("stage", "site", "month"):
+            assert delays(ledger, by=by) == _ref_delays(ref, by), by
+        for top in (1, 10, 100_000):
+            assert bottlenecks(ledger, top=top) == _ref_bottlenecks(ref, top), top
+        mid = sorted(g.end for g in ref)[len(ref) // 2]
+        since = datetime.fromisoformat(mid).replace(tzinfo=None).isoformat()
+        window = [g for g in ref if g.end >= time_key(datetime.fromisoformat(mid))]
+        assert delays(ledger, by="site", since=since) == _ref_delays(window, "site")
+        assert bottlenecks(ledger, since=since) == _ref_bottlenecks(window, 10)
+        assert [len(g["hours"]) for g in leg_hours(ledger)]
+        assert isinstance(stuck(ledger, "2026-01-01"), list)
+
+
+def test_events_of_one_lot_at_one_time_count_in_log_order(tmp_path: Path) -> None:
+    """The key orders a lot's events at one time by type; legs need them by seq."""
+    same = t(10)
+    events = [
+        harvest("H1"),
+        drying("H1", 10),  # logged first ...
+        {"type": "dispatch", "time": same, "site": "farm:X", "lot": "H1", "to_site": "gatherer:G1"},
+        {"type": "arrival", "time": t(11), "site": "gatherer:G1", "lot": "H1"},
+        qc("G1", 12, inputs=[("H1", 200.0)]),
+    ]
+    with Ledger.create(tmp_path / "tie.db") as ledger:
+        ledger.append(batch(*events))
+        scan = [
+            (r[2], r[5])
+            for r in ledger.leg_scan()
+            if r[0] == "H1" and r[1] == time_key(datetime.fromisoformat(same))
+        ]
+        assert [k for k, _ in scan] == ["dispatch", "drying"]  # ... but the key puts it second
+        got = [(g.from_stage, g.to_stage, g.hours, g.transit_hours) for g in legs(ledger)]
+        assert got == [
+            (g.from_stage, g.to_stage, g.hours, g.transit_hours) for g in _ref_legs(ledger)
+        ]
+        assert got == [("harvest", "drying", 216.0, None), ("drying", "gatherer_qc", 48.0, 24.0)]

@@ -334,10 +334,14 @@ def source_shares(inputs: dict[str, dict[str, float]], lot: str) -> dict[str, tu
         if not preds:
             sources[v] = (a, b)
             continue
-        ratios = [(u, kg.as_integer_ratio()) for u, kg in preds.items()]
-        scale = max(d for _, (_, d) in ratios)  # powers of two: all divide the largest
-        ints = [(u, n * (scale // d)) for u, (n, d) in ratios]
-        total = sum(k for _, k in ints)
+        if len(preds) == 1:  # the whole share goes to the one input
+            ints: Iterable[tuple[str, int]] = ((u, 1) for u in preds)
+            total = 1
+        else:
+            ratios = [(u, kg.as_integer_ratio()) for u, kg in preds.items()]
+            scale = max(d for _, (_, d) in ratios)  # powers of two: all divide the largest
+            ints = [(u, n * (scale // d)) for u, (n, d) in ratios]
+            total = sum(k for _, k in ints)
         den = b * total
         for u, k in ints:
             num = a * k

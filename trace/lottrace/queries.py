@@ -48,7 +48,7 @@ default): the p50 of 24 and 48 hours is 36.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from itertools import groupby
@@ -189,20 +189,22 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
         for p, (n, d, lots) in _largest_first(by_producer)
     ]
     in_time = sorted(harvests, key=lambda code: (harvest_keys[code], code))
-    harvest_rows = [
-        {
-            "lot": code,
-            "producer": harvests[code]["producer"],
-            "plot_id": harvests[code]["plot"]["id"],
-            "time": _body_time(harvests[code]["time"]),
-            "kg": harvests[code]["kg"],
-            "variety": harvests[code].get("variety"),
-            "process": harvests[code].get("process"),
-            "certifications": list(harvests[code].get("certifications") or []),
-            "women_producer": harvests[code].get("women_producer"),
-        }
-        for code in in_time
-    ]
+    harvest_rows = []
+    for code in in_time:
+        h = harvests[code]
+        harvest_rows.append(
+            {
+                "lot": code,
+                "producer": h["producer"],
+                "plot_id": h["plot"]["id"],
+                "time": _body_time(h["time"]),
+                "kg": h["kg"],
+                "variety": h.get("variety"),
+                "process": h.get("process"),
+                "certifications": list(h.get("certifications") or []),
+                "women_producer": h.get("women_producer"),
+            }
+        )
     qc_rows.sort(key=lambda r: r[:3])
     qc = [
         {
@@ -657,24 +659,99 @@ def legs(
     >>> [(g.from_stage, g.to_stage, g.to_site, g.hours, g.transit_hours) for g in hq]
     [('hq_qc', 'dry_mill', 'mill:CHICLAYO-1', 335.0, 14.666666666666666)]
     """
-    lo, hi = _bound(since), _bound(until)
+    for t in _leg_tuples(ledger, _bound(since), _bound(until)):
+        yield Leg(*t)
+
+
+#: One leg as a plain tuple, in the order of :class:`Leg`'s fields.
+_LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
+
+
+def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
+    """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
+
+    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), with
+    one row's events at the same time put back in log order. Each time key
+    is parsed once, when a leg needs it.
+    """
+    fromiso = datetime.fromisoformat
     current: str | None = None
     start: tuple[str, str, str] | None = None  # (time, stage, site) of the latest checkpoint
-    marks: list[tuple[str, str]] = []  # dispatch and arrival since then
-    for lot, key, kind, role, site in ledger.leg_rows():
+    start_dt: datetime | None = None
+    marks: list[tuple[str, str]] = []  # the lot's dispatches and arrivals since then
+    for lot, key, kind, role, site, _ in _seq_order(ledger.leg_scan()):
         if lot != current:
-            current, start, marks = lot, None, []
+            current, start = lot, None
+            if marks:
+                marks = []
         if kind not in STAGE_ORDER:
-            if start is not None and role == "subject":
+            if start is not None and role == "subject" and kind in _MARKS:
                 marks.append((kind, key))
             continue
+        end_dt = None
         if start is not None and role != "output":
-            leg = _leg(lot, start, (key, kind, site), marks)
-            marks = []
-            if (lo is None or leg.end >= lo) and (hi is None or leg.end < hi):
-                yield leg
+            if start_dt is None:
+                start_dt = fromiso(start[0])
+            end_dt = fromiso(key)
+            transit = None
+            if marks:
+                transit = _transit(marks, key)
+                marks = []
+            if (lo is None or key >= lo) and (hi is None or key < hi):
+                yield (
+                    lot,
+                    start[1],
+                    start[2],
+                    start[0],
+                    kind,
+                    site,
+                    key,
+                    (end_dt - start_dt).total_seconds() / 3600,
+                    transit,
+                )
         if role == "output" or (role == "subject" and kind != "export"):
-            start, marks = (key, kind, site), []
+            start, start_dt = (key, kind, site), end_dt
+            if marks:
+                marks = []
+
+
+_MARKS = frozenset(("dispatch", "arrival"))
+
+
+def _seq_order(
+    rows: Iterator[tuple[str, str, str, str, str, int]],
+) -> Iterator[tuple[str, str, str, str, str, int]]:
+    """Rows by lot and time as the scan gives them, those of one lot and time by seq."""
+    prev = next(rows, None)
+    while prev is not None:
+        row = next(rows, None)
+        if row is None or row[1] != prev[1] or row[0] != prev[0]:
+            yield prev
+            prev = row
+            continue
+        tied = [prev, row]
+        row = next(rows, None)
+        while row is not None and row[1] == prev[1] and row[0] == prev[0]:
+            tied.append(row)
+            row = next(rows, None)
+        tied.sort(key=lambda r: r[5])
+        yield from tied
+        prev = row
+
+
+def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
+    """Hours on the road: each first dispatch to the next arrival, an open one to `end`."""
+    transit: float | None = None
+    dispatched: str | None = None
+    for kind, key in marks:
+        if kind == "dispatch" and dispatched is None:
+            dispatched = key
+        elif kind == "arrival" and dispatched is not None:
+            transit = (transit or 0.0) + _hours(dispatched, key)
+            dispatched = None
+    if dispatched is not None:  # no arrival logged: on the road until the leg ends
+        transit = (transit or 0.0) + _hours(dispatched, end)
+    return transit
 
 
 def delays(
@@ -721,13 +798,19 @@ def delays(
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
     groups: dict[tuple[str, ...], _Acc] = {}
-    for leg in legs(ledger, since, until):
-        key: tuple[str, ...] = (leg.from_stage, leg.to_stage)
-        if by == "site":
-            key += (leg.from_site, leg.to_site)
-        elif by == "month":
-            key = (leg.end[:7], *key)
-        groups.setdefault(key, _Acc()).add(leg)
+    for _, frm, frm_site, _, to, to_site, end, hours, transit in _leg_tuples(
+        ledger, _bound(since), _bound(until)
+    ):
+        if by == "stage":
+            key: tuple[str, ...] = (frm, to)
+        elif by == "site":
+            key = (frm, to, frm_site, to_site)
+        else:
+            key = (end[:7], frm, to)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Acc()
+        acc.add(hours, transit)
     rows = []
     for key in sorted(groups, key=lambda k: _group_order(k, by)):
         if by == "month":
@@ -782,34 +865,40 @@ def bottlenecks(
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
     routes: dict[tuple[str, str, str, str], _Acc] = {}
-    for leg in legs(ledger, since, until):
-        key = (leg.from_stage, leg.to_stage, leg.from_site, leg.to_site)
-        routes.setdefault(key, _Acc()).add(leg)
+    for _, frm, frm_site, _, to, to_site, _, hours, transit in _leg_tuples(
+        ledger, _bound(since), _bound(until)
+    ):
+        key = (frm, to, frm_site, to_site)
+        acc = routes.get(key)
+        if acc is None:
+            acc = routes[key] = _Acc()
+        acc.add(hours, transit)
     pooled: dict[tuple[str, str], list[float]] = {}
     for key, acc in routes.items():
         pooled.setdefault(key[:2], []).extend(acc.hours)
     baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
-    rows = []
+    ranked = []
     for key, acc in routes.items():
         base = baseline[key[:2]]
         excess = sum(max(0.0, h - base) for h in acc.hours)
-        if excess <= 1e-9:
-            continue
-        rows.append(
-            {
-                "from": key[0],
-                "to": key[1],
-                "from_site": key[2],
-                "to_site": key[3],
-                **acc.stats(),
-                "baseline_hours": _h(base),
-                "excess_hours": _h(excess),
-            }
-        )
-    rows.sort(key=lambda r: (-r["excess_hours"], *_group_order(_route_key(r), "site")))
+        if excess > 1e-9:
+            ranked.append((-_h(excess), *_group_order(key, "site"), excess, key))
+    ranked.sort(key=lambda r: r[:-2])
+    rows = [  # statistics only for the routes returned
+        {
+            "from": key[0],
+            "to": key[1],
+            "from_site": key[2],
+            "to_site": key[3],
+            **routes[key].stats(),
+            "baseline_hours": _h(baseline[key[:2]]),
+            "excess_hours": _h(excess),
+        }
+        for *_, excess, key in ranked[:top]
+    ]
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
-    return rows[:top]
+    return rows
 
 
 def leg_hours(
@@ -1122,19 +1211,21 @@ def timeline(ledger: Ledger, lot: str) -> JSON:
 # --------------------------------------------------------------------------- helpers
 
 
-@dataclass
 class _Acc:
     """The legs of one group: durations, and wait/transit where a truck was logged."""
 
-    hours: list[float] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-    transits: list[float] = field(default_factory=list)
+    __slots__ = ("hours", "transits", "waits")
 
-    def add(self, leg: Leg) -> None:
-        self.hours.append(leg.hours)
-        if leg.transit_hours is not None:
-            self.transits.append(leg.transit_hours)
-            self.waits.append(leg.hours - leg.transit_hours)
+    def __init__(self) -> None:
+        self.hours: list[float] = []
+        self.waits: list[float] = []
+        self.transits: list[float] = []
+
+    def add(self, hours: float, transit: float | None) -> None:
+        self.hours.append(hours)
+        if transit is not None:
+            self.transits.append(transit)
+            self.waits.append(hours - transit)
 
     def stats(self) -> JSON:
         xs = sorted(self.hours)
@@ -1147,24 +1238,6 @@ class _Acc:
             "wait_hours": _h(sum(self.waits) / len(self.waits)) if self.waits else None,
             "transit_hours": _h(sum(self.transits) / len(self.transits)) if self.transits else None,
         }
-
-
-def _leg(
-    lot: str, start: tuple[str, str, str], end: tuple[str, str, str], marks: list[tuple[str, str]]
-) -> Leg:
-    transit: float | None = None
-    dispatched: str | None = None
-    for kind, key in marks:
-        if kind == "dispatch" and dispatched is None:
-            dispatched = key
-        elif kind == "arrival" and dispatched is not None:
-            transit = (transit or 0.0) + _hours(dispatched, key)
-            dispatched = None
-    if dispatched is not None:  # no arrival logged: on the road until the leg ends
-        transit = (transit or 0.0) + _hours(dispatched, end[0])
-    return Leg(
-        lot, start[1], start[2], start[0], end[1], end[2], end[0], _hours(start[0], end[0]), transit
-    )
 
 
 def _quantile(xs: list[float], q: float) -> float:
