@@ -751,8 +751,8 @@ class Ledger:
 
         :meth:`leg_rows` without its sort: rows come in the order of the
         ``event_lots`` key, by lot, time, type, seq and role, so events of one
-        lot at the same time come by type, not seq (the caller reorders those
-        few). Sorting the whole scan by seq would cost a third of it.
+        lot at the same time come by type, not seq (the caller puts those few
+        back in seq order). Sorting the whole scan by seq costs a third of it.
         """
         return iter(
             self.conn.execute(

@@ -670,9 +670,9 @@ _LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
 def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
     """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
 
-    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), with
-    one row's events at the same time put back in log order. Each time key
-    is parsed once, when a leg needs it.
+    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), with one
+    lot's events at the same time put back in log order. Each time key is
+    parsed once, when a leg needs it.
     """
     fromiso = datetime.fromisoformat
     current: str | None = None
@@ -716,6 +716,28 @@ def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_Leg
 
 
 _MARKS = frozenset(("dispatch", "arrival"))
+
+
+def _grouped_legs(
+    ledger: Ledger, by: str, lo: str | None, hi: str | None
+) -> dict[tuple[str, ...], _Acc]:
+    """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`."""
+    groups: dict[tuple[str, ...], _Acc] = {}
+    for _, frm, frm_site, _, to, to_site, end, hours, transit in _leg_tuples(ledger, lo, hi):
+        if by == "stage":
+            key: tuple[str, ...] = (frm, to)
+        elif by == "site":
+            key = (frm, to, frm_site, to_site)
+        else:
+            key = (end[:7], frm, to)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Acc()
+        acc.hours.append(hours)
+        if transit is not None:
+            acc.transits.append(transit)
+            acc.waits.append(hours - transit)
+    return groups
 
 
 def _seq_order(
@@ -797,20 +819,7 @@ def delays(
     """
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
-    groups: dict[tuple[str, ...], _Acc] = {}
-    for _, frm, frm_site, _, to, to_site, end, hours, transit in _leg_tuples(
-        ledger, _bound(since), _bound(until)
-    ):
-        if by == "stage":
-            key: tuple[str, ...] = (frm, to)
-        elif by == "site":
-            key = (frm, to, frm_site, to_site)
-        else:
-            key = (end[:7], frm, to)
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = _Acc()
-        acc.add(hours, transit)
+    groups = _grouped_legs(ledger, by, _bound(since), _bound(until))
     rows = []
     for key in sorted(groups, key=lambda k: _group_order(k, by)):
         if by == "month":
@@ -864,23 +873,15 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    routes: dict[tuple[str, str, str, str], _Acc] = {}
-    for _, frm, frm_site, _, to, to_site, _, hours, transit in _leg_tuples(
-        ledger, _bound(since), _bound(until)
-    ):
-        key = (frm, to, frm_site, to_site)
-        acc = routes.get(key)
-        if acc is None:
-            acc = routes[key] = _Acc()
-        acc.add(hours, transit)
-    pooled: dict[tuple[str, str], list[float]] = {}
+    routes = _grouped_legs(ledger, "site", _bound(since), _bound(until))
+    pooled: dict[tuple[str, ...], list[float]] = {}
     for key, acc in routes.items():
         pooled.setdefault(key[:2], []).extend(acc.hours)
     baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
     ranked = []
     for key, acc in routes.items():
         base = baseline[key[:2]]
-        excess = sum(max(0.0, h - base) for h in acc.hours)
+        excess = sum(h - base for h in acc.hours if h > base)
         if excess > 1e-9:
             ranked.append((-_h(excess), *_group_order(key, "site"), excess, key))
     ranked.sort(key=lambda r: r[:-2])
@@ -1220,12 +1221,6 @@ class _Acc:
         self.hours: list[float] = []
         self.waits: list[float] = []
         self.transits: list[float] = []
-
-    def add(self, hours: float, transit: float | None) -> None:
-        self.hours.append(hours)
-        if transit is not None:
-            self.transits.append(transit)
-            self.waits.append(hours - transit)
 
     def stats(self) -> JSON:
         xs = sorted(self.hours)
