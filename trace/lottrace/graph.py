@@ -284,7 +284,7 @@ def ancestor_inputs(ledger: Ledger, lot: str) -> dict[str, dict[str, float]]:
     """
     ledger.require_lot(lot)
     inputs: dict[str, dict[str, float]] = {}
-    for src, dst, kg, _, _ in ledger.lineage_links(lot, direction="up"):
+    for src, dst, kg in ledger.ancestor_link_kgs(lot):
         into = inputs.setdefault(dst, {})
         if src in into:
             into[src] += kg

@@ -663,6 +663,20 @@ class Ledger:
             raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
         return self.conn.execute(sql, [code]).fetchall()
 
+    def ancestor_link_kgs(self, code: str) -> list[tuple[str, str, float]]:
+        """``(src, dst, kg)`` for every link into ``code`` or into one of its ancestors.
+
+        The links of :meth:`lineage_links` ``direction="up"``, only the
+        columns shares need; rows of one (src, dst) pair come in log order.
+        """
+        return self.conn.execute(
+            "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
+            "SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot) "
+            "SELECT l.src, l.dst, l.kg FROM reach CROSS JOIN links l ON l.dst = reach.lot "
+            "ORDER BY l.dst, l.src, l.seq",
+            [code],
+        ).fetchall()
+
     def lots_states(self, codes: Iterable[str]) -> dict[str, LotState]:
         """The states of the named lots that exist, by lot code (one indexed lookup each)."""
         rows = self.conn.execute(
@@ -746,17 +760,26 @@ class Ledger:
             "SELECT lot, time, type, role, site FROM event_lots ORDER BY lot, time, seq"
         )
 
-    def leg_scan(self) -> Iterator[tuple[str, str, str, str, str, int]]:
-        """Stream ``(lot, time, type, role, site, seq)`` for every (lot, event) pair.
+    def leg_scan(self, lot: str | None = None) -> Iterator[tuple[str, str, str, str, str]]:
+        """Stream ``(lot, time, type, role, site)`` for every (lot, event) pair.
 
         :meth:`leg_rows` without its sort: rows come in the order of the
         ``event_lots`` key, by lot, time, type, seq and role, so events of one
-        lot at the same time come by type, not seq (the caller puts those few
-        back in seq order). Sorting the whole scan by seq costs a third of it.
+        lot at the same time come by type, not seq (sorting the whole scan by
+        seq costs a third of it). With ``lot``, only that lot's rows, by
+        time and seq.
         """
+        if lot is not None:
+            return iter(
+                self.conn.execute(
+                    "SELECT lot, time, type, role, site FROM event_lots WHERE lot = ? "
+                    "ORDER BY time, seq, type, role",
+                    [lot],
+                )
+            )
         return iter(
             self.conn.execute(
-                "SELECT lot, time, type, role, site, seq FROM event_lots "
+                "SELECT lot, time, type, role, site FROM event_lots "
                 "ORDER BY lot, time, type, seq, role"
             )
         )

@@ -47,6 +47,7 @@ default): the p50 of 24 and 48 hours is 36.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -670,20 +671,44 @@ _LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
 def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
     """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
 
-    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), with one
-    lot's events at the same time put back in log order. Each time key is
-    parsed once, when a leg needs it.
+    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), which
+    gives a lot's events at one time by type, not in log order. A lot's legs
+    are held until its last row; if two of its rows share a time, they are
+    thrown away and the lot is walked again in log order (rare: one query
+    for that lot). Each time key is parsed once, when a leg needs it.
     """
+    return _walk(ledger.leg_scan(), lo, hi, ledger)
+
+
+def _walk(
+    rows: Iterator[tuple[str, str, str, str, str]],
+    lo: str | None,
+    hi: str | None,
+    ledger: Ledger | None,
+) -> Iterator[_LegTuple]:
+    """Legs from rows by lot then time; with `ledger`, lots with ties are walked again."""
     fromiso = datetime.fromisoformat
     current: str | None = None
     start: tuple[str, str, str] | None = None  # (time, stage, site) of the latest checkpoint
     start_dt: datetime | None = None
     marks: list[tuple[str, str]] = []  # the lot's dispatches and arrivals since then
-    for lot, key, kind, role, site, _ in _seq_order(ledger.leg_scan()):
+    found: list[_LegTuple] = []  # the current lot's legs
+    prev_key: str | None = None
+    tie = False
+    for lot, key, kind, role, site in rows:
         if lot != current:
-            current, start = lot, None
+            if tie and ledger is not None and current is not None:
+                yield from _walk(ledger.leg_scan(current), lo, hi, None)
+            elif found:
+                yield from found
+            if found:
+                found = []
+            current, start, tie = lot, None, False
             if marks:
                 marks = []
+        elif key == prev_key:
+            tie = True
+        prev_key = key
         if kind not in STAGE_ORDER:
             if start is not None and role == "subject" and kind in _MARKS:
                 marks.append((kind, key))
@@ -698,31 +723,46 @@ def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_Leg
                 transit = _transit(marks, key)
                 marks = []
             if (lo is None or key >= lo) and (hi is None or key < hi):
-                yield (
-                    lot,
-                    start[1],
-                    start[2],
-                    start[0],
-                    kind,
-                    site,
-                    key,
-                    (end_dt - start_dt).total_seconds() / 3600,
-                    transit,
+                found.append(
+                    (
+                        lot,
+                        start[1],
+                        start[2],
+                        start[0],
+                        kind,
+                        site,
+                        key,
+                        (end_dt - start_dt).total_seconds() / 3600,
+                        transit,
+                    )
                 )
         if role == "output" or (role == "subject" and kind != "export"):
             start, start_dt = (key, kind, site), end_dt
             if marks:
                 marks = []
+    if tie and ledger is not None and current is not None:
+        yield from _walk(ledger.leg_scan(current), lo, hi, None)
+    else:
+        yield from found
 
 
 _MARKS = frozenset(("dispatch", "arrival"))
 
 
-def _grouped_legs(
-    ledger: Ledger, by: str, lo: str | None, hi: str | None
-) -> dict[tuple[str, ...], _Acc]:
-    """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`."""
-    groups: dict[tuple[str, ...], _Acc] = {}
+#: Legs grouped by a key: their hours, and, for groups with trucked legs, the
+#: transit and wait hours of those legs, interleaved (transit, wait, transit, ...).
+_Groups = tuple[dict[tuple[str, ...], list[float]], dict[tuple[str, ...], list[float]]]
+
+
+def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _Groups:
+    """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`.
+
+    Plain lists, one or two per group: a whole-ledger scan makes tens of
+    thousands of groups, and every container the garbage collector tracks
+    costs time on each of its passes.
+    """
+    hours_of: dict[tuple[str, ...], list[float]] = {}
+    trucks_of: dict[tuple[str, ...], list[float]] = {}
     for _, frm, frm_site, _, to, to_site, end, hours, transit in _leg_tuples(ledger, lo, hi):
         if by == "stage":
             key: tuple[str, ...] = (frm, to)
@@ -730,35 +770,18 @@ def _grouped_legs(
             key = (frm, to, frm_site, to_site)
         else:
             key = (end[:7], frm, to)
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = _Acc()
-        acc.hours.append(hours)
+        hs = hours_of.get(key)
+        if hs is None:
+            hours_of[key] = [hours]
+        else:
+            hs.append(hours)
         if transit is not None:
-            acc.transits.append(transit)
-            acc.waits.append(hours - transit)
-    return groups
-
-
-def _seq_order(
-    rows: Iterator[tuple[str, str, str, str, str, int]],
-) -> Iterator[tuple[str, str, str, str, str, int]]:
-    """Rows by lot and time as the scan gives them, those of one lot and time by seq."""
-    prev = next(rows, None)
-    while prev is not None:
-        row = next(rows, None)
-        if row is None or row[1] != prev[1] or row[0] != prev[0]:
-            yield prev
-            prev = row
-            continue
-        tied = [prev, row]
-        row = next(rows, None)
-        while row is not None and row[1] == prev[1] and row[0] == prev[0]:
-            tied.append(row)
-            row = next(rows, None)
-        tied.sort(key=lambda r: r[5])
-        yield from tied
-        prev = row
+            tw = trucks_of.get(key)
+            if tw is None:
+                trucks_of[key] = [transit, hours - transit]
+            else:
+                tw += (transit, hours - transit)
+    return hours_of, trucks_of
 
 
 def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
@@ -819,7 +842,7 @@ def delays(
     """
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
-    groups = _grouped_legs(ledger, by, _bound(since), _bound(until))
+    groups, trucks = _grouped_legs(ledger, by, _bound(since), _bound(until))
     rows = []
     for key in sorted(groups, key=lambda k: _group_order(k, by)):
         if by == "month":
@@ -828,7 +851,7 @@ def delays(
             head = {"from": key[0], "to": key[1]}
             if by == "site":
                 head.update(from_site=key[2], to_site=key[3])
-        rows.append(head | groups[key].stats())
+        rows.append(head | _stats(groups[key], trucks.get(key)))
     return rows
 
 
@@ -873,29 +896,36 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    routes = _grouped_legs(ledger, "site", _bound(since), _bound(until))
+    routes, trucks = _grouped_legs(ledger, "site", _bound(since), _bound(until))
     pooled: dict[tuple[str, ...], list[float]] = {}
     for key, acc in routes.items():
-        pooled.setdefault(key[:2], []).extend(acc.hours)
+        pooled.setdefault(key[:2], []).extend(acc)
     baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
     ranked = []
     for key, acc in routes.items():
         base = baseline[key[:2]]
-        excess = sum(h - base for h in acc.hours if h > base)
+        hs = acc
+        if len(hs) == 1:  # most routes: the sum below, without a generator
+            excess = hs[0] - base if hs[0] > base else 0.0
+        else:
+            excess = sum(h - base for h in hs if h > base)
         if excess > 1e-9:
-            ranked.append((-_h(excess), *_group_order(key, "site"), excess, key))
-    ranked.sort(key=lambda r: r[:-2])
+            ranked.append((-_h(excess), excess, key))
+    if 0 < top < len(ranked):  # order only the routes that can make the top
+        cut = heapq.nsmallest(top, (r[0] for r in ranked))[-1]
+        ranked = [r for r in ranked if r[0] <= cut]
+    ranked.sort(key=lambda r: (r[0], *_group_order(r[2], "site")))
     rows = [  # statistics only for the routes returned
         {
             "from": key[0],
             "to": key[1],
             "from_site": key[2],
             "to_site": key[3],
-            **routes[key].stats(),
+            **_stats(routes[key], trucks.get(key)),
             "baseline_hours": _h(baseline[key[:2]]),
             "excess_hours": _h(excess),
         }
-        for *_, excess, key in ranked[:top]
+        for _, excess, key in ranked[:top]
     ]
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
@@ -1212,27 +1242,19 @@ def timeline(ledger: Ledger, lot: str) -> JSON:
 # --------------------------------------------------------------------------- helpers
 
 
-class _Acc:
-    """The legs of one group: durations, and wait/transit where a truck was logged."""
-
-    __slots__ = ("hours", "transits", "waits")
-
-    def __init__(self) -> None:
-        self.hours: list[float] = []
-        self.waits: list[float] = []
-        self.transits: list[float] = []
-
-    def stats(self) -> JSON:
-        xs = sorted(self.hours)
-        return {
-            "count": len(xs),
-            "mean_hours": _h(sum(xs) / len(xs)),
-            "p50_hours": _h(_quantile(xs, 0.5)),
-            "p90_hours": _h(_quantile(xs, 0.9)),
-            "max_hours": _h(xs[-1]),
-            "wait_hours": _h(sum(self.waits) / len(self.waits)) if self.waits else None,
-            "transit_hours": _h(sum(self.transits) / len(self.transits)) if self.transits else None,
-        }
+def _stats(hours: list[float], trucks: list[float] | None) -> JSON:
+    """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
+    xs = sorted(hours)
+    transits, waits = (trucks[0::2], trucks[1::2]) if trucks else ([], [])
+    return {
+        "count": len(xs),
+        "mean_hours": _h(sum(xs) / len(xs)),
+        "p50_hours": _h(_quantile(xs, 0.5)),
+        "p90_hours": _h(_quantile(xs, 0.9)),
+        "max_hours": _h(xs[-1]),
+        "wait_hours": _h(sum(waits) / len(waits)) if waits else None,
+        "transit_hours": _h(sum(transits) / len(transits)) if transits else None,
+    }
 
 
 def _quantile(xs: list[float], q: float) -> float:
@@ -1356,7 +1378,13 @@ def _largest_first(
 
 
 def _body_time(value: str) -> str:
-    """An event time as stored in its JSON body, as the parsed event's ``isoformat()`` gives it."""
+    """An event time as stored in its JSON body, as the parsed event's ``isoformat()`` gives it.
+
+    >>> _body_time("2025-06-02T09:30:00-05:00"), _body_time("2025-06-02T14:30:00.5Z")
+    ('2025-06-02T09:30:00-05:00', '2025-06-02T14:30:00.500000+00:00')
+    """
+    if len(value) == 25 and value[19] in "+-":  # whole seconds and an offset: already so
+        return value
     return datetime.fromisoformat(value).isoformat()
 
 
