@@ -48,7 +48,8 @@ default): the p50 of 24 and 48 hours is 36.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -720,7 +721,11 @@ def _walk(
             end_dt = fromiso(key)
             transit = None
             if marks:
-                transit = _transit(marks, key)
+                if len(marks) == 2 and marks[0][0] == "dispatch" and marks[1][0] == "arrival":
+                    # the usual truck, as _transit would sum it
+                    transit = (fromiso(marks[1][1]) - fromiso(marks[0][1])).total_seconds() / 3600
+                else:
+                    transit = _transit(marks, key)
                 marks = []
             if (lo is None or key >= lo) and (hi is None or key < hi):
                 found.append(
@@ -749,38 +754,42 @@ def _walk(
 _MARKS = frozenset(("dispatch", "arrival"))
 
 
-#: Legs grouped by a key: their hours, and, for groups with trucked legs, the
-#: transit and wait hours of those legs, interleaved (transit, wait, transit, ...).
-_Groups = tuple[dict[tuple[str, ...], list[float]], dict[tuple[str, ...], list[float]]]
+#: Legs grouped by a key: their hours, and, for groups with trucked legs, the transit
+#: and wait hours of those legs, interleaved (transit, wait, transit, ...).
+_Groups = tuple[dict[tuple[str, ...], "array[float]"], dict[tuple[str, ...], "array[float]"]]
 
 
 def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _Groups:
     """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`.
 
-    Plain lists, one or two per group: a whole-ledger scan makes tens of
-    thousands of groups, and every container the garbage collector tracks
-    costs time on each of its passes.
+    Each group's hours are a C array of doubles (the same floats), not a
+    list: a whole-ledger scan makes tens of thousands of groups, and the
+    cyclic garbage collector walks every list that lives on, again on each
+    of its passes, but never an array.
     """
-    hours_of: dict[tuple[str, ...], list[float]] = {}
-    trucks_of: dict[tuple[str, ...], list[float]] = {}
-    for _, frm, frm_site, _, to, to_site, end, hours, transit in _leg_tuples(ledger, lo, hi):
-        if by == "stage":
-            key: tuple[str, ...] = (frm, to)
-        elif by == "site":
-            key = (frm, to, frm_site, to_site)
-        else:
-            key = (end[:7], frm, to)
+    hours_of: dict[tuple[str, ...], array[float]] = {}
+    trucks_of: dict[tuple[str, ...], array[float]] = {}
+    found = _leg_tuples(ledger, lo, hi)
+    keyed: Iterator[tuple[tuple[str, ...], float, float | None]]
+    if by == "stage":
+        keyed = (((frm, to), h, tr) for _, frm, _, _, to, _, _, h, tr in found)
+    elif by == "site":
+        keyed = (((frm, to, fs, ts), h, tr) for _, frm, fs, _, to, ts, _, h, tr in found)
+    else:
+        keyed = (((end[:7], frm, to), h, tr) for _, frm, _, _, to, _, end, h, tr in found)
+    for key, hours, transit in keyed:
         hs = hours_of.get(key)
         if hs is None:
-            hours_of[key] = [hours]
+            hours_of[key] = array("d", (hours,))
         else:
             hs.append(hours)
         if transit is not None:
             tw = trucks_of.get(key)
             if tw is None:
-                trucks_of[key] = [transit, hours - transit]
+                trucks_of[key] = array("d", (transit, hours - transit))
             else:
-                tw += (transit, hours - transit)
+                tw.append(transit)
+                tw.append(hours - transit)
     return hours_of, trucks_of
 
 
@@ -898,23 +907,29 @@ def bottlenecks(
     """
     routes, trucks = _grouped_legs(ledger, "site", _bound(since), _bound(until))
     pooled: dict[tuple[str, ...], list[float]] = {}
-    for key, acc in routes.items():
-        pooled.setdefault(key[:2], []).extend(acc)
+    for key, hs in routes.items():
+        pooled.setdefault(key[:2], []).extend(hs)
     baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
-    ranked = []
-    for key, acc in routes.items():
+    negs: list[float] = []  # minus the rounded excess, the first sort key
+    excesses: list[float] = []
+    keys: list[tuple[str, ...]] = []
+    for key, hs in routes.items():
         base = baseline[key[:2]]
-        hs = acc
         if len(hs) == 1:  # most routes: the sum below, without a generator
             excess = hs[0] - base if hs[0] > base else 0.0
         else:
             excess = sum(h - base for h in hs if h > base)
         if excess > 1e-9:
-            ranked.append((-_h(excess), excess, key))
-    if 0 < top < len(ranked):  # order only the routes that can make the top
-        cut = heapq.nsmallest(top, (r[0] for r in ranked))[-1]
-        ranked = [r for r in ranked if r[0] <= cut]
-    ranked.sort(key=lambda r: (r[0], *_group_order(r[2], "site")))
+            negs.append(-_h(excess))
+            excesses.append(excess)
+            keys.append(key)
+    cut = heapq.nsmallest(top, negs)[-1] if 0 < top < len(negs) else None
+    ranked = [  # only the routes that can make the top are ordered
+        (neg, *_group_order(key, "site"), excess, key)
+        for neg, excess, key in zip(negs, excesses, keys, strict=True)
+        if cut is None or neg <= cut
+    ]
+    ranked.sort(key=lambda r: r[:-2])
     rows = [  # statistics only for the routes returned
         {
             "from": key[0],
@@ -925,7 +940,7 @@ def bottlenecks(
             "baseline_hours": _h(baseline[key[:2]]),
             "excess_hours": _h(excess),
         }
-        for _, excess, key in ranked[:top]
+        for *_, excess, key in ranked[:top]
     ]
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
@@ -1242,7 +1257,7 @@ def timeline(ledger: Ledger, lot: str) -> JSON:
 # --------------------------------------------------------------------------- helpers
 
 
-def _stats(hours: list[float], trucks: list[float] | None) -> JSON:
+def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
     """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
     xs = sorted(hours)
     transits, waits = (trucks[0::2], trucks[1::2]) if trucks else ([], [])
