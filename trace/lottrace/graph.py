@@ -47,8 +47,6 @@ from fractions import Fraction
 from math import gcd
 from typing import Any
 
-import networkx as nx
-
 from .events import STAGE_ORDER
 from .ledger import Ledger, StoredEvent
 from .rules import FOREIGN_STAGE, LotState
@@ -151,6 +149,7 @@ def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> A
     >>> _ = build_demo(path)
     >>> with Ledger(path) as ledger:
     ...     G = descendants_graph(ledger, "APR-25-H0231-1")
+    >>> import networkx as nx
     >>> list(nx.topological_sort(G))
     ['APR-25-H0231-1', 'APR-25-G-SIG03-07', 'APR-25-HQ-014', 'MILL-25-0412-G1', 'MILL-25-0412-G2', 'MILL-25-0412-MCM', 'EXP-25-APR-02']
     >>> G.nodes["EXP-25-APR-02"]["inflow_kg"]  # of which 483 kg came through this lineage
@@ -233,6 +232,7 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
 
     Examples
     --------
+    >>> import networkx as nx
     >>> G = nx.DiGraph()
     >>> G.add_edge("H1", "G1", kg=200.0)
     >>> G.add_edge("H2", "G1", kg=100.0)
@@ -251,6 +251,8 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
     --------
     shares_from
     """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     if lot not in G:
         raise nx.NetworkXError(f"The node {lot} is not in the graph.")
     inputs = {v: {u: G.edges[u, v]["kg"] for u in G.predecessors(v)} for v in G}
@@ -378,6 +380,7 @@ def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
 
     Examples
     --------
+    >>> import networkx as nx
     >>> G = nx.DiGraph()
     >>> G.add_edge("H1", "G1", kg=200.0)
     >>> G.add_edge("G1", "E", kg=300.0)
@@ -390,6 +393,8 @@ def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
     --------
     shares_into
     """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     if lot not in G:
         raise nx.NetworkXError(f"The node {lot} is not in the graph.")
     keep = nx.descendants(G, lot) | {lot}
@@ -412,6 +417,8 @@ def _lineage(
     own_types: Iterable[str] | None,
 ) -> Any:
     ledger.require_lot(lot)
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     G = nx.DiGraph(lot=lot, direction=direction)
     G.add_node(lot)
     for src, dst, kg, seq, t in ledger.lineage_links(lot, direction=direction):
