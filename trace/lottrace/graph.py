@@ -9,6 +9,11 @@ about one lot costs the size of its lineage, never the size of the log.
 Corrections are already honoured: a voided event's links are not in the
 ledger's derived tables, so they are not in the graph either.
 
+:func:`ancestor_inputs` and :func:`source_shares` are the exception: the
+same links and shares as plain dicts and integers, without a networkx graph,
+because building the graph costs more than the rest of the hottest query
+(``lottrace upstream``, which needs the shares only).
+
 Node attributes (from the ledger's ``lots`` table)
     ``kg``, ``drawn_kg``, ``stage`` (number, see ``STAGE_ORDER``),
     ``stage_name``, ``created_by``, ``first_time``, ``last_time``,
@@ -39,19 +44,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from fractions import Fraction
+from math import gcd
 from typing import Any
-
-import networkx as nx
 
 from .events import STAGE_ORDER
 from .ledger import Ledger, StoredEvent
 from .rules import FOREIGN_STAGE, LotState
 
 __all__ = [
+    "ancestor_inputs",
     "ancestors_graph",
     "descendants_graph",
     "shares_from",
     "shares_into",
+    "source_shares",
     "timelines",
 ]
 
@@ -143,6 +149,7 @@ def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> A
     >>> _ = build_demo(path)
     >>> with Ledger(path) as ledger:
     ...     G = descendants_graph(ledger, "APR-25-H0231-1")
+    >>> import networkx as nx
     >>> list(nx.topological_sort(G))
     ['APR-25-H0231-1', 'APR-25-G-SIG03-07', 'APR-25-HQ-014', 'MILL-25-0412-G1', 'MILL-25-0412-G2', 'MILL-25-0412-MCM', 'EXP-25-APR-02']
     >>> G.nodes["EXP-25-APR-02"]["inflow_kg"]  # of which 483 kg came through this lineage
@@ -225,6 +232,7 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
 
     Examples
     --------
+    >>> import networkx as nx
     >>> G = nx.DiGraph()
     >>> G.add_edge("H1", "G1", kg=200.0)
     >>> G.add_edge("H2", "G1", kg=100.0)
@@ -243,22 +251,110 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
     --------
     shares_from
     """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     if lot not in G:
         raise nx.NetworkXError(f"The node {lot} is not in the graph.")
-    keep = nx.ancestors(G, lot) | {lot}
-    share: dict[str, Fraction] = {lot: Fraction(1)}
-    sources: dict[str, Fraction] = {}
-    for node in reversed(list(nx.topological_sort(G.subgraph(keep)))):
-        f = share.get(node)
-        if f is None:
-            continue
-        preds = [(u, Fraction(G.edges[u, node]["kg"])) for u in G.predecessors(node)]
+    inputs = {v: {u: G.edges[u, v]["kg"] for u in G.predecessors(v)} for v in G}
+    return {src: Fraction(n, d) for src, (n, d) in source_shares(inputs, lot).items()}
+
+
+def ancestor_inputs(ledger: Ledger, lot: str) -> dict[str, dict[str, float]]:
+    """The input lots of `lot` and of each of its ancestors, with kg: no graph object.
+
+    The same links as :func:`ancestors_graph`'s edges, summed the same way
+    (in ledger order, as floats), as plain dicts: ``{lot: {input lot: kg}}``,
+    holding only lots formed from inputs. For callers that need only the
+    shares, such as :func:`lottrace.queries.upstream`: building a networkx
+    graph costs more than the rest of that answer.
+
+    Raises
+    ------
+    UnknownLot
+        If `lot` is not in the ledger.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from lottrace.demo import build_demo
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.db")
+    >>> _ = build_demo(path)
+    >>> with Ledger(path) as ledger:
+    ...     inputs = ancestor_inputs(ledger, "EXP-25-CEC-01")
+    >>> inputs["EXP-25-CEC-01"]
+    {'MILL-25-0433-G1': 1035.0}
+    """
+    ledger.require_lot(lot)
+    inputs: dict[str, dict[str, float]] = {}
+    for src, dst, kg in ledger.ancestor_link_kgs(lot):
+        into = inputs.setdefault(dst, {})
+        if src in into:
+            into[src] += kg
+        else:
+            into[src] = kg
+    return inputs
+
+
+def source_shares(inputs: dict[str, dict[str, float]], lot: str) -> dict[str, tuple[int, int]]:
+    """The exact share of `lot` that came from each of its source lots, as integer pairs.
+
+    The rule of :func:`shares_into`, over plain dicts (``{lot: {input lot:
+    kg}}``, as from :func:`ancestor_inputs`) and in integer arithmetic: kg
+    values are floats, so each is an exact binary fraction, and every share
+    is a ratio of integers. Each share is ``(numerator, denominator)`` in
+    lowest terms, so ``n / d`` is the float nearest to it, exactly what
+    ``float(Fraction(n, d))`` gives, at a fraction of the cost of
+    :class:`fractions.Fraction` arithmetic.
+
+    Examples
+    --------
+    >>> inputs = {"G1": {"H1": 200.0, "H2": 100.0}, "M1": {"G1": 300.0},
+    ...           "M2": {"G1": 300.0}, "E": {"M1": 150.0, "M2": 25.0, "H3": 75.0}}
+    >>> sorted(source_shares(inputs, "E").items())
+    [('H1', (7, 15)), ('H2', (7, 30)), ('H3', (3, 10))]
+    """
+    keep = {lot}
+    todo = [lot]
+    while todo:
+        for u in inputs.get(todo.pop(), ()):
+            if u not in keep:
+                keep.add(u)
+                todo.append(u)
+    waiting = dict.fromkeys(keep, 0)  # successors in `keep` not yet handed on
+    for v in keep:
+        for u in inputs.get(v, ()):
+            waiting[u] += 1
+    share: dict[str, tuple[int, int]] = {lot: (1, 1)}
+    sources: dict[str, tuple[int, int]] = {}
+    ready = [lot] if waiting[lot] == 0 else []
+    while ready:
+        v = ready.pop()
+        a, b = share[v]
+        g = gcd(a, b)
+        a, b = a // g, b // g
+        preds = inputs.get(v)
         if not preds:
-            sources[node] = f
+            sources[v] = (a, b)
             continue
-        total = sum(kg for _, kg in preds)
-        for u, kg in preds:
-            share[u] = share.get(u, Fraction(0)) + f * kg / total
+        if len(preds) == 1:  # the whole share goes to the one input
+            ints: Iterable[tuple[str, int]] = ((u, 1) for u in preds)
+            total = 1
+        else:
+            ratios = [(u, kg.as_integer_ratio()) for u, kg in preds.items()]
+            scale = max(d for _, (_, d) in ratios)  # powers of two: all divide the largest
+            ints = [(u, n * (scale // d)) for u, (n, d) in ratios]
+            total = sum(k for _, k in ints)
+        den = b * total
+        for u, k in ints:
+            num = a * k
+            if u in share:
+                n0, d0 = share[u]
+                share[u] = (n0 * den + num * d0, d0 * den)
+            else:
+                share[u] = (num, den)
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
     return sources
 
 
@@ -284,6 +380,7 @@ def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
 
     Examples
     --------
+    >>> import networkx as nx
     >>> G = nx.DiGraph()
     >>> G.add_edge("H1", "G1", kg=200.0)
     >>> G.add_edge("G1", "E", kg=300.0)
@@ -296,6 +393,8 @@ def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
     --------
     shares_into
     """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     if lot not in G:
         raise nx.NetworkXError(f"The node {lot} is not in the graph.")
     keep = nx.descendants(G, lot) | {lot}
@@ -318,6 +417,8 @@ def _lineage(
     own_types: Iterable[str] | None,
 ) -> Any:
     ledger.require_lot(lot)
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
     G = nx.DiGraph(lot=lot, direction=direction)
     G.add_node(lot)
     for src, dst, kg, seq, t in ledger.lineage_links(lot, direction=direction):

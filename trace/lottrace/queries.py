@@ -47,15 +47,26 @@ default): the p50 of 24 and 48 hours is 36.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import heapq
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
-from math import ceil, floor
+from itertools import groupby
+from math import ceil, floor, gcd
 from typing import Any
 
+import orjson
+
 from .events import STAGE_ORDER, Harvest
-from .graph import ancestors_graph, descendants_graph, shares_from, shares_into
+from .graph import (
+    ancestor_inputs,
+    ancestors_graph,
+    descendants_graph,
+    shares_from,
+    source_shares,
+)
 from .ledger import Ledger, StoredEvent
 from .rules import time_key
 
@@ -142,53 +153,83 @@ def upstream(ledger: Ledger, lot: str) -> JSON:
     >>> [(q["lot"], q["stage"], q["result"]) for q in up["qc"]][-1]
     ('JUM-25-HQ-006', 'hq_qc', 'accepted')
     """
-    G = ancestors_graph(ledger, lot, timelines=True, own_types=("harvest", *_QC_TYPES))
-    harvests = _harvests(G)
-    by_producer: dict[str | None, tuple[Fraction, list[str]]] = {}
-    for source, f in shares_into(G, lot).items():
+    # Read straight from the stored bodies, not through pydantic models and a
+    # networkx graph: the bodies are canonical JSON of validated events, and
+    # this is the hottest query (docs/performance.md).
+    lot_kg = ledger.require_lot(lot).kg
+    inputs = ancestor_inputs(ledger, lot)
+    nodes = {lot}
+    for dst, srcs in inputs.items():
+        nodes.add(dst)
+        nodes.update(srcs)
+    harvests: dict[str, JSON] = {}  # lot -> harvest body
+    harvest_keys: dict[str, str] = {}
+    qc_rows: list[tuple[str, int, str, JSON]] = []
+    for code, role, key, seq, body in ledger.own_event_bodies(nodes, ("harvest", *_QC_TYPES)):
+        b = orjson.loads(body)
+        if b["type"] == "harvest":
+            if role == "output":
+                harvests[code], harvest_keys[code] = b, key
+        else:
+            qc_rows.append((key, seq, code, b))
+    by_producer: dict[str | None, tuple[int, int, list[str]]] = {}
+    for source, (n, d) in source_shares(inputs, lot).items():
         h = harvests.get(source)
-        producer = h.producer if h is not None else None
-        total, lots = by_producer.get(producer, (Fraction(0), []))
-        by_producer[producer] = (total + f, [*lots, source])
-    lot_kg = Fraction(G.nodes[lot].get("kg", 0.0))
+        producer = h["producer"] if h is not None else None
+        if producer in by_producer:
+            n0, d0, lots = by_producer[producer]
+            n, d = n0 * d + n * d0, d0 * d
+            g = gcd(n, d)
+            n, d = n // g, d // g
+            lots.append(source)
+        else:
+            lots = [source]
+        by_producer[producer] = (n, d, lots)
+    kn, kd = lot_kg.as_integer_ratio()
     shares = [
-        {"producer": p, "share": float(f), "kg": round(float(f * lot_kg), 3), "lots": sorted(lots)}
-        for p, (f, lots) in sorted(by_producer.items(), key=lambda kv: (-kv[1][0], kv[0] or ""))
+        {"producer": p, "share": n / d, "kg": round(n * kn / (d * kd), 3), "lots": sorted(lots)}
+        for p, (n, d, lots) in _largest_first(by_producer)
     ]
-    harvest_rows = [
-        {
-            "lot": code,
-            "producer": h.producer,
-            "plot_id": h.plot.id,
-            "time": h.time.isoformat(),
-            "kg": h.kg,
-            "variety": h.variety,
-            "process": h.process,
-            "certifications": list(h.certifications or []),
-            "women_producer": h.women_producer,
-        }
-        for code, h in sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
-    ]
+    in_time = sorted(harvests, key=lambda code: (harvest_keys[code], code))
+    harvest_rows = []
+    for code in in_time:
+        h = harvests[code]
+        harvest_rows.append(
+            {
+                "lot": code,
+                "producer": h["producer"],
+                "plot_id": h["plot"]["id"],
+                "time": _body_time(h["time"]),
+                "kg": h["kg"],
+                "variety": h.get("variety"),
+                "process": h.get("process"),
+                "certifications": list(h.get("certifications") or []),
+                "women_producer": h.get("women_producer"),
+            }
+        )
+    qc_rows.sort(key=lambda r: r[:3])
     qc = [
         {
             "lot": code,
-            "stage": e.event.type,
-            "time": e.event.time.isoformat(),
-            "site": e.event.site,
-            "result": getattr(e.event, "result", None),
-            **{k: _plain(getattr(e.event, k, None)) for k in _QC_FIELDS},
+            "stage": b["type"],
+            "time": _body_time(b["time"]),
+            "site": b["site"],
+            "result": b.get("result"),
+            **{k: b.get(k) for k in _QC_FIELDS},
         }
-        for code, e in _own_events(G, _QC_TYPES)
+        for _, _, code, b in qc_rows
     ]
     return {
         "lot": lot,
-        "lots": sorted(n for n in G if n != lot),
-        "producers": sorted({h.producer for h in harvests.values()}),
-        "plots": _plots(harvests),
+        "lots": sorted(n for n in nodes if n != lot),
+        "producers": sorted({h["producer"] for h in harvests.values()}),
+        "plots": _plots(
+            (code, harvests[code]["producer"], harvests[code]["plot"]) for code in in_time
+        ),
         "harvests": harvest_rows,
         "qc": qc,
         "shares": shares,
-        "voided": ledger.voided_for_lots(G.nodes),
+        "voided": ledger.voided_for_lots(nodes),
     }
 
 
@@ -444,7 +485,8 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
     harvests = _harvests(G)
     problems: list[JSON] = []
     features: list[JSON] = []
-    for plot in _plots(harvests):
+    in_time = sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
+    for plot in _plots((code, h.producer, h.plot.model_dump()) for code, h in in_time):
         geometry = plot["geometry"]
         features.append(
             {
@@ -619,24 +661,151 @@ def legs(
     >>> [(g.from_stage, g.to_stage, g.to_site, g.hours, g.transit_hours) for g in hq]
     [('hq_qc', 'dry_mill', 'mill:CHICLAYO-1', 335.0, 14.666666666666666)]
     """
-    lo, hi = _bound(since), _bound(until)
+    for t in _leg_tuples(ledger, _bound(since), _bound(until)):
+        yield Leg(*t)
+
+
+#: One leg as a plain tuple, in the order of :class:`Leg`'s fields.
+_LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
+
+
+def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
+    """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
+
+    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), which
+    gives a lot's events at one time by type, not in log order. A lot's legs
+    are held until its last row; if two of its rows share a time, they are
+    thrown away and the lot is walked again in log order (rare: one query
+    for that lot). Each time key is parsed once, when a leg needs it.
+    """
+    return _walk(ledger.leg_scan(), lo, hi, ledger)
+
+
+def _walk(
+    rows: Iterator[tuple[str, str, str, str, str]],
+    lo: str | None,
+    hi: str | None,
+    ledger: Ledger | None,
+) -> Iterator[_LegTuple]:
+    """Legs from rows by lot then time; with `ledger`, lots with ties are walked again."""
+    fromiso = datetime.fromisoformat
     current: str | None = None
     start: tuple[str, str, str] | None = None  # (time, stage, site) of the latest checkpoint
-    marks: list[tuple[str, str]] = []  # dispatch and arrival since then
-    for lot, key, kind, role, site in ledger.leg_rows():
+    start_dt: datetime | None = None
+    marks: list[tuple[str, str]] = []  # the lot's dispatches and arrivals since then
+    found: list[_LegTuple] = []  # the current lot's legs
+    prev_key: str | None = None
+    tie = False
+    for lot, key, kind, role, site in rows:
         if lot != current:
-            current, start, marks = lot, None, []
+            if tie and ledger is not None and current is not None:
+                yield from _walk(ledger.leg_scan(current), lo, hi, None)
+            elif found:
+                yield from found
+            if found:
+                found = []
+            current, start, tie = lot, None, False
+            if marks:
+                marks = []
+        elif key == prev_key:
+            tie = True
+        prev_key = key
         if kind not in STAGE_ORDER:
-            if start is not None and role == "subject":
+            if start is not None and role == "subject" and kind in _MARKS:
                 marks.append((kind, key))
             continue
+        end_dt = None
         if start is not None and role != "output":
-            leg = _leg(lot, start, (key, kind, site), marks)
-            marks = []
-            if (lo is None or leg.end >= lo) and (hi is None or leg.end < hi):
-                yield leg
+            if start_dt is None:
+                start_dt = fromiso(start[0])
+            end_dt = fromiso(key)
+            transit = None
+            if marks:
+                if len(marks) == 2 and marks[0][0] == "dispatch" and marks[1][0] == "arrival":
+                    # the usual truck, as _transit would sum it
+                    transit = (fromiso(marks[1][1]) - fromiso(marks[0][1])).total_seconds() / 3600
+                else:
+                    transit = _transit(marks, key)
+                marks = []
+            if (lo is None or key >= lo) and (hi is None or key < hi):
+                found.append(
+                    (
+                        lot,
+                        start[1],
+                        start[2],
+                        start[0],
+                        kind,
+                        site,
+                        key,
+                        (end_dt - start_dt).total_seconds() / 3600,
+                        transit,
+                    )
+                )
         if role == "output" or (role == "subject" and kind != "export"):
-            start, marks = (key, kind, site), []
+            start, start_dt = (key, kind, site), end_dt
+            if marks:
+                marks = []
+    if tie and ledger is not None and current is not None:
+        yield from _walk(ledger.leg_scan(current), lo, hi, None)
+    else:
+        yield from found
+
+
+_MARKS = frozenset(("dispatch", "arrival"))
+
+
+#: Legs grouped by a key: their hours, and, for groups with trucked legs, the transit
+#: and wait hours of those legs, interleaved (transit, wait, transit, ...).
+_Groups = tuple[dict[tuple[str, ...], "array[float]"], dict[tuple[str, ...], "array[float]"]]
+
+
+def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _Groups:
+    """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`.
+
+    Each group's hours are a C array of doubles (the same floats), not a
+    list: a whole-ledger scan makes tens of thousands of groups, and the
+    cyclic garbage collector walks every list that lives on, again on each
+    of its passes, but never an array.
+    """
+    hours_of: dict[tuple[str, ...], array[float]] = {}
+    trucks_of: dict[tuple[str, ...], array[float]] = {}
+    found = _leg_tuples(ledger, lo, hi)
+    keyed: Iterator[tuple[tuple[str, ...], float, float | None]]
+    if by == "stage":
+        keyed = (((frm, to), h, tr) for _, frm, _, _, to, _, _, h, tr in found)
+    elif by == "site":
+        keyed = (((frm, to, fs, ts), h, tr) for _, frm, fs, _, to, ts, _, h, tr in found)
+    else:
+        keyed = (((end[:7], frm, to), h, tr) for _, frm, _, _, to, _, end, h, tr in found)
+    for key, hours, transit in keyed:
+        hs = hours_of.get(key)
+        if hs is None:
+            hours_of[key] = array("d", (hours,))
+        else:
+            hs.append(hours)
+        if transit is not None:
+            tw = trucks_of.get(key)
+            if tw is None:
+                trucks_of[key] = array("d", (transit, hours - transit))
+            else:
+                tw.append(transit)
+                tw.append(hours - transit)
+    return hours_of, trucks_of
+
+
+def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
+    """Hours on the road: each first dispatch to the next arrival, an open one to `end`."""
+    transit: float | None = None
+    dispatched: str | None = None
+    for kind, key in marks:
+        if kind == "dispatch" and dispatched is None:
+            dispatched = key
+        elif kind == "arrival" and dispatched is not None:
+            transit = (transit or 0.0) + _hours(dispatched, key)
+            dispatched = None
+    if dispatched is not None:  # no arrival logged: on the road until the leg ends
+        transit = (transit or 0.0) + _hours(dispatched, end)
+    return transit
 
 
 def delays(
@@ -682,14 +851,7 @@ def delays(
     """
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
-    groups: dict[tuple[str, ...], _Acc] = {}
-    for leg in legs(ledger, since, until):
-        key: tuple[str, ...] = (leg.from_stage, leg.to_stage)
-        if by == "site":
-            key += (leg.from_site, leg.to_site)
-        elif by == "month":
-            key = (leg.end[:7], *key)
-        groups.setdefault(key, _Acc()).add(leg)
+    groups, trucks = _grouped_legs(ledger, by, _bound(since), _bound(until))
     rows = []
     for key in sorted(groups, key=lambda k: _group_order(k, by)):
         if by == "month":
@@ -698,7 +860,7 @@ def delays(
             head = {"from": key[0], "to": key[1]}
             if by == "site":
                 head.update(from_site=key[2], to_site=key[3])
-        rows.append(head | groups[key].stats())
+        rows.append(head | _stats(groups[key], trucks.get(key)))
     return rows
 
 
@@ -743,35 +905,46 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    routes: dict[tuple[str, str, str, str], _Acc] = {}
-    for leg in legs(ledger, since, until):
-        key = (leg.from_stage, leg.to_stage, leg.from_site, leg.to_site)
-        routes.setdefault(key, _Acc()).add(leg)
-    pooled: dict[tuple[str, str], list[float]] = {}
-    for key, acc in routes.items():
-        pooled.setdefault(key[:2], []).extend(acc.hours)
+    routes, trucks = _grouped_legs(ledger, "site", _bound(since), _bound(until))
+    pooled: dict[tuple[str, ...], list[float]] = {}
+    for key, hs in routes.items():
+        pooled.setdefault(key[:2], []).extend(hs)
     baseline = {pair: _quantile(sorted(hours), 0.5) for pair, hours in pooled.items()}
-    rows = []
-    for key, acc in routes.items():
+    negs: list[float] = []  # minus the rounded excess, the first sort key
+    excesses: list[float] = []
+    keys: list[tuple[str, ...]] = []
+    for key, hs in routes.items():
         base = baseline[key[:2]]
-        excess = sum(max(0.0, h - base) for h in acc.hours)
-        if excess <= 1e-9:
-            continue
-        rows.append(
-            {
-                "from": key[0],
-                "to": key[1],
-                "from_site": key[2],
-                "to_site": key[3],
-                **acc.stats(),
-                "baseline_hours": _h(base),
-                "excess_hours": _h(excess),
-            }
-        )
-    rows.sort(key=lambda r: (-r["excess_hours"], *_group_order(_route_key(r), "site")))
+        if len(hs) == 1:  # most routes: the sum below, without a generator
+            excess = hs[0] - base if hs[0] > base else 0.0
+        else:
+            excess = sum(h - base for h in hs if h > base)
+        if excess > 1e-9:
+            negs.append(-_h(excess))
+            excesses.append(excess)
+            keys.append(key)
+    cut = heapq.nsmallest(top, negs)[-1] if 0 < top < len(negs) else None
+    ranked = [  # only the routes that can make the top are ordered
+        (neg, *_group_order(key, "site"), excess, key)
+        for neg, excess, key in zip(negs, excesses, keys, strict=True)
+        if cut is None or neg <= cut
+    ]
+    ranked.sort(key=lambda r: r[:-2])
+    rows = [  # statistics only for the routes returned
+        {
+            "from": key[0],
+            "to": key[1],
+            "from_site": key[2],
+            "to_site": key[3],
+            **_stats(routes[key], trucks.get(key)),
+            "baseline_hours": _h(baseline[key[:2]]),
+            "excess_hours": _h(excess),
+        }
+        for *_, excess, key in ranked[:top]
+    ]
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
-    return rows[:top]
+    return rows
 
 
 def leg_hours(
@@ -1084,49 +1257,19 @@ def timeline(ledger: Ledger, lot: str) -> JSON:
 # --------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class _Acc:
-    """The legs of one group: durations, and wait/transit where a truck was logged."""
-
-    hours: list[float] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-    transits: list[float] = field(default_factory=list)
-
-    def add(self, leg: Leg) -> None:
-        self.hours.append(leg.hours)
-        if leg.transit_hours is not None:
-            self.transits.append(leg.transit_hours)
-            self.waits.append(leg.hours - leg.transit_hours)
-
-    def stats(self) -> JSON:
-        xs = sorted(self.hours)
-        return {
-            "count": len(xs),
-            "mean_hours": _h(sum(xs) / len(xs)),
-            "p50_hours": _h(_quantile(xs, 0.5)),
-            "p90_hours": _h(_quantile(xs, 0.9)),
-            "max_hours": _h(xs[-1]),
-            "wait_hours": _h(sum(self.waits) / len(self.waits)) if self.waits else None,
-            "transit_hours": _h(sum(self.transits) / len(self.transits)) if self.transits else None,
-        }
-
-
-def _leg(
-    lot: str, start: tuple[str, str, str], end: tuple[str, str, str], marks: list[tuple[str, str]]
-) -> Leg:
-    transit: float | None = None
-    dispatched: str | None = None
-    for kind, key in marks:
-        if kind == "dispatch" and dispatched is None:
-            dispatched = key
-        elif kind == "arrival" and dispatched is not None:
-            transit = (transit or 0.0) + _hours(dispatched, key)
-            dispatched = None
-    if dispatched is not None:  # no arrival logged: on the road until the leg ends
-        transit = (transit or 0.0) + _hours(dispatched, end[0])
-    return Leg(
-        lot, start[1], start[2], start[0], end[1], end[2], end[0], _hours(start[0], end[0]), transit
-    )
+def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
+    """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
+    xs = sorted(hours)
+    transits, waits = (trucks[0::2], trucks[1::2]) if trucks else ([], [])
+    return {
+        "count": len(xs),
+        "mean_hours": _h(sum(xs) / len(xs)),
+        "p50_hours": _h(_quantile(xs, 0.5)),
+        "p90_hours": _h(_quantile(xs, 0.9)),
+        "max_hours": _h(xs[-1]),
+        "wait_hours": _h(sum(waits) / len(waits)) if waits else None,
+        "transit_hours": _h(sum(transits) / len(transits)) if transits else None,
+    }
 
 
 def _quantile(xs: list[float], q: float) -> float:
@@ -1172,10 +1315,6 @@ def _kg_text(x: float | None) -> str:
     return "?" if x is None else f"{x:,.3f}".rstrip("0").rstrip(".")
 
 
-def _plain(value: Any) -> Any:
-    return value.model_dump() if hasattr(value, "model_dump") else value
-
-
 def _moves_lot(e: StoredEvent) -> bool:
     """Whether an own event is a checkpoint of the whole lot: not an export of part of it."""
     return not (e.role == "subject" and e.event.type == "export")
@@ -1208,15 +1347,20 @@ def _unknown_origins(G: Any, harvests: dict[str, Harvest]) -> list[str]:
     return sorted(n for n in G if G.in_degree(n) == 0 and n not in harvests)
 
 
-def _plots(harvests: dict[str, Harvest]) -> list[JSON]:
-    """One row per (producer, plot id); geometry and area from its latest harvest that has them."""
+def _plots(harvests: Iterable[tuple[str, str, JSON]]) -> list[JSON]:
+    """One row per (producer, plot id); geometry and area from its latest harvest that has them.
+
+    `harvests` are ``(lot, producer, plot)`` in time order, each plot a plain
+    dict as the event's JSON holds it (``id``, ``geometry``, ``area_ha``,
+    ``altitude_m``; absent or None when unknown).
+    """
     plots: dict[tuple[str, str], JSON] = {}
-    for code, h in sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0])):
+    for code, producer, plot in harvests:
         row = plots.setdefault(
-            (h.producer, h.plot.id),
+            (producer, plot["id"]),
             {
-                "producer": h.producer,
-                "plot_id": h.plot.id,
+                "producer": producer,
+                "plot_id": plot["id"],
                 "area_ha": None,
                 "altitude_m": None,
                 "geometry": None,
@@ -1224,12 +1368,39 @@ def _plots(harvests: dict[str, Harvest]) -> list[JSON]:
             },
         )
         row["lots"].append(code)
-        for name in ("area_ha", "altitude_m"):
-            if getattr(h.plot, name) is not None:
-                row[name] = getattr(h.plot, name)
-        if h.plot.geometry is not None:
-            row["geometry"] = h.plot.geometry.model_dump()
+        for name in ("area_ha", "altitude_m", "geometry"):
+            if plot.get(name) is not None:
+                row[name] = plot[name]
     return [plots[k] for k in sorted(plots)]
+
+
+def _largest_first(
+    shares: dict[str | None, tuple[int, int, list[str]]],
+) -> list[tuple[str | None, tuple[int, int, list[str]]]]:
+    """Exact shares ``(n, d, lots)`` by key, largest first, ties by key (None as "").
+
+    Sorted on the floats ``n / d`` (rounding keeps their order, but may make
+    two close shares equal), then each run of equal floats again exactly.
+    """
+    items = sorted(shares.items(), key=lambda kv: (-kv[1][0] / kv[1][1], kv[0] or ""))
+    out: list[tuple[str | None, tuple[int, int, list[str]]]] = []
+    for _, run in groupby(items, key=lambda kv: kv[1][0] / kv[1][1]):
+        tied = list(run)
+        if len(tied) > 1:
+            tied.sort(key=lambda kv: (-Fraction(kv[1][0], kv[1][1]), kv[0] or ""))
+        out.extend(tied)
+    return out
+
+
+def _body_time(value: str) -> str:
+    """An event time as stored in its JSON body, as the parsed event's ``isoformat()`` gives it.
+
+    >>> _body_time("2025-06-02T09:30:00-05:00"), _body_time("2025-06-02T14:30:00.5Z")
+    ('2025-06-02T09:30:00-05:00', '2025-06-02T14:30:00.500000+00:00')
+    """
+    if len(value) == 25 and value[19] in "+-":  # whole seconds and an offset: already so
+        return value
+    return datetime.fromisoformat(value).isoformat()
 
 
 def _round_geometry(geometry: JSON) -> JSON:
