@@ -230,7 +230,11 @@ def test_void_event_cannot_be_voided_again(ledger: Ledger) -> None:
 
 def test_migrations_are_recorded(ledger: Ledger) -> None:
     rows = ledger.conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
-    assert rows == [("lottrace", "001_log_and_derived_tables"), ("lottrace", "002_head_in_meta")]
+    assert rows == [
+        ("lottrace", "001_log_and_derived_tables"),
+        ("lottrace", "002_head_in_meta"),
+        ("lottrace", "003_drop_seq_indexes"),
+    ]
 
 
 def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
@@ -243,7 +247,11 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     con.close()
     with Ledger(path) as led:
         names = [r[0] for r in led.conn.execute("SELECT name FROM _sqlite_migrations")]
-        assert names == ["001_log_and_derived_tables", "002_head_in_meta"]
+        assert names == [
+            "001_log_and_derived_tables",
+            "002_head_in_meta",
+            "003_drop_seq_indexes",
+        ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
         )
@@ -311,3 +319,26 @@ def test_verify_checks_columns_against_the_body(ledger: Ledger, sql: str) -> Non
     ) as info:
         ledger.verify()
     assert info.value.seq == 1
+
+
+def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    dry = drying("H1")
+    with Ledger.create(path) as led:
+        led.append(batch(harvest("H1"), dry))
+    con = sqlite3.connect(path)  # as a ledger made before migration 003 was
+    con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
+    con.execute("CREATE INDEX links_seq ON links (seq)")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = '003_drop_seq_indexes'")
+    con.commit()
+    con.close()
+    with Ledger(path) as led:
+        indexes = {
+            r[0] for r in led.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+        assert not {"event_lots_seq", "links_seq"} & indexes
+        led.append(batch(correction(event_id(parse_event(dry)))))
+        assert led.lot("H1").stage == 0  # type: ignore[union-attr]
+        maintained = led.derived_snapshot()
+        led.rebuild()
+        assert led.derived_snapshot() == maintained
