@@ -279,7 +279,7 @@ def _cache_mb() -> int:
 
 
 def _chain(prev: str, eid: str) -> str:
-    return hashlib.sha256(bytes.fromhex(prev) + bytes.fromhex(eid)).hexdigest()
+    return hashlib.sha256(bytes.fromhex(prev + eid)).hexdigest()
 
 
 class Ledger:
@@ -1056,14 +1056,15 @@ class _Batch:
             return
         self.where = where
         findings = check(ev, self, self.now)
-        for f in findings:
-            if f.severity == "error":
-                raise RuleViolation(f.message, rule=f.rule, where=where, field=f.field)
-        for f in findings:
-            self.report.warning_count += 1
-            if len(self.report.warnings) < 1000:
-                lot = f"lot {ev.subject}: " if ev.subject else ""
-                self.report.warnings.append(RuleWarning(where, f.rule, lot + f.message))
+        if findings:  # most events have none
+            for f in findings:
+                if f.severity == "error":
+                    raise RuleViolation(f.message, rule=f.rule, where=where, field=f.field)
+            for f in findings:
+                self.report.warning_count += 1
+                if len(self.report.warnings) < 1000:
+                    lot = f"lot {ev.subject}: " if ev.subject else ""
+                    self.report.warnings.append(RuleWarning(where, f.rule, lot + f.message))
         self.seq += 1
         new = _chain(self.prev, eid)
         self.event_rows.append((self.seq, eid, ev.type, ev.time, ev.subject, body, self.prev, new))
