@@ -307,9 +307,21 @@ def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
         "UPDATE events SET type = 'drying' WHERE seq = 1",
         "UPDATE events SET lot = 'OTHER' WHERE seq = 1",
         "UPDATE events SET time = '2025-01-01T00:00:00.000000Z' WHERE seq = 1",
+        # the same instant, in forms fromisoformat reads but that sort differently
+        "UPDATE events SET time = replace(time, 'T', ' ') WHERE seq = 1",
+        "UPDATE events SET time = replace(time, 'T', 'X') WHERE seq = 1",
+        "UPDATE events SET time = '2025-W18-4T' || substr(time, 12) WHERE seq = 1",
         "UPDATE events SET body = replace(body, '{', '{ ') WHERE seq = 1",
     ],
-    ids=["type-column", "lot-column", "time-column", "non-canonical-body"],
+    ids=[
+        "type-column",
+        "lot-column",
+        "time-column",
+        "time-with-space",
+        "time-with-x",
+        "time-as-iso-week",
+        "non-canonical-body",
+    ],
 )
 def test_verify_checks_columns_against_the_body(ledger: Ledger, sql: str) -> None:
     ledger.append(batch(*chain()))

@@ -136,7 +136,7 @@ def test_stopping_early_stops_the_reader_process() -> None:
     stream = prepared_events(read, Hooks(print, print, lambda n: None), parallel=True)
     assert next(iter(stream)).where == "f.jsonl:1"
     assert multiprocessing.active_children()
-    stream.close()  # type: ignore[attr-defined]
+    stream.close()
     assert not multiprocessing.active_children()
 
 
@@ -165,3 +165,17 @@ def test_the_page_cache_can_be_set_and_a_bad_value_is_refused(
         assert ledger.append(_events(1)).added == 2
         # the batch's cache is set back afterwards
         assert ledger.conn.execute("PRAGMA cache_size").fetchone()[0] == -2000
+
+
+def test_closing_a_stream_never_read_stops_the_reader_process() -> None:
+    import multiprocessing
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        while True:
+            yield from _events(100)
+
+    stream = prepared_events(read, Hooks(print, print, lambda n: None), parallel=True)
+    assert multiprocessing.active_children()
+    stream.close()
+    assert not multiprocessing.active_children()
+    stream.close()  # twice is fine

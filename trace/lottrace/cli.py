@@ -230,6 +230,8 @@ def import_(
                 _reject_bad_rows(
                     sorted(bad, key=lambda e: _where_key(getattr(e, "where", ""), order))
                 )
+            finally:
+                prepared.close()  # the reader process, even if the batch never began
     _print_report(report, as_json)
 
 

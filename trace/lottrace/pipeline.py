@@ -34,7 +34,7 @@ from .events import EventBase
 from .ledger import Prepared, prepare
 from .rules import Facts
 
-__all__ = ["Hooks", "prepared_events"]
+__all__ = ["Hooks", "PreparedStream", "prepared_events"]
 
 #: Prepared events sent to the parent in one message.
 _BATCH = 500
@@ -57,7 +57,34 @@ class Hooks:
 Read = Callable[[Hooks], Iterable[tuple[str, EventBase]]]
 
 
-def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> Iterator[Prepared]:
+class PreparedStream(Iterator[Prepared]):
+    """Prepared events as they come, with :meth:`close` to stop their making.
+
+    ``close`` stops and joins the child process whether or not the stream was
+    ever read (a write transaction that fails to start never reads it).
+    """
+
+    def __init__(self, events: Iterator[Prepared], child: Any = None, receiver: Any = None) -> None:
+        self._events = events
+        self._child = child
+        self._receiver = receiver
+
+    def __next__(self) -> Prepared:
+        return next(self._events)
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+        if self._receiver is not None and not self._receiver.closed:
+            self._receiver.close()
+        if self._child is not None:
+            if self._child.is_alive():
+                self._child.terminate()
+            self._child.join()
+
+
+def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStream:
     """The events ``read(hooks)`` yields, prepared for :meth:`Ledger.append_prepared`.
 
     With ``parallel``, ``read`` runs in a child process forked now (before
@@ -73,14 +100,16 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> Iterator[Pre
     ['a.jsonl:1']
     """
     if not parallel or "fork" not in multiprocessing.get_all_start_methods():
-        return (prepare(where, ev) for where, ev in read(hooks))
+        return PreparedStream(prepare(where, ev) for where, ev in read(hooks))
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     _widen(sender)
     child = ctx.Process(target=_child, args=(read, sender, receiver), daemon=True)
-    child.start()
-    sender.close()
-    return _receive(child, receiver, hooks)
+    try:
+        child.start()
+    finally:
+        sender.close()
+    return PreparedStream(_receive(child, receiver, hooks), child, receiver)
 
 
 def _widen(conn: Any) -> None:

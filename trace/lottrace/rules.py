@@ -175,8 +175,8 @@ class Facts(NamedTuple):
     lots: tuple[tuple[str, str], ...]  #: every (lot, role): see :func:`lots_of`
 
 
-def facts_of(ev: EventBase, time_iso: str | None = None) -> Facts:
-    """The :class:`Facts` of a validated event (``time_iso``: its time as text, if known).
+def facts_of(ev: EventBase) -> Facts:
+    """The :class:`Facts` of a validated event.
 
     >>> from lottrace.events import parse_event
     >>> f = facts_of(parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
@@ -196,7 +196,7 @@ def facts_of(ev: EventBase, time_iso: str | None = None) -> Facts:
     return Facts(
         ev.type,
         time_key(ev.time),
-        time_iso or ev.time.isoformat(),
+        ev.time.isoformat(),
         ev.site,
         subject,
         ev.stage,
