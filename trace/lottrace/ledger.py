@@ -516,7 +516,11 @@ class Ledger:
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> AppendReport:
-        """:meth:`append` for events already :func:`prepare`-d (by another process, say)."""
+        """:meth:`append` for events already :func:`prepare`-d (by another process, say).
+
+        The facts are trusted to be those of the body, as :func:`prepare` makes
+        them: the rules and the derived tables read the facts, the log stores the body.
+        """
         now = now or datetime.now(UTC)
         report = AppendReport()
         # The indexes of a large log outgrow SQLite's default 2 MB page cache,
