@@ -386,6 +386,8 @@ def test_events_of_one_lot_at_one_time_count_in_log_order(tmp_path: Path, last: 
         ]
         assert got == [("harvest", "drying", 216.0, None), ("drying", "gatherer_qc", 48.0, 24.0)]
         assert delays(ledger, by="site") == _ref_delays(_ref_legs(ledger), "site")
+        # bottlenecks finds hours without the dispatch, then walks H1 again for its truck
+        assert bottlenecks(ledger, top=100) == _ref_bottlenecks(_ref_legs(ledger), 100)
 
 
 def test_upstream_times_as_the_models_give_them(tmp_path: Path) -> None:

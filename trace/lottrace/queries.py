@@ -669,16 +669,20 @@ def legs(
 _LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
 
 
-def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
+def _leg_tuples(
+    ledger: Ledger, lo: str | None, hi: str | None, *, marks: bool = True
+) -> Iterator[_LegTuple]:
     """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
 
     One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), which
     gives a lot's events at one time by type, not in log order. A lot's legs
     are held until its last row; if two of its rows share a time, they are
     thrown away and the lot is walked again in log order (rare: one query
-    for that lot). Each time key is parsed once, when a leg needs it.
+    for that lot). Each time key is parsed once, when a leg needs it. Without
+    `marks` the scan skips dispatches and arrivals: the same legs with the
+    same hours, but transit ``None`` (except in lots walked again).
     """
-    return _walk(ledger.leg_scan(), lo, hi, ledger)
+    return _walk(ledger.leg_scan(marks=marks), lo, hi, ledger)
 
 
 def _walk(
@@ -793,6 +797,57 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
     return hours_of, trucks_of
 
 
+def _route_legs(
+    ledger: Ledger, lo: str | None, hi: str | None
+) -> tuple[dict[tuple[str, ...], array[float]], list[str], list[tuple[str, ...]]]:
+    """The hours of the legs ending in ``[lo, hi)`` by route, from a scan without marks.
+
+    Also each leg's lot and route, in scan order, so that the trucks of a
+    few routes can be found afterwards (:func:`_route_trucks`).
+    """
+    hours_of: dict[tuple[str, ...], array[float]] = {}
+    leg_lots: list[str] = []
+    leg_keys: list[tuple[str, ...]] = []
+    add_lot, add_key = leg_lots.append, leg_keys.append
+    for lot, frm, fs, _, to, ts, _, hours, _ in _leg_tuples(ledger, lo, hi, marks=False):
+        key = (frm, to, fs, ts)
+        hs = hours_of.get(key)
+        if hs is None:
+            hours_of[key] = array("d", (hours,))
+        else:
+            hs.append(hours)
+        add_lot(lot)
+        add_key(key)
+    return hours_of, leg_lots, leg_keys
+
+
+def _route_trucks(
+    ledger: Ledger,
+    lots: Iterable[str],
+    wanted: set[tuple[str, ...]],
+    lo: str | None,
+    hi: str | None,
+) -> dict[tuple[str, ...], array[float]]:
+    """The trucks of the `wanted` routes, as :func:`_grouped_legs` gives them.
+
+    The named lots are walked again, one by one in code order as the whole
+    scan walks them, so each route's legs come in the same order and their
+    sums round the same way.
+    """
+    trucks_of: dict[tuple[str, ...], array[float]] = {}
+    for lot in sorted(set(lots)):
+        for _, frm, fs, _, to, ts, _, hours, transit in _walk(ledger.leg_scan(lot), lo, hi, None):
+            key = (frm, to, fs, ts)
+            if transit is not None and key in wanted:
+                tw = trucks_of.get(key)
+                if tw is None:
+                    trucks_of[key] = array("d", (transit, hours - transit))
+                else:
+                    tw.append(transit)
+                    tw.append(hours - transit)
+    return trucks_of
+
+
 def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
     """Hours on the road: each first dispatch to the next arrival, an open one to `end`."""
     transit: float | None = None
@@ -905,7 +960,11 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    routes, trucks = _grouped_legs(ledger, "site", _bound(since), _bound(until))
+    # Hours come from a scan without dispatches and arrivals (they only split
+    # a leg into transit and waiting); the returned routes' lots are walked
+    # again with them for their transit and wait hours.
+    lo, hi = _bound(since), _bound(until)
+    routes, leg_lots, leg_keys = _route_legs(ledger, lo, hi)
     pooled: dict[tuple[str, ...], list[float]] = {}
     for key, hs in routes.items():
         pooled.setdefault(key[:2], []).extend(hs)
@@ -930,6 +989,9 @@ def bottlenecks(
         if cut is None or neg <= cut
     ]
     ranked.sort(key=lambda r: r[:-2])
+    wanted = {key for *_, key in ranked[:top]}
+    lots = (lot for lot, key in zip(leg_lots, leg_keys, strict=True) if key in wanted)
+    trucks = _route_trucks(ledger, lots, wanted, lo, hi)
     rows = [  # statistics only for the routes returned
         {
             "from": key[0],
