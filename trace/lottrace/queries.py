@@ -1418,17 +1418,17 @@ def _plots(harvests: Iterable[tuple[str, str, JSON]]) -> list[JSON]:
     """
     plots: dict[tuple[str, str], JSON] = {}
     for code, producer, plot in harvests:
-        row = plots.setdefault(
-            (producer, plot["id"]),
-            {
+        key = (producer, plot["id"])
+        row = plots.get(key)
+        if row is None:  # a new row only for a new plot (most harvests are of one)
+            row = plots[key] = {
                 "producer": producer,
                 "plot_id": plot["id"],
                 "area_ha": None,
                 "altitude_m": None,
                 "geometry": None,
                 "lots": [],
-            },
-        )
+            }
         row["lots"].append(code)
         for name in ("area_ha", "altitude_m", "geometry"):
             if plot.get(name) is not None:
