@@ -799,26 +799,32 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
 
 def _route_legs(
     ledger: Ledger, lo: str | None, hi: str | None
-) -> tuple[dict[tuple[str, ...], array[float]], list[str], list[tuple[str, ...]]]:
+) -> tuple[dict[tuple[str, ...], int], list[array[float]], list[str], array[int]]:
     """The hours of the legs ending in ``[lo, hi)`` by route, from a scan without marks.
 
-    Also each leg's lot and route, in scan order, so that the trucks of a
-    few routes can be found afterwards (:func:`_route_trucks`).
+    Routes are numbered in the order they are met: ``(number by route, hours
+    by number, each leg's lot, each leg's route number)``, the last two in
+    scan order, so that the trucks of a few routes can be found afterwards
+    (:func:`_route_trucks`). Numbers, not route tuples, per leg: half a
+    million tuples that live on would make the garbage collector walk them
+    again and again (a seventh of the whole query).
     """
-    hours_of: dict[tuple[str, ...], array[float]] = {}
+    ids: dict[tuple[str, ...], int] = {}
+    hours_by: list[array[float]] = []
     leg_lots: list[str] = []
-    leg_keys: list[tuple[str, ...]] = []
-    add_lot, add_key = leg_lots.append, leg_keys.append
+    leg_ids: array[int] = array("l")
+    add_lot, add_id = leg_lots.append, leg_ids.append
     for lot, frm, fs, _, to, ts, _, hours, _ in _leg_tuples(ledger, lo, hi, marks=False):
         key = (frm, to, fs, ts)
-        hs = hours_of.get(key)
-        if hs is None:
-            hours_of[key] = array("d", (hours,))
+        i = ids.get(key)
+        if i is None:
+            i = ids[key] = len(hours_by)
+            hours_by.append(array("d", (hours,)))
         else:
-            hs.append(hours)
+            hours_by[i].append(hours)
         add_lot(lot)
-        add_key(key)
-    return hours_of, leg_lots, leg_keys
+        add_id(i)
+    return ids, hours_by, leg_lots, leg_ids
 
 
 def _route_trucks(
@@ -964,7 +970,8 @@ def bottlenecks(
     # a leg into transit and waiting); the returned routes' lots are walked
     # again with them for their transit and wait hours.
     lo, hi = _bound(since), _bound(until)
-    routes, leg_lots, leg_keys = _route_legs(ledger, lo, hi)
+    ids, hours_by, leg_lots, leg_ids = _route_legs(ledger, lo, hi)
+    routes = dict(zip(ids, hours_by, strict=True))
     pooled: dict[tuple[str, ...], list[float]] = {}
     for key, hs in routes.items():
         pooled.setdefault(key[:2], []).extend(hs)
@@ -990,7 +997,8 @@ def bottlenecks(
     ]
     ranked.sort(key=lambda r: r[:-2])
     wanted = {key for *_, key in ranked[:top]}
-    lots = (lot for lot, key in zip(leg_lots, leg_keys, strict=True) if key in wanted)
+    wanted_ids = {ids[key] for key in wanted}
+    lots = (lot for lot, i in zip(leg_lots, leg_ids, strict=True) if i in wanted_ids)
     trucks = _route_trucks(ledger, lots, wanted, lo, hi)
     rows = [  # statistics only for the routes returned
         {
