@@ -386,6 +386,8 @@ def test_events_of_one_lot_at_one_time_count_in_log_order(tmp_path: Path, last: 
         ]
         assert got == [("harvest", "drying", 216.0, None), ("drying", "gatherer_qc", 48.0, 24.0)]
         assert delays(ledger, by="site") == _ref_delays(_ref_legs(ledger), "site")
+        # bottlenecks finds hours without the dispatch, then walks H1 again for its truck
+        assert bottlenecks(ledger, top=100) == _ref_bottlenecks(_ref_legs(ledger), 100)
 
 
 def test_upstream_times_as_the_models_give_them(tmp_path: Path) -> None:
@@ -412,3 +414,30 @@ def test_upstream_times_as_the_models_give_them(tmp_path: Path) -> None:
             "2025-05-01T08:00:00.250000-05:00",
         ]
         assert got["qc"][0]["time"] == "2025-05-12T13:00:00.123456+00:00"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_bottlenecks_leave_the_garbage_collector_as_they_found_it(
+    demo: Path, enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import lottrace.queries as queries
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("scan failed")
+
+    with Ledger(demo) as ledger:
+        was = gc.isenabled()
+        try:
+            if not enabled:
+                gc.disable()
+            assert bottlenecks(ledger)
+            assert gc.isenabled() is enabled
+            monkeypatch.setattr(queries, "_leg_tuples", broken)
+            with pytest.raises(RuntimeError):  # restored when the scan fails too
+                bottlenecks(ledger)
+            assert gc.isenabled() is enabled
+        finally:
+            if was:
+                gc.enable()

@@ -47,9 +47,11 @@ default): the p50 of 24 and 48 hours is 36.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -669,16 +671,20 @@ def legs(
 _LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
 
 
-def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
+def _leg_tuples(
+    ledger: Ledger, lo: str | None, hi: str | None, *, marks: bool = True
+) -> Iterator[_LegTuple]:
     """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
 
     One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), which
     gives a lot's events at one time by type, not in log order. A lot's legs
     are held until its last row; if two of its rows share a time, they are
     thrown away and the lot is walked again in log order (rare: one query
-    for that lot). Each time key is parsed once, when a leg needs it.
+    for that lot). Each time key is parsed once, when a leg needs it. Without
+    `marks` the scan skips dispatches and arrivals: the same legs with the
+    same hours, but transit ``None`` (except in lots walked again).
     """
-    return _walk(ledger.leg_scan(), lo, hi, ledger)
+    return _walk(ledger.leg_scan(marks=marks), lo, hi, ledger)
 
 
 def _walk(
@@ -793,6 +799,63 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
     return hours_of, trucks_of
 
 
+def _route_legs(
+    ledger: Ledger, lo: str | None, hi: str | None
+) -> tuple[dict[tuple[str, ...], int], list[array[float]], list[str], array[int]]:
+    """The hours of the legs ending in ``[lo, hi)`` by route, from a scan without marks.
+
+    Routes are numbered in the order they are met: ``(number by route, hours
+    by number, each leg's lot, each leg's route number)``, the last two in
+    scan order, so that the trucks of a few routes can be found afterwards
+    (:func:`_route_trucks`). Numbers, not route tuples, per leg: half a
+    million tuples that live on would make the garbage collector walk them
+    again and again (a seventh of the whole query).
+    """
+    ids: dict[tuple[str, ...], int] = {}
+    hours_by: list[array[float]] = []
+    leg_lots: list[str] = []
+    leg_ids: array[int] = array("l")
+    add_lot, add_id = leg_lots.append, leg_ids.append
+    for lot, frm, fs, _, to, ts, _, hours, _ in _leg_tuples(ledger, lo, hi, marks=False):
+        key = (frm, to, fs, ts)
+        i = ids.get(key)
+        if i is None:
+            i = ids[key] = len(hours_by)
+            hours_by.append(array("d", (hours,)))
+        else:
+            hours_by[i].append(hours)
+        add_lot(lot)
+        add_id(i)
+    return ids, hours_by, leg_lots, leg_ids
+
+
+def _route_trucks(
+    ledger: Ledger,
+    lots: Iterable[str],
+    wanted: set[tuple[str, ...]],
+    lo: str | None,
+    hi: str | None,
+) -> dict[tuple[str, ...], array[float]]:
+    """The trucks of the `wanted` routes, as :func:`_grouped_legs` gives them.
+
+    The named lots are walked again, one by one in code order as the whole
+    scan walks them, so each route's legs come in the same order and their
+    sums round the same way.
+    """
+    trucks_of: dict[tuple[str, ...], array[float]] = {}
+    for lot in sorted(set(lots)):
+        for _, frm, fs, _, to, ts, _, hours, transit in _walk(ledger.leg_scan(lot), lo, hi, None):
+            key = (frm, to, fs, ts)
+            if transit is not None and key in wanted:
+                tw = trucks_of.get(key)
+                if tw is None:
+                    trucks_of[key] = array("d", (transit, hours - transit))
+                else:
+                    tw.append(transit)
+                    tw.append(hours - transit)
+    return trucks_of
+
+
 def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
     """Hours on the road: each first dispatch to the next arrival, an open one to `end`."""
     transit: float | None = None
@@ -905,7 +968,13 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    routes, trucks = _grouped_legs(ledger, "site", _bound(since), _bound(until))
+    # Hours come from a scan without dispatches and arrivals (they only split
+    # a leg into transit and waiting); the returned routes' lots are walked
+    # again with them for their transit and wait hours.
+    lo, hi = _bound(since), _bound(until)
+    with _collector_paused():
+        ids, hours_by, leg_lots, leg_ids = _route_legs(ledger, lo, hi)
+    routes = dict(zip(ids, hours_by, strict=True))
     pooled: dict[tuple[str, ...], list[float]] = {}
     for key, hs in routes.items():
         pooled.setdefault(key[:2], []).extend(hs)
@@ -930,6 +999,10 @@ def bottlenecks(
         if cut is None or neg <= cut
     ]
     ranked.sort(key=lambda r: r[:-2])
+    wanted = {key for *_, key in ranked[:top]}
+    wanted_ids = {ids[key] for key in wanted}
+    lots = (lot for lot, i in zip(leg_lots, leg_ids, strict=True) if i in wanted_ids)
+    trucks = _route_trucks(ledger, lots, wanted, lo, hi)
     rows = [  # statistics only for the routes returned
         {
             "from": key[0],
@@ -1257,6 +1330,24 @@ def timeline(ledger: Ledger, lot: str) -> JSON:
 # --------------------------------------------------------------------------- helpers
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one scan, and restore it as it was.
+
+    The scan makes no reference cycles (reference counting frees all it
+    drops), but each full collection on the way walks every container that
+    lives on: with the collector on, ``bottlenecks`` at 1M events runs two or
+    three of them, for nothing.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
     """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
     xs = sorted(hours)
@@ -1356,17 +1447,17 @@ def _plots(harvests: Iterable[tuple[str, str, JSON]]) -> list[JSON]:
     """
     plots: dict[tuple[str, str], JSON] = {}
     for code, producer, plot in harvests:
-        row = plots.setdefault(
-            (producer, plot["id"]),
-            {
+        key = (producer, plot["id"])
+        row = plots.get(key)
+        if row is None:  # a new row only for a new plot (most harvests are of one)
+            row = plots[key] = {
                 "producer": producer,
                 "plot_id": plot["id"],
                 "area_ha": None,
                 "altitude_m": None,
                 "geometry": None,
                 "lots": [],
-            },
-        )
+            }
         row["lots"].append(code)
         for name in ("area_ha", "altitude_m", "geometry"):
             if plot.get(name) is not None:
