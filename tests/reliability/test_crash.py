@@ -78,13 +78,18 @@ def _wal_bytes(db: Path) -> int:
 
 
 def kill_during(
-    cmd: list[str], db: Path, *, delay: float | None, on_commit_from: int | None = None
+    cmd: list[str],
+    db: Path,
+    *,
+    delay: float | None,
+    on_commit_from: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """Run ``cmd``; SIGKILL it after ``delay`` s, or as soon as the event count leaves
     ``on_commit_from``. Return what the kill hit, or None if the process finished first."""
     start = time.perf_counter()
     p = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env(), text=True
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or cli_env(), text=True
     )
     try:
         if on_commit_from is None:
@@ -180,6 +185,55 @@ def test_import_killed_at_random_moments(big_import: BigImport, tmp_path: Path) 
     }
     assert outcomes["mid_batch"] >= IMPORT_KILLS // 2, outcomes
     assert outcomes["after_commit"] >= 1, outcomes
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """Pids of live processes whose command line names ``path`` (the import and its reader)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().split(") ", 1)[1][:1]
+            except (OSError, IndexError):
+                continue
+            if str(path).encode() in cmdline and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def test_import_killed_with_the_default_page_cache(big_import: BigImport, tmp_path: Path) -> None:
+    """The other kills use SQLite's 2 MB cache; lottrace's own keeps a batch in memory
+    until the commit, so a kill then either loses the whole batch or none of it."""
+    rng = random.Random(SEED + 1)
+    before_n, after_n = len(big_import.before_ids), len(big_import.before_ids) + len(big_import.ids)
+    db = copy_ledger(big_import.before, tmp_path / "crash.db")
+    cmd = lottrace_cmd(db, "import", str(big_import.file))
+    env = {k: v for k, v in cli_env().items() if k != "LOTTRACE_CACHE_MB"}
+    seen = Counter()
+    for i in range(4):
+        commit = i == 0
+        kill = kill_during(
+            cmd,
+            db,
+            delay=None if commit else rng.uniform(0.1, 1.0) * big_import.seconds,
+            on_commit_from=before_n if commit else None,
+            env=env,
+        )
+        deadline = time.monotonic() + 10
+        while _processes_naming(db) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the reader process exits at its next send
+        assert not _processes_naming(db), "a process of the killed import is still running"
+        n = _check_opens_and_verifies(db)
+        assert n in (before_n, after_n)
+        seen["after" if n == after_n else "before"] += 1
+        if kill is None or n == after_n:
+            copy_ledger(big_import.before, db)
+    r = run_cli(db, "import", str(big_import.file))
+    assert r.returncode == 0, r.stderr
+    assert _check_opens_and_verifies(db) == after_n
+    assert derived_digest(db) == derived_digest(big_import.after)
+    FIGURES["crash_import_default_cache"] = dict(seen)
 
 
 def test_log_killed_at_random_moments(big_import: BigImport, tmp_path: Path) -> None:

@@ -68,9 +68,10 @@ __all__ = [
 BUSY_TIMEOUT_S = 60.0
 #: Rows buffered before they are written (and lot states flushed) inside a batch.
 _CHUNK = 5000
-#: SQLite page cache (MB) while a batch is appended: the log's id index and the
-#: derived tables' keys for about a million events. ``LOTTRACE_CACHE_MB`` sets it.
-CACHE_MB = 256
+#: SQLite page cache (MB) while a batch is appended: most of the log's id index and
+#: the derived tables' keys at a million events, and import memory under 400 MB.
+#: ``LOTTRACE_CACHE_MB`` sets it.
+CACHE_MB = 192
 #: Lot states a batch keeps in memory (about 300 bytes each).
 _STATES = 50_000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
