@@ -108,9 +108,12 @@ def kill_during(
         if p.poll() is None:  # the test itself failed: leave nothing running
             p.kill()
             p.wait()
-        assert p.stderr is not None
-        err = p.stderr.read()
-        p.stderr.close()
+        try:  # an orphaned reader process would hold stderr open: fail, don't hang
+            _, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "a process of the killed command still holds its stderr open"
+            ) from None
     if p.returncode != -signal.SIGKILL:
         assert p.returncode == 0, err
         return None
