@@ -142,6 +142,11 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
     )
 
 
+#: Inputs at least this big (bytes, about 4,000 events) are read and
+#: validated in a second process while this one checks rules and writes.
+PARALLEL_BYTES = 1_000_000
+
+
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--type", "default_type", help="Event type for rows that have no 'type' column.")
@@ -207,8 +212,8 @@ def import_(
                     )
 
             hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
-            parallel = total >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1
-            prepared = prepared_events(read, hooks, parallel=parallel)  # forks before BEGIN
+            # forks now, before the batch's transaction begins
+            prepared = prepared_events(read, hooks, parallel=total >= PARALLEL_BYTES)
 
             def events() -> Iterator[Any]:
                 for item in prepared:
@@ -306,10 +311,6 @@ _LOG_FIELDS: list[tuple[str, str, str]] = [
     ("--vehicle", "vehicle", "dispatch: truck plate or carrier."),
     ("--corrects", "corrects", "correction: the event id it voids."),
 ]
-#: Inputs at least this big (bytes, about 4,000 events) are read and
-#: validated in a second process while this one checks rules and writes.
-PARALLEL_BYTES = 1_000_000
-
 _LOG_ENV = {"site": "LOTTRACE_SITE", "actor": "LOTTRACE_ACTOR"}
 #: What `log` asks for when a required field is missing: "field (what it is)".
 _LOG_HELP = {

@@ -49,7 +49,7 @@ from .errors import (
     UnknownEvent,
     UnknownLot,
 )
-from .events import EventBase, event_id, parse_event
+from .events import EventBase, canonical_json, event_id, parse_event
 from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of
 
 __all__ = [
@@ -264,9 +264,13 @@ class Prepared(NamedTuple):
 
 def prepare(where: str, ev: EventBase) -> Prepared:
     """The :class:`Prepared` form of a validated event."""
-    fields = ev.model_dump(mode="json", exclude_none=True)
-    body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)  # = canonical_json(ev)
+    body = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev))
+
+
+def _stored_facts(body: str | bytes) -> Facts:
+    """The facts of an event as the log stores it."""
+    return facts_of(parse_event(orjson.loads(body)))
 
 
 def _cache_mb() -> int:
@@ -593,8 +597,7 @@ class Ledger:
             for seq, eid, body in self.conn.execute(
                 "SELECT seq, event_id, body FROM events ORDER BY seq"
             ):
-                facts = facts_of(parse_event(orjson.loads(body)))
-                batch.derive(seq, eid, facts, void=eid in voided)
+                batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
                 n += 1
             batch.flush()
             self.conn.execute("COMMIT")
@@ -1043,7 +1046,7 @@ class _Batch:
         ).fetchone()
         if row is None:
             return None
-        return facts_of(parse_event(orjson.loads(row[0]))), bool(row[1])
+        return _stored_facts(row[0]), bool(row[1])
 
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
@@ -1150,7 +1153,7 @@ class _Batch:
         ).fetchall()
         st: LotState | None = None
         for eid, body, role in rows:
-            st = fold(st, lot, role, facts_of(parse_event(orjson.loads(body))), eid)
+            st = fold(st, lot, role, _stored_facts(body), eid)
         if st is not None and not self.rebuilding and (broken := check_refolded(st)):
             raise RuleViolation(
                 broken.message, rule=broken.rule, where=self.where, field=broken.field

@@ -89,8 +89,8 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStre
 
     With ``parallel``, ``read`` runs in a child process forked now (before
     the caller opens a write transaction), and the hooks are called here as
-    the child reports. Without it, or where ``fork`` is not available, it runs
-    here, one event at a time.
+    the child reports. Without it, on one core, or where ``fork`` is not
+    available, it runs here, one event at a time.
 
     >>> from lottrace.events import parse_event
     >>> ev = parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
@@ -99,7 +99,8 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStre
     >>> [p.where for p in prepared_events(lambda h: [("a.jsonl:1", ev)], hooks, parallel=True)]
     ['a.jsonl:1']
     """
-    if not parallel or "fork" not in multiprocessing.get_all_start_methods():
+    one_core = (os.cpu_count() or 1) < 2
+    if not parallel or one_core or "fork" not in multiprocessing.get_all_start_methods():
         return PreparedStream(prepare(where, ev) for where, ev in read(hooks))
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
