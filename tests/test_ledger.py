@@ -354,3 +354,52 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
         maintained = led.derived_snapshot()
         led.rebuild()
         assert led.derived_snapshot() == maintained
+
+
+def test_a_batch_makes_no_reference_cycles(tmp_path: Path) -> None:
+    """append turns the cyclic garbage collector off for its batch: only safe while this holds."""
+    import gc
+
+    from lottrace.generate import write_jsonl
+    from lottrace.pipeline import Hooks, prepared_events
+
+    season = tmp_path / "s.jsonl"
+    write_jsonl(season, 40, seed=4)
+    events = list(iter_events(season))
+    hooks = Hooks(print, print, lambda n: None)
+    with (
+        Ledger.create(tmp_path / "a.db") as a,
+        Ledger.create(tmp_path / "b.db") as b,
+        Ledger.create(tmp_path / "c.db") as c,
+    ):
+        stream = prepared_events(lambda h: events, hooks, parallel=True)
+        c.append(batch(*chain()))
+        export_id = c.lot_events("M1")[-1].event_id
+        gc.collect()
+        gc.disable()
+        try:
+            a.append(events[: len(events) // 2])
+            a.append(events)  # half of them duplicates
+            b.append_prepared(stream)  # through the reader process
+            c.append(batch(correction(export_id, day=61)))  # a void and a refold
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+            stream.close()
+        assert c.lot("M1") is not None and c.lot("M1").drawn_kg == 0  # the refold happened
+
+
+def test_the_collector_is_as_it_was_after_a_batch(ledger: Ledger) -> None:
+    import gc
+
+    ledger.append(batch(*chain()))
+    assert gc.isenabled()
+    with pytest.raises(RuleViolation, match="already exists"):
+        ledger.append(batch(harvest("H1", 3)))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        ledger.append(batch(harvest("H7", 70)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,99 @@ def test_closing_a_stream_never_read_stops_the_reader_process() -> None:
     stream.close()
     assert not multiprocessing.active_children()
     stream.close()  # twice is fine
+
+
+# --------------------------------------------------------------------------- ids the reader looked up
+
+
+def _hooks() -> Hooks:
+    return Hooks(print, print, lambda n: None)
+
+
+def _recorded_head(path: Path) -> str:
+    with Ledger(path) as ledger:
+        return str(ledger.meta("head"))
+
+
+def test_the_reader_marks_ids_that_are_neither_in_the_ledger_nor_earlier_in_the_input(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "l.db"
+    old = _events(2)  # L0 and L1: harvest and drying each
+    with Ledger.create(db) as ledger:
+        ledger.append(old[:2])
+    head = _recorded_head(db)
+    assert head.startswith("2 ")
+    new = _events(3)[4:]  # L2's two events
+    stream = [old[0], old[2], new[0], old[2], new[1], new[0]]
+    items = list(prepared_events(lambda h: stream, _hooks(), parallel=True, ledger=db))
+    # in the ledger, new, new, met before, new, met before
+    assert [p.absent_at for p in items] == [None, head, head, None, head, None]
+    assert [p.eid for p in items] == [prepare(w, ev).eid for w, ev in stream]
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(items))
+        assert (report.added, report.duplicates) == (3, 3)
+        ledger.verify()
+
+
+def test_an_empty_ledger_and_a_missing_one(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=db))
+    assert {p.absent_at for p in items} == {_recorded_head(db)}
+    nowhere = tmp_path / "none.db"
+    items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=nowhere))
+    assert {p.absent_at for p in items} == {None}
+    assert not nowhere.exists()  # the reader opens it read-only: it creates nothing
+    con = sqlite3.connect(db)  # out of WAL mode, a reader's lock would stall the writer
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=db))
+    assert {p.absent_at for p in items} == {None}
+
+
+def test_marks_go_stale_when_another_batch_comes_in_first(tmp_path: Path) -> None:
+    """Without the head check the writer would trust marks made before another batch."""
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    events = _events(300)
+    stream = prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db)
+    first = next(stream)  # the reader has looked up every id (one message) at the empty head
+    assert first.absent_at == _recorded_head(db)
+    with Ledger(db) as other:  # another import adds some of the same events meanwhile
+        assert other.append(events[100:400]).added == 300
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(itertools.chain([first], stream))
+        assert (report.added, report.duplicates) == (300, 300)
+        assert ledger.stats()["events"] == 600
+        ledger.verify()
+
+
+def test_a_filter_that_always_says_maybe_changes_nothing_but_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lottrace import pipeline
+
+    season = tmp_path / "season.jsonl"
+    lines = season.read_text().splitlines() if write_jsonl(season, 40, seed=5) else []
+    season.write_text("\n".join(lines + lines[::7]) + "\n")  # some events twice
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 50)  # the writer soon forgets its own ids
+    reports = []
+    for bits in (26, 3):  # 2**3 bits: after a few ids, every id "may have been met"
+        monkeypatch.setattr(pipeline._SeenBefore, "BITS", bits)
+        r = _import(season, tmp_path / f"{bits}.db", 0, monkeypatch)
+        assert r.exit_code == 0, r.output
+        reports.append(json.loads(r.stdout))
+    serial = _import(season, tmp_path / "serial.db", 10**12, monkeypatch)
+    reports.append(json.loads(serial.stdout))
+    for rep in reports:
+        del rep["head"]
+    assert reports[0] == reports[1] == reports[2]
+    assert reports[0]["duplicates"] == len(lines[::7])
+    with Ledger(tmp_path / "26.db") as a, Ledger(tmp_path / "3.db") as b:
+        assert a.derived_snapshot() == b.derived_snapshot()
+    monkeypatch.setattr("lottrace.cli.PARALLEL_BYTES", 0)
+    again = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "26.db"), "import", "--json", str(season)]
+    )
+    assert json.loads(again.stdout)["added"] == 0

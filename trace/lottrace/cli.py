@@ -190,53 +190,54 @@ def import_(
     def note(message: str) -> None:
         click.echo(f"note: {message}", err=True)
 
-    with _open(ctx) as ledger:
-        total = sum(p.stat().st_size for p in files if p.is_file())
-        show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
-        with (
-            click.progressbar(length=total, label="importing", file=sys.stderr)
-            if show_bar
-            else _NoBar() as bar
-        ):
+    total = sum(p.stat().st_size for p in files if p.is_file())
+    show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
+    with (
+        click.progressbar(length=total, label="importing", file=sys.stderr)
+        if show_bar
+        else _NoBar() as bar
+    ):
 
-            def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
-                for path in files:
-                    yield from iter_events(
-                        path,
-                        default_type=default_type,
-                        encoding=encoding,
-                        delimiter=delimiter,
-                        progress=hooks.progress,
-                        on_error=hooks.on_error,
-                        on_note=hooks.on_note,
-                    )
-
-            hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
-            # forks now, before the batch's transaction begins
-            prepared = prepared_events(read, hooks, parallel=total >= PARALLEL_BYTES)
-
-            def events() -> Iterator[Any]:
-                for item in prepared:
-                    if not bad:  # after a bad row, only look for more bad rows
-                        yield item
-                if bad:  # raised inside the batch, so nothing is written
-                    _reject_bad_rows(bad)
-
-            stream = events()
-            try:
-                report = ledger.append_prepared(stream)
-            except RuleViolation as exc:  # rolled back; list the other bad rows with it
-                bad.append(exc)
-                for _ in stream:
-                    pass
-                if len(bad) == 1:
-                    raise
-                order = {str(p): i for i, p in enumerate(files)}
-                _reject_bad_rows(
-                    sorted(bad, key=lambda e: _where_key(getattr(e, "where", ""), order))
+        def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
+            for path in files:
+                yield from iter_events(
+                    path,
+                    default_type=default_type,
+                    encoding=encoding,
+                    delimiter=delimiter,
+                    progress=hooks.progress,
+                    on_error=hooks.on_error,
+                    on_note=hooks.on_note,
                 )
-            finally:
-                prepared.close()  # the reader process, even if the batch never began
+
+        hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
+        # Forks now: before the batch's transaction begins, and before this
+        # process opens the ledger, which the reader process looks ids up in.
+        prepared = prepared_events(
+            read, hooks, parallel=total >= PARALLEL_BYTES, ledger=ctx.obj["db"]
+        )
+
+        def events() -> Iterator[Any]:
+            for item in prepared:
+                if not bad:  # after a bad row, only look for more bad rows
+                    yield item
+            if bad:  # raised inside the batch, so nothing is written
+                _reject_bad_rows(bad)
+
+        stream = events()
+        try:
+            with _open(ctx) as ledger:
+                report = ledger.append_prepared(stream)
+        except RuleViolation as exc:  # rolled back; list the other bad rows with it
+            bad.append(exc)
+            for _ in stream:
+                pass
+            if len(bad) == 1:
+                raise
+            order = {str(p): i for i, p in enumerate(files)}
+            _reject_bad_rows(sorted(bad, key=lambda e: _where_key(getattr(e, "where", ""), order)))
+        finally:
+            prepared.close()  # the reader process, even if the batch never began
     _print_report(report, as_json)
 
 

@@ -22,6 +22,7 @@ Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import multiprocessing
@@ -60,6 +61,7 @@ __all__ = [
     "Prepared",
     "RuleWarning",
     "StoredEvent",
+    "StoredIds",
     "VerifyReport",
     "prepare",
 ]
@@ -260,12 +262,65 @@ class Prepared(NamedTuple):
     body: str  #: canonical JSON
     eid: str  #: sha256 of the body
     facts: Facts
+    #: The recorded head (``seq hash``) of a ledger that did not hold this id, if
+    #: the id was not met earlier in the input either (:class:`StoredIds`); a
+    #: batch that starts from that head then need not look the id up.
+    absent_at: str | None = None
 
 
 def prepare(where: str, ev: EventBase) -> Prepared:
     """The :class:`Prepared` form of a validated event."""
     body = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev))
+
+
+def _stored_among(conn: sqlite3.Connection, eids: list[str]) -> set[str]:
+    """Which of ``eids`` the log holds (one indexed look-up each, in one query)."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT event_id FROM json_each(?) j CROSS JOIN events e ON e.event_id = j.value",
+            [orjson.dumps(eids).decode()],
+        )
+    }
+
+
+class StoredIds:
+    """Which event ids a ledger holds, as of its recorded head, for another process.
+
+    An import reads its input in a second process (:mod:`lottrace.pipeline`),
+    which opens one of these after it forks, in its own read-only connection
+    that stays on one snapshot. It marks each event whose id is neither in the
+    ledger nor earlier in the input with :attr:`head` (``Prepared.absent_at``),
+    so the writer does not look those ids up again. The writer trusts a mark
+    only if its batch starts from that same head: a batch that another
+    process added in between makes every mark stale, and every id is looked up.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+        try:
+            # Outside WAL mode this reader's lock would stall the writer's commit.
+            wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            self._conn.execute("BEGIN")  # one snapshot for the head and every look-up
+            row = self._conn.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        except sqlite3.Error:
+            self._conn.close()
+            raise
+        if row is None or not wal:
+            self._conn.close()
+            why = "is not in WAL mode" if not wal else "has no recorded head (an old schema)"
+            raise LedgerError(f"{path} {why}")
+        #: The recorded head, ``seq hash``, as :meth:`Ledger.append_prepared` compares it.
+        self.head: str = row[0]
+        self._empty = self.head.startswith("0 ")
+
+    def among(self, eids: list[str]) -> set[str]:
+        """Which of ``eids`` the ledger held at :attr:`head`."""
+        return set() if self._empty else _stored_among(self._conn, eids)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _stored_facts(body: str | bytes) -> Facts:
@@ -534,6 +589,11 @@ class Ledger:
         self._begin()
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size=-{cache_kib}")
+        # A batch makes no reference cycles (tests/test_ledger.py checks), so the
+        # cyclic collector has nothing to find; its full passes over the cached
+        # lot states and buffered rows took a tenth of a large import.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             batch = _Batch(self, report, now)
             if (batch.seq, batch.prev) != self._recorded_head():
@@ -569,6 +629,8 @@ class Ledger:
                 self.conn.execute("ROLLBACK")
             raise
         finally:
+            if collecting:
+                gc.enable()
             self.conn.execute(f"PRAGMA cache_size={int(cache)}")
         return report
 
@@ -1020,6 +1082,7 @@ class _Batch:
         self.rebuilding = rebuilding
         self.where = ""
         self.seq, self.prev = ledger.head()
+        self.start = f"{self.seq} {self.prev}"  #: the head it starts from, as meta records it
         self.states: dict[str, LotState | None] = {}
         self.dirty: set[str] = set()
         self.pending_ids: dict[str, tuple[Facts, bool]] = {}
@@ -1050,15 +1113,14 @@ class _Batch:
 
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
-        ids = [p.eid for p in chunk]
-        stored = {
-            r[0]
-            for r in self.conn.execute(
-                "SELECT event_id FROM json_each(?) j CROSS JOIN events e ON e.event_id = j.value",
-                [orjson.dumps(ids).decode()],
-            )
-        }
-        codes = {lot for p in chunk for lot, _role in lots_of(p.facts)} - self.states.keys()
+        # The reader process found some ids neither in the ledger as of the head
+        # this batch starts from nor earlier in the input: those need no look-up.
+        start = self.start
+        ask = [p.eid for p in chunk if p.absent_at != start]
+        stored = _stored_among(self.conn, ask) if ask else set()
+        # Not ``set - self.states.keys()``: that walks every cached state.
+        states = self.states
+        codes = {lot for p in chunk for lot, _role in lots_of(p.facts) if lot not in states}
         if codes:
             found = self.ledger.lots_states(codes)
             for code in codes:
@@ -1070,7 +1132,7 @@ class _Batch:
 
     def add(self, p: Prepared, stored: bool) -> None:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
-        where, body, eid, ev = p
+        where, body, eid, ev, _absent_at = p
         if stored or eid in self.pending_ids:
             self.report.duplicates += 1
             return

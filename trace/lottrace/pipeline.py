@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +32,7 @@ from typing import Any
 
 from .errors import InvalidEvent, LottraceError
 from .events import EventBase
-from .ledger import Prepared, prepare
+from .ledger import Prepared, StoredIds, prepare
 from .rules import Facts
 
 __all__ = ["Hooks", "PreparedStream", "prepared_events"]
@@ -84,13 +85,20 @@ class PreparedStream(Iterator[Prepared]):
             self._child.join()
 
 
-def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStream:
+def prepared_events(
+    read: Read, hooks: Hooks, *, parallel: bool, ledger: str | os.PathLike[str] | None = None
+) -> PreparedStream:
     """The events ``read(hooks)`` yields, prepared for :meth:`Ledger.append_prepared`.
 
     With ``parallel``, ``read`` runs in a child process forked now (before
     the caller opens a write transaction), and the hooks are called here as
     the child reports. Without it, on one core, or where ``fork`` is not
     available, it runs here, one event at a time.
+
+    Given the ``ledger`` the events go to, the child also looks their ids up
+    in it (:class:`~lottrace.ledger.StoredIds`), so the writer need not. Call
+    this before this process opens that ledger: an SQLite connection, or
+    SQLite's record of one, must not cross a fork.
 
     >>> from lottrace.events import parse_event
     >>> ev = parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
@@ -105,7 +113,7 @@ def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStre
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     _widen(sender)
-    child = ctx.Process(target=_child, args=(read, sender, receiver), daemon=True)
+    child = ctx.Process(target=_child, args=(read, sender, receiver, ledger), daemon=True)
     try:
         child.start()
     finally:
@@ -137,8 +145,8 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
                 ) from None
             for op, value in ops:
                 if op == _ITEM:
-                    where, body, eid, facts = value
-                    yield Prepared(where, body, eid, new_facts(Facts, facts))
+                    where, body, eid, facts, absent_at = value
+                    yield Prepared(where, body, eid, new_facts(Facts, facts), absent_at)
                 elif op == _PROGRESS:
                     hooks.progress(value)
                 elif op == _BAD:
@@ -156,7 +164,48 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
         child.join()
 
 
-def _child(read: Read, sender: Any, receiver: Any) -> None:
+class _SeenBefore:
+    """Event ids met earlier in the input, in fixed memory: a Bloom filter of 2**26 bits.
+
+    :meth:`add` may answer "maybe" for an id never met, the more often the
+    longer the input (about 1 in 12,000 ids after a million, 1 in 10 after 14
+    million), and the writer then looks that id up as it would anyway. It
+    never answers "no" for an id that was met.
+
+    >>> seen = _SeenBefore()
+    >>> seen.add("8c" * 32), seen.add("8c" * 32)
+    (False, True)
+    """
+
+    BITS = 26
+
+    def __init__(self) -> None:
+        self._bits = bytearray(1 << (self.BITS - 3))
+        self._mask = (1 << self.BITS) - 1
+
+    def add(self, eid: str) -> bool:
+        """Remember ``eid``; whether it may have been met before."""
+        h, mask, bits, met = int(eid[:24], 16), self._mask, self._bits, True
+        for pos in (h & mask, (h >> 26) & mask, (h >> 52) & mask):  # an id is a sha256: random
+            byte, bit = pos >> 3, 1 << (pos & 7)
+            if not bits[byte] & bit:
+                bits[byte] |= bit
+                met = False
+        return met
+
+
+def _stored_ids(ledger: str | os.PathLike[str] | None) -> StoredIds | None:
+    if ledger is None:
+        return None
+    try:
+        return StoredIds(ledger)
+    except (LottraceError, sqlite3.Error):  # no ledger there yet, or an old one: the writer asks
+        return None
+
+
+def _child(
+    read: Read, sender: Any, receiver: Any, ledger: str | os.PathLike[str] | None = None
+) -> None:
     """In the child: read, prepare and send, in order, then an end mark (or the error).
 
     The child closes its copy of the parent's end of the pipe first, so that
@@ -166,6 +215,10 @@ def _child(read: Read, sender: Any, receiver: Any) -> None:
     receiver.close()
     gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
+    items: list[int] = []  # where this message's events are in ops
+    look = [_stored_ids(ledger)]  # None once closed, or if it cannot be read
+    head = look[0].head if look[0] is not None else None
+    seen = _SeenBefore()
     # A thread writes to the pipe, so the reading goes on while the parent is busy
     # (writing a chunk to SQLite, say) instead of waiting for it to take one batch.
     outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
@@ -182,7 +235,24 @@ def _child(read: Read, sender: Any, receiver: Any) -> None:
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
 
+    def mark() -> None:
+        """Give each event of this message the head its id was absent at, or None."""
+        there = None
+        if look[0] is not None and items:
+            try:
+                there = look[0].among([ops[i][1][2] for i in items])
+            except sqlite3.Error:  # the writer looks the ids up instead
+                look[0] = None
+        for i in items:
+            item = ops[i][1]
+            # Every id, in order, or a later copy of one could pass as new.
+            met = seen.add(item[2]) if head is not None else True
+            new = there is not None and not met and item[2] not in there
+            ops[i] = (_ITEM, (*item, head if new else None))
+        items.clear()
+
     def send() -> None:
+        mark()
         outbox.put(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
         ops.clear()
 
@@ -199,12 +269,20 @@ def _child(read: Read, sender: Any, receiver: Any) -> None:
     try:
         for n, (where, ev) in enumerate(read(hooks), 1):
             p = prepare(where, ev)
+            items.append(len(ops))
             ops.append((_ITEM, (p.where, p.body, p.eid, tuple(p.facts))))
             if n % _BATCH == 0:
                 send()
+        mark()
         ops.append((_END, None))
     except BaseException as exc:  # raised in the parent, after the events before it
         ops.append((_RAISE, _portable(exc)))
+    finally:
+        # Before the end mark goes out, so the writer's commit need not wait for
+        # this snapshot to let the log's new pages into the file.
+        if look[0] is not None:
+            look[0].close()
+            look[0] = None
     send()
     outbox.put(None)
     writer.join()
