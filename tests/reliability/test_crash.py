@@ -143,9 +143,11 @@ def test_import_killed_at_random_moments(big_import: BigImport, tmp_path: Path) 
     kills: list[dict[str, Any]] = []
     on_commit_slots = set(rng.sample(range(IMPORT_KILLS), ON_COMMIT_KILLS))
     attempts = 0
-    while len(kills) < IMPORT_KILLS:
+    # Kill until at least half the kills landed mid-batch: how many land before
+    # the first write depends on the machine's speed and load (3 or 4 of 12 here).
+    while len(kills) < IMPORT_KILLS or outcomes["mid_batch"] < IMPORT_KILLS // 2:
         attempts += 1
-        assert attempts < 3 * IMPORT_KILLS, "the import kept finishing before the kill"
+        assert attempts < 4 * IMPORT_KILLS, f"too few kills landed mid-batch: {outcomes}"
         wait_commit = len(kills) in on_commit_slots
         kill = kill_during(
             cmd,
@@ -305,9 +307,9 @@ def test_rebuild_killed_at_random_moments(big_import: BigImport, tmp_path: Path)
     outcomes: Counter[str] = Counter()
     kills: list[dict[str, Any]] = []
     attempts = 0
-    while len(kills) < REBUILD_KILLS:
+    while len(kills) < REBUILD_KILLS or outcomes["mid_batch"] < REBUILD_KILLS // 2:
         attempts += 1
-        assert attempts < 3 * REBUILD_KILLS, "rebuild kept finishing before the kill"
+        assert attempts < 4 * REBUILD_KILLS, f"too few kills landed mid-batch: {outcomes}"
         kill = kill_during(lottrace_cmd(db, "rebuild"), db, delay=rng.uniform(0.05, 1.0) * estimate)
         n = _check_opens_and_verifies(db)
         assert n == len(content)
