@@ -371,6 +371,7 @@ def test_a_batch_makes_no_reference_cycles(tmp_path: Path) -> None:
         Ledger.create(tmp_path / "a.db") as a,
         Ledger.create(tmp_path / "b.db") as b,
         Ledger.create(tmp_path / "c.db") as c,
+        Ledger.create(tmp_path / "d.db") as d,
     ):
         stream = prepared_events(lambda h: events, hooks, parallel=True)
         c.append(batch(*chain()))
@@ -382,6 +383,7 @@ def test_a_batch_makes_no_reference_cycles(tmp_path: Path) -> None:
             a.append(events)  # half of them duplicates
             b.append_prepared(stream)  # through the reader process
             c.append(batch(correction(export_id, day=61)))  # a void and a refold
+            d.append(iter_events(season))  # read and validated inside the batch
             assert gc.collect() == 0
         finally:
             gc.enable()

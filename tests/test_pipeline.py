@@ -195,6 +195,37 @@ def _recorded_head(path: Path) -> str:
         return str(ledger.meta("head"))
 
 
+@pytest.fixture(autouse=True)
+def _child_always_looks_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child looks ids up only while it is ahead of the parent: here, always."""
+    monkeypatch.setattr("lottrace.pipeline._AHEAD", 0)
+
+
+def test_a_child_behind_the_parent_leaves_the_look_ups_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lottrace.pipeline._AHEAD", 10**9)  # never ahead
+    db = tmp_path / "l.db"
+    events = _events(3)
+    with Ledger.create(db) as ledger:
+        ledger.append(events[:2])
+    items = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    assert _marks(items) == [None] * 6  # marked, but for the writer to look up
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(items))
+        assert (report.added, report.duplicates) == (4, 2)
+    for x in ("", "-wal", "-shm"):
+        Path(f"{db}{x}").unlink(missing_ok=True)
+    Ledger.create(db).close()  # an empty ledger: every look-up is free, so it is made
+    items = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    assert _marks(items) == [True] * 6
+
+
+def _marks(items: list[Any]) -> list[Any]:
+    """new (True), in the ledger (False), maybe earlier in the input (None), or "unmarked"."""
+    return [p.mark[2] if p.mark else "unmarked" for p in items]
+
+
 def test_the_reader_marks_ids_that_are_neither_in_the_ledger_nor_earlier_in_the_input(
     tmp_path: Path,
 ) -> None:
@@ -208,7 +239,10 @@ def test_the_reader_marks_ids_that_are_neither_in_the_ledger_nor_earlier_in_the_
     stream = [old[0], old[2], new[0], old[2], new[1], new[0]]
     items = list(prepared_events(lambda h: stream, _hooks(), parallel=True, ledger=db))
     # in the ledger, new, new, met before, new, met before
-    assert [p.absent_at for p in items] == [None, head, head, None, head, None]
+    assert _marks(items) == [False, True, True, None, True, None]
+    readers = {p.mark[0] for p in items}
+    assert len(readers) == 1 and readers.pop().startswith(head + " ")
+    assert [p.mark[1] for p in items] == list(range(6))
     assert [p.eid for p in items] == [prepare(w, ev).eid for w, ev in stream]
     with Ledger(db) as ledger:
         report = ledger.append_prepared(iter(items))
@@ -216,20 +250,69 @@ def test_the_reader_marks_ids_that_are_neither_in_the_ledger_nor_earlier_in_the_
         ledger.verify()
 
 
-def test_an_empty_ledger_and_a_missing_one(tmp_path: Path) -> None:
+def test_an_empty_ledger_a_missing_one_and_one_not_in_wal_mode(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     Ledger.create(db).close()
     items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=db))
-    assert {p.absent_at for p in items} == {_recorded_head(db)}
+    assert _marks(items) == [True] * 4
     nowhere = tmp_path / "none.db"
     items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=nowhere))
-    assert {p.absent_at for p in items} == {None}
+    assert _marks(items) == ["unmarked"] * 4
     assert not nowhere.exists()  # the reader opens it read-only: it creates nothing
     con = sqlite3.connect(db)  # out of WAL mode, a reader's lock would stall the writer
     con.execute("PRAGMA journal_mode=DELETE")
     con.close()
     items = list(prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=db))
-    assert {p.absent_at for p in items} == {None}
+    assert _marks(items) == ["unmarked"] * 4
+
+
+def test_a_folder_name_with_uri_characters(tmp_path: Path) -> None:
+    for name in ("q?x", "h#1", "p%41"):
+        (tmp_path / name).mkdir()
+        db = tmp_path / name / "l.db"
+        Ledger.create(db).close()
+        items = list(prepared_events(lambda h: _events(1), _hooks(), parallel=True, ledger=db))
+        assert _marks(items) == [True, True], name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h#1", "p%41", "q?x"]  # no stray files
+
+
+def test_no_look_ups_in_a_ledger_this_process_has_open(tmp_path: Path) -> None:
+    """SQLite's record of a process's connections to a file must not cross a fork."""
+    db = tmp_path / "l.db"
+    with Ledger.create(db) as ledger:
+        stream = prepared_events(lambda h: _events(2), _hooks(), parallel=True, ledger=db)
+        assert _marks(list(stream)) == ["unmarked"] * 4
+        assert (
+            ledger.append_prepared(
+                prepared_events(lambda h: _events(2), _hooks(), parallel=True)
+            ).added
+            == 4
+        )
+    stream = prepared_events(lambda h: _events(3), _hooks(), parallel=True, ledger=db)
+    assert _marks(list(stream)) == [False] * 4 + [True] * 2  # closed again: it looks
+
+
+def test_import_forks_its_reader_before_it_opens_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lottrace import pipeline
+    from lottrace.ledger import open_here
+
+    season = tmp_path / "season.jsonl"
+    write_jsonl(season, 20, seed=2)
+    db = tmp_path / "l.db"
+    calls = []
+    real = pipeline.prepared_events
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        calls.append(open_here(db))
+        stream = real(*args, **kw)
+        return stream
+
+    monkeypatch.setattr(pipeline, "prepared_events", spy)
+    r = _import(season, db, 0, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert calls == [False]
 
 
 def test_marks_go_stale_when_another_batch_comes_in_first(tmp_path: Path) -> None:
@@ -239,13 +322,61 @@ def test_marks_go_stale_when_another_batch_comes_in_first(tmp_path: Path) -> Non
     events = _events(300)
     stream = prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db)
     first = next(stream)  # the reader has looked up every id (one message) at the empty head
-    assert first.absent_at == _recorded_head(db)
+    assert first.mark is not None and first.mark[0].startswith(_recorded_head(db) + " ")
     with Ledger(db) as other:  # another import adds some of the same events meanwhile
         assert other.append(events[100:400]).added == 300
     with Ledger(db) as ledger:
         report = ledger.append_prepared(itertools.chain([first], stream))
         assert (report.added, report.duplicates) == (300, 300)
         assert ledger.stats()["events"] == 600
+        ledger.verify()
+
+
+@pytest.mark.parametrize("how", ["two readers", "one reader's events again"])
+def test_marks_are_trusted_only_for_one_reader_in_its_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A reader's "new" says nothing of another reader's events, nor of its own sent twice."""
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 50)  # the writer soon forgets its own ids
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    events = _events(600)  # more than one look-ahead chunk (1,000) before the copies
+    first = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    if how == "two readers":
+        again = list(prepared_events(lambda h: events[:20], _hooks(), parallel=True, ledger=db))
+        assert _marks(again) == [True] * 20  # each reader alone is right
+    else:
+        again = first[1:20:2]
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(first + again))
+        assert (report.added, report.duplicates) == (1200, len(again))
+        ledger.verify()
+
+
+def test_a_look_up_that_fails_leaves_the_rest_to_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lottrace.ledger import StoredIds
+
+    db = tmp_path / "l.db"
+    events = _events(600)
+    with Ledger.create(db) as ledger:
+        ledger.append(events[:300])
+    real = StoredIds.among
+    calls = [0]
+
+    def among(self: StoredIds, eids: list[str]) -> set[str]:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, eids)
+
+    monkeypatch.setattr(StoredIds, "among", among)  # before the fork: the child inherits it
+    items = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    assert _marks(items) == [False] * 300 + [True] * 200 + ["unmarked"] * 700
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(items))
+        assert (report.added, report.duplicates) == (900, 300)
         ledger.verify()
 
 
@@ -277,3 +408,18 @@ def test_a_filter_that_always_says_maybe_changes_nothing_but_speed(
         cli, ["--db", str(tmp_path / "26.db"), "import", "--json", str(season)]
     )
     assert json.loads(again.stdout)["added"] == 0
+
+
+def test_marks_for_another_ledger_file_at_the_same_path_are_not_trusted(tmp_path: Path) -> None:
+    """A "stored" mark trusted wrongly would drop an event: the head check is what stops it."""
+    db = tmp_path / "l.db"
+    events = _events(2)
+    with Ledger.create(db) as ledger:
+        ledger.append(events)
+    items = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    assert _marks(items) == [False] * 4
+    for x in ("", "-wal", "-shm"):  # the file is replaced by a new, empty ledger
+        Path(f"{db}{x}").unlink(missing_ok=True)
+    with Ledger.create(db) as ledger:
+        report = ledger.append_prepared(iter(items))
+        assert (report.added, report.duplicates) == (4, 0)

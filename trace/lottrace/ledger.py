@@ -30,6 +30,7 @@ import os
 import re
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -262,16 +263,42 @@ class Prepared(NamedTuple):
     body: str  #: canonical JSON
     eid: str  #: sha256 of the body
     facts: Facts
-    #: The recorded head (``seq hash``) of a ledger that did not hold this id, if
-    #: the id was not met earlier in the input either (:class:`StoredIds`); a
-    #: batch that starts from that head then need not look the id up.
-    absent_at: str | None = None
+    #: Set by an import's reader process: ``(reader, n, new)``. ``reader`` names
+    #: the reader and the ledger head it looked ids up at (:class:`StoredIds`),
+    #: ``n`` counts its events, and ``new`` is True if this id was neither in the
+    #: ledger then nor earlier in the reader's input, False if it was in the
+    #: ledger, None if it may have been earlier in the input. A batch trusts
+    #: marks only while all its events so far came from one reader, in its
+    #: order, and that reader looked at the head the batch starts from.
+    mark: tuple[str, int, bool | None] | None = None
 
 
 def prepare(where: str, ev: EventBase) -> Prepared:
     """The :class:`Prepared` form of a validated event."""
     body = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev))
+
+
+#: Ledger files this process has open as a :class:`Ledger`, by (device, inode).
+_OPEN_HERE: Counter[tuple[int, int]] = Counter()
+
+
+def _file_key(path: str | os.PathLike[str]) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def open_here(path: str | os.PathLike[str]) -> bool:
+    """Whether this process has the ledger file at ``path`` open as a :class:`Ledger`."""
+    try:
+        return _OPEN_HERE[_file_key(path)] > 0
+    except OSError:
+        return False
+
+
+def _read_only_uri(path: str | os.PathLike[str]) -> str:
+    """An SQLite URI that opens ``path`` read-only (``?`` or ``#`` in a folder name included)."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
 
 
 def _stored_among(conn: sqlite3.Connection, eids: list[str]) -> set[str]:
@@ -290,15 +317,18 @@ class StoredIds:
 
     An import reads its input in a second process (:mod:`lottrace.pipeline`),
     which opens one of these after it forks, in its own read-only connection
-    that stays on one snapshot. It marks each event whose id is neither in the
-    ledger nor earlier in the input with :attr:`head` (``Prepared.absent_at``),
-    so the writer does not look those ids up again. The writer trusts a mark
-    only if its batch starts from that same head: a batch that another
+    that stays on one snapshot, and marks each event whose id is neither in
+    the ledger nor earlier in the input as new (``Prepared.mark``), so the
+    writer does not look those ids up again. The writer trusts the marks only
+    if its batch starts from this same :attr:`head`: a batch that another
     process added in between makes every mark stale, and every id is looked up.
+    A process must not open one for a file it has open as a :class:`Ledger`
+    (:func:`open_here`): SQLite's record of its locks on a file is shared by
+    the process's connections, and a forked child inherits the parent's.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+        self._conn = sqlite3.connect(_read_only_uri(path), uri=True)
         try:
             # Outside WAL mode this reader's lock would stall the writer's commit.
             wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -313,11 +343,12 @@ class StoredIds:
             raise LedgerError(f"{path} {why}")
         #: The recorded head, ``seq hash``, as :meth:`Ledger.append_prepared` compares it.
         self.head: str = row[0]
-        self._empty = self.head.startswith("0 ")
+        #: Whether the ledger was empty: then :meth:`among` costs nothing.
+        self.empty = self.head.startswith("0 ")
 
     def among(self, eids: list[str]) -> set[str]:
         """Which of ``eids`` the ledger held at :attr:`head`."""
-        return set() if self._empty else _stored_among(self._conn, eids)
+        return set() if self.empty else _stored_among(self._conn, eids)
 
     def close(self) -> None:
         self._conn.close()
@@ -392,7 +423,13 @@ class Ledger:
 
     def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
+            key = _file_key(self.path)
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open {self.path}: {exc}") from None
+        self._file_key: tuple[int, int] | None = key  # see open_here
+        _OPEN_HERE[key] += 1
+        try:
             self.busy_timeout_s = busy_timeout_s
             # Look before touching anything: no PRAGMA that writes (journal
             # mode) runs on a file that is not, or not yet, a lottrace ledger.
@@ -414,10 +451,10 @@ class Ledger:
                 "SELECT value FROM meta WHERE key='ledger_id'"
             ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            self.conn.close()
+            self.close()
             raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
         except LedgerError:
-            self.conn.close()
+            self.close()
             raise
 
     def _migrate(self) -> None:
@@ -433,6 +470,9 @@ class Ledger:
 
     def close(self) -> None:
         self.conn.close()
+        key, self._file_key = getattr(self, "_file_key", None), None
+        if key is not None:
+            _OPEN_HERE[key] -= 1
 
     def __enter__(self) -> Ledger:
         return self
@@ -580,6 +620,8 @@ class Ledger:
 
         The facts are trusted to be those of the body, as :func:`prepare` makes
         them: the rules and the derived tables read the facts, the log stores the body.
+        The cyclic garbage collector is off, for the whole process, until the
+        batch ends.
         """
         now = now or datetime.now(UTC)
         report = AppendReport()
@@ -589,9 +631,11 @@ class Ledger:
         self._begin()
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size=-{cache_kib}")
-        # A batch makes no reference cycles (tests/test_ledger.py checks), so the
-        # cyclic collector has nothing to find; its full passes over the cached
-        # lot states and buffered rows took a tenth of a large import.
+        # Appending makes no reference cycles (tests/test_ledger.py checks), so the
+        # cyclic collector would find nothing; its full passes over the cached lot
+        # states and buffered rows took a tenth of a large import. (A bad row read
+        # in this process leaves its exception's cycle, kept until the batch ends,
+        # as the row's report is.)
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -624,9 +668,11 @@ class Ledger:
                     "UPDATE meta SET value=? WHERE key='head'", [f"{batch.seq} {batch.prev}"]
                 )
             self.conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):  # a constraint of the log: a bug of ours
+                raise IntegrityViolation(f"{self.path}: {exc}; nothing added") from None
             raise
         finally:
             if collecting:
@@ -987,7 +1033,7 @@ class _Checked:
 
 def _verify_range(path: str, lo: int, hi: int, expect: str | None) -> _Checked:
     """Check rows ``lo``..``hi`` in a worker process; the seam before ``lo`` is checked by the caller."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
         cur = conn.execute(_VERIFY_SQL + " WHERE seq BETWEEN ? AND ? ORDER BY seq", [lo, hi])
         return _check_rows(cur, None, lo, expect)
@@ -1083,6 +1129,9 @@ class _Batch:
         self.where = ""
         self.seq, self.prev = ledger.head()
         self.start = f"{self.seq} {self.prev}"  #: the head it starts from, as meta records it
+        self.trust = True  # see _marked
+        self.reader: str | None = None
+        self.last_n = -1
         self.states: dict[str, LotState | None] = {}
         self.dirty: set[str] = set()
         self.pending_ids: dict[str, tuple[Facts, bool]] = {}
@@ -1113,11 +1162,16 @@ class _Batch:
 
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
-        # The reader process found some ids neither in the ledger as of the head
-        # this batch starts from nor earlier in the input: those need no look-up.
-        start = self.start
-        ask = [p.eid for p in chunk if p.absent_at != start]
-        stored = _stored_among(self.conn, ask) if ask else set()
+        # Ids the reader process marked new or stored need no look-up (Prepared.mark).
+        ask, stored = [], set()
+        for p in chunk:
+            new = self._marked(p.mark)
+            if new is None:
+                ask.append(p.eid)
+            elif not new:
+                stored.add(p.eid)
+        if ask:
+            stored |= _stored_among(self.conn, ask)
         # Not ``set - self.states.keys()``: that walks every cached state.
         states = self.states
         codes = {lot for p in chunk for lot, _role in lots_of(p.facts) if lot not in states}
@@ -1130,9 +1184,29 @@ class _Batch:
             self.add(p, p.eid in stored)
             stored.add(p.eid)
 
+    def _marked(self, mark: tuple[str, int, bool | None] | None) -> bool | None:
+        """What a reader's mark says of an event's id: new (True), stored (False), or None.
+
+        None unless every event of the batch so far came from one reader, in
+        the order it read them (some may be left out), and that reader looked
+        ids up at the head the batch starts from: a reader's "new" says
+        nothing of another reader's events, nor of its own events sent twice.
+        """
+        if not self.trust or mark is None:
+            self.trust = False
+            return None
+        reader, n, new = mark
+        if self.reader is None:  # the batch's first event names its reader
+            self.reader = reader
+            self.trust = reader.startswith(self.start + " ")
+        else:
+            self.trust = reader == self.reader and n > self.last_n
+        self.last_n = n
+        return new if self.trust else None
+
     def add(self, p: Prepared, stored: bool) -> None:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
-        where, body, eid, ev, _absent_at = p
+        where, body, eid, ev, _mark = p
         if stored or eid in self.pending_ids:
             self.report.duplicates += 1
             return
