@@ -443,6 +443,6 @@ def _lineage(
 
 
 def _state_attrs(st: LotState) -> dict[str, Any]:
-    attrs = {name: getattr(st, name) for name in LotState.__slots__ if name != "lot"}
+    attrs = {name: getattr(st, name) for name in LotState._fields if name != "lot"}
     attrs["stage_name"] = _STAGE_NAMES.get(st.stage, str(st.stage))
     return attrs

@@ -34,7 +34,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -187,7 +186,6 @@ def _m003(db: sqlite_utils.Database) -> None:
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
-_state_row = attrgetter(*LotState.__slots__)
 _LOT_COLUMNS = (
     "lot, created_by, stage, first_time, last_time, kg, drawn_kg, "
     "last_qc, last_site, last_event, n_events"
@@ -1174,7 +1172,7 @@ class _Batch:
             stored |= _stored_among(self.conn, ask)
         # Not ``set - self.states.keys()``: that walks every cached state.
         states = self.states
-        codes = {lot for p in chunk for lot, _role in lots_of(p.facts) if lot not in states}
+        codes = {lot for p in chunk for lot, _role in p.facts.lots if lot not in states}
         if codes:
             found = self.ledger.lots_states(codes)
             for code in codes:
@@ -1310,9 +1308,7 @@ class _Batch:
             c.executemany("INSERT INTO voided VALUES (?,?,?,?)", self.void_rows)
         if self.dirty:
             gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
-            live = [
-                _state_row(st) for lot in self.dirty if (st := self.states.get(lot)) is not None
-            ]
+            live = [st for lot in self.dirty if (st := self.states.get(lot)) is not None]
             if gone:
                 c.executemany("DELETE FROM lots WHERE lot=?", gone)
             if live:
