@@ -101,17 +101,20 @@ def _raw_insert(ledger_path: Path, folder: Path) -> tuple[float, int]:
 
 def _rss_kib(pid: int) -> tuple[int, list[int]]:
     """A process's resident memory (KiB) and its children's pids, from /proc (0 if gone)."""
+    rss = 0
     try:
-        rss = 0
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-        kids: list[int] = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            kids.extend(int(k) for k in (task / "children").read_text().split())
-        return rss, kids
     except (OSError, ValueError):
         return 0, []
+    kids: list[int] = []
+    try:  # /proc/PID/task/TID/children needs a kernel built with it
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids.extend(int(k) for k in (task / "children").read_text().split())
+    except (OSError, ValueError):
+        pass
+    return rss, kids
 
 
 def _peak_rss_of_tree(proc: subprocess.Popen[bytes]) -> int:
