@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from lottrace import pipeline
 from lottrace.cli import cli
-from lottrace.errors import InvalidEvent, LottraceError
+from lottrace.errors import InvalidEvent, LedgerError, LottraceError
 from lottrace.events import EventBase, parse_event
 from lottrace.generate import write_jsonl
-from lottrace.ledger import Ledger, prepare
+from lottrace.ledger import Ledger, open_here, prepare
 from lottrace.pipeline import Hooks, prepared_events
 from lottrace.readers import iter_events
 from lottrace.rules import Facts
@@ -52,11 +53,11 @@ def test_a_season_imported_through_the_reader_process_is_the_same_ledger(
         assert b.stats()["events"] == n
 
 
-def _events(n: int) -> list[tuple[str, EventBase]]:
+def _events(n: int, prefix: str = "L") -> list[tuple[str, EventBase]]:
     out: list[tuple[str, EventBase]] = []
     for i in range(n):
-        out.append((f"f.jsonl:{2 * i + 1}", parse_event(harvest(f"L{i}", day=1))))
-        out.append((f"f.jsonl:{2 * i + 2}", parse_event(drying(f"L{i}", day=3))))
+        out.append((f"f.jsonl:{2 * i + 1}", parse_event(harvest(f"{prefix}{i}", day=1))))
+        out.append((f"f.jsonl:{2 * i + 2}", parse_event(drying(f"{prefix}{i}", day=3))))
     return out
 
 
@@ -423,3 +424,108 @@ def test_marks_for_another_ledger_file_at_the_same_path_are_not_trusted(tmp_path
     with Ledger.create(db) as ledger:
         report = ledger.append_prepared(iter(items))
         assert (report.added, report.duplicates) == (4, 0)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lottrace.ledger._LOOKAHEAD", 10)  # copies land in another chunk
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 20)  # and the writer forgets its own ids
+
+
+def test_marks_stay_right_when_the_child_falls_behind_and_catches_up(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    db = tmp_path / "l.db"
+    with Ledger.create(db) as ledger:  # not empty: the child looks up only when ahead
+        ledger.append(_events(1, "Z"))
+    events = _events(300)  # 600 events
+
+    def read(hooks: Hooks) -> Iterator[tuple[str, EventBase]]:
+        pipeline._AHEAD = 10**9  # in the child: not ahead for the first message
+        yield from events[:500]
+        pipeline._AHEAD = 0  # ahead from the second message on
+        yield from events[:100]  # copies of events marked without look-ups
+        yield from events[500:]
+
+    items = list(prepared_events(read, _hooks(), parallel=True, ledger=db))
+    marks = _marks(items)
+    assert marks[:500] == [None] * 500
+    assert marks[500:600] == [None] * 100  # met before, though not looked up then
+    assert marks[600:] == [True] * 100
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(items))
+        assert (report.added, report.duplicates) == (600, 100)
+        ledger.verify()
+
+
+def test_another_readers_events_are_not_trusted_even_with_higher_counts(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    events = _events(50)  # 100
+    filler = _events(50, "F")  # 100
+    a = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    b = list(prepared_events(lambda h: filler + events, _hooks(), parallel=True, ledger=db))
+    assert _marks(b[100:]) == [True] * 100  # right for reader b alone
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(a + b[100:]))
+        assert (report.added, report.duplicates) == (100, 100)
+        ledger.verify()
+
+
+def test_unmarked_events_between_one_readers_events_end_the_trust(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    events = _events(50)  # 100
+    a = list(prepared_events(lambda h: events, _hooks(), parallel=True, ledger=db))
+    here = [prepare(w, ev) for w, ev in events[50:]]  # the same events, prepared here
+    with Ledger(db) as ledger:
+        report = ledger.append_prepared(iter(a[:50] + here + a[50:]))
+        assert (report.added, report.duplicates) == (100, 50)
+        ledger.verify()
+
+
+def test_a_failed_open_leaves_no_count(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    with pytest.raises(LedgerError):
+        Ledger(other)
+    assert not open_here(other)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(LedgerError):
+        Ledger(bad)
+    assert not open_here(bad)
+
+
+def test_a_ledger_not_at_its_recorded_head_gets_no_marks(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with Ledger.create(db) as ledger:
+        ledger.append(_events(2))
+    con = sqlite3.connect(db)  # a row added behind lottrace's back
+    con.execute(
+        "INSERT INTO events SELECT seq + 100, 'f' || substr(event_id, 2), type, time, lot, "
+        "body, prev_hash, hash FROM events WHERE seq = 1"
+    )
+    con.commit()
+    con.close()
+    items = list(prepared_events(lambda h: _events(3), _hooks(), parallel=True, ledger=db))
+    assert _marks(items) == ["unmarked"] * 6
+
+
+def test_a_ledger_dropped_without_close_is_not_counted_open(tmp_path: Path) -> None:
+    import gc
+
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    ledger = Ledger(db)
+    assert open_here(db)
+    ledger.conn.close()
+    del ledger
+    gc.collect()
+    assert not open_here(db)

@@ -80,7 +80,7 @@ class LedgerError(LottraceError):
 
 
 class IntegrityViolation(LottraceError):
-    """The log was changed outside lottrace; ``seq`` is the first bad row."""
+    """The log was changed outside lottrace (or broke one of its constraints); ``seq`` is the first bad row."""
 
     def __init__(self, message: str, *, seq: int | None = None) -> None:
         self.seq = seq

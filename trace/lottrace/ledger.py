@@ -30,6 +30,7 @@ import os
 import re
 import sqlite3
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -265,9 +266,11 @@ class Prepared(NamedTuple):
     #: the reader and the ledger head it looked ids up at (:class:`StoredIds`),
     #: ``n`` counts its events, and ``new`` is True if this id was neither in the
     #: ledger then nor earlier in the reader's input, False if it was in the
-    #: ledger, None if it may have been earlier in the input. A batch trusts
-    #: marks only while all its events so far came from one reader, in its
-    #: order, and that reader looked at the head the batch starts from.
+    #: ledger, None if the reader does not know (it may have been earlier in the
+    #: input, or the reader was behind the writer and left the look-up to it).
+    #: A batch trusts marks only while all its events so far came from one
+    #: reader, in its order, and that reader looked at the head the batch
+    #: starts from.
     mark: tuple[str, int, bool | None] | None = None
 
 
@@ -335,9 +338,20 @@ class StoredIds:
         except sqlite3.Error:
             self._conn.close()
             raise
-        if row is None or not wal:
+        why = ""
+        if not wal:
+            why = "is not in WAL mode"
+        elif row is None:
+            why = "has no recorded head (an old schema)"
+        else:  # a log that is not at its recorded head is for the writer to refuse
+            last = self._conn.execute(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            at = f"{last[0]} {last[1]}" if last else None
+            if row[0] != at and not (at is None and row[0].startswith("0 ")):
+                why = "is not at the head lottrace recorded"
+        if why:
             self._conn.close()
-            why = "is not in WAL mode" if not wal else "has no recorded head (an old schema)"
             raise LedgerError(f"{path} {why}")
         #: The recorded head, ``seq hash``, as :meth:`Ledger.append_prepared` compares it.
         self.head: str = row[0]
@@ -425,8 +439,8 @@ class Ledger:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open {self.path}: {exc}") from None
-        self._file_key: tuple[int, int] | None = key  # see open_here
-        _OPEN_HERE[key] += 1
+        _OPEN_HERE[key] += 1  # see open_here; released by close() or, failing that, by GC
+        self._release = weakref.finalize(self, _OPEN_HERE.subtract, [key])
         try:
             self.busy_timeout_s = busy_timeout_s
             # Look before touching anything: no PRAGMA that writes (journal
@@ -451,7 +465,7 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             self.close()
             raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
-        except LedgerError:
+        except BaseException:
             self.close()
             raise
 
@@ -468,9 +482,7 @@ class Ledger:
 
     def close(self) -> None:
         self.conn.close()
-        key, self._file_key = getattr(self, "_file_key", None), None
-        if key is not None:
-            _OPEN_HERE[key] -= 1
+        self._release()  # once: a finalizer runs at most once
 
     def __enter__(self) -> Ledger:
         return self
@@ -669,8 +681,11 @@ class Ledger:
         except BaseException as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):  # a constraint of the log: a bug of ours
-                raise IntegrityViolation(f"{self.path}: {exc}; nothing added") from None
+            if isinstance(exc, sqlite3.IntegrityError):  # a constraint of the log
+                raise IntegrityViolation(
+                    f"{self.path}: {exc}; nothing added (a bug in lottrace, or the "
+                    "ledger's tables were changed outside it: run 'lottrace verify')"
+                ) from None
             raise
         finally:
             if collecting:

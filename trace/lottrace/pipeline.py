@@ -18,6 +18,7 @@ nothing is committed until the whole batch is in, nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -257,6 +258,8 @@ def _child(
                 there = stored.among([ops[i][1][2] for i in items]) if ahead else set()
             except sqlite3.Error:  # the writer looks the ids up instead
                 look[0] = None
+                with contextlib.suppress(sqlite3.Error):
+                    stored.close()
             else:
                 n = counted[0]
                 for i in items:
