@@ -297,6 +297,11 @@ def open_here(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _head_text(seq: int, head: str) -> str:
+    """A head as ``meta`` records it (``seq hash``), and as the reader's marks name it."""
+    return f"{seq} {head}"
+
+
 def _read_only_uri(path: str | os.PathLike[str]) -> str:
     """An SQLite URI that opens ``path`` read-only (``?`` or ``#`` in a folder name included)."""
     return Path(path).absolute().as_uri() + "?mode=ro"
@@ -347,7 +352,7 @@ class StoredIds:
             last = self._conn.execute(
                 "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
-            at = f"{last[0]} {last[1]}" if last else None
+            at = _head_text(*last) if last else None
             if row[0] != at and not (at is None and row[0].startswith("0 ")):
                 why = "is not at the head lottrace recorded"
         if why:
@@ -675,7 +680,7 @@ class Ledger:
             report.head = batch.prev
             if report.added:
                 self.conn.execute(
-                    "UPDATE meta SET value=? WHERE key='head'", [f"{batch.seq} {batch.prev}"]
+                    "UPDATE meta SET value=? WHERE key='head'", [_head_text(batch.seq, batch.prev)]
                 )
             self.conn.execute("COMMIT")
         except BaseException as exc:
@@ -1141,7 +1146,7 @@ class _Batch:
         self.rebuilding = rebuilding
         self.where = ""
         self.seq, self.prev = ledger.head()
-        self.start = f"{self.seq} {self.prev}"  #: the head it starts from, as meta records it
+        self.start = _head_text(self.seq, self.prev)  #: the head it starts from
         self.trust = True  # see _marked
         self.reader: str | None = None
         self.last_n = -1

@@ -225,11 +225,11 @@ def _child(
     gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
     items: list[int] = []  # where this message's events are in ops
-    look = [_stored_ids(ledger)]  # None once closed, or if it cannot be read
+    stored = _stored_ids(ledger)  # None once closed, or if it cannot be read
     # This reader's name in its marks: the head it looks ids up at, and a nonce.
-    reader = f"{look[0].head} {os.urandom(8).hex()}" if look[0] is not None else None
-    seen = _SeenBefore()
-    counted = [0]  # events marked so far
+    reader = f"{stored.head} {os.urandom(8).hex()}" if stored is not None else None
+    seen = _SeenBefore() if stored is not None else None
+    counted = 0  # events marked so far
     # A thread writes to the pipe, so the reading goes on while the parent is busy
     # (writing a chunk to SQLite, say) instead of waiting for it to take one batch.
     outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
@@ -248,30 +248,30 @@ def _child(
 
     def mark() -> None:
         """Give each event of this message its mark (see ``Prepared.mark``), or None."""
-        marked: list[tuple[str, int, bool | None] | None] = []
-        stored = look[0]
-        if stored is not None and reader is not None and items:
+        nonlocal stored, counted
+        marked: list[tuple[str, int, bool | None] | None] = [None] * len(items)
+        if stored is not None and reader is not None and seen is not None and items:
             # Look ids up only while ahead of the parent: when it waits for this
             # process (many duplicates, say), it is quicker at them.
             ahead = stored.empty or outbox.qsize() >= _AHEAD
             try:
                 there = stored.among([ops[i][1][2] for i in items]) if ahead else set()
             except sqlite3.Error:  # the writer looks the ids up instead
-                look[0] = None
                 with contextlib.suppress(sqlite3.Error):
                     stored.close()
+                stored = None
             else:
-                n = counted[0]
-                for i in items:
+                for k, i in enumerate(items):
                     eid = ops[i][1][2]
                     # Every id, in order, or a later copy of one could pass as new.
                     met = seen.add(eid)
-                    new = None if not ahead else False if eid in there else None if met else True
-                    marked.append((reader, n, new))
-                    n += 1
-                counted[0] = n
-        if not marked:
-            marked = [None] * len(items)
+                    new: bool | None = None  # unknown: the writer looks it up
+                    if ahead and eid in there:
+                        new = False
+                    elif ahead and not met:
+                        new = True
+                    marked[k] = (reader, counted + k, new)
+                counted += len(items)
         for i, m in zip(items, marked, strict=True):  # all at once: no half-marked message
             ops[i] = (_ITEM, (*ops[i][1], m))
         items.clear()
@@ -305,9 +305,9 @@ def _child(
     finally:
         # Before the end mark goes out, so the writer's commit need not wait for
         # this snapshot to let the log's new pages into the file.
-        if look[0] is not None:
-            look[0].close()
-            look[0] = None
+        if stored is not None:
+            stored.close()
+            stored = None
     send()
     outbox.put(None)
     writer.join()
