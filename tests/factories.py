@@ -107,3 +107,60 @@ def chain() -> list[dict[str, Any]]:
         mill(40, [("G1", 300)], [("M1", 200, "Grade 1"), ("M2", 30, "Grade 2")], rejects_kg=10),
         export("M1", 60, 200),
     ]
+
+
+# --------------------------------------------------------------------------- foreign (EPCIS) events
+
+
+def foreign(event: dict[str, Any], *, hash_id: str | None = None) -> dict[str, Any]:
+    """A ``type: epcis`` record as ``lottrace epcis import`` stores one (its real hash id)."""
+    from lottrace.epcis_hash import event_hash_id
+
+    return {
+        "type": "epcis",
+        "time": event["eventTime"],
+        "site": event.get("bizLocation", {}).get("id", "epcis:unknown"),
+        "hash_id": hash_id or event_hash_id(event, {}),
+        "event": event,
+    }
+
+
+def transformation(
+    day: int, ins: list[tuple[str, float | None]], outs: list[str]
+) -> dict[str, Any]:
+    """An EPCIS TransformationEvent: input classes (kg in KGM, or None for unstated) to outputs."""
+
+    def qty(lot: str, kg: float | None) -> dict[str, Any]:
+        return {"epcClass": lot, "quantity": kg, "uom": "KGM"} if kg else {"epcClass": lot}
+
+    return {
+        "type": "TransformationEvent",
+        "eventTime": t(day),
+        "eventTimeZoneOffset": "-05:00",
+        "inputQuantityList": [qty(lot, kg) for lot, kg in ins],
+        "outputQuantityList": [{"epcClass": o} for o in outs],
+        "bizLocation": {"id": "urn:epc:id:sgln:0000000.00000.1"},
+    }
+
+
+def observe(day: int, lot: str, kg: float) -> dict[str, Any]:
+    """An EPCIS ObjectEvent OBSERVE stating ``kg`` of class ``lot``."""
+    return {
+        "type": "ObjectEvent",
+        "action": "OBSERVE",
+        "eventTime": t(day),
+        "eventTimeZoneOffset": "-05:00",
+        "quantityList": [{"epcClass": lot, "quantity": kg, "uom": "KGM"}],
+    }
+
+
+def aggregate(day: int, parent: str, children: list[str]) -> dict[str, Any]:
+    """An EPCIS AggregationEvent ADD of ``children`` into ``parent``."""
+    return {
+        "type": "AggregationEvent",
+        "action": "ADD",
+        "eventTime": t(day),
+        "eventTimeZoneOffset": "-05:00",
+        "parentID": parent,
+        "childEPCs": children,
+    }

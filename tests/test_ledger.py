@@ -234,6 +234,7 @@ def test_migrations_are_recorded(ledger: Ledger) -> None:
         ("lottrace", "001_log_and_derived_tables"),
         ("lottrace", "002_head_in_meta"),
         ("lottrace", "003_drop_seq_indexes"),
+        ("lottrace", "004_lot_base_kg"),
     ]
 
 
@@ -251,6 +252,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "001_log_and_derived_tables",
             "002_head_in_meta",
             "003_drop_seq_indexes",
+            "004_lot_base_kg",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -354,6 +356,27 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
         maintained = led.derived_snapshot()
         led.rebuild()
         assert led.derived_snapshot() == maintained
+
+
+def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
+    """Migration 004 adds lots.base_kg and folds the log again, in one transaction."""
+    path = tmp_path / "old.db"
+    with Ledger.create(path) as led:
+        led.append(batch(harvest("H1"), drying("H1", 10, 200), drying("H1", 11, 196)))
+        led.append(batch(drying("H1", 12, 199)))
+        expected = led.derived_snapshot()
+    con = sqlite3.connect(path)  # as a ledger made before migration 004 was
+    con.execute("ALTER TABLE lots DROP COLUMN base_kg")
+    con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = '004_lot_base_kg'")
+    con.commit()
+    con.close()
+    with Ledger(path) as led:
+        st = led.lot("H1")
+        assert st is not None and st.base_kg == 196 and st.kg == 199
+        assert led.derived_snapshot() == expected
+        with pytest.raises(RuleViolation, match="weight-gain"):
+            led.append(batch(drying("H1", 13, 201)))  # 2.6 % over the lowest, 196 kg
 
 
 def test_a_batch_makes_no_reference_cycles(tmp_path: Path) -> None:

@@ -11,7 +11,20 @@ from lottrace.events import event_id, parse_event
 from lottrace.ledger import Ledger
 from lottrace.rules import RULES, WARNINGS
 
-from factories import batch, chain, correction, drying, export, harvest, mill, qc, t
+from factories import (
+    aggregate,
+    batch,
+    chain,
+    correction,
+    drying,
+    export,
+    foreign,
+    harvest,
+    mill,
+    qc,
+    t,
+    transformation,
+)
 
 
 @pytest.fixture
@@ -86,6 +99,27 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         correction(event_id(parse_event(BASE[1]))),  # drying created nothing
         correction(event_id(parse_event(BASE[0]))),  # harvest H1 has a drying after it
         "corrects",
+    ),
+    "weight-unstated": (
+        BASE,
+        foreign(transformation(20, [("H1", 100.0)], ["urn:x:roasted-1"])),
+        foreign(transformation(20, [("H1", None)], ["urn:x:roasted-1"])),
+        "inputs[0]",
+    ),
+    "epcis-hash": (
+        BASE,
+        foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"])),
+        foreign(
+            aggregate(20, "urn:x:pallet", ["urn:x:box"]),
+            hash_id="ni:///sha-256;" + "1" * 64 + "?ver=CBV2.0",
+        ),
+        "hash_id",
+    ),
+    "lineage-cycle": (
+        [foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"]))],
+        foreign(aggregate(21, "urn:x:pallet", ["urn:x:box-2"])),
+        foreign(aggregate(21, "urn:x:box", ["urn:x:pallet"])),
+        "lot",
     ),
 }
 

@@ -79,6 +79,8 @@ TABLES: dict[str, JSON] = {
             "last_site": "Where its latest event happened.",
             "last_event": "event_id of its latest event.",
             "n_events": "How many events name it.",
+            "base_kg": "The lowest weight ever stated for it (0 for a foreign id never weighed): "
+            "a restatement may exceed it by the 2 % scale tolerance.",
         },
         "label_column": "lot",
         "facets": ["last_qc", "stage"],
@@ -159,12 +161,16 @@ _RANKED = """ranked AS (
   FROM window_legs
 )"""
 
-_UPSTREAM = """WITH RECURSIVE up(lot, share, depth) AS (
-  SELECT :lot, 1.0, 0
+# Each walk carries the lots on its path (between ASCII record separators, which
+# no id holds) and never steps onto one of them again: a ledger holding a lineage
+# cycle (written before lottrace refused them) gets an answer, not an endless query.
+_UPSTREAM = """WITH RECURSIVE up(lot, share, depth, path) AS (
+  SELECT :lot, 1.0, 0, char(30) || :lot || char(30)
   UNION ALL
   SELECT l.src, up.share * l.kg / (SELECT SUM(t.kg) FROM links t WHERE t.dst = l.dst),
-         up.depth + 1
+         up.depth + 1, up.path || l.src || char(30)
   FROM up JOIN links l ON l.dst = up.lot
+  WHERE instr(up.path, char(30) || l.src || char(30)) = 0
 )
 SELECT up.lot, MIN(up.depth) AS depth,
        CASE lots.stage {stage_names} END AS stage,
@@ -182,10 +188,12 @@ ORDER BY depth, share DESC, up.lot""".replace(
     "{stage_names}", " ".join(f"WHEN {n} THEN '{name}'" for name, n in STAGE_ORDER.items())
 )
 
-_DOWNSTREAM = """WITH RECURSIVE down(lot, depth) AS (
-  SELECT :lot, 0
+_DOWNSTREAM = """WITH RECURSIVE down(lot, depth, path) AS (
+  SELECT :lot, 0, char(30) || :lot || char(30)
   UNION
-  SELECT l.dst, down.depth + 1 FROM down JOIN links l ON l.src = down.lot
+  SELECT l.dst, down.depth + 1, down.path || l.dst || char(30)
+  FROM down JOIN links l ON l.src = down.lot
+  WHERE instr(down.path, char(30) || l.dst || char(30)) = 0
 )
 SELECT down.lot, MIN(down.depth) AS depth, lots.kg, lots.kg - lots.drawn_kg AS kg_left,
        lots.last_site,

@@ -600,13 +600,28 @@ def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> di
 
 
 def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBase]]:
-    """``(where, event)`` for every event of a checked document, in document order.
+    """``(where, event)`` for every event of a checked document, in the order to append them.
 
     Events lottrace exported (``lt:type``) become coffee events again; an
     event with an errorDeclaration that carries ``lt:site`` becomes a
     correction of the event it repeats. Every other event is an
     :class:`~lottrace.events.EpcisEvent`.
+
+    A partner's document may list its events in any order (EPCIS capture
+    does not order them), while the ledger's rules read a lot's events in
+    time order: its events are appended in time order (a transformation
+    listed after the shipping of what it made still comes first), events at
+    the same instant in document order. A document holding lottrace's own
+    events is a log exported in log order, which corrections depend on, and
+    keeps it.
     """
+    events = list(_in_document(doc, name))
+    if all(isinstance(ev, EpcisEvent) for _where, ev in events):
+        events.sort(key=lambda item: item[1].time)
+    return iter(events)
+
+
+def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBase]]:
     context: dict[str, str] = {}
     body = doc["epcisBody"]
     results = body.get("queryResults") or {}

@@ -477,7 +477,8 @@ _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "ou
 class EpcisEvent(EventBase):
     """An event from a foreign EPCIS 2.0 document, kept as it came (see ``epcis.py``).
 
-    The coffee rules do not apply to it; its lot lineage joins the graph:
+    It obeys the same rules as every event on every lot it names (a first
+    sight of an id creates that lot; ``rules.check``); its lot lineage joins the graph:
     a TransformationEvent's inputs flow into its outputs, and an
     AggregationEvent ADD's children into its parent (an AssociationEvent
     ties a device or asset to an object, not material, so it makes no link).
@@ -523,7 +524,18 @@ class EpcisEvent(EventBase):
                     return float(item["quantity"])
         return None
 
+    @property
+    def declares_error(self) -> bool:
+        """Whether it is an error declaration: it says an event was wrong, not what happened.
+
+        Such an event carries no lineage and states no weights; it is kept
+        in the log, and its corrective events carry what did happen.
+        """
+        return "errorDeclaration" in self.event
+
     def _flow(self) -> tuple[list[str], list[str]]:
+        if self.declares_error:
+            return [], []
         kind = self.event.get("type")
         if kind == "TransformationEvent":
             ins = self._ids("inputEPCList", "inputQuantityList")
@@ -553,11 +565,30 @@ class EpcisEvent(EventBase):
 
     def kg_for(self, lot: str) -> float | None:
         """The kg the event states for ``lot`` in any quantity list (KGM only)."""
-        return self._kg(lot, *_QUANTITY_LISTS)
+        return None if self.declares_error else self._kg(lot, *_QUANTITY_LISTS)
+
+    @property
+    def adds_to(self) -> tuple[str, ...]:
+        """The formed ids it may add to when they exist: an AggregationEvent ADD's parent.
+
+        A pallet (or container) is aggregated again and again; any other
+        event that forms an existing lot is refused (``lot-exists``).
+        """
+        if self.event.get("type") == "AggregationEvent":
+            return tuple(lot for lot, _kg in self.formed)
+        return ()
+
+    @property
+    def unstated(self) -> tuple[str, ...]:
+        """The input ids it draws without stating their kg (no quantity in KGM)."""
+        fields = ("inputQuantityList", "childQuantityList")
+        return tuple(i.lot for i in self.drawn if self._kg(i.lot, *fields) is None)
 
     @property
     def touched(self) -> tuple[str, ...]:
         """Every id the event names: EPCs, classes, parents, children, inputs, outputs."""
+        if self.declares_error:
+            return ()
         return tuple(
             self._ids(
                 "epcList",

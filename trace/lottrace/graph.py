@@ -47,6 +47,7 @@ from fractions import Fraction
 from math import gcd
 from typing import Any
 
+from .errors import IntegrityViolation
 from .events import STAGE_ORDER
 from .ledger import Ledger, StoredEvent
 from .rules import FOREIGN_STAGE, LotState
@@ -355,7 +356,19 @@ def source_shares(inputs: dict[str, dict[str, float]], lot: str) -> dict[str, tu
             waiting[u] -= 1
             if waiting[u] == 0:
                 ready.append(u)
+    if any(waiting.values()):  # lots that never became ready lie on or behind a cycle
+        raise _cycle_error(sorted(u for u, n in waiting.items() if n), [])
     return sources
+
+
+def _cycle_error(lots: list[str], events: list[str]) -> IntegrityViolation:
+    """A lineage cycle found by a walk: a ledger written before lottrace refused them."""
+    named = f" (events {', '.join(e[:12] + '...' for e in events)})" if events else ""
+    shown = ", ".join(lots[:6]) + (" ..." if len(lots) > 6 else "")
+    return IntegrityViolation(
+        f"the ledger holds a lineage cycle through lots {shown}{named}, written before "
+        "lottrace refused cycles; void one of its events with a correction"
+    )
 
 
 def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
@@ -428,6 +441,10 @@ def _lineage(
             data["seqs"].append(seq)
         else:
             G.add_edge(src, dst, kg=kg, seqs=[seq], time=t)
+    if not nx.is_directed_acyclic_graph(G):
+        cycle = nx.find_cycle(G)
+        seqs = sorted({q for u, v, *_ in cycle for q in G.edges[u, v]["seqs"]})
+        raise _cycle_error(sorted({u for u, *_ in cycle}), ledger.event_ids_at(seqs))
     for code, st in ledger.lots_states(G.nodes).items():
         G.nodes[code].update(_state_attrs(st))
     if direction == "up":  # every link into an ancestor is an edge of G

@@ -51,7 +51,7 @@ from .errors import (
     UnknownEvent,
     UnknownLot,
 )
-from .events import EventBase, canonical_json, event_id, parse_event
+from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event
 from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of
 
 __all__ = [
@@ -82,28 +82,41 @@ _LOOKAHEAD = 1000
 
 #: Schema migrations, in order. ``sqlite_utils`` (which pulls in numpy) is
 #: imported only when one is pending, so opening an up-to-date ledger stays cheap.
-MIGRATION_NAMES = ("001_log_and_derived_tables", "002_head_in_meta", "003_drop_seq_indexes")
+MIGRATION_NAMES = (
+    "001_log_and_derived_tables",
+    "002_head_in_meta",
+    "003_drop_seq_indexes",
+    "004_lot_base_kg",
+)
+#: Migrations after which the derived tables are folded again from the log
+#: (in the same transaction), because what a fold computes changed.
+_REFOLD_AFTER = {"004_lot_base_kg"}
 
 
 def _migrations() -> Any:
     import sqlite_utils
 
     migrations = sqlite_utils.Migrations("lottrace")
-    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002, _m003), strict=True):
+    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002, _m003, _m004), strict=True):
         migrations(name=name)(fn)
     return migrations
 
 
-def _pending(conn: sqlite3.Connection) -> bool:
-    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
+def _applied(conn: sqlite3.Connection) -> set[str]:
+    """The names of our migrations recorded in ``_sqlite_migrations``."""
     if not conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
     ).fetchone():
-        return True
+        return set()
     done = conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace'"
     ).fetchall()
-    return not set(MIGRATION_NAMES) <= {r[0] for r in done}
+    return {r[0] for r in done}
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
+    return not set(MIGRATION_NAMES) <= _applied(conn)
 
 
 #: The log's table as the first migration creates it (bench/run.py builds
@@ -186,10 +199,17 @@ def _m003(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS links_seq")
 
 
+def _m004(db: sqlite_utils.Database) -> None:
+    # The lowest weight stated for each lot: restatements are measured against
+    # it, not the last one. Filled by the refold that follows (_REFOLD_AFTER),
+    # which also applies the rules' new fold of foreign events.
+    db.execute("ALTER TABLE lots ADD COLUMN base_kg REAL NOT NULL DEFAULT 0")
+
+
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
 _LOT_COLUMNS = (
     "lot, created_by, stage, first_time, last_time, kg, drawn_kg, "
-    "last_qc, last_site, last_event, n_events"
+    "last_qc, last_site, last_event, n_events, base_kg"
 )
 
 
@@ -275,9 +295,34 @@ class Prepared(NamedTuple):
 
 
 def prepare(where: str, ev: EventBase) -> Prepared:
-    """The :class:`Prepared` form of a validated event."""
+    """The :class:`Prepared` form of a validated event, the one door into the log.
+
+    A foreign EPCIS event's ``hash_id`` is recomputed here: one that is not
+    the event's CBV 2.0 Event Hash ID is refused (rule ``epcis-hash``).
+    """
+    if isinstance(ev, EpcisEvent):
+        _check_hash_id(where, ev)
     body = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev))
+
+
+def _check_hash_id(where: str, ev: EpcisEvent) -> None:
+    from .epcis_hash import event_hash_id
+
+    try:
+        computed = event_hash_id(ev.event, ev.context)
+    except ValueError as exc:
+        raise RuleViolation(
+            f"its Event Hash ID cannot be computed: {exc}", rule="epcis-hash", where=where,
+            field="event",
+        ) from None
+    if computed != ev.hash_id:
+        raise RuleViolation(
+            f"hash_id {ev.hash_id} is not the event's Event Hash ID {computed}",
+            rule="epcis-hash",
+            where=where,
+            field="hash_id",
+        )
 
 
 #: Ledger files this process has open as a :class:`Ledger`, by (device, inode).
@@ -479,7 +524,13 @@ class Ledger:
         try:
             import sqlite_utils
 
+            done = _applied(self.conn)
             _migrations().apply(sqlite_utils.Database(self.conn))
+            if "001_log_and_derived_tables" in done and _REFOLD_AFTER - done:
+                self._ledger_id = self.conn.execute(
+                    "SELECT value FROM meta WHERE key='ledger_id'"
+                ).fetchone()[0]
+                self._refold_all()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -713,24 +764,27 @@ class Ledger:
         """Drop the derived tables' rows and fold the whole log again, atomically."""
         self._begin()
         try:
-            for t in DERIVED_TABLES:
-                self.conn.execute(f"DELETE FROM {t}")
-            voided = dict(self._scan_corrections())
-            report = AppendReport()
-            batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
-            n = 0
-            # Streamed: a cursor on the log while the batch writes the derived tables.
-            for seq, eid, body in self.conn.execute(
-                "SELECT seq, event_id, body FROM events ORDER BY seq"
-            ):
-                batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
-                n += 1
-            batch.flush()
+            n = self._refold_all()
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
+        return n
+
+    def _refold_all(self) -> int:
+        """Inside a write transaction: empty the derived tables and fold the log into them."""
+        for t in DERIVED_TABLES:
+            self.conn.execute(f"DELETE FROM {t}")
+        voided = dict(self._scan_corrections())
+        report = AppendReport()
+        batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
+        n = 0
+        # Streamed: a cursor on the log while the batch writes the derived tables.
+        for seq, eid, body in self.conn.execute("SELECT seq, event_id, body FROM events ORDER BY seq"):
+            batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
+            n += 1
+        batch.flush()
         return n
 
     def _scan_corrections(self) -> Iterator[tuple[str, str]]:
@@ -866,6 +920,33 @@ class Ledger:
         else:
             raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
         return self.conn.execute(sql, [code]).fetchall()
+
+    def link_path(self, src: str, dst: str) -> list[str] | None:
+        """The ids of the events whose links lead from lot ``src`` down to ``dst``, or None.
+
+        One path, the first found breadth-first, in the order the coffee flows.
+        """
+        parent: dict[str, tuple[str, int]] = {}
+        for s, d, _kg, seq, _t in self.lineage_links(src, direction="down"):
+            parent.setdefault(d, (s, seq))
+        if dst not in parent or dst == src:
+            return None
+        seqs, lot, seen = [], dst, set()
+        while lot != src and lot not in seen:
+            seen.add(lot)
+            lot, seq = parent[lot]
+            seqs.append(seq)
+        return self.event_ids_at(list(reversed(seqs)))
+
+    def event_ids_at(self, seqs: list[int]) -> list[str]:
+        """The event ids of the rows ``seqs``, in that order."""
+        rows = dict(
+            self.conn.execute(
+                "SELECT seq, event_id FROM json_each(?) j JOIN events ON seq = j.value",
+                [orjson.dumps(seqs).decode()],
+            ).fetchall()
+        )
+        return [rows[q] for q in seqs]
 
     def ancestor_link_kgs(self, code: str) -> list[tuple[str, str, float]]:
         """``(src, dst, kg)`` for every link into ``code`` or into one of its ancestors.
@@ -1178,6 +1259,15 @@ class _Batch:
             return None
         return _stored_facts(row[0]), bool(row[1])
 
+    def voided(self, code: str) -> bool:
+        self.flush()
+        return self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone() is not None
+
+    def path(self, src: str, dst: str) -> list[str] | None:
+        # Rare (an aggregation into an existing parent): write what is pending, then walk.
+        self.flush()
+        return self.ledger.link_path(src, dst)
+
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
         # Ids the reader process marked new or stored need no look-up (Prepared.mark).
@@ -1333,7 +1423,7 @@ class _Batch:
                 c.executemany("DELETE FROM lots WHERE lot=?", gone)
             if live:
                 c.executemany(
-                    f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     live,
                 )
         self.event_rows.clear()

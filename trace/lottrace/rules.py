@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from .events import STAGE_ORDER, DryMill, EventBase
+from .events import STAGE_ORDER, DryMill, EpcisEvent, EventBase
 
 __all__ = [
     "FOREIGN_STAGE",
@@ -44,11 +44,14 @@ RULES: dict[str, str] = {
     "lot-exists": "a lot is created once: by a harvest, as an input-formed lot, or as a mill output",
     "lot-unknown": "an event on, or drawing from, a lot that was never created is rejected",
     "input-invalid": "an event cannot draw from its own lot or list one input lot twice",
-    "time-order": "a lot's events do not go backwards in time",
+    "time-order": "a lot's events do not go backwards in time (events on a foreign id may "
+    "arrive in any order, as EPCIS capture allows; not on a coffee lot)",
     "time-future": "no event lies in the future (five minutes of clock skew allowed)",
     "stage-order": "a lot's own events do not go backwards in stage order",
-    "weight-consumed": "the kg drawn from a lot by later inputs and exports cannot exceed what it had",
-    "weight-gain": "transformation outputs cannot weigh more than their inputs (2 % scale tolerance)",
+    "weight-consumed": "the kg drawn from a lot by later inputs and exports cannot exceed what it had "
+    "(a foreign id's, weighed on other parties' scales, by at most the 2 % scale tolerance)",
+    "weight-gain": "transformation outputs cannot weigh more than their inputs, and a lot "
+    "restated cannot weigh more than the lowest weight stated for it (2 % scale tolerance)",
     "rejected-lot": "a lot whose last QC result is 'rejected' or 'hold' cannot flow into another lot "
     "or be exported until a later QC accepts it",
     "stage-skip": "the dry mill takes only dried parchment (a lot past drying), and only green "
@@ -58,6 +61,11 @@ RULES: dict[str, str] = {
     "and is not itself a correction",
     "correction-orphans": "an event that created a lot can only be voided once nothing "
     "else refers to that lot (void the later events first, newest first)",
+    "weight-unstated": "a foreign (EPCIS) event that draws from a weighed lot states the kg it "
+    "draws (a quantity in KGM)",
+    "lineage-cycle": "no lot flows, through any chain of events, into a lot it came from",
+    "epcis-hash": "a foreign (EPCIS) event's hash_id is its CBV 2.0 Event Hash ID, recomputed "
+    "on append",
 }
 
 #: Findings that are reported but do not block.
@@ -125,6 +133,10 @@ class LotState(NamedTuple):
     last_site: str
     last_event: str  #: event id of its latest event
     n_events: int  #: non-void events that involve it, including draws
+    #: The lowest weight ever stated for it (0 for a foreign id never weighed):
+    #: a restatement may exceed this by the scale tolerance, never the last one,
+    #: so small gains cannot creep up restatement after restatement.
+    base_kg: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +156,14 @@ class View(Protocol):
 
     def event(self, event_id: str) -> tuple[Facts, bool] | None:
         """The facts of the event with this id and whether it is void, or None."""
+        ...
+
+    def path(self, src: str, dst: str) -> list[str] | None:
+        """The ids of the events whose links lead from lot ``src`` to lot ``dst``, or None."""
+        ...
+
+    def voided(self, code: str) -> bool:
+        """Whether an event naming lot ``code`` was voided by a correction."""
         ...
 
 
@@ -178,6 +198,10 @@ class Facts(NamedTuple):
     corrects: str | None  #: a correction's target
     reason: str | None  #: a correction's reason
     lots: tuple[tuple[str, str], ...]  #: every (lot, role): see :func:`lots_of`
+    #: EPCIS events: formed lots it may add to if they exist (an aggregation's parent)
+    adds_to: tuple[str, ...] = ()
+    #: EPCIS events: input lots it draws without stating their kg
+    unstated: tuple[str, ...] = ()
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -196,8 +220,11 @@ def facts_of(ev: EventBase) -> Facts:
     formed, subject, touched = ev.formed, ev.subject, ev.touched
     lots = _lots_of(drawn, formed, subject, touched)
     stated: tuple[tuple[str, float | None], ...] = ()
-    if ev.type == "epcis":
+    adds_to: tuple[str, ...] = ()
+    unstated: tuple[str, ...] = ()
+    if isinstance(ev, EpcisEvent):
         stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
+        adds_to, unstated = ev.adds_to, ev.unstated
     return Facts(
         ev.type,
         time_key(ev.time),
@@ -220,6 +247,8 @@ def facts_of(ev: EventBase) -> Facts:
         get("corrects"),
         get("reason"),
         lots,
+        adds_to,
+        unstated,
     )
 
 
@@ -264,11 +293,15 @@ def _future_key(now: datetime) -> str:
 
 
 def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
-    """All rule findings (errors and warnings) for appending ``ev`` to ``view``."""
+    """All rule findings (errors and warnings) for appending ``ev`` to ``view``.
+
+    Every event goes through here, whatever its type or source: a foreign
+    EPCIS event obeys the same rules as a coffee event on every lot it names
+    (see ``docs/rules.md``); only a first sight of a foreign id creates it.
+    """
     if ev.type == "correction":
         return _check_correction(ev, view, now)
-    if ev.type == "epcis":  # foreign EPCIS events: the coffee rules do not apply
-        return []
+    foreign = ev.type == "epcis"
     found: list[Finding] = []
     t = ev.time
     if t > _future_key(now):
@@ -277,7 +310,13 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     stage = ev.stage
 
     for code in formed:
-        if view.lot(code) is not None:
+        st = view.lot(code)
+        if st is None:
+            continue
+        if code in ev.adds_to and st.stage == FOREIGN_STAGE:  # more children into a parent
+            found.extend(_check_time(st, t, ev, "lot"))
+            found.extend(_check_cycle(code, ev, view))
+        else:
             found.append(Finding("lot-exists", f"lot {code} already exists", "lot"))
 
     seen: set[str] = set()
@@ -292,7 +331,12 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
         seen.add(code)
         st = view.lot(code)
         if st is None:
-            found.append(Finding("lot-unknown", f"input lot {code} was never created", field))
+            # A foreign id is a lot from the first event that names it, but not a
+            # lot whose creation was voided: that would bring it back.
+            if not foreign or view.voided(code):
+                found.append(
+                    Finding("lot-unknown", f"input lot {code} {_absent(code, view)}", field)
+                )
             continue
         found.extend(_check_time(st, t, ev, field))
         found.extend(_check_skip(st, ev, field))
@@ -302,6 +346,15 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
                     "stage-order",
                     f"input lot {code} is already at {STAGE_NAMES[st.stage]}; "
                     f"a {ev.type} cannot draw from it",
+                    field,
+                )
+            )
+        if code in ev.unstated and _weighed(st):
+            found.append(
+                Finding(
+                    "weight-unstated",
+                    f"input lot {code} weighs {_kg_text(st.kg)} kg; a foreign event drawing "
+                    "from it must state the kg it draws (a quantity in KGM)",
                     field,
                 )
             )
@@ -334,9 +387,52 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
             elif kg is not None:
                 found.extend(_check_restate(st, kg, ev))
 
-    found.extend(_check_mass_balance(ev, formed))
+    if foreign:  # the other ids it names: observed, packed, shipped ...
+        stated = dict(ev.stated)
+        for code, role in ev.lots:
+            if role != "subject":
+                continue
+            if (st := view.lot(code)) is None:
+                if view.voided(code):
+                    found.append(
+                        Finding("lot-unknown", f"lot {code} {_absent(code, view)}", "event")
+                    )
+                continue
+            found.extend(_check_time(st, t, ev, "event"))
+            if (kg := stated.get(code)) is not None:
+                found.extend(_check_restate(st, kg, ev))
+
+    found.extend(_check_mass_balance(ev, formed, view))
     found.extend(_warnings(ev, view))
     return found
+
+
+def _absent(code: str, view: View) -> str:
+    if view.voided(code):
+        return "was voided by a correction; it no longer exists"
+    return "was never created"
+
+
+def _weighed(st: LotState) -> bool:
+    """Whether the lot's weight is known: every coffee lot, and a foreign id once stated."""
+    return st.stage != FOREIGN_STAGE or st.base_kg > 0
+
+
+def _check_cycle(code: str, ev: Facts, view: View) -> list[Finding]:
+    """Adding inputs to an existing lot: none of them may already come from it."""
+    for src, _kg in ev.drawn:
+        events = view.path(code, src)
+        if events is not None:
+            named = ", ".join(e[:12] + "..." for e in events)
+            return [
+                Finding(
+                    "lineage-cycle",
+                    f"lot {src} already comes from lot {code} (events {named}); "
+                    f"it cannot flow into {code}",
+                    "lot",
+                )
+            ]
+    return []
 
 
 def _check_skip(st: LotState, ev: Facts, field: str) -> list[Finding]:
@@ -354,7 +450,8 @@ def _check_skip(st: LotState, ev: Facts, field: str) -> list[Finding]:
 
 
 def _check_time(st: LotState, t: str, ev: Facts, field: str) -> list[Finding]:
-    if t < st.last_time:
+    # EPCIS capture allows a partner's events on its own ids to arrive in any order.
+    if t < st.last_time and not (st.stage == FOREIGN_STAGE and ev.type == "epcis"):
         return [
             Finding(
                 "time-order",
@@ -378,7 +475,10 @@ def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Fin
             )
         )
     left = st.kg - st.drawn_kg
-    if kg > left + 1e-6 * max(1.0, st.kg):
+    # A foreign lot's weights come from several parties' scales: the scale
+    # tolerance applies to what is left of it. A coffee lot's kg are its own.
+    slack = (_WEIGHT_TOLERANCE - 1) * st.kg if st.stage == FOREIGN_STAGE else 1e-6 * max(1.0, st.kg)
+    if _weighed(st) and kg > left + slack:
         found.append(
             Finding(
                 "weight-consumed",
@@ -391,11 +491,13 @@ def _check_draw(st: LotState, kg: float, lot_field: str, field: str) -> list[Fin
 
 
 def _check_restate(st: LotState, kg: float, ev: Facts) -> list[Finding]:
-    if kg > st.kg * _WEIGHT_TOLERANCE:
+    base = st.base_kg
+    if base > 0 and kg > base * _WEIGHT_TOLERANCE:
+        was = "weighed" if base == st.kg else "has weighed as little as"
         return [
             Finding(
                 "weight-gain",
-                f"lot {st.lot} weighed {_kg_text(st.kg)} kg; a {ev.type} of {_kg_text(kg)} kg "
+                f"lot {st.lot} {was} {_kg_text(base)} kg; a {ev.type} of {_kg_text(kg)} kg "
                 "would make coffee out of nothing",
                 "kg",
             )
@@ -412,9 +514,15 @@ def _check_restate(st: LotState, kg: float, ev: Facts) -> list[Finding]:
     return []
 
 
-def _check_mass_balance(ev: Facts, formed: dict[str, float | None]) -> list[Finding]:
+def _check_mass_balance(ev: Facts, formed: dict[str, float | None], view: View) -> list[Finding]:
     if not ev.drawn:
         return []
+    if ev.type == "epcis":
+        # Coffee does not gain weight; a partner's fish farm does. So a foreign event
+        # is held to it when it draws coffee, and when both sides are weighed.
+        coffee = any((st := view.lot(lot)) and st.stage != FOREIGN_STAGE for lot, _ in ev.drawn)
+        if not coffee or ev.unstated or None in formed.values():
+            return []
     total_in = sum(kg for _lot, kg in ev.drawn)
     if ev.outputs_kg is not None:  # a dry mill: graded outputs plus what it removed
         out = ev.outputs_kg + (ev.rejects_kg or 0.0)
@@ -530,18 +638,24 @@ def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> Lo
     """
     t = ev.time
     stage = ev.stage
-    if role == "output":
+    if role == "output" and (state is None or ev.type != "epcis"):
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
         if stage is None:
             stage = FOREIGN_STAGE if ev.type == "epcis" else 0
-        return LotState(lot, eid, stage, t, t, kg, shipped, ev.result, ev.site, eid, 1)
+        return LotState(lot, eid, stage, t, t, kg, shipped, ev.result, ev.site, eid, 1, kg)
     if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
-        state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0)
+        state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0, 0.0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
-        drawn = next(kg for code, kg in ev.drawn if code == lot)
+        # A foreign draw of no stated kg links with weight 1 (for shares) but takes no
+        # kg; an aggregation packs its children into the parent, which holds them:
+        # what it names must be there (rules.check), but nothing is used up.
+        if ev.adds_to or lot in ev.unstated:
+            drawn = 0.0
+        else:
+            drawn = next(kg for code, kg in ev.drawn if code == lot)
         return LotState(
             state.lot,
             state.created_by,
@@ -554,13 +668,18 @@ def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> Lo
             state.last_site,
             eid,
             state.n_events + 1,
+            state.base_kg,
         )
-    stated: float | None = dict(ev.stated).get(lot) if ev.type == "epcis" else ev.kg
-    new_kg, drawn_kg = state.kg, state.drawn_kg
+    # The lot's own event, or (role "output" of an EPCIS aggregation) more children into it.
+    stated: float | None = None
+    if role != "output":
+        stated = dict(ev.stated).get(lot) if ev.type == "epcis" else ev.kg
+    new_kg, drawn_kg, base_kg = state.kg, state.drawn_kg, state.base_kg
     if ev.type == "export" and stated is not None:
         drawn_kg += stated
     elif stated is not None:
         new_kg = stated
+        base_kg = min(base_kg, stated) if base_kg > 0 else stated
     return LotState(  # dataclasses.replace() is several times slower
         state.lot,
         state.created_by,
@@ -573,4 +692,5 @@ def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> Lo
         ev.site,
         eid,
         state.n_events + 1,
+        base_kg,
     )
