@@ -34,11 +34,15 @@ def test_events_table_rejects_update_and_delete(ledger: Ledger) -> None:
 
 
 def _tamper(path: Path, *sql: str) -> None:
+    """Edit the file as a knowing tamperer would: the append-only triggers dropped, then put back."""
     con = sqlite3.connect(path)
+    guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     con.execute("DROP TRIGGER IF EXISTS events_no_update")
     con.execute("DROP TRIGGER IF EXISTS events_no_delete")
     for s in sql:
         con.execute(s)
+    for (guard,) in guards:
+        con.execute(guard)
     con.commit()
     con.close()
 
@@ -83,7 +87,10 @@ def test_verify_expect_detects_truncated_tail(ledger: Ledger) -> None:
         ledger.path,
         "UPDATE meta SET value = '6 ' || (SELECT hash FROM events WHERE seq=6) WHERE key='head'",
     )
-    ledger.verify()  # ... but one who also rewrites meta leaves a shorter, valid chain ...
+    with pytest.raises(IntegrityViolation, match="derived table lots: row lot=M1 differs"):
+        ledger.verify()  # ... and the derived tables still hold the row cut off ...
+    ledger.rebuild()
+    ledger.verify()  # ... but one who also rewrites meta and rebuilds leaves a valid chain ...
     with pytest.raises(IntegrityViolation, match="never reached the expected head"):
         ledger.verify(expect=anchor)  # ... but not one that reaches the anchor
 
@@ -240,9 +247,11 @@ def test_migrations_are_recorded(ledger: Ledger) -> None:
 def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     Ledger.create(path).close()
-    con = sqlite3.connect(path)
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '002_head_in_meta'")
+    con = sqlite3.connect(path)  # as a ledger made before migration 002 was
+    con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
     con.execute("DELETE FROM meta WHERE key = 'head'")
+    con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
+    con.execute("CREATE INDEX links_seq ON links (seq)")
     con.commit()
     con.close()
     with Ledger(path) as led:

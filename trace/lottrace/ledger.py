@@ -22,6 +22,7 @@ Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import itertools
@@ -94,16 +95,102 @@ def _migrations() -> Any:
     return migrations
 
 
-def _pending(conn: sqlite3.Connection) -> bool:
-    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
+def _applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of our migrations recorded in ``_sqlite_migrations``, in the order applied."""
     if not conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
     ).fetchone():
-        return True
-    done = conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace'"
-    ).fetchall()
-    return not set(MIGRATION_NAMES) <= {r[0] for r in done}
+        return []
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace' ORDER BY rowid"
+        )
+    ]
+
+
+def _pending(conn: sqlite3.Connection) -> bool:
+    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
+    return not set(MIGRATION_NAMES) <= set(_applied(conn))
+
+
+class _Schema(NamedTuple):
+    """What the first ``k`` migrations make of an empty file."""
+
+    #: ``name: (type, tbl_name, sql)`` of every object in ``sqlite_master`` (SQLite's own left out)
+    objects: dict[str, tuple[str, str, str]]
+    #: the ``meta`` keys the migrations write
+    meta_keys: frozenset[str]
+
+
+def _norm_sql(sql: str | None) -> str:
+    """SQL text with its layout ignored, so reindented migration code still matches old files."""
+    text = re.sub(r"\s+", " ", sql or "").strip()
+    return re.sub(r" ?([(),]) ?", r"\1", text)
+
+
+def _schema_of(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[str, str, str]]:
+    return {
+        name: (typ, tbl, _norm_sql(sql))
+        for typ, name, tbl, sql in conn.execute(
+            f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master "
+            "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    }
+
+
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _migrated_memory(k: int) -> sqlite3.Connection:
+    """An in-memory database that the first ``k`` of our migrations were applied to."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    if k:
+        import sqlite_utils
+
+        stop = MIGRATION_NAMES[k] if k < len(MIGRATION_NAMES) else None
+        _migrations().apply(sqlite_utils.Database(conn), stop_before=stop)
+    return conn
+
+
+@functools.cache
+def _expected_schema(k: int) -> _Schema:
+    """The schema lottrace gives a file once its first ``k`` migrations ran: read from
+    the migrations themselves, applied to an empty in-memory database."""
+    conn = _migrated_memory(k)
+    try:
+        keys = frozenset(r[0] for r in conn.execute("SELECT key FROM meta")) if k else frozenset()
+        return _Schema(_schema_of(conn), keys)
+    finally:
+        conn.close()
+
+
+_KIND_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
+#: Tables that hold the log and its records: a rebuild cannot restore them.
+_LOG_TABLES = ("events", "meta", "_sqlite_migrations")
+
+
+def _schema_differences(
+    actual: dict[str, tuple[str, str, str]], expected: dict[str, tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
+    """``(kind, name, what)`` for each object that differs, tables first, then by name."""
+    found = []
+    for name in actual.keys() | expected.keys():
+        a, e = actual.get(name), expected.get(name)
+        if a == e:
+            continue
+        kind = (a or e or ("table",))[0]
+        if e is None:
+            on = f" on {a[1]}" if a and a[0] in ("index", "trigger") else ""
+            what = f"{kind} {name}{on} is not lottrace's (added behind its back)"
+        elif a is None:
+            what = f"lottrace's {kind} {name} is missing (dropped behind its back)"
+        else:
+            what = f"{kind} {name} is not as lottrace made it (changed behind its back)"
+        found.append((kind, name, what))
+    return sorted(found, key=lambda f: (_KIND_ORDER.get(f[0], 9), f[1]))
 
 
 #: The log's table as the first migration creates it (bench/run.py builds
@@ -406,9 +493,17 @@ class Ledger:
         path: str | os.PathLike[str],
         *,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        read_only: bool = False,
         _create: bool = False,
     ):
         self.path = Path(path)
+        #: Opened with ``read_only``: nothing is ever written to the file (no
+        #: journal-mode switch, no migration), so a file on a read-only mount,
+        #: without write permission, in a read-only folder or on a full disk
+        #: can be read and verified.
+        self.read_only = read_only
+        #: What the last :meth:`rebuild` dropped or restored to make the schema lottrace's.
+        self.repaired: list[str] = []
         if not self.path.exists():
             if not self.path.parent.is_dir():
                 raise LedgerError(
@@ -438,10 +533,35 @@ class Ledger:
                 raise LedgerError(f"cannot create {p}: {exc.strerror}") from None
         return cls(p, _create=True)
 
+    def _connect_read_only(self, busy_timeout_s: float) -> sqlite3.Connection:
+        """A read-only connection: ``mode=ro``, or ``immutable=1`` where SQLite cannot
+        create the ``-shm`` it needs beside a WAL file (a read-only folder or mount)."""
+        self._uri = _read_only_uri(self.path)
+        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise LedgerError(
+                f"cannot read {self.path} read-only: its -wal file holds changes not yet "
+                "in it, and SQLite cannot create the -shm it needs to read them (a read-only "
+                "folder?); copy the ledger with its -wal to a writable folder"
+            )
+        # Nothing waits in a WAL, and no writer can be at work where no -wal can be made.
+        self._uri += "&immutable=1"
+        return sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
+
     def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
             key = _file_key(self.path)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
+            if self.read_only:
+                self.conn = self._connect_read_only(busy_timeout_s)
+            else:
+                self._uri = _read_only_uri(self.path)
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open {self.path}: {exc}") from None
         _OPEN_HERE[key] += 1  # see open_here; released by close() or, failing that, by GC
@@ -460,10 +580,13 @@ class Ledger:
                     raise LedgerError(
                         f"{self.path} is empty, not a lottrace ledger: run 'lottrace init' to make it one"
                     )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            if _pending(self.conn):
-                self._migrate()
+            if tables:
+                self._check_migrations()
+            if not self.read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                if _pending(self.conn):
+                    self._migrate()
             self._ledger_id = self.conn.execute(
                 "SELECT value FROM meta WHERE key='ledger_id'"
             ).fetchone()[0]
@@ -473,6 +596,80 @@ class Ledger:
         except BaseException:
             self.close()
             raise
+
+    def _check_migrations(self) -> None:
+        """Refuse a ledger a newer lottrace wrote, and one whose migration records lie.
+
+        Runs before anything is written. A migration is only ever applied to a
+        file whose schema is exactly what the migrations recorded in it make:
+        a record deleted to have a migration run again (and rewrite, say, the
+        recorded head) is an integrity violation, not an old file. A ledger
+        opened read-only is never migrated: an old one must be upgraded first.
+        """
+        applied = _applied(self.conn)
+        newer = [n for n in applied if n not in MIGRATION_NAMES]
+        if newer:
+            raise LedgerError(
+                f"{self.path} was written by a newer lottrace (migration {newer[0]}); "
+                "upgrade lottrace"
+            )
+        k = 0
+        while k < len(MIGRATION_NAMES) and MIGRATION_NAMES[k] in applied:
+            k += 1
+        if k == len(MIGRATION_NAMES):
+            return
+        later = [n for n in MIGRATION_NAMES[k + 1 :] if n in applied]
+        if later:
+            raise IntegrityViolation(
+                f"{self.path}: migration record {MIGRATION_NAMES[k]} is missing from "
+                f"_sqlite_migrations, but the later {later[0]} is recorded (deleted behind "
+                "lottrace's back, to have the migration run again); nothing was changed"
+            )
+        self._check_schema(k)
+        if self.read_only:
+            raise LedgerError(
+                f"{self.path} was written by an older lottrace (migration "
+                f"{MIGRATION_NAMES[k]} not yet applied) and is opened read-only: "
+                "run 'lottrace init' on it (or on a writable copy) to upgrade it"
+            )
+
+    def _check_schema(self, k: int = len(MIGRATION_NAMES)) -> None:
+        """Compare ``sqlite_master`` and ``meta``'s keys with what the first ``k``
+        migrations make; raise :class:`IntegrityViolation` naming the first difference."""
+        if (
+            k == 0
+            and not self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "AND name != '_sqlite_migrations'"
+            ).fetchone()
+        ):
+            return  # an empty file (or one whose first migration did not start)
+        expected = _expected_schema(k)
+        actual = _schema_of(self.conn)
+        if k == 0:
+            actual.pop("_sqlite_migrations", None)
+        differences = _schema_differences(actual, expected.objects)
+        recorded = f" (migrations up to {MIGRATION_NAMES[k - 1]})" if k else " (no migrations)"
+        if differences:
+            kind, name, what = differences[0]
+            if k < len(MIGRATION_NAMES):
+                raise IntegrityViolation(
+                    f"{self.path}: schema: {what}; it is not what the migrations recorded "
+                    f"in it make{recorded}: a migration record was deleted behind lottrace's back"
+                )
+            repair = "" if kind == "table" and name in _LOG_TABLES else "; run 'lottrace rebuild'"
+            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
+        if "meta" in actual:
+            all_keys = _expected_schema(len(MIGRATION_NAMES)).meta_keys
+            keys = {r[0] for r in self.conn.execute("SELECT key FROM meta")} & all_keys
+            if keys != expected.meta_keys:
+                key = sorted(keys ^ expected.meta_keys)[0]
+                state = "present" if key in keys else "missing"
+                raise IntegrityViolation(
+                    f"{self.path}: meta row {key!r} is {state}, which the migrations recorded "
+                    f"in it{recorded} do not give: a migration record was deleted behind "
+                    "lottrace's back"
+                )
 
     def _migrate(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -510,6 +707,12 @@ class Ledger:
     def verify(self, *, expect: str | None = None, workers: int | None = None) -> VerifyReport:
         """Recompute every event id and the whole chain; raise on the first bad row.
 
+        Then the schema must be exactly what lottrace's migrations make (no
+        trigger, index, table or view added, dropped or changed), and the
+        derived tables must hold exactly what folding the verified log gives
+        (:meth:`_check_derived`): what every query reads is proven, not only
+        the log. Nothing is ever written to the file.
+
         ``expect`` is a head hash published earlier (``verify --anchor``): the
         chain must still pass through it. Each body is hashed on its own, so
         a large log is checked in ``workers`` processes (default: one per
@@ -519,14 +722,22 @@ class Ledger:
         another process commits meanwhile is neither half-seen nor mistaken
         for a cut tail.
         """
-        own = not self.conn.in_transaction
-        if own:
-            self.conn.execute("BEGIN")  # one read snapshot: row count and recorded head agree
-        try:
-            return self._verify_snapshot(expect, workers)
-        finally:
+        for _attempt in range(3):
+            own = not self.conn.in_transaction
             if own:
-                self.conn.execute("COMMIT")
+                self.conn.execute("BEGIN")  # one read snapshot: row count and recorded head agree
+            try:
+                report = self._verify_snapshot(expect, workers)
+                self._check_schema()
+            finally:
+                if own:
+                    self.conn.execute("COMMIT")
+            if self._check_derived(report):
+                return report
+        raise LedgerError(
+            f"{self.path} changed three times while it was verified (batches were "
+            "appended meanwhile): run 'lottrace verify' again when it is quiet"
+        )
 
     def _verify_snapshot(self, expect: str | None, workers: int | None) -> VerifyReport:
         genesis = self.genesis
@@ -545,7 +756,7 @@ class Ledger:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(len(bounds)) as pool:
                 parts = pool.starmap(
-                    _verify_range, [(str(self.path), lo, hi, expect) for lo, hi in bounds]
+                    _verify_range, [(self._uri, lo, hi, expect) for lo, hi in bounds]
                 )
         failures = [p.failure for p in parts if p.failure is not None]
         prev = genesis
@@ -710,28 +921,163 @@ class Ledger:
     # ------------------------------------------------------------------ derived tables
 
     def rebuild(self) -> int:
-        """Drop the derived tables' rows and fold the whole log again, atomically."""
+        """Put the schema back to lottrace's and fold the whole log again, atomically.
+
+        Every trigger, index, view or table that lottrace's migrations do not
+        make is dropped first (a trigger planted on a derived table could
+        otherwise rewrite what the rebuild writes), lottrace's own triggers and
+        indexes that were dropped are made again, and the derived tables are
+        dropped and created anew from the migrations' definitions, then filled
+        by folding the log. What was removed or restored is in
+        :attr:`repaired`. The log's own tables (``events``, ``meta``,
+        ``_sqlite_migrations``) cannot be rebuilt: if one of them is not as
+        lottrace made it, nothing is changed and :class:`IntegrityViolation`
+        says so.
+        """
+        if self.read_only:
+            raise LedgerError(f"{self.path} is open read-only: rebuild needs to write it")
         self._begin()
         try:
-            for t in DERIVED_TABLES:
-                self.conn.execute(f"DELETE FROM {t}")
-            voided = dict(self._scan_corrections())
-            report = AppendReport()
-            batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
-            n = 0
-            # Streamed: a cursor on the log while the batch writes the derived tables.
-            for seq, eid, body in self.conn.execute(
-                "SELECT seq, event_id, body FROM events ORDER BY seq"
-            ):
-                batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
-                n += 1
-            batch.flush()
+            self.repaired = self._restore_schema()
+            n = self._fold_log()
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
         return n
+
+    def _restore_schema(self) -> list[str]:
+        """Inside a write transaction: make the schema exactly lottrace's, derived tables empty."""
+        expected = _expected_schema(len(MIGRATION_NAMES)).objects
+        actual = _schema_of(self.conn)
+        for name in _LOG_TABLES:
+            if actual.get(name) != expected[name]:
+                raise IntegrityViolation(
+                    f"{self.path}: table {name} is not as lottrace made it, and rebuild "
+                    "cannot restore the log; nothing was changed"
+                )
+        done: list[str] = []
+        # Triggers, views and indexes first (a trigger or view may name a table),
+        # then tables; an object of lottrace's own that was changed goes too, and
+        # is made again below.
+        for kind, name, _what in _schema_differences(actual, expected):
+            if name in actual and kind in ("trigger", "view", "index"):
+                self.conn.execute(f"DROP {kind.upper()} IF EXISTS {_ident(name)}")
+                done.append(f"dropped {kind} {name}")
+        for kind, name, _what in _schema_differences(_schema_of(self.conn), expected):
+            if kind == "table" and name not in expected:
+                self.conn.execute(f"DROP TABLE {_ident(name)}")
+                done.append(f"dropped table {name}")
+        for t in DERIVED_TABLES:  # with their indexes and any trigger on them
+            self.conn.execute(f"DROP TABLE IF EXISTS {t}")
+        memory = _migrated_memory(len(MIGRATION_NAMES))
+        try:
+            made = memory.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table' DESC, rowid"
+            ).fetchall()
+        finally:
+            memory.close()
+        present = _schema_of(self.conn)
+        for kind, name, tbl, create in made:
+            if name not in present:
+                self.conn.execute(create)
+                if tbl not in DERIVED_TABLES:
+                    done.append(f"restored {kind} {name}")
+        return done
+
+    def _fold_log(self) -> int:
+        """Fold every event of the log into the (empty) derived tables; the count."""
+        voided = dict(self._scan_corrections())
+        report = AppendReport()
+        batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
+        n = 0
+        # Streamed: a cursor on the log while the batch writes the derived tables.
+        for seq, eid, body in self.conn.execute(
+            "SELECT seq, event_id, body FROM events ORDER BY seq"
+        ):
+            batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
+            n += 1
+        batch.flush()
+        return n
+
+    def _check_derived(self, verified: VerifyReport) -> bool:
+        """Fold the verified log into a scratch database and compare every derived table.
+
+        The scratch is a private temporary SQLite file (SQLite's temp folder,
+        not the ledger's), made by the same migrations, with the ledger
+        attached read-only: memory stays bounded by the page caches. The fold
+        is the one :meth:`rebuild` runs. Tables are compared in a fixed order
+        (``lots``, ``event_lots``, ``links``, ``voided``) by set difference
+        both ways, and the first differing row, by key, is named. Returns
+        False if the ledger's head is no longer the verified one (a batch was
+        appended meanwhile): then the caller verifies again.
+        """
+        conn = sqlite3.connect("", uri=True, isolation_level=None)
+        try:
+            import sqlite_utils
+
+            conn.execute("PRAGMA journal_mode=OFF")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA cache_size=-65536")
+            _migrations().apply(sqlite_utils.Database(conn))
+            conn.execute("ATTACH DATABASE ? AS led", [self._uri])
+            conn.execute("DROP TABLE main.events")
+            conn.execute("DROP TABLE main.meta")
+            conn.execute("CREATE TEMP VIEW events AS SELECT * FROM led.events")
+            conn.execute("CREATE TEMP VIEW meta AS SELECT * FROM led.meta")
+            conn.execute("BEGIN")
+            last = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            if (last or (0, verified.head)) != (verified.events, verified.head):
+                return False
+            folded = _Scratch(conn, self.path, self._ledger_id)
+            folded._fold_log()
+            for table in DERIVED_TABLES:
+                self._compare_table(conn, table)
+            conn.execute("COMMIT")
+            return True
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot check {self.path}'s derived tables: {exc}") from None
+        finally:
+            conn.close()
+
+    def _compare_table(self, conn: sqlite3.Connection, table: str) -> None:
+        """Raise :class:`IntegrityViolation` naming the first row of ``led.table`` that
+        differs from the refolded ``main.table``."""
+        info = conn.execute(f"PRAGMA main.table_info({table})").fetchall()
+        cols = [r[1] for r in info]
+        keys = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        listed = ", ".join(cols)
+        order = ", ".join(str(cols.index(k) + 2) for k in keys)
+        rows = conn.execute(
+            f"SELECT 0, * FROM (SELECT {listed} FROM led.{table} EXCEPT "
+            f"SELECT {listed} FROM main.{table}) UNION ALL "
+            f"SELECT 1, * FROM (SELECT {listed} FROM main.{table} EXCEPT "
+            f"SELECT {listed} FROM led.{table}) ORDER BY {order}, 1 LIMIT 2"
+        ).fetchall()
+        if not rows:
+            return
+        first = rows[0]
+        key_of = [cols.index(k) + 1 for k in keys]
+        key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
+        if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
+            had, gives = first[1:], rows[1][1:]
+            col = next(
+                (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
+                cols[0],
+            )
+            how = (
+                f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
+                f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
+            )
+        elif first[0] == 0:
+            how = "is not what the log gives (added behind lottrace's back)"
+        else:
+            how = "is missing (the log gives it: deleted behind lottrace's back)"
+        raise IntegrityViolation(
+            f"{self.path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
+        )
 
     def _scan_corrections(self) -> Iterator[tuple[str, str]]:
         # From the bodies, not the type column: the body is what the chain protects.
@@ -1022,6 +1368,19 @@ class Ledger:
         ).fetchall()
 
 
+class _Scratch(Ledger):
+    """A ledger-shaped view of the scratch database :meth:`Ledger._check_derived` folds
+    into: its ``events`` and ``meta`` are the ledger's (attached read-only), its
+    derived tables its own. Never opened or closed as a file."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, ledger_id: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.read_only = False
+        self.busy_timeout_s = 0.0
+        self._ledger_id = ledger_id
+
+
 # ---------------------------------------------------------------------- verify, row by row
 
 #: Logs at least this long are verified in one process per core.
@@ -1049,9 +1408,9 @@ class _Checked:
     saw_expect: bool
 
 
-def _verify_range(path: str, lo: int, hi: int, expect: str | None) -> _Checked:
+def _verify_range(uri: str, lo: int, hi: int, expect: str | None) -> _Checked:
     """Check rows ``lo``..``hi`` in a worker process; the seam before ``lo`` is checked by the caller."""
-    conn = sqlite3.connect(_read_only_uri(path), uri=True)
+    conn = sqlite3.connect(uri, uri=True)
     try:
         cur = conn.execute(_VERIFY_SQL + " WHERE seq BETWEEN ? AND ? ORDER BY seq", [lo, hi])
         return _check_rows(cur, None, lo, expect)
