@@ -67,10 +67,11 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
-def _open(ctx: click.Context) -> Ledger:
+def _open(ctx: click.Context, *, write: bool = False) -> Ledger:
+    """The ledger, read-only unless the command writes to it (a read never changes the file)."""
     from .ledger import Ledger
 
-    return Ledger(ctx.obj["db"])
+    return Ledger(ctx.obj["db"], read_only=not write)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -226,7 +227,7 @@ def import_(
 
         stream = events()
         try:
-            with _open(ctx) as ledger:
+            with _open(ctx, write=True) as ledger:
                 report = ledger.append_prepared(stream)
         except RuleViolation as exc:  # rolled back; list the other bad rows with it
             bad.append(exc)
@@ -414,7 +415,7 @@ def log(
         row[key.strip()] = value
     where = "lottrace log"
     ev = _parse_logged(row, where)
-    with _open(ctx) as ledger:
+    with _open(ctx, write=True) as ledger:
         report = ledger.append([(where, ev)])
     eid = event_id(ev)
     if as_json:
@@ -609,8 +610,10 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def rebuild(ctx: click.Context) -> None:
     """Rebuild the derived tables (lots, links, indexes) from the log alone."""
-    with _open(ctx) as ledger:
+    with _open(ctx, write=True) as ledger:
         n = ledger.rebuild()
+    for what in ledger.repaired:
+        click.echo(f"schema: {what}")
     click.echo(f"rebuilt derived tables from {n} events")
 
 
@@ -1104,7 +1107,7 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     from .epcis import document_to_events, load_document
 
     docs = [(str(p), load_document(str(p))) for p in files]
-    with _open(ctx) as ledger:
+    with _open(ctx, write=True) as ledger:
         report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
     _print_report(report, as_json)
 
