@@ -18,6 +18,25 @@ This is the only module that speaks SQL. Its tables:
 
 A batch is one ``BEGIN IMMEDIATE`` transaction: all of it lands, or none.
 Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
+A file that records a migration this lottrace does not know (a newer
+lottrace wrote it) is refused before anything runs, and a migration is only
+applied to a file whose schema is exactly what its recorded migrations make,
+so a record deleted to have a migration run again is refused, not replayed.
+
+:meth:`Ledger.verify` proves everything the queries read: every body, id and
+chain link, the recorded head, the schema (``sqlite_master`` must equal what
+the migrations make when applied to an empty in-memory database: no trigger,
+index, view or table added, dropped or changed), and every derived row (the
+verified log is folded again, as :meth:`Ledger.rebuild` folds it, into a
+scratch SQLite file outside the ledger, and each derived table is compared
+with it; the first differing row is named by its key). :meth:`Ledger.rebuild`
+repairs what it can: it drops what is not lottrace's, restores lottrace's
+dropped triggers and indexes, and refolds the derived tables.
+
+Opened with ``read_only=True`` (every command that only reads), a ledger is
+opened ``mode=ro``, or ``immutable=1`` where SQLite cannot make the ``-shm``
+beside it, and nothing is written to the file: no journal-mode switch, no
+migration. ``verify`` never writes to the file either way.
 """
 
 from __future__ import annotations
