@@ -27,9 +27,9 @@ so a record deleted to have a migration run again is refused, not replayed.
 chain link, the recorded head, the schema (``sqlite_master`` must equal what
 the migrations make when applied to an empty in-memory database: no trigger,
 index, view or table added, dropped or changed), and every derived row (the
-verified log is folded again, as :meth:`Ledger.rebuild` folds it, into a
-scratch SQLite file outside the ledger, and each derived table is compared
-with it; the first differing row is named by its key). :meth:`Ledger.rebuild`
+verified log is folded again, as :meth:`Ledger.rebuild` folds it, into TEMP
+tables, which SQLite keeps outside the ledger file, and each derived table is
+compared with them; the first differing row is named by its key). :meth:`Ledger.rebuild`
 repairs what it can: it drops what is not lottrace's, restores lottrace's
 dropped triggers and indexes, and refolds the derived tables.
 
@@ -95,6 +95,8 @@ _CHUNK = 5000
 #: the derived tables' keys at a million events, and import memory under 400 MB.
 #: ``LOTTRACE_CACHE_MB`` sets it.
 CACHE_MB = 192
+#: Page cache (KiB) of the scratch tables ``verify`` refolds the log into.
+_SCRATCH_CACHE_KIB = 32 * 1024
 #: Lot states a batch keeps in memory (about 300 bytes each).
 _STATES = 50_000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
@@ -741,22 +743,18 @@ class Ledger:
         another process commits meanwhile is neither half-seen nor mistaken
         for a cut tail.
         """
-        for _attempt in range(3):
-            own = not self.conn.in_transaction
+        own = not self.conn.in_transaction
+        if own:
+            # One read snapshot: row count, recorded head, schema and derived rows agree.
+            self.conn.execute("BEGIN")
+        try:
+            report = self._verify_snapshot(expect, workers)
+            self._check_schema()
+            self._check_derived()
+            return report
+        finally:
             if own:
-                self.conn.execute("BEGIN")  # one read snapshot: row count and recorded head agree
-            try:
-                report = self._verify_snapshot(expect, workers)
-                self._check_schema()
-            finally:
-                if own:
-                    self.conn.execute("COMMIT")
-            if self._check_derived(report):
-                return report
-        raise LedgerError(
-            f"{self.path} changed three times while it was verified (batches were "
-            "appended meanwhile): run 'lottrace verify' again when it is quiet"
-        )
+                self.conn.execute("COMMIT")
 
     def _verify_snapshot(self, expect: str | None, workers: int | None) -> VerifyReport:
         genesis = self.genesis
@@ -1021,59 +1019,49 @@ class Ledger:
         batch.flush()
         return n
 
-    def _check_derived(self, verified: VerifyReport) -> bool:
-        """Fold the verified log into a scratch database and compare every derived table.
+    def _check_derived(self) -> None:
+        """Fold the log again into scratch tables and compare every derived table with them.
 
-        The scratch is a private temporary SQLite file (SQLite's temp folder,
-        not the ledger's), made by the same migrations, with the ledger
-        attached read-only: memory stays bounded by the page caches. The fold
-        is the one :meth:`rebuild` runs. Tables are compared in a fixed order
-        (``lots``, ``event_lots``, ``links``, ``voided``) by set difference
-        both ways, and the first differing row, by key, is named. Returns
-        False if the ledger's head is no longer the verified one (a batch was
-        appended meanwhile): then the caller verifies again.
+        Called inside :meth:`verify`'s read snapshot, once the log and the
+        schema are verified. The scratch tables are TEMP tables of this
+        connection (SQLite keeps them in a private temporary file, never in
+        the ledger, so a read-only ledger can be checked and memory stays
+        bounded by the page cache); their names shadow the derived tables', so
+        the fold :meth:`rebuild` runs writes into them and reads the log from
+        the file. Tables are compared in a fixed order (``lots``,
+        ``event_lots``, ``links``, ``voided``) by set difference both ways, and
+        the first differing row, by key, is named.
         """
-        conn = sqlite3.connect("", uri=True, isolation_level=None)
+        conn = self.conn
         try:
-            import sqlite_utils
-
-            conn.execute("PRAGMA journal_mode=OFF")
-            conn.execute("PRAGMA synchronous=OFF")
-            conn.execute("PRAGMA cache_size=-65536")
-            _migrations().apply(sqlite_utils.Database(conn))
-            conn.execute("ATTACH DATABASE ? AS led", [self._uri])
-            conn.execute("DROP TABLE main.events")
-            conn.execute("DROP TABLE main.meta")
-            conn.execute("CREATE TEMP VIEW events AS SELECT * FROM led.events")
-            conn.execute("CREATE TEMP VIEW meta AS SELECT * FROM led.meta")
-            conn.execute("BEGIN")
-            last = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-            if (last or (0, verified.head)) != (verified.events, verified.head):
-                return False
-            folded = _Scratch(conn, self.path, self._ledger_id)
-            folded._fold_log()
+            conn.execute(f"PRAGMA temp.cache_size=-{_SCRATCH_CACHE_KIB}")
+            for name in DERIVED_TABLES:
+                create = conn.execute(
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", [name]
+                ).fetchone()[0]
+                conn.execute(re.sub(r"^CREATE TABLE", "CREATE TEMP TABLE", create))
+            self._fold_log()  # into the TEMP tables, which shadow the file's
             for table in DERIVED_TABLES:
                 self._compare_table(conn, table)
-            conn.execute("COMMIT")
-            return True
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot check {self.path}'s derived tables: {exc}") from None
         finally:
-            conn.close()
+            for name in DERIVED_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
     def _compare_table(self, conn: sqlite3.Connection, table: str) -> None:
-        """Raise :class:`IntegrityViolation` naming the first row of ``led.table`` that
-        differs from the refolded ``main.table``."""
+        """Raise :class:`IntegrityViolation` naming the first row of the ledger's ``table``
+        that differs from the refolded ``temp.table``."""
         info = conn.execute(f"PRAGMA main.table_info({table})").fetchall()
         cols = [r[1] for r in info]
         keys = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
         listed = ", ".join(cols)
         order = ", ".join(str(cols.index(k) + 2) for k in keys)
         rows = conn.execute(
-            f"SELECT 0, * FROM (SELECT {listed} FROM led.{table} EXCEPT "
-            f"SELECT {listed} FROM main.{table}) UNION ALL "
-            f"SELECT 1, * FROM (SELECT {listed} FROM main.{table} EXCEPT "
-            f"SELECT {listed} FROM led.{table}) ORDER BY {order}, 1 LIMIT 2"
+            f"SELECT 0, * FROM (SELECT {listed} FROM main.{table} EXCEPT "
+            f"SELECT {listed} FROM temp.{table}) UNION ALL "
+            f"SELECT 1, * FROM (SELECT {listed} FROM temp.{table} EXCEPT "
+            f"SELECT {listed} FROM main.{table}) ORDER BY {order}, 1 LIMIT 2"
         ).fetchall()
         if not rows:
             return
@@ -1385,19 +1373,6 @@ class Ledger:
             "ORDER BY el.time, l.lot",
             [wanted],
         ).fetchall()
-
-
-class _Scratch(Ledger):
-    """A ledger-shaped view of the scratch database :meth:`Ledger._check_derived` folds
-    into: its ``events`` and ``meta`` are the ledger's (attached read-only), its
-    derived tables its own. Never opened or closed as a file."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path, ledger_id: str) -> None:
-        self.conn = conn
-        self.path = path
-        self.read_only = False
-        self.busy_timeout_s = 0.0
-        self._ledger_id = ledger_id
 
 
 # ---------------------------------------------------------------------- verify, row by row
