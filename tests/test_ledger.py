@@ -34,11 +34,15 @@ def test_events_table_rejects_update_and_delete(ledger: Ledger) -> None:
 
 
 def _tamper(path: Path, *sql: str) -> None:
+    """Edit the file as a knowing tamperer would: the append-only triggers dropped, then put back."""
     con = sqlite3.connect(path)
+    guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     con.execute("DROP TRIGGER IF EXISTS events_no_update")
     con.execute("DROP TRIGGER IF EXISTS events_no_delete")
     for s in sql:
         con.execute(s)
+    for (guard,) in guards:
+        con.execute(guard)
     con.commit()
     con.close()
 
@@ -83,7 +87,10 @@ def test_verify_expect_detects_truncated_tail(ledger: Ledger) -> None:
         ledger.path,
         "UPDATE meta SET value = '6 ' || (SELECT hash FROM events WHERE seq=6) WHERE key='head'",
     )
-    ledger.verify()  # ... but one who also rewrites meta leaves a shorter, valid chain ...
+    with pytest.raises(IntegrityViolation, match="derived table lots: row lot=M1 differs"):
+        ledger.verify()  # ... and the derived tables still hold the row cut off ...
+    ledger.rebuild()
+    ledger.verify()  # ... but one who also rewrites meta and rebuilds leaves a valid chain ...
     with pytest.raises(IntegrityViolation, match="never reached the expected head"):
         ledger.verify(expect=anchor)  # ... but not one that reaches the anchor
 
@@ -241,9 +248,12 @@ def test_migrations_are_recorded(ledger: Ledger) -> None:
 def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     Ledger.create(path).close()
-    con = sqlite3.connect(path)
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '002_head_in_meta'")
+    con = sqlite3.connect(path)  # as a ledger made before migration 002 was
+    con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
+    con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DELETE FROM meta WHERE key = 'head'")
+    con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
+    con.execute("CREATE INDEX links_seq ON links (seq)")
     con.commit()
     con.close()
     with Ledger(path) as led:
@@ -343,7 +353,10 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con = sqlite3.connect(path)  # as a ledger made before migration 003 was
     con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
     con.execute("CREATE INDEX links_seq ON links (seq)")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '003_drop_seq_indexes'")
+    con.execute(
+        "DELETE FROM _sqlite_migrations WHERE name IN ('003_drop_seq_indexes', '004_lot_base_kg')"
+    )
+    con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.commit()
     con.close()
     with Ledger(path) as led:
@@ -428,3 +441,29 @@ def test_the_collector_is_as_it_was_after_a_batch(ledger: Ledger) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Path) -> None:
+    """A ledger from before 004: `stats` upgrades it first (it is writable); `verify` never writes."""
+    from click.testing import CliRunner
+
+    from lottrace.cli import cli
+
+    path = tmp_path / "old.db"
+    with Ledger.create(path) as led:
+        led.append(batch(harvest("H1"), drying("H1", 10, 200)))
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE lots DROP COLUMN base_kg")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = '004_lot_base_kg'")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    r = CliRunner().invoke(cli, ["--db", str(path), "verify"])
+    assert r.exit_code == 1 and "older lottrace" in r.stderr and "lottrace init" in r.stderr
+    assert path.read_bytes() == before
+    r = CliRunner().invoke(cli, ["--db", str(path), "stats", "--json"])
+    assert r.exit_code == 0, r.stderr
+    r = CliRunner().invoke(cli, ["--db", str(path), "verify"])
+    assert r.exit_code == 0, r.stderr
+    with Ledger(path) as led:
+        assert led.lot("H1").base_kg == 200  # type: ignore[union-attr]

@@ -279,6 +279,9 @@ def test_anchor_and_expect_catch_what_the_file_alone_cannot(db: Path, tmp_path: 
         f"UPDATE meta SET value='{N - 1} ' || (SELECT hash FROM events WHERE seq={N - 1}) "
         "WHERE key='head'",
     )
+    r = invoke(cut, "verify")  # the triggers are gone and the derived tables hold the rows cut ...
+    assert r.returncode == 1 and "run 'lottrace rebuild'" in r.stderr, r.stderr
+    assert invoke(cut, "rebuild").returncode == 0  # ... unless the tamperer rebuilds too
     assert invoke(cut, "verify").returncode == 0  # self-consistent ...
     r = invoke(cut, "verify", "--expect", anchor)
     assert r.returncode == 1 and "never reached the expected head" in r.stderr  # ... but caught
@@ -288,6 +291,9 @@ def test_anchor_and_expect_catch_what_the_file_alone_cannot(db: Path, tmp_path: 
     edited.write_bytes(db.read_bytes())
     edit_body(edited)
     _rechain(edited, 3, meta=True)
+    r = invoke(edited, "verify")
+    assert r.returncode == 1 and "run 'lottrace rebuild'" in r.stderr, r.stderr
+    assert invoke(edited, "rebuild").returncode == 0
     assert invoke(edited, "verify").returncode == 0
     r = invoke(edited, "verify", "--expect", anchor)
     assert r.returncode == 1 and "never reached the expected head" in r.stderr
@@ -310,9 +316,12 @@ def test_a_ledger_from_before_the_recorded_head_is_migrated(tmp_path: Path) -> N
     with Ledger.create(path) as led:
         led.append(batch(*chain()))
         head = led.head()
-    con = sqlite3.connect(path)
+    con = sqlite3.connect(path)  # as a file made before migration 002 was
     con.execute("DELETE FROM meta WHERE key='head'")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name='002_head_in_meta'")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
+    con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
+    con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
+    con.execute("CREATE INDEX links_seq ON links (seq)")
     con.commit()
     con.close()
     with Ledger(path) as led:

@@ -67,10 +67,14 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
 
 
-def _open(ctx: click.Context) -> Ledger:
+def _open(ctx: click.Context, *, write: bool = False, upgrade: bool = True) -> Ledger:
+    """The ledger, read-only unless the command writes to it (a read changes no event or
+    derived row; an older ledger's schema is upgraded first unless ``upgrade`` is off)."""
     from .ledger import Ledger
 
-    return Ledger(ctx.obj["db"])
+    if write:
+        return Ledger(ctx.obj["db"])
+    return Ledger.reader(ctx.obj["db"], upgrade=upgrade)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -226,7 +230,7 @@ def import_(
 
         stream = events()
         try:
-            with _open(ctx) as ledger:
+            with _open(ctx, write=True) as ledger:
                 report = ledger.append_prepared(stream)
         except RuleViolation as exc:  # rolled back; list the other bad rows with it
             bad.append(exc)
@@ -414,7 +418,7 @@ def log(
         row[key.strip()] = value
     where = "lottrace log"
     ev = _parse_logged(row, where)
-    with _open(ctx) as ledger:
+    with _open(ctx, write=True) as ledger:
         report = ledger.append([(where, ev)])
     eid = event_id(ev)
     if as_json:
@@ -574,8 +578,9 @@ def _full_hash(value: str | None) -> str | None:
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, anchor: bool, expect: str | None, as_json: bool) -> None:
-    """Recompute every event id and the hash chain; exit 1 naming the first bad row."""
-    with _open(ctx) as ledger:
+    """Prove the ledger: every event id, the hash chain, the schema and every derived
+    table (refolded from the log); exit 1 naming the first difference. Never writes."""
+    with _open(ctx, upgrade=False) as ledger:
         result = ledger.verify(expect=expect)
     if anchor:
         click.echo(result.head)
@@ -608,9 +613,12 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @cli.command()
 @click.pass_context
 def rebuild(ctx: click.Context) -> None:
-    """Rebuild the derived tables (lots, links, indexes) from the log alone."""
-    with _open(ctx) as ledger:
+    """Rebuild the derived tables (lots, links, indexes) from the log alone, and put back
+    the schema lottrace made (dropping triggers, views or indexes that are not its own)."""
+    with _open(ctx, write=True) as ledger:
         n = ledger.rebuild()
+    for what in ledger.repaired:
+        click.echo(f"schema: {what}")
     click.echo(f"rebuilt derived tables from {n} events")
 
 
@@ -1104,7 +1112,7 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     from .epcis import document_to_events, load_document
 
     docs = [(str(p), load_document(str(p))) for p in files]
-    with _open(ctx) as ledger:
+    with _open(ctx, write=True) as ledger:
         report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
     _print_report(report, as_json)
 

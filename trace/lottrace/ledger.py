@@ -18,10 +18,30 @@ This is the only module that speaks SQL. Its tables:
 
 A batch is one ``BEGIN IMMEDIATE`` transaction: all of it lands, or none.
 Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
+A file that records a migration this lottrace does not know (a newer
+lottrace wrote it) is refused before anything runs, and a migration is only
+applied to a file whose schema is exactly what its recorded migrations make,
+so a record deleted to have a migration run again is refused, not replayed.
+
+:meth:`Ledger.verify` proves everything the queries read: every body, id and
+chain link, the recorded head, the schema (``sqlite_master`` must equal what
+the migrations make when applied to an empty in-memory database: no trigger,
+index, view or table added, dropped or changed), and every derived row (the
+verified log is folded again, as :meth:`Ledger.rebuild` folds it, into TEMP
+tables, which SQLite keeps outside the ledger file, and each derived table is
+compared with them; the first differing row is named by its key). :meth:`Ledger.rebuild`
+repairs what it can: it drops what is not lottrace's, restores lottrace's
+dropped triggers and indexes, and refolds the derived tables.
+
+Opened with ``read_only=True`` (every command that only reads), a ledger is
+opened ``mode=ro``, or ``immutable=1`` where SQLite cannot make the ``-shm``
+beside it, and nothing is written to the file: no journal-mode switch, no
+migration. ``verify`` never writes to the file either way.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import itertools
@@ -75,6 +95,8 @@ _CHUNK = 5000
 #: the derived tables' keys at a million events, and import memory under 400 MB.
 #: ``LOTTRACE_CACHE_MB`` sets it.
 CACHE_MB = 192
+#: Page cache (KiB) of the scratch tables ``verify`` refolds the log into.
+_SCRATCH_CACHE_KIB = 32 * 1024
 #: Lot states a batch keeps in memory (about 300 bytes each).
 _STATES = 50_000
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
@@ -102,21 +124,106 @@ def _migrations() -> Any:
     return migrations
 
 
-def _applied(conn: sqlite3.Connection) -> set[str]:
-    """The names of our migrations recorded in ``_sqlite_migrations``."""
+def _applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of our migrations recorded in ``_sqlite_migrations``, in the order applied."""
     if not conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
     ).fetchone():
-        return set()
-    done = conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace'"
-    ).fetchall()
-    return {r[0] for r in done}
+        return []
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace' ORDER BY rowid"
+        )
+    ]
 
 
 def _pending(conn: sqlite3.Connection) -> bool:
     """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
-    return not set(MIGRATION_NAMES) <= _applied(conn)
+    return not set(MIGRATION_NAMES) <= set(_applied(conn))
+
+
+class _Schema(NamedTuple):
+    """What the first ``k`` migrations make of an empty file."""
+
+    #: ``name: (type, tbl_name, sql)`` of every object in ``sqlite_master`` (SQLite's own left out)
+    objects: dict[str, tuple[str, str, str]]
+    #: the ``meta`` keys the migrations write
+    meta_keys: frozenset[str]
+
+
+def _norm_sql(sql: str | None) -> str:
+    """SQL text with its layout ignored, so reindented migration code still matches old files."""
+    text = re.sub(r"\s+", " ", sql or "").strip()
+    return re.sub(r" ?([(),]) ?", r"\1", text)
+
+
+def _schema_of(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[str, str, str]]:
+    return {
+        name: (typ, tbl, _norm_sql(sql))
+        for typ, name, tbl, sql in conn.execute(
+            f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master "
+            "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    }
+
+
+def _ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _migrated_memory(k: int) -> sqlite3.Connection:
+    """An in-memory database that the first ``k`` of our migrations were applied to."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    if k:
+        import sqlite_utils
+
+        stop = MIGRATION_NAMES[k] if k < len(MIGRATION_NAMES) else None
+        _migrations().apply(sqlite_utils.Database(conn), stop_before=stop)
+    return conn
+
+
+@functools.cache
+def _expected_schema(k: int) -> _Schema:
+    """The schema lottrace gives a file once its first ``k`` migrations ran: read from
+    the migrations themselves, applied to an empty in-memory database."""
+    conn = _migrated_memory(k)
+    try:
+        keys = frozenset(r[0] for r in conn.execute("SELECT key FROM meta")) if k else frozenset()
+        return _Schema(_schema_of(conn), keys)
+    finally:
+        conn.close()
+
+
+_KIND_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
+#: Tables that hold the log and its records: a rebuild cannot restore them.
+_LOG_TABLES = ("events", "meta", "_sqlite_migrations")
+
+
+def _schema_differences(
+    actual: dict[str, tuple[str, str, str]], expected: dict[str, tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
+    """``(kind, name, what)`` for each object that differs, tables first, then by name."""
+    found = []
+    for name in actual.keys() | expected.keys():
+        a, e = actual.get(name), expected.get(name)
+        if a == e:
+            continue
+        kind = (a or e or ("table",))[0]
+        if e is None:
+            on = f" on {a[1]}" if a and a[0] in ("index", "trigger") else ""
+            what = f"{kind} {name}{on} is not lottrace's (added behind its back)"
+        elif a is None:
+            what = f"lottrace's {kind} {name} is missing (dropped behind its back)"
+        else:
+            what = f"{kind} {name} is not as lottrace made it (changed behind its back)"
+        found.append((kind, name, what))
+    return sorted(found, key=lambda f: (_KIND_ORDER.get(f[0], 9), f[1]))
+
+
+class _NeedsUpgrade(LedgerError):
+    """A ledger opened read-only needs a migration first (see :meth:`Ledger.reader`)."""
 
 
 #: The log's table as the first migration creates it (bench/run.py builds
@@ -451,9 +558,17 @@ class Ledger:
         path: str | os.PathLike[str],
         *,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        read_only: bool = False,
         _create: bool = False,
     ):
         self.path = Path(path)
+        #: Opened with ``read_only``: nothing is ever written to the file (no
+        #: journal-mode switch, no migration), so a file on a read-only mount,
+        #: without write permission, in a read-only folder or on a full disk
+        #: can be read and verified.
+        self.read_only = read_only
+        #: What the last :meth:`rebuild` dropped or restored to make the schema lottrace's.
+        self.repaired: list[str] = []
         if not self.path.exists():
             if not self.path.parent.is_dir():
                 raise LedgerError(
@@ -465,6 +580,23 @@ class Ledger:
         if self.path.is_dir():
             raise LedgerError(f"{self.path} is a folder, not a ledger file")
         self._open(busy_timeout_s, _create)
+
+    @classmethod
+    def reader(cls, path: str | os.PathLike[str], *, upgrade: bool = True) -> Ledger:
+        """Open the ledger read-only, to read or verify it.
+
+        A ledger written by an older lottrace needs its schema brought up to
+        date (a migration) before it can be read. With ``upgrade`` that is
+        done first, through a short-lived writable open, if the file can be
+        written; ``verify`` passes ``upgrade=False``, since it never writes.
+        """
+        try:
+            return cls(path, read_only=True)
+        except _NeedsUpgrade:
+            if not upgrade or not os.access(path, os.W_OK):
+                raise
+        cls(path).close()  # migrates, in one transaction
+        return cls(path, read_only=True)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> Ledger:
@@ -483,10 +615,35 @@ class Ledger:
                 raise LedgerError(f"cannot create {p}: {exc.strerror}") from None
         return cls(p, _create=True)
 
+    def _connect_read_only(self, busy_timeout_s: float) -> sqlite3.Connection:
+        """A read-only connection: ``mode=ro``, or ``immutable=1`` where SQLite cannot
+        create the ``-shm`` it needs beside a WAL file (a read-only folder or mount)."""
+        self._uri = _read_only_uri(self.path)
+        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise LedgerError(
+                f"cannot read {self.path} read-only: its -wal file holds changes not yet "
+                "in it, and SQLite cannot create the -shm it needs to read them (a read-only "
+                "folder?); copy the ledger with its -wal to a writable folder"
+            )
+        # Nothing waits in a WAL, and no writer can be at work where no -wal can be made.
+        self._uri += "&immutable=1"
+        return sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
+
     def _open(self, busy_timeout_s: float, create: bool) -> None:
         try:
             key = _file_key(self.path)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
+            if self.read_only:
+                self.conn = self._connect_read_only(busy_timeout_s)
+            else:
+                self._uri = _read_only_uri(self.path)
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open {self.path}: {exc}") from None
         _OPEN_HERE[key] += 1  # see open_here; released by close() or, failing that, by GC
@@ -505,10 +662,13 @@ class Ledger:
                     raise LedgerError(
                         f"{self.path} is empty, not a lottrace ledger: run 'lottrace init' to make it one"
                     )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            if _pending(self.conn):
-                self._migrate()
+            if tables:
+                self._check_migrations()
+            if not self.read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                if _pending(self.conn):
+                    self._migrate()
             self._ledger_id = self.conn.execute(
                 "SELECT value FROM meta WHERE key='ledger_id'"
             ).fetchone()[0]
@@ -519,18 +679,94 @@ class Ledger:
             self.close()
             raise
 
+    def _check_migrations(self) -> None:
+        """Refuse a ledger a newer lottrace wrote, and one whose migration records lie.
+
+        Runs before anything is written. A migration is only ever applied to a
+        file whose schema is exactly what the migrations recorded in it make:
+        a record deleted to have a migration run again (and rewrite, say, the
+        recorded head) is an integrity violation, not an old file. A ledger
+        opened read-only is never migrated: an old one must be upgraded first.
+        """
+        applied = _applied(self.conn)
+        newer = [n for n in applied if n not in MIGRATION_NAMES]
+        if newer:
+            raise LedgerError(
+                f"{self.path} was written by a newer lottrace (migration {newer[0]}); "
+                "upgrade lottrace"
+            )
+        k = 0
+        while k < len(MIGRATION_NAMES) and MIGRATION_NAMES[k] in applied:
+            k += 1
+        if k == len(MIGRATION_NAMES):
+            return
+        later = [n for n in MIGRATION_NAMES[k + 1 :] if n in applied]
+        if later:
+            raise IntegrityViolation(
+                f"{self.path}: migration record {MIGRATION_NAMES[k]} is missing from "
+                f"_sqlite_migrations, but the later {later[0]} is recorded (deleted behind "
+                "lottrace's back, to have the migration run again); nothing was changed"
+            )
+        self._check_schema(k)
+        if self.read_only:
+            raise _NeedsUpgrade(
+                f"{self.path} was written by an older lottrace (migration "
+                f"{MIGRATION_NAMES[k]} not yet applied) and is opened read-only: "
+                "run 'lottrace init' on it (or on a writable copy) to upgrade it"
+            )
+
+    def _check_schema(self, k: int = len(MIGRATION_NAMES)) -> None:
+        """Compare ``sqlite_master`` and ``meta``'s keys with what the first ``k``
+        migrations make; raise :class:`IntegrityViolation` naming the first difference."""
+        if (
+            k == 0
+            and not self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "AND name != '_sqlite_migrations'"
+            ).fetchone()
+        ):
+            return  # an empty file (or one whose first migration did not start)
+        expected = _expected_schema(k)
+        actual = _schema_of(self.conn)
+        if k == 0:
+            actual.pop("_sqlite_migrations", None)
+        differences = _schema_differences(actual, expected.objects)
+        recorded = f" (migrations up to {MIGRATION_NAMES[k - 1]})" if k else " (no migrations)"
+        if differences:
+            kind, name, what = differences[0]
+            if k < len(MIGRATION_NAMES):
+                raise IntegrityViolation(
+                    f"{self.path}: schema: {what}; it is not what the migrations recorded "
+                    f"in it make{recorded}: a migration record was deleted behind lottrace's back"
+                )
+            repair = "" if kind == "table" and name in _LOG_TABLES else "; run 'lottrace rebuild'"
+            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
+        if "meta" in actual:
+            all_keys = _expected_schema(len(MIGRATION_NAMES)).meta_keys
+            keys = {r[0] for r in self.conn.execute("SELECT key FROM meta")} & all_keys
+            if keys != expected.meta_keys:
+                key = sorted(keys ^ expected.meta_keys)[0]
+                state = "present" if key in keys else "missing"
+                raise IntegrityViolation(
+                    f"{self.path}: meta row {key!r} is {state}, which the migrations recorded "
+                    f"in it{recorded} do not give: a migration record was deleted behind "
+                    "lottrace's back"
+                )
+
     def _migrate(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             import sqlite_utils
 
-            done = _applied(self.conn)
+            done = set(_applied(self.conn))
             _migrations().apply(sqlite_utils.Database(self.conn))
             if "001_log_and_derived_tables" in done and _REFOLD_AFTER - done:
                 self._ledger_id = self.conn.execute(
                     "SELECT value FROM meta WHERE key='ledger_id'"
                 ).fetchone()[0]
-                self._refold_all()
+                for t in DERIVED_TABLES:
+                    self.conn.execute(f"DELETE FROM {t}")
+                self._fold_log()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -561,6 +797,12 @@ class Ledger:
     def verify(self, *, expect: str | None = None, workers: int | None = None) -> VerifyReport:
         """Recompute every event id and the whole chain; raise on the first bad row.
 
+        Then the schema must be exactly what lottrace's migrations make (no
+        trigger, index, table or view added, dropped or changed), and the
+        derived tables must hold exactly what folding the verified log gives
+        (:meth:`_check_derived`): what every query reads is proven, not only
+        the log. Nothing is ever written to the file.
+
         ``expect`` is a head hash published earlier (``verify --anchor``): the
         chain must still pass through it. Each body is hashed on its own, so
         a large log is checked in ``workers`` processes (default: one per
@@ -572,9 +814,13 @@ class Ledger:
         """
         own = not self.conn.in_transaction
         if own:
-            self.conn.execute("BEGIN")  # one read snapshot: row count and recorded head agree
+            # One read snapshot: row count, recorded head, schema and derived rows agree.
+            self.conn.execute("BEGIN")
         try:
-            return self._verify_snapshot(expect, workers)
+            report = self._verify_snapshot(expect, workers)
+            self._check_schema()
+            self._check_derived()
+            return report
         finally:
             if own:
                 self.conn.execute("COMMIT")
@@ -596,7 +842,7 @@ class Ledger:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(len(bounds)) as pool:
                 parts = pool.starmap(
-                    _verify_range, [(str(self.path), lo, hi, expect) for lo, hi in bounds]
+                    _verify_range, [(self._uri, lo, hi, expect) for lo, hi in bounds]
                 )
         failures = [p.failure for p in parts if p.failure is not None]
         prev = genesis
@@ -761,10 +1007,25 @@ class Ledger:
     # ------------------------------------------------------------------ derived tables
 
     def rebuild(self) -> int:
-        """Drop the derived tables' rows and fold the whole log again, atomically."""
+        """Put the schema back to lottrace's and fold the whole log again, atomically.
+
+        Every trigger, index, view or table that lottrace's migrations do not
+        make is dropped first (a trigger planted on a derived table could
+        otherwise rewrite what the rebuild writes), lottrace's own triggers and
+        indexes that were dropped are made again, and the derived tables are
+        dropped and created anew from the migrations' definitions, then filled
+        by folding the log. What was removed or restored is in
+        :attr:`repaired`. The log's own tables (``events``, ``meta``,
+        ``_sqlite_migrations``) cannot be rebuilt: if one of them is not as
+        lottrace made it, nothing is changed and :class:`IntegrityViolation`
+        says so.
+        """
+        if self.read_only:
+            raise LedgerError(f"{self.path} is open read-only: rebuild needs to write it")
         self._begin()
         try:
-            n = self._refold_all()
+            self.repaired = self._restore_schema()
+            n = self._fold_log()
             self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
@@ -772,20 +1033,127 @@ class Ledger:
             raise
         return n
 
-    def _refold_all(self) -> int:
-        """Inside a write transaction: empty the derived tables and fold the log into them."""
-        for t in DERIVED_TABLES:
-            self.conn.execute(f"DELETE FROM {t}")
+    def _restore_schema(self) -> list[str]:
+        """Inside a write transaction: make the schema exactly lottrace's, derived tables empty."""
+        expected = _expected_schema(len(MIGRATION_NAMES)).objects
+        actual = _schema_of(self.conn)
+        for name in _LOG_TABLES:
+            if actual.get(name) != expected[name]:
+                raise IntegrityViolation(
+                    f"{self.path}: table {name} is not as lottrace made it, and rebuild "
+                    "cannot restore the log; nothing was changed"
+                )
+        done: list[str] = []
+        # Triggers, views and indexes first (a trigger or view may name a table),
+        # then tables; an object of lottrace's own that was changed goes too, and
+        # is made again below.
+        for kind, name, _what in _schema_differences(actual, expected):
+            if name in actual and kind in ("trigger", "view", "index"):
+                self.conn.execute(f"DROP {kind.upper()} IF EXISTS {_ident(name)}")
+                done.append(f"dropped {kind} {name}")
+        for kind, name, _what in _schema_differences(_schema_of(self.conn), expected):
+            if kind == "table" and name not in expected:
+                self.conn.execute(f"DROP TABLE {_ident(name)}")
+                done.append(f"dropped table {name}")
+        for t in DERIVED_TABLES:  # with their indexes and any trigger on them
+            self.conn.execute(f"DROP TABLE IF EXISTS {t}")
+        memory = _migrated_memory(len(MIGRATION_NAMES))
+        try:
+            made = memory.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table' DESC, rowid"
+            ).fetchall()
+        finally:
+            memory.close()
+        present = _schema_of(self.conn)
+        for kind, name, tbl, create in made:
+            if name not in present:
+                self.conn.execute(create)
+                if tbl not in DERIVED_TABLES:
+                    done.append(f"restored {kind} {name}")
+        return done
+
+    def _fold_log(self) -> int:
+        """Fold every event of the log into the (empty) derived tables; the count."""
         voided = dict(self._scan_corrections())
         report = AppendReport()
         batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
         n = 0
         # Streamed: a cursor on the log while the batch writes the derived tables.
-        for seq, eid, body in self.conn.execute("SELECT seq, event_id, body FROM events ORDER BY seq"):
+        for seq, eid, body in self.conn.execute(
+            "SELECT seq, event_id, body FROM events ORDER BY seq"
+        ):
             batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
             n += 1
         batch.flush()
         return n
+
+    def _check_derived(self) -> None:
+        """Fold the log again into scratch tables and compare every derived table with them.
+
+        Called inside :meth:`verify`'s read snapshot, once the log and the
+        schema are verified. The scratch tables are TEMP tables of this
+        connection (SQLite keeps them in a private temporary file, never in
+        the ledger, so a read-only ledger can be checked and memory stays
+        bounded by the page cache); their names shadow the derived tables', so
+        the fold :meth:`rebuild` runs writes into them and reads the log from
+        the file. Tables are compared in a fixed order (``lots``,
+        ``event_lots``, ``links``, ``voided``) by set difference both ways, and
+        the first differing row, by key, is named.
+        """
+        conn = self.conn
+        try:
+            conn.execute(f"PRAGMA temp.cache_size=-{_SCRATCH_CACHE_KIB}")
+            for name in DERIVED_TABLES:
+                create = conn.execute(
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", [name]
+                ).fetchone()[0]
+                conn.execute(re.sub(r"^CREATE TABLE", "CREATE TEMP TABLE", create))
+            self._fold_log()  # into the TEMP tables, which shadow the file's
+            for table in DERIVED_TABLES:
+                self._compare_table(conn, table)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot check {self.path}'s derived tables: {exc}") from None
+        finally:
+            for name in DERIVED_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def _compare_table(self, conn: sqlite3.Connection, table: str) -> None:
+        """Raise :class:`IntegrityViolation` naming the first row of the ledger's ``table``
+        that differs from the refolded ``temp.table``."""
+        info = conn.execute(f"PRAGMA main.table_info({table})").fetchall()
+        cols = [r[1] for r in info]
+        keys = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        listed = ", ".join(cols)
+        order = ", ".join(str(cols.index(k) + 2) for k in keys)
+        rows = conn.execute(
+            f"SELECT 0, * FROM (SELECT {listed} FROM main.{table} EXCEPT "
+            f"SELECT {listed} FROM temp.{table}) UNION ALL "
+            f"SELECT 1, * FROM (SELECT {listed} FROM temp.{table} EXCEPT "
+            f"SELECT {listed} FROM main.{table}) ORDER BY {order}, 1 LIMIT 2"
+        ).fetchall()
+        if not rows:
+            return
+        first = rows[0]
+        key_of = [cols.index(k) + 1 for k in keys]
+        key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
+        if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
+            had, gives = first[1:], rows[1][1:]
+            col = next(
+                (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
+                cols[0],
+            )
+            how = (
+                f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
+                f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
+            )
+        elif first[0] == 0:
+            how = "is not what the log gives (added behind lottrace's back)"
+        else:
+            how = "is missing (the log gives it: deleted behind lottrace's back)"
+        raise IntegrityViolation(
+            f"{self.path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
+        )
 
     def _scan_corrections(self) -> Iterator[tuple[str, str]]:
         # From the bodies, not the type column: the body is what the chain protects.
@@ -1130,9 +1498,9 @@ class _Checked:
     saw_expect: bool
 
 
-def _verify_range(path: str, lo: int, hi: int, expect: str | None) -> _Checked:
+def _verify_range(uri: str, lo: int, hi: int, expect: str | None) -> _Checked:
     """Check rows ``lo``..``hi`` in a worker process; the seam before ``lo`` is checked by the caller."""
-    conn = sqlite3.connect(_read_only_uri(path), uri=True)
+    conn = sqlite3.connect(uri, uri=True)
     try:
         cur = conn.execute(_VERIFY_SQL + " WHERE seq BETWEEN ? AND ? ORDER BY seq", [lo, hi])
         return _check_rows(cur, None, lo, expect)
