@@ -45,6 +45,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing from the unfinished batch was written.", err=True)
             ctx.exit(130)
+        except OSError as exc:  # the system refused a read or write: a full disk, a bad folder
+            if os.environ.get("LOTTRACE_DEBUG"):
+                raise
+            _drop_unwritable_stdout()
+            click.echo(f"Error: {_os_error(exc)}", err=True)
+            ctx.exit(1)
         except Exception as exc:
             import sqlite3
 
@@ -59,6 +65,73 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(3)
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line: what failed, on which file (never a traceback)."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    return f"cannot write the output: {what}"
+
+
+def _drop_unwritable_stdout() -> None:
+    """If stdout itself failed (``> /dev/full``), point it at /dev/null so the exit flush is quiet."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no real file descriptor (a test runner's stdout)
+            pass
+
+
+def check_output(path: Path, db: Path) -> Path:
+    """Refuse to write ``path`` if it is the ledger ``db`` or its ``-wal``/``-shm``/``-journal``.
+
+    Compared by resolved name (through symlinks) and, where both exist, by
+    device and inode (hard links). Every option naming a file lottrace
+    writes goes through here, before anything is written.
+    """
+    from .errors import UnsafeOutput
+
+    try:
+        out_real = os.path.realpath(path)
+        out_stat: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        out_stat = None
+        out_real = os.path.abspath(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        target = db.with_name(db.name + suffix) if suffix else db
+        same = os.path.realpath(target) == out_real
+        if not same and out_stat is not None:
+            try:
+                st = os.stat(target)
+            except (OSError, ValueError):
+                continue
+            same = (st.st_dev, st.st_ino) == (out_stat.st_dev, out_stat.st_ino)
+        if same:
+            what = f"the ledger {db}" + (f"'s {suffix[1:]} file" if suffix else "")
+            raise UnsafeOutput(
+                f"{path} is {what}: writing it would destroy the ledger; choose another file"
+            )
+    return path
+
+
+class _OutputPath(click.Path):
+    """A file lottrace writes: checked by :func:`check_output` against the ``--db`` ledger."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        db = ctx.find_root().params.get("db") if ctx is not None else None
+        if isinstance(db, Path) and isinstance(path, Path):
+            check_output(path, db)
+        return path
 
 
 def _dumps(data: Any) -> str:
@@ -76,7 +149,7 @@ def _open(ctx: click.Context) -> Ledger:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 plot_option = click.option(
     "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     metavar="FILE",
     help="Also draw a chart into FILE (.png or .svg); needs lottrace[plot].",
 )
@@ -622,12 +695,15 @@ def rebuild(ctx: click.Context) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write every schema file into FOLDER.",
 )
-def schema(type: str | None, folder: Path | None) -> None:
+@click.pass_context
+def schema(ctx: click.Context, type: str | None, folder: Path | None) -> None:
     """Print the JSON Schema of one event TYPE, or of the whole union."""
     from .events import EVENT_MODELS
-    from .schemas import event_schema, union_schema, write_schemas
+    from .schemas import event_schema, schema_files, union_schema, write_schemas
 
     if folder is not None:
+        for name in schema_files():
+            check_output(folder / name, ctx.obj["db"])
         for p in write_schemas(folder):
             click.echo(f"wrote {p}")
         return
@@ -738,7 +814,7 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="Write the GeoJSON here.",
 )
 @click.option("--check", is_flag=True, help="Only report whether the lot can be proven.")
@@ -765,7 +841,10 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     if check:
         click.echo(f"lot {lot}: EUDR geolocation complete for {n} plots")
     elif output is not None:
-        output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+        try:
+            output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
         click.echo(f"wrote {output}: {n} plots")
     else:
         click.echo(_dumps(collection))
@@ -1017,7 +1096,7 @@ def demo(ctx: click.Context, out: Path) -> None:
 @click.option(
     "-o",
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     required=True,
     help="The JSON Lines file to write.",
 )
@@ -1060,7 +1139,7 @@ def epcis() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     required=True,
     help="The EPCIS JSON-LD file to write.",
 )
@@ -1141,7 +1220,7 @@ def epcis_hash(file: Path, as_json: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="The HTML file to write. Default: LOT.html (unsafe characters as _).",
 )
 @click.option(
@@ -1167,7 +1246,9 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
     link = passport_url(url, lot) if url else None
     with _open(ctx) as ledger:
         page = render(ledger, lot, lang=lang, url=link)
-    out = output or Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html")
+    out = output or check_output(
+        Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html"), ctx.obj["db"]
+    )
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -1183,7 +1264,7 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="Write the metadata JSON here instead of printing it.",
 )
 @click.pass_context
