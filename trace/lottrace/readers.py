@@ -288,8 +288,6 @@ def _json_lines(
         yield f"{name}:{n}", record
 
 
-#: A key's closing quote followed by JSON whitespace and the colon.
-_SPACED_KEY_END = re.compile(rb'"[ \t\r\n]+:')
 #: The tokens that matter to find keys: strings and structure (numbers, literals skipped).
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],]')
 
@@ -298,29 +296,27 @@ def repeated_key(raw: bytes | str, parsed: Any) -> tuple[str, int] | None:
     r"""The first key repeated within one object of the JSON text ``raw``, and its line, or None.
 
     ``parsed`` is what ``raw`` parsed to (JSON parsers keep one value of a
-    repeated key silently). Most texts are cleared by a cheap count: every
-    key ends with ``"`` then ``:`` (or whitespace), and without ``\u``
-    escapes any ``":`` inside a string of ``parsed`` is written ``\":`` in
-    ``raw`` too, so if ``raw`` has no more of these than ``parsed``
-    re-serialised has, no key was dropped. Otherwise (a ``\u`` escape, a
-    ``":`` inside a string, spaced keys) the text is scanned key by key.
+    repeated key silently). Most texts are cleared by counting quotes: a
+    quote in valid JSON only opens or closes a string or is written ``\"``
+    inside one, so unless ``raw`` writes a quote as ``\u0022``, ``parsed``
+    re-serialised has as many quotes as ``raw`` exactly when no key (and
+    its value) was dropped. Otherwise the text is scanned key by key.
 
     >>> repeated_key(b'{"a": 1, "b": {"c": 2}}', {"a": 1, "b": {"c": 2}})
-    >>> repeated_key('{"a": 1,\n "\u0061": 2}', {"a": 2})
+    >>> repeated_key('{"a": 1,\n "a": 2}', {"a": 2})
     ('a', 2)
     """
     if not isinstance(parsed, (dict, list)):
         return None
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if b"\\u" not in data:
-        ends = data.count(b'":')
-        if b'" ' in data or b'"\t' in data or b'"\n' in data or b'"\r' in data:
-            ends += len(_SPACED_KEY_END.findall(data))
-        try:
-            if ends == orjson.dumps(parsed).count(b'":'):
-                return None
-        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: scan
-            pass
+    try:
+        if isinstance(raw, str):
+            cleared = "\\u0022" not in raw and raw.count('"') == orjson.dumps(parsed).count(b'"')
+        else:
+            cleared = b"\\u0022" not in raw and raw.count(b'"') == orjson.dumps(parsed).count(b'"')
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: scan
+        cleared = False
+    if cleared:
+        return None
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
     stack: list[set[str] | None] = []
     expect_key = False
