@@ -373,7 +373,7 @@ class StoredIds:
 
 def _stored_facts(body: str | bytes) -> Facts:
     """The facts of an event as the log stores it."""
-    return facts_of(parse_event(orjson.loads(body)))
+    return facts_of(parse_event(orjson.loads(body), stored=True))
 
 
 def _cache_mb() -> int:
@@ -774,7 +774,9 @@ class Ledger:
         ).fetchone()
         if row is None:
             raise UnknownEvent(f"no event {eid} in {self.path}")
-        return StoredEvent(row[0], row[1], parse_event(orjson.loads(row[2])), bool(row[3]))
+        return StoredEvent(
+            row[0], row[1], parse_event(orjson.loads(row[2]), stored=True), bool(row[3])
+        )
 
     def iter_events(self) -> Iterator[StoredEvent]:
         """Every event in log order, void ones flagged (what an export reads)."""
@@ -783,7 +785,7 @@ class Ledger:
             "FROM events e ORDER BY seq"
         )
         for seq, eid, body, void in rows:
-            yield StoredEvent(seq, eid, parse_event(orjson.loads(body)), bool(void))
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
 
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
@@ -800,7 +802,10 @@ class Ledger:
             "JOIN events e ON e.seq = el.seq WHERE el.lot=? ORDER BY el.time, el.seq",
             [code],
         ).fetchall()
-        return [StoredEvent(s, i, parse_event(orjson.loads(b)), False, r) for s, i, b, r in rows]
+        return [
+            StoredEvent(s, i, parse_event(orjson.loads(b), stored=True), False, r)
+            for s, i, b, r in rows
+        ]
 
     def voided_for_lot(self, code: str) -> list[str]:
         """Ids of void events that named this lot (their links are gone)."""
@@ -914,7 +919,7 @@ class Ledger:
         for lot, role, seq, eid, body in rows:
             ev = parsed.get(seq)
             if ev is None:
-                ev = parsed[seq] = parse_event(orjson.loads(body))
+                ev = parsed[seq] = parse_event(orjson.loads(body), stored=True)
             yield lot, StoredEvent(seq, eid, ev, False, role)
 
     def own_event_bodies(
