@@ -35,7 +35,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LottraceError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {shown(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -134,10 +134,46 @@ class _OutputPath(click.Path):
         return path
 
 
+#: Characters never printed as they are: controls (C0, DEL, C1), line and
+#: paragraph separators, bidi controls and invisible characters. A ledger
+#: written before lottrace refused them in input may hold some.
+_UNSHOWN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]"
+)
+#: The same, less what JSON already escapes (C0).
+_UNSHOWN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def shown(text: str) -> str:
+    r"""``text`` safe for a terminal and one line: every character of :data:`_UNSHOWN` escaped.
+
+    >>> shown("lot A\x1b[2J\nB\u202e")
+    'lot A\\x1b[2J\\x0aB\\u202e'
+    """
+    return _UNSHOWN.sub(_escape, text)
+
+
+def _shown_data(data: Any) -> Any:
+    """``data`` with every string :func:`shown`, for printing to people."""
+    if isinstance(data, str):
+        return shown(data)
+    if isinstance(data, dict):
+        return {k: _shown_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_shown_data(v) for v in data]
+    return data
+
+
 def _dumps(data: Any) -> str:
     import json
 
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # still the same JSON
 
 
 def _open(ctx: click.Context) -> Ledger:
@@ -206,7 +242,7 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
         click.echo(_dumps(d))
         return
     for w in report.warnings[:max_warnings]:
-        click.echo(str(w), err=True)
+        click.echo(shown(str(w)), err=True)
     if report.warning_count > max_warnings:
         click.echo(f"... and {report.warning_count - max_warnings} more warnings", err=True)
     click.echo(
@@ -320,14 +356,14 @@ def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
     return order.get(path, len(order)), int(line) if line.isdigit() else 0
 
 
-def _reject_bad_rows(bad: Sequence[LottraceError], shown: int = 50) -> None:
+def _reject_bad_rows(bad: Sequence[LottraceError], limit: int = 50) -> None:
     """List every bad row on stderr (one line each), then fail the batch."""
     if len(bad) == 1:
         raise bad[0]
-    for exc in bad[:shown]:
-        click.echo(str(exc), err=True)
-    if len(bad) > shown:
-        click.echo(f"... and {len(bad) - shown} more bad rows", err=True)
+    for exc in bad[:limit]:
+        click.echo(shown(str(exc)), err=True)
+    if len(bad) > limit:
+        click.echo(f"... and {len(bad) - limit} more bad rows", err=True)
     raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
 
 
@@ -513,7 +549,7 @@ def log(
     lines = describe_event(ev)
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        click.echo(f"  {key.ljust(width)}  {value}")
+        click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
 
 
 def _interactive() -> bool:
@@ -610,20 +646,20 @@ def history(ctx: click.Context, lot: str, as_json: bool, no_tree: bool) -> None:
         (
             e.event.time.isoformat(),
             e.event.type + ("" if e.role == "subject" else f" ({e.role})"),
-            e.event.site,
+            shown(e.event.site),
             _kg(e.event.kg_for(lot)),
-            _event_summary(e.event),
+            shown(_event_summary(e.event)),
             e.event_id[:12],
         )
         for e in events
     ]
-    click.echo(f"lot {lot}")
+    click.echo(f"lot {shown(lot)}")
     click.echo(tabulate(rows, headers=["time", "event", "site", "kg", "details", "event id"]))
     if voided:
         click.echo(f"{len(voided)} voided event(s) not shown: " + ", ".join(v[:12] for v in voided))
     if has_inputs and upstream_tree is not None:
-        click.echo(f"\nupstream of {lot}:")
-        click.echo(format_tree(upstream_tree, indent="  "))
+        click.echo(f"\nupstream of {shown(lot)}:")
+        click.echo(format_tree(_shown_data(upstream_tree), indent="  "))
 
 
 def _full_hash(value: str | None) -> str | None:
@@ -737,7 +773,7 @@ def _query(ctx: click.Context, query: Any, *args: Any, as_json: bool, **kw: Any)
     if as_json:
         click.echo(_dumps(data))
         return None
-    return data
+    return _shown_data(data)
 
 
 def _voided_note(data: dict[str, Any]) -> None:
@@ -832,7 +868,7 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     with _open(ctx) as ledger:
         collection, problems = query(ledger, lot)
     for pr in problems:
-        click.echo(f"not provable: {pr['message']}", err=True)
+        click.echo(f"not provable: {shown(pr['message'])}", err=True)
     if problems:
         raise LottraceError(
             f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
@@ -868,9 +904,10 @@ def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
     if as_json:
         click.echo(_dumps(data))
     elif data["certified"]:
-        click.echo(f"lot {lot}: all {data['harvests']} contributing harvests are {scheme}")
+        click.echo(f"lot {shown(lot)}: all {data['harvests']} contributing harvests are {scheme}")
     else:
-        click.echo(_table(data["breaking"], list(data["breaking"][0].keys())))
+        breaking = _shown_data(data["breaking"])
+        click.echo(_table(breaking, list(breaking[0].keys())))
     if not data["certified"]:
         raise LottraceError(f"lot {lot} is not physically traceable as {scheme}")
 
