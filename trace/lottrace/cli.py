@@ -245,6 +245,13 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
         click.echo(shown(str(w)), err=True)
     if report.warning_count > max_warnings:
         click.echo(f"... and {report.warning_count - max_warnings} more warnings", err=True)
+    for name, n in report.voided_again_in.items():
+        one = n == 1
+        click.echo(
+            f"note: {n} event{'' if one else 's'} in {shown(name)} {'was' if one else 'were'} "
+            f"voided by a correction earlier; {'it stays' if one else 'they stay'} void",
+            err=True,
+        )
     click.echo(
         f"added {report.added}, duplicates skipped {report.duplicates}, "
         f"warnings {report.warning_count}"
@@ -544,6 +551,8 @@ def log(
         click.echo(str(w), err=True)
     if report.added:
         click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
+    elif report.voided_again:
+        click.echo(f"event {eid} was voided by a correction earlier; it stays void, nothing added")
     else:
         click.echo(f"already in the ledger as event {eid}; nothing added")
     lines = describe_event(ev)

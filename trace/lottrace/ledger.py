@@ -214,11 +214,16 @@ class AppendReport:
     warnings: list[RuleWarning] = field(default_factory=list)
     warning_count: int = 0
     head: str = ""
+    #: Events met again that a correction voided: skipped, not counted as duplicates.
+    voided_again: int = 0
+    #: ``voided_again`` by input file (the part of ``where`` before ``:LINE``).
+    voided_again_in: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "duplicates": self.duplicates,
+            "voided_again": self.voided_again,
             "warnings": self.warning_count,
             "head": self.head,
         }
@@ -1231,7 +1236,12 @@ class _Batch:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
         where, body, eid, ev, _mark = p
         if stored or eid in self.pending_ids:
-            self.report.duplicates += 1
+            if self._is_void(eid):  # met again, but a correction voided it: it stays void
+                self.report.voided_again += 1
+                name = where.rpartition(":")[0] or where
+                self.report.voided_again_in[name] = self.report.voided_again_in.get(name, 0) + 1
+            else:
+                self.report.duplicates += 1
             return
         self.where = where
         findings = check(ev, self, self.now)
@@ -1253,6 +1263,26 @@ class _Batch:
         self.derive(self.seq, eid, ev, void=False)
         if len(self.event_rows) >= _CHUNK:
             self.flush()
+
+    #: The ids in ``voided`` as of ``_voided_at`` (the connection's total_changes).
+    _voided: frozenset[str] = frozenset()
+    _voided_at = -1
+
+    def _is_void(self, eid: str) -> bool:
+        """Whether a correction voided event ``eid``, in this batch or before.
+
+        ``voided`` is small, so it is read once and again only after this
+        connection wrote something: a file of duplicates reads it once.
+        """
+        pending = self.pending_ids.get(eid)
+        if pending is not None and pending[1]:
+            return True
+        if self._voided_at != self.conn.total_changes:
+            self._voided = frozenset(
+                r[0] for r in self.conn.execute("SELECT DISTINCT event_id FROM voided")
+            )
+            self._voided_at = self.conn.total_changes
+        return eid in self._voided
 
     def derive(self, seq: int, eid: str, ev: Facts, *, void: bool) -> None:
         """Fold one logged event into the derived tables."""
