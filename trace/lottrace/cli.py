@@ -1060,8 +1060,9 @@ def _check_plot(plot: Path | None) -> None:
 def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, **kw: Any) -> None:
     from . import plots
 
-    labels = _query(ctx, getattr(plots, name), plot, as_json=False, **kw)
-    worst = f", worst: {labels[0].splitlines()[0]}" if labels else ""
+    with _open(ctx) as ledger:
+        labels = getattr(plots, name)(ledger, plot, **kw)
+    worst = f", worst: {shown(labels[0].splitlines()[0])}" if labels else ""
     click.echo(f"wrote {plot}: {len(labels)} {what}{worst}", err=as_json)
 
 
