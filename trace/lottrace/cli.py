@@ -1105,7 +1105,7 @@ def demo(ctx: click.Context, out: Path) -> None:
         )
     result = build_demo(out)
     click.echo(
-        f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there"
+        f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates + result.report.voided_again} already there"
     )
     click.echo(f"sample files: {', '.join(result.files)}\n")
     ctx.obj["db"] = out
