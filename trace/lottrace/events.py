@@ -165,7 +165,7 @@ def _no_control_long(value: str, info: ValidationInfo) -> str:
 def _id_text(value: str, info: ValidationInfo) -> str:
     """An id in free text (a producer, a plot, a container): one-line text, visible, NFC."""
     value = _check_chars(value, _CONTROL, info)
-    if _stored(info):
+    if value.isascii() or _stored(info):  # most ids: nothing invisible, already NFC
         return value
     m = _INVISIBLE.search(value)
     if m is not None:
