@@ -103,7 +103,12 @@ def test_whole_sample_season_round_trips_with_the_same_event_ids(
         assert [(s.event_id, s.void) for s in fresh.iter_events()] == original
         fresh.verify()
         again = fresh.append(document_to_events(doc, "doc.jsonld"))
-    assert (again.added, again.duplicates) == (0, len(original))
+    voided = sum(void for _eid, void in original)  # met again, and said so
+    assert (again.added, again.duplicates, again.voided_again) == (
+        0,
+        len(original) - voided,
+        voided,
+    )
 
 
 def test_every_exported_event_carries_its_hash_id_and_lt_type(demo_db: Path) -> None:
@@ -195,6 +200,11 @@ def test_gs1_examples_import(
     conformance_dir: Path, tmp_path: Path, name: str, gs1_validator: Any
 ) -> None:
     path = conformance_dir / "gs1-epcis" / "examples" / name
+    key = _repeated_key(path)
+    if key is not None:  # e.g. AssociationEvent-h repeats eventID: which one is meant?
+        with pytest.raises(InvalidInput, match=f"key '{key}' appears twice"):
+            load_document(str(path))
+        return
     doc = load_document(str(path))
     assert gs1_validator.is_valid(doc)
     with Ledger.create(tmp_path / "l.db") as ledger:
@@ -209,6 +219,19 @@ def test_gs1_examples_import(
         assert {e.hash_id for e in stored} <= set(document_hash_ids(doc))  # type: ignore[attr-defined]
         again = ledger.append(document_to_events(doc, name))
         assert again.added == 0
+
+
+def _repeated_key(path: Path) -> str | None:
+    """A key repeated within one object of the JSON file, found by the standard library's parser."""
+    found: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        found.extend(k for k in keys if keys.count(k) > 1)
+        return dict(pairs)
+
+    json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=hook)
+    return found[0] if found else None
 
 
 def _openepcis_documents() -> list[Any]:
@@ -610,6 +633,7 @@ def test_all_foreign_examples_in_one_ledger_answer_every_lot_query(
 
     paths = sorted((conformance_dir / "gs1-epcis" / "examples").glob("**/*.jsonld"))
     paths += sorted((conformance_dir / "other" / "opentraceability-gdst").glob("*.jsonld"))
+    paths = [p for p in paths if _repeated_key(p) is None]  # refused, see test_gs1_examples_import
     # The examples reuse each other's ids: a document whose transformation would
     # form an id an earlier example already made is refused (lot-exists), whole.
     refused: list[str] = []

@@ -35,7 +35,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LottraceError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {shown(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -45,6 +45,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted: nothing from the unfinished batch was written.", err=True)
             ctx.exit(130)
+        except OSError as exc:  # the system refused a read or write: a full disk, a bad folder
+            if os.environ.get("LOTTRACE_DEBUG"):
+                raise
+            _drop_unwritable_stdout()
+            click.echo(f"Error: {_os_error(exc)}", err=True)
+            ctx.exit(1)
         except Exception as exc:
             import sqlite3
 
@@ -61,10 +67,113 @@ class _Group(click.Group):
             ctx.exit(3)
 
 
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line: what failed, on which file (never a traceback)."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    return f"cannot write the output: {what}"
+
+
+def _drop_unwritable_stdout() -> None:
+    """If stdout itself failed (``> /dev/full``), point it at /dev/null so the exit flush is quiet."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # no real file descriptor (a test runner's stdout)
+            pass
+
+
+def check_output(path: Path, db: Path) -> Path:
+    """Refuse to write ``path`` if it is the ledger ``db`` or its ``-wal``/``-shm``/``-journal``.
+
+    Compared by resolved name (through symlinks) and, where both exist, by
+    device and inode (hard links). Every option naming a file lottrace
+    writes goes through here, before anything is written.
+    """
+    from .errors import UnsafeOutput
+
+    try:
+        out_real = os.path.realpath(path)
+        out_stat: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        out_stat = None
+        out_real = os.path.abspath(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        target = db.with_name(db.name + suffix) if suffix else db
+        same = os.path.realpath(target) == out_real
+        if not same and out_stat is not None:
+            try:
+                st = os.stat(target)
+            except (OSError, ValueError):
+                continue
+            same = (st.st_dev, st.st_ino) == (out_stat.st_dev, out_stat.st_ino)
+        if same:
+            what = f"the ledger {db}" + (f"'s {suffix[1:]} file" if suffix else "")
+            raise UnsafeOutput(
+                f"{path} is {what}: writing it would destroy the ledger; choose another file"
+            )
+    return path
+
+
+class _OutputPath(click.Path):
+    """A file lottrace writes: checked by :func:`check_output` against the ``--db`` ledger."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        db = ctx.find_root().params.get("db") if ctx is not None else None
+        if isinstance(db, Path) and isinstance(path, Path):
+            check_output(path, db)
+        return path
+
+
+#: Characters never printed as they are: controls (C0, DEL, C1), line and
+#: paragraph separators, bidi controls and invisible characters. A ledger
+#: written before lottrace refused them in input may hold some.
+_UNSHOWN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]"
+)
+#: The same, less what JSON already escapes (C0).
+_UNSHOWN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def shown(text: str) -> str:
+    r"""``text`` safe for a terminal and one line: every character of :data:`_UNSHOWN` escaped.
+
+    >>> shown("lot A\x1b[2J\nB\u202e")
+    'lot A\\x1b[2J\\x0aB\\u202e'
+    """
+    return _UNSHOWN.sub(_escape, text)
+
+
+def _shown_data(data: Any) -> Any:
+    """``data`` with every string :func:`shown`, for printing to people."""
+    if isinstance(data, str):
+        return shown(data)
+    if isinstance(data, dict):
+        return {k: _shown_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_shown_data(v) for v in data]
+    return data
+
+
 def _dumps(data: Any) -> str:
     import json
 
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # still the same JSON
 
 
 def _open(ctx: click.Context, *, write: bool = False, upgrade: bool = True) -> Ledger:
@@ -80,7 +189,7 @@ def _open(ctx: click.Context, *, write: bool = False, upgrade: bool = True) -> L
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 plot_option = click.option(
     "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     metavar="FILE",
     help="Also draw a chart into FILE (.png or .svg); needs lottrace[plot].",
 )
@@ -137,9 +246,16 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
         click.echo(_dumps(d))
         return
     for w in report.warnings[:max_warnings]:
-        click.echo(str(w), err=True)
+        click.echo(shown(str(w)), err=True)
     if report.warning_count > max_warnings:
         click.echo(f"... and {report.warning_count - max_warnings} more warnings", err=True)
+    for name, n in report.voided_again_in.items():
+        one = n == 1
+        click.echo(
+            f"note: {n} event{'' if one else 's'} in {shown(name)} {'was' if one else 'were'} "
+            f"voided by a correction earlier; {'it stays' if one else 'they stay'} void",
+            err=True,
+        )
     click.echo(
         f"added {report.added}, duplicates skipped {report.duplicates}, "
         f"warnings {report.warning_count}"
@@ -251,14 +367,14 @@ def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
     return order.get(path, len(order)), int(line) if line.isdigit() else 0
 
 
-def _reject_bad_rows(bad: Sequence[LottraceError], shown: int = 50) -> None:
+def _reject_bad_rows(bad: Sequence[LottraceError], limit: int = 50) -> None:
     """List every bad row on stderr (one line each), then fail the batch."""
     if len(bad) == 1:
         raise bad[0]
-    for exc in bad[:shown]:
-        click.echo(str(exc), err=True)
-    if len(bad) > shown:
-        click.echo(f"... and {len(bad) - shown} more bad rows", err=True)
+    for exc in bad[:limit]:
+        click.echo(shown(str(exc)), err=True)
+    if len(bad) > limit:
+        click.echo(f"... and {len(bad) - limit} more bad rows", err=True)
     raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
 
 
@@ -439,12 +555,14 @@ def log(
         click.echo(str(w), err=True)
     if report.added:
         click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
+    elif report.voided_again:
+        click.echo(f"event {eid} was voided by a correction earlier; it stays void, nothing added")
     else:
         click.echo(f"already in the ledger as event {eid}; nothing added")
     lines = describe_event(ev)
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        click.echo(f"  {key.ljust(width)}  {value}")
+        click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
 
 
 def _interactive() -> bool:
@@ -541,20 +659,20 @@ def history(ctx: click.Context, lot: str, as_json: bool, no_tree: bool) -> None:
         (
             e.event.time.isoformat(),
             e.event.type + ("" if e.role == "subject" else f" ({e.role})"),
-            e.event.site,
+            shown(e.event.site),
             _kg(e.event.kg_for(lot)),
-            _event_summary(e.event),
+            shown(_event_summary(e.event)),
             e.event_id[:12],
         )
         for e in events
     ]
-    click.echo(f"lot {lot}")
+    click.echo(f"lot {shown(lot)}")
     click.echo(tabulate(rows, headers=["time", "event", "site", "kg", "details", "event id"]))
     if voided:
         click.echo(f"{len(voided)} voided event(s) not shown: " + ", ".join(v[:12] for v in voided))
     if has_inputs and upstream_tree is not None:
-        click.echo(f"\nupstream of {lot}:")
-        click.echo(format_tree(upstream_tree, indent="  "))
+        click.echo(f"\nupstream of {shown(lot)}:")
+        click.echo(format_tree(_shown_data(upstream_tree), indent="  "))
 
 
 def _full_hash(value: str | None) -> str | None:
@@ -630,12 +748,15 @@ def rebuild(ctx: click.Context) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write every schema file into FOLDER.",
 )
-def schema(type: str | None, folder: Path | None) -> None:
+@click.pass_context
+def schema(ctx: click.Context, type: str | None, folder: Path | None) -> None:
     """Print the JSON Schema of one event TYPE, or of the whole union."""
     from .events import EVENT_MODELS
-    from .schemas import event_schema, union_schema, write_schemas
+    from .schemas import event_schema, schema_files, union_schema, write_schemas
 
     if folder is not None:
+        for name in schema_files():
+            check_output(folder / name, ctx.obj["db"])
         for p in write_schemas(folder):
             click.echo(f"wrote {p}")
         return
@@ -669,7 +790,7 @@ def _query(ctx: click.Context, query: Any, *args: Any, as_json: bool, **kw: Any)
     if as_json:
         click.echo(_dumps(data))
         return None
-    return data
+    return _shown_data(data)
 
 
 def _voided_note(data: dict[str, Any]) -> None:
@@ -746,7 +867,7 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="Write the GeoJSON here.",
 )
 @click.option("--check", is_flag=True, help="Only report whether the lot can be proven.")
@@ -764,7 +885,7 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     with _open(ctx) as ledger:
         collection, problems = query(ledger, lot)
     for pr in problems:
-        click.echo(f"not provable: {pr['message']}", err=True)
+        click.echo(f"not provable: {shown(pr['message'])}", err=True)
     if problems:
         raise LottraceError(
             f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
@@ -773,7 +894,10 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     if check:
         click.echo(f"lot {lot}: EUDR geolocation complete for {n} plots")
     elif output is not None:
-        output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+        try:
+            output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
         click.echo(f"wrote {output}: {n} plots")
     else:
         click.echo(_dumps(collection))
@@ -797,9 +921,10 @@ def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
     if as_json:
         click.echo(_dumps(data))
     elif data["certified"]:
-        click.echo(f"lot {lot}: all {data['harvests']} contributing harvests are {scheme}")
+        click.echo(f"lot {shown(lot)}: all {data['harvests']} contributing harvests are {scheme}")
     else:
-        click.echo(_table(data["breaking"], list(data["breaking"][0].keys())))
+        breaking = _shown_data(data["breaking"])
+        click.echo(_table(breaking, list(breaking[0].keys())))
     if not data["certified"]:
         raise LottraceError(f"lot {lot} is not physically traceable as {scheme}")
 
@@ -943,8 +1068,9 @@ def _check_plot(plot: Path | None) -> None:
 def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, **kw: Any) -> None:
     from . import plots
 
-    labels = _query(ctx, getattr(plots, name), plot, as_json=False, **kw)
-    worst = f", worst: {labels[0].splitlines()[0]}" if labels else ""
+    with _open(ctx) as ledger:
+        labels = getattr(plots, name)(ledger, plot, **kw)
+    worst = f", worst: {shown(labels[0].splitlines()[0])}" if labels else ""
     click.echo(f"wrote {plot}: {len(labels)} {what}{worst}", err=as_json)
 
 
@@ -987,7 +1113,7 @@ def demo(ctx: click.Context, out: Path) -> None:
         )
     result = build_demo(out)
     click.echo(
-        f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates} already there"
+        f"demo ledger {out}: {result.report.added} events added, {result.report.duplicates + result.report.voided_again} already there"
     )
     click.echo(f"sample files: {', '.join(result.files)}\n")
     ctx.obj["db"] = out
@@ -1025,7 +1151,7 @@ def demo(ctx: click.Context, out: Path) -> None:
 @click.option(
     "-o",
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     required=True,
     help="The JSON Lines file to write.",
 )
@@ -1068,7 +1194,7 @@ def epcis() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     required=True,
     help="The EPCIS JSON-LD file to write.",
 )
@@ -1149,7 +1275,7 @@ def epcis_hash(file: Path, as_json: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="The HTML file to write. Default: LOT.html (unsafe characters as _).",
 )
 @click.option(
@@ -1175,7 +1301,9 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
     link = passport_url(url, lot) if url else None
     with _open(ctx) as ledger:
         page = render(ledger, lot, lang=lang, url=link)
-    out = output or Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html")
+    out = output or check_output(
+        Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html"), ctx.obj["db"]
+    )
     try:
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -1191,7 +1319,7 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_OutputPath(),
     help="Write the metadata JSON here instead of printing it.",
 )
 @click.pass_context

@@ -36,6 +36,7 @@ from .epcis_hash import document_context, document_events, document_hash_ids, ev
 from .errors import InvalidEvent, InvalidInput, LottraceError
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger, StoredEvent
+from .readers import repeated_key
 from .rules import facts_of, lots_of, time_key
 
 __all__ = [
@@ -493,10 +494,17 @@ def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
         raise InvalidInput(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is tolerated
     try:
-        doc = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf"))  # a UTF-8 BOM is tolerated
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
+    repeated = repeated_key(raw, doc)
+    if repeated is not None:
+        raise InvalidInput(
+            f"{path}:{repeated[1]}: key {repeated[0]!r} appears twice in one object "
+            "(JSON keys must be unique)"
+        )
     problem = first_problem(doc) if check else None
     if problem is not None:
         raise InvalidInput(f"{path}: {problem[0]}: {problem[1]}")

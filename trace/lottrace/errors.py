@@ -11,6 +11,7 @@ non-zero; a Python caller can catch the root or any child::
     ├── UnknownLot                a query names a lot the ledger has never seen
     ├── UnknownEvent              a query names an event id the ledger lacks
     ├── LedgerError               the ledger file is missing, busy or not ours
+    ├── UnsafeOutput              an output file would overwrite the ledger
     └── IntegrityViolation        ``verify`` found the log edited behind our back
 
 Messages name where the problem is: ``FILE:LINE: field 'kg': ...`` for input
@@ -28,6 +29,7 @@ __all__ = [
     "RuleViolation",
     "UnknownEvent",
     "UnknownLot",
+    "UnsafeOutput",
 ]
 
 
@@ -77,6 +79,12 @@ class UnknownEvent(LottraceError):
 
 class LedgerError(LottraceError):
     """The ledger file cannot be used: missing, locked too long, or not a lottrace ledger."""
+
+
+class UnsafeOutput(LottraceError):
+    """A file to write is the ledger, or its ``-wal``, ``-shm`` or ``-journal`` (by name, link or inode)."""
+
+    exit_code = 2
 
 
 class IntegrityViolation(LottraceError):

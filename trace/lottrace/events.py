@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -36,6 +37,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -70,7 +72,20 @@ __all__ = [
 _ISO_TIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# What text may not hold, so that no value can forge a line of lottrace's
+# output, send terminal escapes or display as something it is not: C0
+# controls (but tab, and newline in free text), DEL, C1 controls (U+0080-9F,
+# with U+0085 NEL), the line and paragraph separators U+2028/9, and the
+# bidirectional controls (U+061C, U+200E/F, U+202A-E, U+2066-9).
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f\u2028\u2029{_BIDI}]")
+_LONG_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\u2028\u2029{_BIDI}]")
+#: What an id may not hold besides: invisible characters (zero-width space,
+#: joiners, word joiner, BOM), so two ids that look alike are alike.
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
+#: What text was checked against before the rules above: an event read back
+#: from a ledger is read as it was written (only new input meets them).
+_STORED_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _iso_time(value: Any) -> Any:
@@ -108,10 +123,101 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("contains a control character")
+def _stored(info: ValidationInfo) -> bool:
+    """Whether the value is read back from a ledger (``parse_event(..., stored=True)``)."""
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("stored"))
+
+
+def _char_problem(c: str) -> str:
+    code = f"U+{ord(c):04X}"
+    if c == "\n":
+        return f"contains a line break ({code}); only note and reason may span lines"
+    if c in "\u2028\u2029":
+        return f"contains a line or paragraph separator ({code})"
+    if unicodedata.category(c) == "Cf":
+        kind = "an invisible character" if _INVISIBLE.match(c) else "a bidirectional control"
+        return f"contains {kind} ({code}), which makes text display as something it is not"
+    return f"contains a control character ({code})"
+
+
+def _check_chars(value: str, pattern: re.Pattern[str], info: ValidationInfo) -> str:
+    if _stored(info):
+        if _STORED_CONTROL.search(value):
+            raise ValueError("contains a control character")
+        return value
+    m = pattern.search(value)
+    if m is not None:
+        raise ValueError(_char_problem(m.group()))
     return value
+
+
+def _no_control(value: str, info: ValidationInfo) -> str:
+    """One-line text: no control characters (tab allowed), no separators, no bidi controls."""
+    return _check_chars(value, _CONTROL, info)
+
+
+def _no_control_long(value: str, info: ValidationInfo) -> str:
+    """Free text: as one-line text, but newlines are allowed."""
+    return _check_chars(value, _LONG_CONTROL, info)
+
+
+def _id_text(value: str, info: ValidationInfo) -> str:
+    """An id in free text (a producer, a plot, a container): one-line text, visible, NFC."""
+    value = _check_chars(value, _CONTROL, info)
+    if value.isascii() or _stored(info):  # most ids: nothing invisible, already NFC
+        return value
+    m = _INVISIBLE.search(value)
+    if m is not None:
+        raise ValueError(_char_problem(m.group()))
+    return unicodedata.normalize("NFC", value)
+
+
+#: The fields of an EPCIS event that hold ids (strings or lists of them), and
+#: the quantity lists whose items name an id in ``epcClass``.
+_EPC_FIELDS = ("parentID", "epcList", "childEPCs", "inputEPCList", "outputEPCList")
+_ID_OBJECTS = ("readPoint", "bizLocation")
+
+
+def _foreign_id(value: str, info: ValidationInfo) -> str:
+    """An id from a foreign EPCIS document: visible, one line, already NFC.
+
+    It is not normalised but refused if not NFC: the event's Event Hash ID
+    covers the id as written, so lottrace cannot rewrite it.
+    """
+    if _stored(info):
+        return value
+    m = _CONTROL.search(value) or _INVISIBLE.search(value)
+    if m is not None:
+        raise ValueError(f"id {value[:80]!r} {_char_problem(m.group())}")
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError(
+            f"id {value[:80]!r} is not in Unicode NFC form; its Event Hash ID covers it "
+            "as written, so normalise it in the document"
+        )
+    return value
+
+
+def _foreign_ids(event: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """Check every id of a foreign EPCIS event (:func:`_foreign_id`)."""
+    if _stored(info):
+        return event
+    ids: list[Any] = []
+    for name in _EPC_FIELDS:
+        value = event.get(name)
+        ids.extend(value if isinstance(value, list) else [value])
+    for name in _QUANTITY_LISTS:
+        for item in event.get(name) or ():
+            if isinstance(item, dict):
+                ids.append(item.get("epcClass"))
+    for name in _ID_OBJECTS:
+        obj = event.get(name)
+        if isinstance(obj, dict):
+            ids.append(obj.get("id"))
+    for value in ids:
+        if isinstance(value, str):
+            _foreign_id(value, info)
+    return event
 
 
 Timestamp: TypeAlias = Annotated[
@@ -135,9 +241,13 @@ SiteId: TypeAlias = Annotated[
     ),
 ]
 Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+"""One line of text: no control characters but tab, no separators or bidi controls."""
+IdText: TypeAlias = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_id_text)]
+"""An id written as text (a producer, a plot): as :data:`Text`, visible, NFC-normalised."""
 LongText: TypeAlias = Annotated[
-    str, Field(min_length=1, max_length=2000), AfterValidator(_no_control)
+    str, Field(min_length=1, max_length=2000), AfterValidator(_no_control_long)
 ]
+"""Free text: as :data:`Text`, but it may span lines."""
 Kg: TypeAlias = Annotated[
     float, Field(gt=0, le=1e7, description="Kilograms, > 0."), BeforeValidator(_not_bool)
 ]
@@ -221,7 +331,7 @@ Geometry: TypeAlias = Annotated[Point | Polygon, Field(discriminator="type")]
 class Plot(_Part):
     """The plot a harvest comes from."""
 
-    id: Text = Field(description="The plot's id in the cooperative's register.")
+    id: IdText = Field(description="The plot's id in the cooperative's register.")
     geometry: Geometry | None = Field(
         default=None,
         description="GeoJSON Point or Polygon, WGS84, [lon, lat]. EUDR needs a polygon "
@@ -314,7 +424,7 @@ class Harvest(EventBase):
 
     type: Literal["harvest"] = "harvest"
     lot: LotCode
-    producer: Text = Field(description="The producer's id or name.")
+    producer: IdText = Field(description="The producer's id or name.")
     plot: Plot = Field(
         description="The plot: `id`, `geometry`, `area_ha`, `altitude_m` (see Plot)."
     )
@@ -428,7 +538,9 @@ class Export(EventBase):
     type: Literal["export"] = "export"
     lot: LotCode
     kg: Kg = Field(description="Kilograms of green coffee shipped.")
-    container: Text | None = Field(default=None, description="Container number, e.g. MSKU1234565.")
+    container: IdText | None = Field(
+        default=None, description="Container number, e.g. MSKU1234565."
+    )
     bags: Annotated[int, Field(gt=0, le=100000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Number of bags."
     )
@@ -486,7 +598,7 @@ class EpcisEvent(EventBase):
     """
 
     type: Literal["epcis"] = "epcis"
-    site: Annotated[str, Field(min_length=1, max_length=2000)] = Field(
+    site: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_foreign_id)] = Field(
         description="The event's bizLocation or readPoint id, or 'epcis:unknown'."
     )
     hash_id: Annotated[str, Field(pattern=r"^ni:///sha-256;[0-9a-f]{64}\?ver=CBV2\.0$")] = Field(
@@ -495,7 +607,9 @@ class EpcisEvent(EventBase):
     context: dict[str, str] | None = Field(
         default=None, description="The namespace prefixes of the document it came in."
     )
-    event: dict[str, Any] = Field(description="The EPCIS event, as a JSON-LD object.")
+    event: Annotated[dict[str, Any], AfterValidator(_foreign_ids)] = Field(
+        description="The EPCIS event, as a JSON-LD object."
+    )
 
     def _ids(self, *fields: str) -> list[str]:
         out: list[str] = []
@@ -635,6 +749,7 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
 }
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+_STORED = {"stored": True}
 
 # --------------------------------------------------------------------------- parse & hash
 
@@ -664,8 +779,12 @@ _PATTERN_HELP = {
 }
 
 
-def parse_event(data: Any, *, where: str = "") -> EventBase:
+def parse_event(data: Any, *, where: str = "", stored: bool = False) -> EventBase:
     """Validate a plain dict into its event class.
+
+    With ``stored``, the dict is an event read back from a ledger: it is read
+    as it was written, without the text rules added since (no control, bidi
+    or invisible characters, NFC ids), which apply to new input only.
 
     Raises
     ------
@@ -690,7 +809,9 @@ def parse_event(data: Any, *, where: str = "") -> EventBase:
             f"field 'type': {shown}; expected one of {known}", where=where, field="type"
         )
     try:
-        return _ADAPTER.validate_python(data)  # type: ignore[no-any-return]
+        return _ADAPTER.validate_python(  # type: ignore[no-any-return]
+            data, context=_STORED if stored else None
+        )
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field = _field_path(err["loc"])

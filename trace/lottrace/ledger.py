@@ -341,11 +341,16 @@ class AppendReport:
     warnings: list[RuleWarning] = field(default_factory=list)
     warning_count: int = 0
     head: str = ""
+    #: Events met again that a correction voided: skipped, not counted as duplicates.
+    voided_again: int = 0
+    #: ``voided_again`` by input file (the part of ``where`` before ``:LINE``).
+    voided_again_in: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "duplicates": self.duplicates,
+            "voided_again": self.voided_again,
             "warnings": self.warning_count,
             "head": self.head,
         }
@@ -525,7 +530,7 @@ class StoredIds:
 
 def _stored_facts(body: str | bytes) -> Facts:
     """The facts of an event as the log stores it."""
-    return facts_of(parse_event(orjson.loads(body)))
+    return facts_of(parse_event(orjson.loads(body), stored=True))
 
 
 def _cache_mb() -> int:
@@ -1196,7 +1201,9 @@ class Ledger:
         ).fetchone()
         if row is None:
             raise UnknownEvent(f"no event {eid} in {self.path}")
-        return StoredEvent(row[0], row[1], parse_event(orjson.loads(row[2])), bool(row[3]))
+        return StoredEvent(
+            row[0], row[1], parse_event(orjson.loads(row[2]), stored=True), bool(row[3])
+        )
 
     def iter_events(self) -> Iterator[StoredEvent]:
         """Every event in log order, void ones flagged (what an export reads)."""
@@ -1205,7 +1212,7 @@ class Ledger:
             "FROM events e ORDER BY seq"
         )
         for seq, eid, body, void in rows:
-            yield StoredEvent(seq, eid, parse_event(orjson.loads(body)), bool(void))
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
 
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
@@ -1222,7 +1229,10 @@ class Ledger:
             "JOIN events e ON e.seq = el.seq WHERE el.lot=? ORDER BY el.time, el.seq",
             [code],
         ).fetchall()
-        return [StoredEvent(s, i, parse_event(orjson.loads(b)), False, r) for s, i, b, r in rows]
+        return [
+            StoredEvent(s, i, parse_event(orjson.loads(b), stored=True), False, r)
+            for s, i, b, r in rows
+        ]
 
     def voided_for_lot(self, code: str) -> list[str]:
         """Ids of void events that named this lot (their links are gone)."""
@@ -1363,7 +1373,7 @@ class Ledger:
         for lot, role, seq, eid, body in rows:
             ev = parsed.get(seq)
             if ev is None:
-                ev = parsed[seq] = parse_event(orjson.loads(body))
+                ev = parsed[seq] = parse_event(orjson.loads(body), stored=True)
             yield lot, StoredEvent(seq, eid, ev, False, role)
 
     def own_event_bodies(
@@ -1684,7 +1694,12 @@ class _Batch:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
         where, body, eid, ev, _mark = p
         if stored or eid in self.pending_ids:
-            self.report.duplicates += 1
+            if self._is_void(eid):  # met again, but a correction voided it: it stays void
+                self.report.voided_again += 1
+                name = where.rpartition(":")[0] or where
+                self.report.voided_again_in[name] = self.report.voided_again_in.get(name, 0) + 1
+            else:
+                self.report.duplicates += 1
             return
         self.where = where
         findings = check(ev, self, self.now)
@@ -1706,6 +1721,26 @@ class _Batch:
         self.derive(self.seq, eid, ev, void=False)
         if len(self.event_rows) >= _CHUNK:
             self.flush()
+
+    #: The ids in ``voided`` as of ``_voided_at`` (the connection's total_changes).
+    _voided: frozenset[str] = frozenset()
+    _voided_at = -1
+
+    def _is_void(self, eid: str) -> bool:
+        """Whether a correction voided event ``eid``, in this batch or before.
+
+        ``voided`` is small, so it is read once and again only after this
+        connection wrote something: a file of duplicates reads it once.
+        """
+        pending = self.pending_ids.get(eid)
+        if pending is not None and pending[1]:
+            return True
+        if self._voided_at != self.conn.total_changes:
+            self._voided = frozenset(
+                r[0] for r in self.conn.execute("SELECT DISTINCT event_id FROM voided")
+            )
+            self._voided_at = self.conn.total_changes
+        return eid in self._voided
 
     def derive(self, seq: int, eid: str, ev: Facts, *, void: bool) -> None:
         """Fold one logged event into the derived tables."""

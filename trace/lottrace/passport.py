@@ -306,6 +306,10 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     }
 
 
+#: The longest passport URL (UTF-8 bytes) that fits a QR code at error level M (version 40: 2,331).
+MAX_URL_BYTES = 2000
+
+
 def passport_url(template: str, lot: str) -> str:
     """The passport's URL: `template` with ``{lot}`` replaced by the URL-quoted lot code.
 
@@ -322,6 +326,11 @@ def passport_url(template: str, lot: str) -> str:
         raise InvalidInput(
             f"--url {template!r}: the passport URL must start with http:// or https:// "
             "and name a host"
+        )
+    if len(url.encode()) > MAX_URL_BYTES:
+        raise InvalidInput(
+            f"--url {template[:60]!r}...: the passport URL is {len(url.encode()):,} bytes; "
+            f"a QR code holds at most {MAX_URL_BYTES:,}"
         )
     return url
 

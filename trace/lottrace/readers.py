@@ -20,9 +20,14 @@ CSV conventions, for spreadsheets kept by quality managers:
   writes them; only number fields are read this way;
 - ``type`` may be a Spanish stage name (``cosecha``, ``secado`` ...; see
   :data:`lottrace.fieldlog.STAGE_ALIASES`);
-- the encoding is UTF-8 (with or without a BOM) or UTF-16 with a BOM; a file
-  that is not UTF-8 is read as Windows-1252 (a superset of Latin-1's
-  letters), with a note, unless an encoding is given.
+- the encoding is UTF-8 (with or without a BOM), or UTF-16 or UTF-32 with a
+  BOM (JSON files too); a file that is not UTF-8 is read as Windows-1252 (a
+  superset of Latin-1's letters), with a note, unless an encoding is given.
+
+JSON with a key repeated within one object is refused, naming the key and its
+line (:func:`repeated_key`): a reader that keeps the first value and one that
+keeps the last would see different events. A file with no records at all (an
+empty array, a CSV header alone) is read as no events, with a note saying so.
 
 With ``on_error``, a row that breaks the data contract is passed to it and
 skipped, so a caller can report every bad row and then reject the batch;
@@ -33,6 +38,7 @@ readable, broken JSON document, broken CSV quoting) always raise.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
@@ -48,7 +54,7 @@ from .errors import InvalidEvent, InvalidInput
 from .events import EVENT_MODELS, EventBase, parse_event
 from .fieldlog import resolve_type
 
-__all__ = ["iter_events", "iter_records", "row_to_record"]
+__all__ = ["iter_events", "iter_records", "repeated_key", "row_to_record"]
 
 Progress = Callable[[int], None]
 OnError = Callable[[InvalidEvent], None]
@@ -57,6 +63,7 @@ Note = Callable[[str], None]
 #: What ``encoding=None`` falls back to when a file is not UTF-8.
 FALLBACK_ENCODING = "cp1252"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)  # UTF-32-LE's begins with UTF-16-LE's
 DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t"}
 
 _MAX_LINE = 2_000_000  # bytes; longer lines are not event records
@@ -141,23 +148,32 @@ def iter_records(
         raise InvalidInput(f"{name}: cannot read: {exc.strerror}") from None
     try:
         codecs.lookup(encoding)
+        _is_text_encoding(encoding)
     except LookupError:
         f.close()
         raise InvalidInput(
             f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)"
         ) from None
+    counted = _Counted(on_error)
+    on_error = counted if on_error is not None else None
+    n = 0
     with f:
         head = f.read(4096)
         f.seek(0)
-        if not head.removeprefix(codecs.BOM_UTF8).strip() or head in _UTF16_BOMS:
+        if not head.removeprefix(codecs.BOM_UTF8).strip() or head in _UTF16_BOMS + _UTF32_BOMS:
             raise InvalidInput(f"{name}: the file is empty")  # a BOM alone is empty too
-        if head.startswith(_UTF16_BOMS):
+        if head.startswith(_UTF32_BOMS):
+            encoding = "utf-32"  # the BOM says so
+        elif head.startswith(_UTF16_BOMS):
             encoding = "utf-16"  # Excel's "Unicode Text"; the BOM says so
-        elif b"\x00" in head and not encoding.lower().replace("-", "").startswith("utf16"):
+        elif b"\x00" in head and not _is_wide(encoding):
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
         csv_reader = _CsvReader(name, encoding, auto, sep, progress, on_error, on_note)
-        if encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
-            records = csv_reader.records(f)
+        if _is_wide(encoding):
+            try:
+                records = _wide(f, p, name, encoding, csv_reader, progress, on_error)
+            except UnicodeError:
+                raise InvalidInput(f"{name}: not {encoding} text") from None
         else:
             first_line = f.readline().lstrip(codecs.BOM_UTF8)
             f.seek(0)
@@ -170,15 +186,67 @@ def iter_records(
                 records = _json_document(f, name, encoding)
             else:
                 records = csv_reader.records(f)
-        for where, rec in records:
-            if default_type and isinstance(rec, dict) and "type" not in rec:
-                rec["type"] = resolve_type(default_type)
-            if isinstance(rec, dict) and rec.get("type") in ("EPCISDocument", "EPCISQueryDocument"):
-                raise InvalidInput(
-                    f"{where}: this is an EPCIS document, not lottrace events "
-                    "(use: lottrace epcis import FILE)"
-                )
-            yield where, rec
+        try:
+            for where, rec in records:
+                if default_type and isinstance(rec, dict) and "type" not in rec:
+                    rec["type"] = resolve_type(default_type)
+                if isinstance(rec, dict) and rec.get("type") in (
+                    "EPCISDocument",
+                    "EPCISQueryDocument",
+                ):
+                    raise InvalidInput(
+                        f"{where}: this is an EPCIS document, not lottrace events "
+                        "(use: lottrace epcis import FILE)"
+                    )
+                n += 1
+                yield where, rec
+        except UnicodeError:  # a codec that fails other than on one line (UTF-16 without BOM ...)
+            raise InvalidInput(f"{name}: not {encoding} text") from None
+    if n == 0 and counted.count == 0 and on_note is not None:
+        on_note(f"no events in {name}")
+
+
+class _Counted:
+    """An ``on_error`` callback that counts the bad records it passes on."""
+
+    def __init__(self, on_error: OnError | None) -> None:
+        self.on_error, self.count = on_error, 0
+
+    def __call__(self, exc: InvalidEvent) -> None:
+        self.count += 1
+        if self.on_error is not None:
+            self.on_error(exc)
+
+
+def _is_text_encoding(encoding: str) -> None:
+    """Raise LookupError for a codec that is not a text encoding (rot13, base64, zlib ...)."""
+    with contextlib.suppress(UnicodeError):  # a text encoding, only not of these bytes
+        b"\x00\x00\x00\x00".decode(encoding)  # b"" would not ask the codec at all
+
+
+def _is_wide(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+
+
+def _wide(
+    f: Any,
+    p: Path,
+    name: str,
+    encoding: str,
+    csv_reader: _CsvReader,
+    progress: Progress | None,
+    on_error: OnError | None,
+) -> Iterator[tuple[str, Any]]:
+    """A UTF-16 or UTF-32 file: JSON is recoded to UTF-8 on the fly and read as such; CSV as CSV."""
+    first_line = codecs.EncodedFile(f, "utf-8", encoding).readline().lstrip(codecs.BOM_UTF8)
+    f.seek(0)
+    first = first_line.lstrip()[:1]
+    recoded = codecs.EncodedFile(f, "utf-8", encoding)
+    if p.suffix.lower() in (".jsonl", ".ndjson") or (first == b"{" and _is_json_object(first_line)):
+        return _json_lines(recoded, name, progress, on_error)
+    if first in (b"[", b"{"):
+        return _json_document(recoded, name, "utf-8")
+    return csv_reader.records(f)
 
 
 def _is_json_object(line: bytes) -> bool:
@@ -208,6 +276,9 @@ def _json_lines(
                 raise InvalidEvent(
                     f"not valid JSON: {_json_msg(exc)}", where=f"{name}:{n}"
                 ) from None
+            repeated = repeated_key(line, record)
+            if repeated is not None:
+                raise _repeated(repeated[0], f"{name}:{n}")
         except InvalidEvent as exc:
             if on_error is None or not read_one:  # a bad first line: not JSON Lines at all
                 raise
@@ -215,6 +286,69 @@ def _json_lines(
             continue
         read_one = True
         yield f"{name}:{n}", record
+
+
+#: The tokens that matter to find keys: strings and structure (numbers, literals skipped).
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],]')
+
+
+def repeated_key(raw: bytes | str, parsed: Any) -> tuple[str, int] | None:
+    r"""The first key repeated within one object of the JSON text ``raw``, and its line, or None.
+
+    ``parsed`` is what ``raw`` parsed to (JSON parsers keep one value of a
+    repeated key silently). Most texts are cleared by counting quotes: a
+    quote in valid JSON only opens or closes a string or is written ``\"``
+    inside one, so unless ``raw`` writes a quote as ``\u0022``, ``parsed``
+    re-serialised has as many quotes as ``raw`` exactly when no key (and
+    its value) was dropped. Otherwise the text is scanned key by key.
+
+    >>> repeated_key(b'{"a": 1, "b": {"c": 2}}', {"a": 1, "b": {"c": 2}})
+    >>> repeated_key('{"a": 1,\n "a": 2}', {"a": 2})
+    ('a', 2)
+    """
+    if not isinstance(parsed, (dict, list)):
+        return None
+    try:
+        if isinstance(raw, str):
+            cleared = "\\u0022" not in raw and raw.count('"') == orjson.dumps(parsed).count(b'"')
+        else:
+            cleared = b"\\u0022" not in raw and raw.count(b'"') == orjson.dumps(parsed).count(b'"')
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: scan
+        cleared = False
+    if cleared:
+        return None
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    stack: list[set[str] | None] = []
+    expect_key = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        if c == '"':
+            keys = stack[-1] if stack else None
+            if expect_key and keys is not None:
+                key = json.loads(tok)
+                if key in keys:
+                    return key, text.count("\n", 0, m.start()) + 1
+                keys.add(key)
+            expect_key = False
+        elif c == "{":
+            stack.append(set())
+            expect_key = True
+        elif c == "[":
+            stack.append(None)
+            expect_key = False
+        elif c == ",":
+            expect_key = bool(stack) and stack[-1] is not None
+        elif stack:
+            stack.pop()
+            expect_key = False
+    return None
+
+
+def _repeated(key: str, where: str) -> InvalidEvent:
+    return InvalidEvent(
+        f"key {key!r} appears twice in one object (JSON keys must be unique)", where=where
+    )
 
 
 def _json_msg(exc: ValueError) -> str:
@@ -241,6 +375,8 @@ def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InvalidInput(f"{name}:{line}: not {encoding} text") from None
+    except UnicodeError:  # a codec that fails as a whole (UTF-16 without a BOM ...)
+        raise InvalidInput(f"{name}: not {encoding} text") from None
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
     pos = 0
 
@@ -256,9 +392,12 @@ def _parse_json_document(f: Any, name: str, encoding: str) -> Iterator[tuple[str
 
     def value() -> tuple[str, Any]:
         nonlocal pos
-        where = f"{name}:{text.count(chr(10), 0, pos) + 1}"
+        start, line = pos, text.count(chr(10), 0, pos) + 1
         obj, pos = decoder.raw_decode(text, pos)
-        return where, obj
+        repeated = repeated_key(text[start:pos], obj)
+        if repeated is not None:
+            raise _repeated(repeated[0], f"{name}:{line + repeated[1] - 1}")
+        return f"{name}:{line}", obj
 
     out: list[tuple[str, Any]] = []
     try:
@@ -327,7 +466,7 @@ class _CsvReader:
             text = io.TextIOWrapper(f, encoding=encoding, newline="")
             try:
                 yield from text
-            except UnicodeDecodeError:
+            except UnicodeError:
                 raise InvalidInput(f"{name}: not {encoding} text") from None
             finally:
                 text.detach()
@@ -338,7 +477,7 @@ class _CsvReader:
                 self.progress(len(line))
             try:
                 yield line.decode("utf-8-sig" if n == 1 and _is_utf8(encoding) else encoding)
-            except UnicodeDecodeError:
+            except UnicodeError:
                 if not (self.auto and _is_utf8(encoding)) or non_ascii:
                     hint = " (try --encoding cp1252)" if _is_utf8(encoding) else ""
                     mixed = (
@@ -495,11 +634,17 @@ def _number_fields() -> frozenset[str]:
 def _cell(key: str, value: str, where: str, decimal_comma: bool = False) -> Any:
     if value[0] in "[{" and key in _JSON_COLUMNS:
         try:
-            return orjson.loads(value)
+            parsed = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent(
                 f"field {key!r}: not valid JSON: {_json_msg(exc)}", where=where
             ) from None
+        repeated = repeated_key(value, parsed)
+        if repeated is not None:
+            raise InvalidEvent(
+                f"field {key!r}: key {repeated[0]!r} appears twice in one object", where=where
+            )
+        return parsed
     if key == "certifications":
         return [c.strip() for c in value.split("|") if c.strip()]
     if key in ("inputs", "outputs"):
