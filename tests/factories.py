@@ -126,9 +126,10 @@ def foreign(event: dict[str, Any], *, hash_id: str | None = None) -> dict[str, A
 
 
 def transformation(
-    day: int, ins: list[tuple[str, float | None]], outs: list[str]
+    day: int, ins: list[tuple[str, float | None]], outs: list[str | tuple[str, float]]
 ) -> dict[str, Any]:
-    """An EPCIS TransformationEvent: input classes (kg in KGM, or None for unstated) to outputs."""
+    """An EPCIS TransformationEvent: input classes (kg in KGM, or None for unstated) to
+    output classes (a bare id, or ``(id, kg)``)."""
 
     def qty(lot: str, kg: float | None) -> dict[str, Any]:
         return {"epcClass": lot, "quantity": kg, "uom": "KGM"} if kg else {"epcClass": lot}
@@ -138,7 +139,7 @@ def transformation(
         "eventTime": t(day),
         "eventTimeZoneOffset": "-05:00",
         "inputQuantityList": [qty(lot, kg) for lot, kg in ins],
-        "outputQuantityList": [{"epcClass": o} for o in outs],
+        "outputQuantityList": [qty(o, None) if isinstance(o, str) else qty(*o) for o in outs],
         "bizLocation": {"id": "urn:epc:id:sgln:0000000.00000.1"},
     }
 
@@ -154,9 +155,12 @@ def observe(day: int, lot: str, kg: float) -> dict[str, Any]:
     }
 
 
-def aggregate(day: int, parent: str, children: list[str]) -> dict[str, Any]:
-    """An EPCIS AggregationEvent ADD of ``children`` into ``parent``."""
-    return {
+def aggregate(
+    day: int, parent: str, children: list[str], packed: tuple[tuple[str, float], ...] = ()
+) -> dict[str, Any]:
+    """An EPCIS AggregationEvent ADD of ``children`` (EPCs) and ``packed`` (class, kg) into
+    ``parent``."""
+    event: dict[str, Any] = {
         "type": "AggregationEvent",
         "action": "ADD",
         "eventTime": t(day),
@@ -164,3 +168,8 @@ def aggregate(day: int, parent: str, children: list[str]) -> dict[str, Any]:
         "parentID": parent,
         "childEPCs": children,
     }
+    if packed:
+        event["childQuantityList"] = [
+            {"epcClass": lot, "quantity": kg, "uom": "KGM"} for lot, kg in packed
+        ]
+    return event

@@ -286,7 +286,12 @@ def test_gdst_chain_lineage_joins_the_graph(conformance_dir: Path, tmp_path: Pat
     db = tmp_path / "g.db"
     run = CliRunner()
     assert run.invoke(cli, ["--db", str(db), "init"]).exit_code == 0
-    files = sorted(str(p) for p in folder.glob("*.jsonld"))
+    # This one packs the same 5,000 kg into one pallet twice, a month apart: an
+    # aggregation uses up what it packs, so the second is refused, and the document.
+    double = str(folder / "EPCISQueryDocument.GDST.jsonld")
+    result = run.invoke(cli, ["--db", str(db), "epcis", "import", double])
+    assert result.exit_code == 1 and "eventList[2]: [weight-consumed]" in result.output
+    files = sorted(str(p) for p in folder.glob("*.jsonld") if str(p) != double)
     result = run.invoke(cli, ["--db", str(db), "epcis", "import", *files])
     assert result.exit_code == 0, result.output
     pallet = "urn:epc:id:sscc:08600031303.0005"
@@ -635,7 +640,8 @@ def test_all_foreign_examples_in_one_ledger_answer_every_lot_query(
     paths += sorted((conformance_dir / "other" / "opentraceability-gdst").glob("*.jsonld"))
     paths = [p for p in paths if _repeated_key(p) is None]  # refused, see test_gs1_examples_import
     # The examples reuse each other's ids: a document whose transformation would
-    # form an id an earlier example already made is refused (lot-exists), whole.
+    # form an id an earlier example already made is refused (lot-exists), whole,
+    # and so is GDST's query document, which packs one lot twice (weight-consumed).
     refused: list[str] = []
     added = 0
     with Ledger.create(tmp_path / "all.db") as ledger:
@@ -643,9 +649,10 @@ def test_all_foreign_examples_in_one_ledger_answer_every_lot_query(
             try:
                 added += ledger.append(document_to_events(load_document(str(p)), p.name)).added
             except RuleViolation as exc:
-                assert exc.rule == "lot-exists", str(exc)
+                # examples reusing each other's ids, or packing one lot twice
+                assert exc.rule in ("lot-exists", "weight-consumed"), str(exc)
                 refused.append(p.name)
-        assert added > 70 and len(refused) < len(paths) // 4, refused
+        assert added >= 60 and len(refused) < len(paths) // 4, refused
         lots = [row[0] for row in ledger.conn.execute("SELECT lot FROM lots")]
         assert len(lots) > 60
         for lot in lots:

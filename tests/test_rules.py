@@ -100,10 +100,10 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         correction(event_id(parse_event(BASE[0]))),  # harvest H1 has a drying after it
         "corrects",
     ),
-    "weight-unstated": (
-        BASE,
-        foreign(transformation(20, [("H1", 100.0)], ["urn:x:roasted-1"])),
-        foreign(transformation(20, [("H1", None)], ["urn:x:roasted-1"])),
+    "weight-unstated": (  # a coffee lot coded as a URI, as a foreign event can name it
+        [harvest("urn:coop:lot:U1", 1, 1000, site="farm:U1"), drying("urn:coop:lot:U1", 10, 200)],
+        foreign(transformation(20, [("urn:coop:lot:U1", 100.0)], [("urn:x:roasted-1", 99.0)])),
+        foreign(transformation(20, [("urn:coop:lot:U1", None)], [("urn:x:roasted-1", 99.0)])),
         "inputs[0]",
     ),
     "epcis-hash": (

@@ -616,3 +616,22 @@ def test_a_voided_event_met_in_its_correction_batch_is_void_too(tmp_path: Path) 
         eid = event_id(parse_event(dried))
         report = ledger.append(batch(dried, correction(eid, 20), dried))
     assert (report.added, report.duplicates, report.voided_again) == (2, 0, 1)
+
+
+def test_no_output_writes_over_another_ledger(tmp_path: Path) -> None:
+    """Not only the --db ledger: any SQLite file (another cooperative's ledger) is refused."""
+    from lottrace.ledger import Ledger
+
+    db, other = tmp_path / "ledger.db", tmp_path / "other.db"
+    Ledger.create(db).close()
+    Ledger.create(other).close()
+    before = other.read_bytes()
+    for args in (
+        ["generate", "--producers", "2", "-o", str(other)],
+        ["datasette-metadata", "-o", str(other)],
+        ["epcis", "export", "-o", str(other)],
+    ):
+        r = invoke(db, *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "SQLite database" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert other.read_bytes() == before

@@ -433,3 +433,34 @@ def test_a_wal_that_cannot_be_read_read_only_is_one_clear_error(db: Path, tmp_pa
         assert "its -wal file holds changes not yet in it" in r.stderr, r.stderr
     finally:
         _chattr("-i", path, Path(f"{path}-wal"), folder)
+
+
+def test_an_append_refuses_a_ledger_with_a_planted_trigger(db: Path, tmp_path: Path) -> None:
+    """A trigger planted on a derived table would fire inside every append: none runs."""
+    _sql(
+        db,
+        "CREATE TRIGGER launder AFTER INSERT ON links BEGIN "
+        "UPDATE lots SET last_qc = 'accepted' WHERE lot = NEW.src; END",
+    )
+    before = db.read_bytes()
+    f = tmp_path / "more.jsonl"
+    f.write_text(
+        '{"type":"harvest","time":"2025-05-01T08:00:00-05:00","site":"farm:Z",'
+        '"lot":"Z1","producer":"P","plot":{"id":"p"},"kg":10}\n'
+    )
+    r = invoke(db, "import", str(f))
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.count("\n") == 1 and "trigger launder on links is not lottrace's" in r.stderr
+    assert db.read_bytes() == before
+
+
+def test_writing_to_a_ledger_nobody_can_write_says_read_only(frozen: Path, tmp_path: Path) -> None:
+    f = tmp_path / "more.jsonl"
+    f.write_text(
+        '{"type":"harvest","time":"2025-05-01T08:00:00-05:00","site":"farm:Z",'
+        '"lot":"Z1","producer":"P","plot":{"id":"p"},"kg":10}\n'
+    )
+    for args in (["import", str(f)], ["rebuild"]):
+        r = invoke(frozen, *args)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert "read-only" in r.stderr and "not a usable" not in r.stderr, r.stderr

@@ -89,7 +89,8 @@ def _drop_unwritable_stdout() -> None:
 
 
 def check_output(path: Path, db: Path) -> Path:
-    """Refuse to write ``path`` if it is the ledger ``db`` or its ``-wal``/``-shm``/``-journal``.
+    """Refuse to write ``path`` if it is the ledger ``db`` or its ``-wal``/``-shm``/``-journal``,
+    or any other SQLite database (another ledger the user forgot was there).
 
     Compared by resolved name (through symlinks) and, where both exist, by
     device and inode (hard links). Every option naming a file lottrace
@@ -117,7 +118,20 @@ def check_output(path: Path, db: Path) -> Path:
             raise UnsafeOutput(
                 f"{path} is {what}: writing it would destroy the ledger; choose another file"
             )
+    if out_stat is not None and _is_sqlite(path):  # another ledger, or another program's data
+        raise UnsafeOutput(
+            f"{path} is an SQLite database (a ledger?): lottrace never writes over one; "
+            "choose another file"
+        )
     return path
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 class _OutputPath(click.Path):

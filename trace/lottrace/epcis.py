@@ -34,7 +34,15 @@ import orjson
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
 from .errors import InvalidEvent, InvalidInput, LottraceError
-from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
+from .events import (
+    EVENT_MODELS,
+    LOT_BASE,
+    Correction,
+    EpcisEvent,
+    EventBase,
+    event_id,
+    parse_event,
+)
 from .ledger import Ledger, StoredEvent
 from .readers import repeated_key
 from .rules import facts_of, lots_of, time_key
@@ -59,7 +67,6 @@ EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: The lottrace extension namespace (prefix ``lt``): fields, business steps, dispositions.
 LT_NS = "https://lottrace.org/epcis/"
 #: Lot ids without a GS1 prefix: this plus the percent-encoded lot code.
-LOT_BASE = "https://lottrace.org/lot/"
 #: Site ids: this plus the percent-encoded ``kind:ID``.
 SITE_BASE = "https://lottrace.org/site/"
 

@@ -26,6 +26,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
+from urllib.parse import unquote
 
 import orjson
 from pydantic import (
@@ -45,6 +46,7 @@ from .errors import InvalidEvent
 
 __all__ = [
     "EVENT_MODELS",
+    "LOT_BASE",
     "STAGE_ORDER",
     "Arrival",
     "Correction",
@@ -64,6 +66,7 @@ __all__ = [
     "Plot",
     "canonical_json",
     "event_id",
+    "lot_id",
     "parse_event",
 ]
 
@@ -583,6 +586,24 @@ class Correction(EventBase):
     )
 
 
+#: The base of the URIs lottrace gives its own lots in EPCIS (``epcis.Identifiers``).
+LOT_BASE = "https://lottrace.org/lot/"
+
+
+def lot_id(uri: str) -> str:
+    """The lot an EPCIS id names: lottrace's own lot URI is the lot code it stands for.
+
+    So a partner's event on a lot lottrace exported reaches that lot, and its
+    rules (a rejected lot cannot be drawn) hold there too.
+
+    >>> lot_id("https://lottrace.org/lot/APR-25%2FHQ%231"), lot_id("urn:epc:id:sgtin:1.2.3")
+    ('APR-25/HQ#1', 'urn:epc:id:sgtin:1.2.3')
+    """
+    if uri.startswith(LOT_BASE):
+        return unquote(uri[len(LOT_BASE) :])
+    return uri
+
+
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
 
 
@@ -616,12 +637,12 @@ class EpcisEvent(EventBase):
         for name in fields:
             value = self.event.get(name)
             if isinstance(value, str):
-                out.append(value)
+                out.append(lot_id(value))
             for item in value if isinstance(value, list) else ():
                 if isinstance(item, str):
-                    out.append(item)
+                    out.append(lot_id(item))
                 elif isinstance(item, dict) and isinstance(item.get("epcClass"), str):
-                    out.append(item["epcClass"])
+                    out.append(lot_id(item["epcClass"]))
         return list(dict.fromkeys(out))
 
     def _kg(self, lot: str, *fields: str) -> float | None:
@@ -629,7 +650,8 @@ class EpcisEvent(EventBase):
             for item in self.event.get(name) or ():
                 if (
                     isinstance(item, dict)
-                    and item.get("epcClass") == lot
+                    and isinstance(item.get("epcClass"), str)
+                    and lot_id(item["epcClass"]) == lot
                     and item.get("uom") == "KGM"
                     and isinstance(item.get("quantity"), int | float)
                     and not isinstance(item.get("quantity"), bool)
@@ -672,14 +694,25 @@ class EpcisEvent(EventBase):
 
     @property
     def formed(self) -> tuple[tuple[str, float | None], ...]:
+        """Output ids with their kg: a transformation's stated in KGM; an aggregation's
+        parent holds the kg its children are packed with (None where none is stated)."""
         ins, outs = self._flow()
         if not ins:
             return ()
+        if self.event.get("type") == "AggregationEvent":
+            packed = [kg for i in ins if (kg := self._kg(i, "childQuantityList")) is not None]
+            return tuple((o, sum(packed) if packed else None) for o in outs)
         return tuple((o, self._kg(o, "outputQuantityList")) for o in outs)
 
     def kg_for(self, lot: str) -> float | None:
-        """The kg the event states for ``lot`` in any quantity list (KGM only)."""
-        return None if self.declares_error else self._kg(lot, *_QUANTITY_LISTS)
+        """The kg the event states for ``lot`` in any quantity list (KGM only).
+
+        None for an error declaration and for an AssociationEvent, which ties a
+        device or asset to an object and says nothing of its weight.
+        """
+        if self.declares_error or self.event.get("type") == "AssociationEvent":
+            return None
+        return self._kg(lot, *_QUANTITY_LISTS)
 
     @property
     def adds_to(self) -> tuple[str, ...]:
@@ -691,6 +724,16 @@ class EpcisEvent(EventBase):
         if self.event.get("type") == "AggregationEvent":
             return tuple(lot for lot, _kg in self.formed)
         return ()
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """The input ids named as EPC instances (``childEPCs``, ``inputEPCList``), not classes.
+
+        An aggregation packs such an instance whole: nothing of it is used up.
+        """
+        ins, _ = self._flow()
+        named = set(self._ids("childEPCs", "inputEPCList"))
+        return tuple(i for i in ins if i in named)
 
     @property
     def unstated(self) -> tuple[str, ...]:

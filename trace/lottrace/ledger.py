@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 from .errors import (
     IntegrityViolation,
+    InvalidEvent,
     LedgerError,
     LottraceError,
     RuleViolation,
@@ -72,7 +73,16 @@ from .errors import (
     UnknownLot,
 )
 from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event
-from .rules import Facts, LotState, check, check_refolded, facts_of, fold, lots_of
+from .rules import (
+    FOREIGN_STAGE,
+    Facts,
+    LotState,
+    check,
+    check_refolded,
+    facts_of,
+    fold,
+    lots_of,
+)
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -409,23 +419,75 @@ class Prepared(NamedTuple):
 def prepare(where: str, ev: EventBase) -> Prepared:
     """The :class:`Prepared` form of a validated event, the one door into the log.
 
-    A foreign EPCIS event's ``hash_id`` is recomputed here: one that is not
-    the event's CBV 2.0 Event Hash ID is refused (rule ``epcis-hash``).
+    A foreign EPCIS event is checked here as a document's event would be
+    (:func:`_check_foreign`): one whose ``hash_id`` is not its CBV 2.0 Event
+    Hash ID is refused (rule ``epcis-hash``).
     """
     if isinstance(ev, EpcisEvent):
-        _check_hash_id(where, ev)
+        _check_foreign(where, ev)
     body = canonical_json(ev)
     return Prepared(where, body.decode(), event_id(body), facts_of(ev))
 
 
-def _check_hash_id(where: str, ev: EpcisEvent) -> None:
+#: The largest quantity in kg a foreign event may state (a million tonnes): a bound
+#: that keeps every sum of weights finite.
+MAX_FOREIGN_KG = 1e9
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+_EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+
+
+def _check_foreign(where: str, ev: EpcisEvent) -> None:
+    """A ``type: epcis`` event passes what ``lottrace epcis import`` checks of a document.
+
+    Its ``event`` is a well-formed EPCIS 2.0 event (GS1's JSON Schema rules,
+    ids as URIs), its ``time`` is the event's ``eventTime``, its quantities
+    are finite, and its ``hash_id`` is its Event Hash ID, recomputed.
+    """
+    from .epcis_check import first_problem
     from .epcis_hash import event_hash_id
 
+    context: list[Any] = [_EPCIS_CONTEXT]
+    if ev.context:
+        context.append(ev.context)
+    doc = {
+        "@context": context,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2000-01-01T00:00:00Z",
+        "epcisBody": {"eventList": [ev.event]},
+    }
+    problem = first_problem(doc)
+    if problem is not None:
+        path = problem[0].replace("$.epcisBody.eventList[0]", "event", 1)
+        raise InvalidEvent(f"field '{path}': {problem[1]}", where=where, field=path)
+    stated = _FRACTION.sub(r"\1", str(ev.event.get("eventTime", "")))
+    try:
+        same = datetime.fromisoformat(stated) == ev.time
+    except ValueError:
+        same = False
+    if not same:
+        raise InvalidEvent(
+            f"field 'time': {ev.time.isoformat()} is not the event's eventTime {stated}",
+            where=where,
+            field="time",
+        )
+    for name in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
+        for i, q in enumerate(ev.event.get(name) or ()):
+            quantity = q.get("quantity") if isinstance(q, dict) else None
+            if isinstance(quantity, int | float) and not quantity <= MAX_FOREIGN_KG:
+                raise InvalidEvent(
+                    f"field 'event.{name}[{i}].quantity': {quantity!r} is more than "
+                    f"{MAX_FOREIGN_KG:.0e} (a million tonnes)",
+                    where=where,
+                    field=f"event.{name}[{i}].quantity",
+                )
     try:
         computed = event_hash_id(ev.event, ev.context)
     except ValueError as exc:
         raise RuleViolation(
-            f"its Event Hash ID cannot be computed: {exc}", rule="epcis-hash", where=where,
+            f"its Event Hash ID cannot be computed: {exc}",
+            rule="epcis-hash",
+            where=where,
             field="event",
         ) from None
     if computed != ev.hash_id:
@@ -679,6 +741,12 @@ class Ledger:
             ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
             self.close()
+            text = str(exc)
+            if not self.read_only and ("readonly" in text or "unable to open" in text):
+                raise LedgerError(
+                    f"cannot write {self.path}: the file, its folder or its disk is read-only "
+                    f"({text}); read commands such as verify and history work on it"
+                ) from None
             raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
         except BaseException:
             self.close()
@@ -956,6 +1024,8 @@ class Ledger:
         collecting = gc.isenabled()
         gc.disable()
         try:
+            # Nothing is appended through a trigger or index planted behind our back.
+            self._check_schema()
             batch = _Batch(self, report, now)
             if (batch.seq, batch.prev) != self._recorded_head():
                 raise IntegrityViolation(
@@ -1640,6 +1710,12 @@ class _Batch:
     def voided(self, code: str) -> bool:
         self.flush()
         return self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone() is not None
+
+    def holds_coffee(self, code: str) -> bool:
+        # Rare (a foreign event's inputs): write what is pending, then walk up.
+        self.flush()
+        lots = {code} | {src for src, *_ in self.ledger.lineage_links(code, direction="up")}
+        return any(st.stage != FOREIGN_STAGE for st in self.ledger.lots_states(lots).values())
 
     def path(self, src: str, dst: str) -> list[str] | None:
         # Rare (an aggregation into an existing parent): write what is pending, then walk.

@@ -166,6 +166,10 @@ class View(Protocol):
         """Whether an event naming lot ``code`` was voided by a correction."""
         ...
 
+    def holds_coffee(self, code: str) -> bool:
+        """Whether lot ``code`` is a coffee lot or came, through any links, from one."""
+        ...
+
 
 class Facts(NamedTuple):
     """What the rules and the derived tables read of one event, as plain values.
@@ -202,6 +206,8 @@ class Facts(NamedTuple):
     adds_to: tuple[str, ...] = ()
     #: EPCIS events: input lots it draws without stating their kg
     unstated: tuple[str, ...] = ()
+    #: EPCIS events: input lots named as EPC instances (packed whole by an aggregation)
+    instances: tuple[str, ...] = ()
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -222,9 +228,10 @@ def facts_of(ev: EventBase) -> Facts:
     stated: tuple[tuple[str, float | None], ...] = ()
     adds_to: tuple[str, ...] = ()
     unstated: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()
     if isinstance(ev, EpcisEvent):
         stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
-        adds_to, unstated = ev.adds_to, ev.unstated
+        adds_to, unstated, instances = ev.adds_to, ev.unstated, ev.instances
     return Facts(
         ev.type,
         time_key(ev.time),
@@ -249,6 +256,7 @@ def facts_of(ev: EventBase) -> Facts:
         lots,
         adds_to,
         unstated,
+        instances,
     )
 
 
@@ -349,7 +357,8 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
                     field,
                 )
             )
-        if code in ev.unstated and _weighed(st):
+        packed_whole = bool(ev.adds_to) and code in ev.instances
+        if code in ev.unstated and _weighed(st) and not packed_whole:
             found.append(
                 Finding(
                     "weight-unstated",
@@ -358,7 +367,27 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
                     field,
                 )
             )
+        elif foreign and code not in ev.unstated and not _weighed(st) and view.holds_coffee(code):
+            found.append(
+                Finding(
+                    "weight-unstated",
+                    f"input lot {code} holds coffee but was never weighed; no kg can be "
+                    "drawn from it by weight",
+                    field,
+                )
+            )
+        elif not foreign and not _weighed(st):
+            found.append(
+                Finding(
+                    "weight-unstated",
+                    f"input lot {code} was never weighed; an event stating its kg must come "
+                    "before coffee draws from it",
+                    field,
+                )
+            )
         found.extend(_check_draw(st, kg_in, field, f"{field}.kg"))
+    if foreign and ev.drawn and not ev.adds_to:  # a transformation, not a packing
+        found.extend(_check_foreign_weights(ev, view))
 
     subject = ev.subject
     if subject is not None and subject not in formed:
@@ -411,6 +440,41 @@ def _absent(code: str, view: View) -> str:
     if view.voided(code):
         return "was voided by a correction; it no longer exists"
     return "was never created"
+
+
+def _check_foreign_weights(ev: Facts, view: View) -> list[Finding]:
+    """A foreign event that takes in coffee weighs everything: no unknown weight joins it.
+
+    Coffee does not gain weight, and material of unknown weight mixed into it
+    would let an output claim any kg: so every input and output of such an
+    event states its kg (an aggregation's parent holds what is packed), and
+    mass balance holds (:func:`_check_mass_balance`).
+    """
+    if not any(view.holds_coffee(lot) for lot, _kg in ev.drawn):
+        return []
+    found = []
+    for i, (code, _kg) in enumerate(ev.drawn):
+        # (an unstated draw from a weighed lot is already refused in check)
+        if code in ev.unstated and ((st := view.lot(code)) is None or not _weighed(st)):
+            found.append(
+                Finding(
+                    "weight-unstated",
+                    f"input lot {code} has no stated kg; a foreign event that takes in coffee "
+                    "must state every input's kg (a quantity in KGM)",
+                    f"inputs[{i}]",
+                )
+            )
+    for code, kg in ev.formed:
+        if kg is None:
+            found.append(
+                Finding(
+                    "weight-unstated",
+                    f"output lot {code} has no stated kg; a foreign event that takes in "
+                    "coffee must state every output's kg (a quantity in KGM)",
+                    "outputs",
+                )
+            )
+    return found
 
 
 def _weighed(st: LotState) -> bool:
@@ -519,9 +583,10 @@ def _check_mass_balance(ev: Facts, formed: dict[str, float | None], view: View) 
         return []
     if ev.type == "epcis":
         # Coffee does not gain weight; a partner's fish farm does. So a foreign event
-        # is held to it when it draws coffee, and when both sides are weighed.
-        coffee = any((st := view.lot(lot)) and st.stage != FOREIGN_STAGE for lot, _ in ev.drawn)
-        if not coffee or ev.unstated or None in formed.values():
+        # is held to it when coffee is in what it takes in (every weight is then stated).
+        if ev.unstated or None in formed.values():
+            return []
+        if not any(view.holds_coffee(lot) for lot, _kg in ev.drawn):
             return []
     total_in = sum(kg for _lot, kg in ev.drawn)
     if ev.outputs_kg is not None:  # a dry mill: graded outputs plus what it removed
@@ -638,24 +703,21 @@ def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> Lo
     """
     t = ev.time
     stage = ev.stage
-    if role == "output" and (state is None or ev.type != "epcis"):
+    foreign = ev.type == "epcis"
+    if role == "output" and (state is None or not foreign):
         kg = dict(ev.formed)[lot] or 0.0
         shipped = kg if ev.type == "export" else 0.0  # an export lot leaves with the ship
         if stage is None:
-            stage = FOREIGN_STAGE if ev.type == "epcis" else 0
+            stage = FOREIGN_STAGE if foreign else 0
         return LotState(lot, eid, stage, t, t, kg, shipped, ev.result, ev.site, eid, 1, kg)
-    if state is None and ev.type == "epcis":  # a foreign id is a lot from its first event
+    if state is None and foreign:  # a foreign id is a lot from its first event
         state = LotState(lot, eid, FOREIGN_STAGE, t, t, 0.0, 0.0, None, ev.site, eid, 0, 0.0)
     if state is None:  # cannot happen for events that passed check(); tolerate on rebuild
         return None
     if role == "input":
-        # A foreign draw of no stated kg links with weight 1 (for shares) but takes no
-        # kg; an aggregation packs its children into the parent, which holds them:
-        # what it names must be there (rules.check), but nothing is used up.
-        if ev.adds_to or lot in ev.unstated:
-            drawn = 0.0
-        else:
-            drawn = next(kg for code, kg in ev.drawn if code == lot)
+        # A foreign draw of no stated kg (from a foreign id never weighed) links with
+        # weight 1, for shares, but takes no kg.
+        drawn = 0.0 if lot in ev.unstated else next(kg for code, kg in ev.drawn if code == lot)
         return LotState(
             state.lot,
             state.created_by,
@@ -670,11 +732,19 @@ def fold(state: LotState | None, lot: str, role: str, ev: Facts, eid: str) -> Lo
             state.n_events + 1,
             state.base_kg,
         )
-    # The lot's own event, or (role "output" of an EPCIS aggregation) more children into it.
-    stated: float | None = None
-    if role != "output":
-        stated = dict(ev.stated).get(lot) if ev.type == "epcis" else ev.kg
     new_kg, drawn_kg, base_kg = state.kg, state.drawn_kg, state.base_kg
+    stated: float | None = None
+    if role == "output":  # an aggregation packs more into an existing parent
+        stated = None
+        packed = dict(ev.formed)[lot]
+        if packed:
+            new_kg += packed
+            base_kg = base_kg + packed if base_kg > 0 else new_kg
+    elif not foreign:
+        stated = ev.kg
+    elif state.stage == FOREIGN_STAGE:
+        # A partner's quantity restates a foreign id; of coffee it is an observation only.
+        stated = dict(ev.stated).get(lot)
     if ev.type == "export" and stated is not None:
         drawn_kg += stated
     elif stated is not None:
