@@ -425,7 +425,9 @@ def _check_hash_id(where: str, ev: EpcisEvent) -> None:
         computed = event_hash_id(ev.event, ev.context)
     except ValueError as exc:
         raise RuleViolation(
-            f"its Event Hash ID cannot be computed: {exc}", rule="epcis-hash", where=where,
+            f"its Event Hash ID cannot be computed: {exc}",
+            rule="epcis-hash",
+            where=where,
             field="event",
         ) from None
     if computed != ev.hash_id:
@@ -1270,6 +1272,15 @@ class Ledger:
             "head": head,
         }
 
+    def sites(self) -> list[str]:
+        """Every site an event happened at, most used first (then by name): what ``log`` offers."""
+        return [
+            site
+            for site, _n in self.conn.execute(
+                "SELECT site, COUNT(*) AS n FROM event_lots GROUP BY site ORDER BY n DESC, site"
+            )
+        ]
+
     # ------------------------------------------------------------------ lineage reads
 
     def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
@@ -1639,7 +1650,10 @@ class _Batch:
 
     def voided(self, code: str) -> bool:
         self.flush()
-        return self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone() is not None
+        return (
+            self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone()
+            is not None
+        )
 
     def path(self, src: str, dst: str) -> list[str] | None:
         # Rare (an aggregation into an existing parent): write what is pending, then walk.
