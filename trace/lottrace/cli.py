@@ -558,7 +558,8 @@ def log(
     ev = _parse_logged(row, where, asked, lang)
     lines = describe_event(ev, lang)
     width = max(len(k) for k, _ in lines)
-    if asked and not yes:
+    confirmed = asked and not yes
+    if confirmed:
         click.echo(say(lang, "summary"))
         for key, value in lines:
             click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
@@ -592,6 +593,8 @@ def log(
         click.echo(say(lang, "voided_again", eid=eid))
     else:
         click.echo(say(lang, "duplicate", eid=eid))
+    if confirmed:  # the person has just read it
+        return
     for key, value in lines:
         click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
 
@@ -682,7 +685,7 @@ def _ask_missing(ctx: click.Context, row: dict[str, str], where: str, lang: str)
         if key == "site" and sites:
             listed = ", ".join(f"{i} {s}" for i, s in enumerate(sites, 1))
             click.echo(say(lang, "known_sites", type=type_, sites=listed))
-        ask(key, field_help(key, _LOG_HELP.get(key, key), lang))
+        ask(key, field_help(key, _LOG_HELP.get(key, key), lang, type_))
     for key in ASKED_IF_MISSING.get(type_, []):
         if key not in row:
             help_ = field_help(key, _LOG_HELP.get(key, key), lang)

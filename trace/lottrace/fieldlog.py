@@ -210,8 +210,11 @@ def say(lang: str, key: str, **values: Any) -> str:
     return _TEXT.get(lang, _TEXT["en"])[key].format(**values)
 
 
-def field_help(key: str, english: str, lang: str) -> str:
-    """The prompt for field `key`: ``key (what it is)``, in `lang`."""
+def field_help(key: str, english: str, lang: str, type_: str = "") -> str:
+    """The prompt for field `key` of a `type_` event: ``key (what it is)``, in `lang`."""
+    if key == "site" and type_ in SITE_KINDS:
+        where = "dónde: tipo:ID, p. ej." if lang == "es" else "Where: kind:ID, e.g."
+        return f"site ({where} {_EXAMPLE_SITE[SITE_KINDS[type_][0]]})"
     if key in _UNITS_HINT:
         return f"{key} ({_UNITS_HINT[key].get(lang, _UNITS_HINT[key]['en'])})"
     if lang == "es" and key in _FIELD_HELP_ES:
