@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from lottrace import cli as cli_module
 from lottrace.cli import cli
 from lottrace.events import EVENT_MODELS
 from lottrace.fieldlog import STAGE_ALIASES, missing_fields, resolve_type
+from lottrace.numfmt import NNBSP
 
 HARVEST = [
     "--lot", "APR-1", "--site", "farm:APR-P1", "--time", "2025-05-01T07:00:00-05:00",
@@ -105,7 +109,7 @@ def test_prompts_for_missing_fields_in_a_terminal(
 ) -> None:
     monkeypatch.setattr(cli_module, "_interactive", lambda: True)
     r = run(db, "log", "cosecha", "--time", "2025-05-01T07:00:00-05:00", "--kg", "900",
-            "--lon", "-79.0", "--lat", "-5.1", input="farm:APR-P1\nAPR-1\nAPR-0001\nAPR-P1\n")  # fmt: skip
+            "--lon", "-79.0", "--lat", "-5.1", input="farm:APR-P1\nAPR-1\nAPR-0001\nAPR-P1\ny\n")  # fmt: skip
     assert r.exit_code == 0, r.output
     asked = [line.split(" (")[0] for line in r.output.splitlines() if "): " in line]
     assert asked == ["site", "lot", "producer", "plot.id"]
@@ -118,7 +122,7 @@ def test_a_bad_answer_is_asked_again(db: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(cli_module, "_interactive", lambda: True)
     run(db, "log", "harvest", *HARVEST)
     r = run(db, "log", "secado", "--lot", "APR-1", "--site", "farm:APR-P1",
-            "--time", "2025-05-12T16:00:00-05:00", input="-3\n190\n")  # fmt: skip
+            "--time", "2025-05-12T16:00:00-05:00", input="-3\n190\n\ny\n")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "field 'kg'" in r.stderr  # the reason the first answer was refused
     assert r.stdout.count("kg (Kilograms): ") == 2
@@ -147,3 +151,182 @@ def test_log_refuses_the_foreign_epcis_type(db: Path) -> None:
     assert r.exit_code == 2
     assert "lottrace epcis import" in r.output
     assert events(db, "A") == []
+
+
+# ---------------------------------------------------------------- at the field (issue 16)
+
+
+@pytest.fixture
+def tty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+
+
+@pytest.fixture
+def lima(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The computer's local time is Lima's (UTC-5), as at a Peruvian cooperative."""
+    monkeypatch.setenv("TZ", "America/Lima")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(("typed", "kg"), [("12,5", 12.5), ("1.020,5", 1020.5), ("7.25", 7.25)])
+def test_log_reads_a_decimal_comma(db: Path, typed: str, kg: float) -> None:
+    r = run(db, "log", "cosecha", *HARVEST[:-2], "--kg", typed, "--lon", "-78,98", "--lat", "-5,1")
+    assert r.exit_code == 0, r.output
+    [stored] = events(db, "APR-1")
+    assert stored["kg"] == kg
+    assert stored["plot"]["geometry"]["coordinates"] == [-78.98, -5.1]  # type: ignore[index]
+
+
+def test_the_whole_harvest_is_asked_checked_shown_and_confirmed(
+    db: Path, tty: None, lima: None
+) -> None:
+    answers = [
+        "2025-06-14 14:30",  # local time
+        "hq:APROCASSI",  # not where a harvest happens: asked again
+        "farm:APR-P9",
+        "APR-9",
+        "APR-0009",
+        "APR-P9",
+        "doce",  # not a number
+        "0",  # not more than 0
+        "612,5",
+        "-78,981204",
+        "-5,148733",
+        "y",
+    ]
+    r = run(db, "log", "cosecha", input="\n".join(answers) + "\n")
+    assert r.exit_code == 0, r.output
+    assert "field 'site': a harvest happens at a farm: site, not at hq:APROCASSI" in r.stderr
+    assert "field 'kg': 'doce' is not a number" in r.stderr
+    assert "field 'kg': must be more than 0" in r.stderr
+    assert r.stdout.count("site (") == 2 and r.stdout.count("kg (") == 3
+    summary = r.stdout.split("To be saved:\n")[1].split("Save this event?")[0]
+    assert "\n  kg        612.5\n" in summary
+    assert "point -78.981204, -5.148733" in summary
+    assert "logged harvest APR-9 as event" in r.stdout
+    [stored] = events(db, "APR-9")
+    assert stored["time"] == "2025-06-14T14:30:00-05:00"  # Lima
+    assert stored["site"] == "farm:APR-P9" and stored["kg"] == 612.5
+
+
+def test_saying_no_at_the_summary_writes_nothing(db: Path, tty: None) -> None:
+    r = run(db, "log", "secado", "--lot", "APR-1", "--site", "farm:APR-P1",
+            "--time", "2025-05-12T16:00:00-05:00", input="190\n11,5\nn\n")  # fmt: skip
+    assert r.exit_code == 1
+    assert "To be saved:" in r.stdout and "Not saved: nothing was written." in r.stderr
+    assert events(db, "APR-1") == []
+
+
+def test_everything_given_in_a_terminal_is_not_confirmed(db: Path, tty: None) -> None:
+    r = run(db, "log", "cosecha", *HARVEST, input="")
+    assert r.exit_code == 0, r.output
+    assert "To be saved" not in r.output and len(events(db, "APR-1")) == 1
+
+
+def test_a_harvest_without_a_location_says_eudr_needs_it(db: Path, tty: None) -> None:
+    r = run(db, "log", "cosecha", *HARVEST[:-6], *HARVEST[-2:], input="\ny\n")  # Enter: no lon
+    assert r.exit_code == 0, r.output
+    assert "No location for plot APR-P1: EUDR will need it" in r.stderr
+    [stored] = events(db, "APR-1")
+    assert "geometry" not in stored["plot"]  # type: ignore[operator]
+
+
+def test_the_known_sites_for_the_type_are_offered_and_picked_by_number(db: Path, tty: None) -> None:
+    run(db, "log", "harvest", *HARVEST)
+    run(db, "log", "acopio", "--lot", "APR-1", "--site", "gatherer:SIG-03", "--result",
+        "accepted", "--time", "2025-05-20T09:00:00-05:00", "--kg", "200", "--moisture", "12")  # fmt: skip
+    r = run(db, "log", "secado", "--lot", "APR-1", "--time", "2025-05-22T09:00:00-05:00",
+            input="2\n190\n\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    # drying may be at the farm or re-drying at a gatherer; never at HQ or a port
+    assert "known sites for a drying: 1 farm:APR-P1, 2 gatherer:SIG-03" in r.stdout
+    assert events(db, "APR-1")[-1]["site"] == "gatherer:SIG-03"
+    r = run(db, "log", "sede", "--lot", "APR-1", "--time", "2025-05-23T09:00:00-05:00",
+            input="hq:APROCASSI\naceptado\n\n\n\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "known sites" not in r.stdout  # no hq: site yet
+    assert events(db, "APR-1")[-1]["result"] == "accepted"  # said in Spanish
+
+
+def test_qc_ranges_are_checked_as_typed(db: Path, tty: None) -> None:
+    run(db, "log", "harvest", *HARVEST)
+    r = run(db, "log", "sede", "--lot", "APR-1", "--site", "hq:APROCASSI", "--result", "hold",
+            "--reason", "humedad", "--time", "2025-05-20T09:00:00-05:00",
+            input="500\n150\n11,2\n1,5\n0,62\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "usually 9-13" in r.stdout
+    assert "field 'moisture_pct': must be between 0 and 100" in r.stderr
+    assert "field 'water_activity': must be between 0 and 1" in r.stderr
+    stored = events(db, "APR-1")[-1]
+    assert (stored["moisture_pct"], stored["water_activity"]) == (11.2, 0.62)
+
+
+@pytest.mark.parametrize("typed", ["2025-06-14 14:30", "14/06/2025 14:30", "2025-06-14T14:30"])
+def test_a_time_without_offset_typed_at_the_field_is_local_time(
+    db: Path, tty: None, lima: None, typed: str
+) -> None:
+    r = run(db, "log", "cosecha", *[a for a in HARVEST if a != "--time" and "T07" not in a],
+            input=f"mañana\n2999-01-01 10:00\n{typed}\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "field 'time': 'mañana' is not a time" in r.stderr
+    assert "is in the future" in r.stderr
+    assert events(db, "APR-1")[0]["time"] == "2025-06-14T14:30:00-05:00"
+
+
+def test_enter_at_the_time_prompt_is_now(db: Path, tty: None, lima: None) -> None:
+    before = datetime.now().astimezone().replace(microsecond=0)
+    r = run(db, "log", "cosecha", *[a for a in HARVEST if a != "--time" and "T07" not in a],
+            input="\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    t = datetime.fromisoformat(str(events(db, "APR-1")[0]["time"]))
+    assert t.utcoffset() == before.utcoffset() and t >= before
+
+
+def test_a_given_value_that_cannot_be_right_fails_before_any_question(db: Path, tty: None) -> None:
+    r = run(db, "log", "cosecha", "--site", "port:PAITA", input="")
+    assert r.exit_code == 1
+    assert r.stdout == ""
+    assert r.stderr == (
+        "Error: lottrace log: field 'site': a harvest happens at a farm: site, not at port:PAITA\n"
+    )
+
+
+def test_a_site_that_does_not_suit_the_type_is_refused_in_scripts_too(db: Path) -> None:
+    r = run(db, "log", "cosecha", *HARVEST[:2], "--site", "port:PAITA", *HARVEST[4:])
+    assert r.exit_code == 1
+    assert "[site-kind]" in r.stderr and events(db, "APR-1") == []
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_spanish_prompts_messages_and_numbers(
+    db: Path, tty: None, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lang = ["--lang", "es"] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv("LOTTRACE_LANG", "es")
+    r = run(db, "log", "cosecha", *lang, "--time", "2025-05-01T07:00:00-05:00",
+            "--lot", "APR-1", "--producer", "APR-0001", "--plot", "APR-P1",
+            input="port:PAITA\nfarm:APR-P1\n-5\n1.020,5\n\ns\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "site (dónde: tipo:ID" in r.stdout
+    assert "campo 'site': un evento harvest se registra en un lugar farm:, no en port:PAITA" in (
+        r.stderr
+    )
+    assert "campo 'kg': debe ser mayor que 0" in r.stderr
+    assert "Sin ubicación para la parcela APR-P1: la EUDR la exigirá" in r.stderr
+    assert "Se guardará:" in r.stdout and "¿Guardar este evento? [S/n]" in r.stdout
+    assert "registrado harvest APR-1 como evento" in r.stdout
+    assert "  kg        1020,5\n" in r.stdout and "1.020" not in r.stdout.split("Se guardará")[1]
+    assert events(db, "APR-1")[0]["kg"] == 1020.5
+
+
+def test_spanish_log_prints_decimal_commas_and_no_thousands_point(db: Path) -> None:
+    r = run(db, "log", "cosecha", "--lang", "es", *HARVEST[:-2], "--kg", "12345,75",
+            "--area-ha", "1,5", "--lon", "-78.981204", "--lat", "-5.148733")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    shown = dict(line.split(None, 1) for line in r.stdout.splitlines()[1:])
+    assert shown["kg"] == f"12{NNBSP}345,75"
+    assert shown["plot"] == "id APR-P1; geometry punto -78,981204; -5,148733; area_ha 1,5"

@@ -140,10 +140,10 @@ def test_the_page_shows_every_fact_the_issue_lists(sample: Path, lang: str) -> N
         "port:PAITA",
         *("JUM-0041", "JUM-0058", "JUM-0063", "JUM-0089", "JUM-0105"),
         t["women"],
-        "28.8 %",  # JUM-0063's share
+        {"en": "28.8 %", "es": "28,8 %"}[lang],  # JUM-0063's share
         t["map"],
-        "11.1",  # HQ moisture
-        "86.75",  # HQ cup score
+        {"en": "11.1", "es": "11,1"}[lang],  # HQ moisture
+        {"en": "86.75", "es": "86,75"}[lang],  # HQ cup score
         "Café Femenino",
         t["pass"],
         t["eudr_ok"].format(n=5),
@@ -360,6 +360,24 @@ def test_the_markup_is_well_nested(sample: Path, lot: str) -> None:
     checker.feed(page)
     checker.close()
     assert checker.errors == [] and checker.stack == []
+
+
+def test_spanish_numbers_use_a_decimal_comma_and_never_a_thousands_point(sample: Path) -> None:
+    """119.237 kg is ``119,237`` in Spanish (never ``119.237``, read as thousands there)."""
+    with Ledger(sample) as ledger:
+        d = passport_data(ledger, "EXP-25-JUM-01")
+    d["kg"] = 119.237
+    d["exports"][0]["kg"] = 1020.5
+    d["shares"][0]["kg"] = 12345.625
+    es_page = render_html(d, lang="es")
+    es, en = text_of(es_page), text_of(render_html(d, lang="en"))
+    assert "12\u202f345,625" in es_page  # a narrow no-break space groups five digits on
+    assert "119,237 kg" in es and "119.237" not in es
+    assert "1020,5" in es and "1.020,5" not in es and "1,020.5" not in es
+    assert "119.237 kg" in en and "1,020.5" in en and "12,345.625" in en
+    # every decimal number on the Spanish page has a comma, none a point
+    body = es.split(d["head"]["hash"])[0]  # before the hashes and the command
+    assert not re.search(r"\d\.\d", body.replace(d["lot"], "")), re.findall(r"\S*\d\.\d\S*", body)
 
 
 def test_corrected_events_are_left_out_and_counted(sample: Path) -> None:

@@ -115,6 +115,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         ),
         "hash_id",
     ),
+    "site-kind": (BASE, harvest("H3", 3), {**harvest("H3", 3), "site": "port:PAITA"}, "site"),
     "lineage-cycle": (
         [foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"]))],
         foreign(aggregate(21, "urn:x:pallet", ["urn:x:box-2"])),
@@ -122,6 +123,35 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         "lot",
     ),
 }
+
+
+@pytest.mark.parametrize(
+    ("event", "ok"),
+    [
+        (drying("H1", 12, 190, site="gatherer:G1"), True),  # re-dried at the gatherer's station
+        (drying("H1", 12, 190, site="hq:HQ"), False),
+        (qc("H1", 12, site="hq:HQ"), False),  # a gatherer_qc belongs at a gatherer
+        (qc("H1", 12, stage="hq_qc", site="gatherer:G1"), False),
+        (qc("H1", 12, stage="hq_qc", site="lab:HQ"), False),
+        (mill(20, [("H1", 200)], [("M1", 150, "Grade 1")], site="hq:HQ"), False),
+        ({"type": "dispatch", "time": t(12), "site": "hq:HQ", "lot": "H1"}, True),  # anywhere
+        ({"type": "arrival", "time": t(12), "site": "port:X", "lot": "H1"}, True),
+        ({**correction(event_id(parse_event(BASE[1])), day=20), "site": "port:PAITA"}, True),
+    ],
+)
+def test_site_suits_event_type(ledger: Ledger, event: dict[str, Any], ok: bool) -> None:
+    ledger.append(batch(*BASE))
+    if ok:
+        assert ledger.append(batch(event)).added == 1
+    else:
+        with pytest.raises(RuleViolation, match=r"\[site-kind\].* not at "):
+            ledger.append(batch(event))
+
+
+def test_harvest_at_hq_names_the_kind_it_needs(ledger: Ledger) -> None:
+    with pytest.raises(RuleViolation) as info:
+        ledger.append(batch({**harvest("H9", 3), "site": "hq:APROCASSI"}))
+    assert "a harvest happens at a farm: site, not at hq:APROCASSI" in str(info.value)
 
 
 def test_every_rule_has_a_case() -> None:

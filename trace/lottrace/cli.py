@@ -466,7 +466,11 @@ def _log_options(f: Any) -> Any:
 
 @cli.command()
 @click.argument("type")
-@click.option("--time", "time_", help="When, ISO-8601 with offset. Default: now, local offset.")
+@click.option(
+    "--time",
+    "time_",
+    help="When, ISO-8601 with offset. Default: now, local offset (in a terminal, asked).",
+)
 @_log_options
 @click.option("--cert", "certs", multiple=True, help="harvest: a certification (repeatable).")
 @click.option(
@@ -489,6 +493,15 @@ def _log_options(f: Any) -> Any:
     metavar="FIELD=VALUE",
     help="Any other field; dotted names nest.",
 )
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "es"]),
+    envvar="LOTTRACE_LANG",
+    default="en",
+    show_default=True,
+    help="Prompts and messages in English or Spanish (or set LOTTRACE_LANG).",
+)
+@click.option("--yes", "-y", is_flag=True, help="In a terminal, save without asking to confirm.")
 @json_option
 @click.pass_context
 def log(
@@ -501,6 +514,8 @@ def log(
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
     extra: tuple[str, ...],
+    lang: str,
+    yes: bool,
     as_json: bool,
     **fields: str | None,
 ) -> None:
@@ -508,9 +523,13 @@ def log(
 
     TYPE is harvest, drying, gatherer_qc, hq_qc, dry_mill, export, dispatch,
     arrival or correction, or its Spanish name: cosecha, secado, acopio,
-    sede, trilla, exportacion, despacho, llegada, correccion. In a terminal
-    it asks for each required field not given; otherwise a missing field is
-    an error. It prints the stored event id and the event.
+    sede, trilla, exportacion, despacho, llegada, correccion. Numbers may use
+    a decimal comma (12,5). In a terminal it asks for the time and each
+    required field not given, checking each answer as it is typed (the site
+    among the known ones for TYPE, numbers and their ranges), asks for a
+    harvest's plot location, then shows the event and asks to save it.
+    Otherwise a missing field is an error. It prints the stored event id and
+    the event.
 
     \b
     Example:
@@ -518,7 +537,7 @@ def log(
           --kg 212.5 --method covered --moisture 11.5
     """
     from .events import canonical_json, event_id
-    from .fieldlog import describe_event, resolve_type
+    from .fieldlog import describe_event, resolve_type, say
 
     type = resolve_type(type)
     if type == "epcis":
@@ -526,10 +545,9 @@ def log(
             "foreign EPCIS events come in with 'lottrace epcis import FILE', not from the field",
             param_hint="TYPE",
         )
-    row: dict[str, str] = {
-        "type": type,
-        "time": time_ or datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    row: dict[str, str] = {"type": type}
+    if time_ is not None:
+        row["time"] = time_
     for key, value in fields.items():
         if value is not None:
             row[key[2:].replace("__", ".")] = value
@@ -547,7 +565,21 @@ def log(
             raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
         row[key.strip()] = value
     where = "lottrace log"
-    ev = _parse_logged(row, where)
+    asked: list[str] = []
+    if _interactive():
+        asked = _ask_missing(ctx, row, where, lang)
+    row.setdefault("time", datetime.now().astimezone().isoformat(timespec="seconds"))
+    ev = _parse_logged(row, where, asked, lang)
+    lines = describe_event(ev, lang)
+    width = max(len(k) for k, _ in lines)
+    confirmed = asked and not yes
+    if confirmed:
+        click.echo(say(lang, "summary"))
+        for key, value in lines:
+            click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
+        if not _confirm(lang):
+            click.echo(say(lang, "not_saved"), err=True)
+            ctx.exit(1)
     with _open(ctx, write=True) as ledger:
         report = ledger.append([(where, ev)])
     eid = event_id(ev)
@@ -568,15 +600,32 @@ def log(
     for w in report.warnings:
         click.echo(str(w), err=True)
     if report.added:
-        click.echo(f"logged {ev.type} {ev.subject or ''} as event {eid}".replace("  ", " "))
+        click.echo(
+            say(lang, "logged", type=ev.type, lot=ev.subject or "", eid=eid).replace("  ", " ")
+        )
     elif report.voided_again:
-        click.echo(f"event {eid} was voided by a correction earlier; it stays void, nothing added")
+        click.echo(say(lang, "voided_again", eid=eid))
     else:
-        click.echo(f"already in the ledger as event {eid}; nothing added")
-    lines = describe_event(ev)
-    width = max(len(k) for k, _ in lines)
+        click.echo(say(lang, "duplicate", eid=eid))
+    if confirmed:  # the person has just read it
+        return
     for key, value in lines:
         click.echo(f"  {key.ljust(width)}  {shown(str(value))}")
+
+
+def _confirm(lang: str) -> bool:
+    """Ask to save: Enter, y/yes (or s/sí in Spanish) saves; n/no does not."""
+    from .fieldlog import say
+
+    choices = "S/n" if lang == "es" else "Y/n"
+    while True:
+        answer = click.prompt(
+            f"{say(lang, 'confirm')} [{choices}]", default="", show_default=False
+        ).strip()
+        if answer.lower() in ("", "y", "yes", "s", "si", "sí"):
+            return True
+        if answer.lower() in ("n", "no"):
+            return False
 
 
 def _interactive() -> bool:
@@ -584,25 +633,100 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _parse_logged(row: dict[str, str], where: str) -> Any:
-    """Validate a `log` row; in a terminal, first ask for the required fields it lacks.
+def _known_sites(ctx: click.Context) -> list[str]:
+    """The ledger's sites, most used first; none if there is no ledger yet."""
+    from .ledger import Ledger
+
+    path = Path(ctx.obj["db"])
+    if not path.exists():
+        return []
+    try:
+        with Ledger.reader(path) as ledger:
+            return ledger.sites()
+    except LottraceError:
+        return []
+
+
+def _ask_missing(ctx: click.Context, row: dict[str, str], where: str, lang: str) -> list[str]:
+    """In a terminal: check what was given, then ask for what is missing, each answer checked.
+
+    A given value that cannot be right fails at once (before any question);
+    a typed answer that cannot be right is asked again, saying why. Returns the
+    fields asked.
+    """
+    from .errors import InvalidEvent
+    from .fieldlog import (
+        ASKED_IF_MISSING,
+        AnswerError,
+        check_answer,
+        field_help,
+        missing_fields,
+        say,
+        suitable_sites,
+    )
+
+    type_ = row["type"]
+    sites = suitable_sites(type_, _known_sites(ctx)) if "site" not in row else []
+    for key, value in list(row.items()):
+        if key == "type":
+            continue
+        try:
+            row[key] = check_answer(type_, key, value, lang)
+        except AnswerError as exc:
+            raise InvalidEvent(say(lang, "field", field=key, msg=exc), where=where) from None
+
+    def ask(key: str, prompt: str, *, required: bool = True, default: str | None = None) -> bool:
+        while True:
+            text = click.prompt(
+                prompt, default=default if default is not None else ("" if not required else None),
+                show_default=default is not None,
+            ).strip()  # fmt: skip
+            if not text and not required:
+                return False
+            try:
+                row[key] = check_answer(type_, key, text, lang, known=sites)
+            except AnswerError as exc:
+                click.echo(say(lang, "field", field=key, msg=exc), err=True)
+                continue
+            asked.append(key)
+            return True
+
+    asked: list[str] = []
+    if "time" not in row:
+        now = datetime.now().astimezone().isoformat(timespec="seconds")
+        ask("time", say(lang, "ask_time"), default=now)
+    for key in missing_fields(type_, row):
+        if key == "site" and sites:
+            listed = ", ".join(f"{i} {s}" for i, s in enumerate(sites, 1))
+            click.echo(say(lang, "known_sites", type=type_, sites=listed))
+        ask(key, field_help(key, _LOG_HELP.get(key, key), lang, type_))
+    for key in ASKED_IF_MISSING.get(type_, []):
+        if key not in row:
+            help_ = field_help(key, _LOG_HELP.get(key, key), lang)
+            ask(key, f"{help_} [{say(lang, 'optional')}]", required=False)
+    located = "plot.lon" in row or "plot.geometry" in row or "plot" in row
+    if type_ == "harvest" and not located:
+        if ask("plot.lon", say(lang, "ask_lon"), required=False):
+            ask("plot.lat", say(lang, "ask_lat"))
+        else:
+            click.echo(say(lang, "no_location", plot=row.get("plot.id", "?")), err=True)
+    return asked
+
+
+def _parse_logged(row: dict[str, str], where: str, asked: list[str], lang: str) -> Any:
+    """Validate a `log` row (numbers may have a decimal comma).
 
     A value typed at a prompt that breaks the contract is asked for again
     (up to three times); everything else fails as an import would.
     """
     from .errors import InvalidEvent
     from .events import parse_event
-    from .fieldlog import missing_fields
+    from .fieldlog import field_help
     from .readers import row_to_record
 
-    asked: list[str] = []
-    if _interactive():
-        for key in missing_fields(row["type"], row):
-            row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
-            asked.append(key)
     for attempt in range(3):
         try:
-            return parse_event(row_to_record(dict(row), where), where=where)
+            return parse_event(row_to_record(dict(row), where, decimal_comma=True), where=where)
         except InvalidEvent as exc:
             again = [
                 k for k in asked if exc.field == k or exc.field.startswith(k.split(".")[0] + ".")
@@ -611,7 +735,7 @@ def _parse_logged(row: dict[str, str], where: str) -> Any:
                 raise
             click.echo(f"{exc}", err=True)
             for key in again:
-                row[key] = click.prompt(_LOG_HELP.get(key, key)).strip()
+                row[key] = click.prompt(field_help(key, _LOG_HELP.get(key, key), lang)).strip()
     raise AssertionError("unreachable")  # pragma: no cover
 
 

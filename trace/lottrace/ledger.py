@@ -1340,6 +1340,15 @@ class Ledger:
             "head": head,
         }
 
+    def sites(self) -> list[str]:
+        """Every site an event happened at, most used first (then by name): what ``log`` offers."""
+        return [
+            site
+            for site, _n in self.conn.execute(
+                "SELECT site, COUNT(*) AS n FROM event_lots GROUP BY site ORDER BY n DESC, site"
+            )
+        ]
+
     # ------------------------------------------------------------------ lineage reads
 
     def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
@@ -1709,7 +1718,10 @@ class _Batch:
 
     def voided(self, code: str) -> bool:
         self.flush()
-        return self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone() is not None
+        return (
+            self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone()
+            is not None
+        )
 
     def holds_coffee(self, code: str) -> bool:
         # Rare (a foreign event's inputs): write what is pending, then walk up.

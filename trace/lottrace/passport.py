@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 from . import __version__
 from .errors import InvalidInput
 from .ledger import Ledger
+from .numfmt import number
 from .queries import certify, downstream, eudr, timeline, upstream
 from .rules import STAGE_NAMES
 
@@ -347,20 +348,20 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: float | None, digits: int = 1) -> str:
+def _num(value: float | None, digits: int = 1, lang: str = "en") -> str:
+    """A number for the page's reader (see :mod:`lottrace.numfmt`); a dash if unknown."""
     if value is None:
         return "–"
-    text = f"{value:,.{digits}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return number(value, digits, lang)
 
 
-def _pct(share: float) -> str:
+def _pct(share: float, lang: str = "en") -> str:
     """A share as a percentage: one decimal, two under 1 %.
 
-    >>> _pct(0.2880), _pct(0.00123), _pct(1.0)
-    ('28.8 %', '0.12 %', '100.0 %')
+    >>> _pct(0.2880), _pct(0.00123), _pct(1.0), _pct(0.2880, "es")
+    ('28.8 %', '0.12 %', '100.0 %', '28,8 %')
     """
-    return f"{share * 100:.2f} %" if share < 0.01 else f"{share * 100:.1f} %"
+    return number(share * 100, 2 if share < 0.01 else 1, lang, trim=False) + " %"
 
 
 def _day(iso: str) -> str:
@@ -437,15 +438,15 @@ def render_html(data: JSON, *, lang: str = "en", url: str | None = None) -> str:
         "<header><div>",
         f"<h1>{_e(t['title'])}</h1>",
         f'<p class="lot" id="lot">{_e(lot)}</p>',
-        f"<p>{_e(t['intro'].format(lot=lot, kg=_num(data['kg'], 3), stage=stage))}</p>",
+        f"<p>{_e(t['intro'].format(lot=lot, kg=_num(data['kg'], 3, lang), stage=stage))}</p>",
         "</div>",
         _qr(url, t) if url else "",
         "</header>",
-        _exports(data, t),
-        _timeline(data, t),
-        _producers(data, t),
-        _map_section(data, t),
-        _qc(data, t),
+        _exports(data, t, lang),
+        _timeline(data, t, lang),
+        _producers(data, t, lang),
+        _map_section(data, t, lang),
+        _qc(data, t, lang),
         _certifications(data, t, lang),
         _eudr(data, t),
         _ledger(data, t),
@@ -500,7 +501,7 @@ def _opt(value: Any) -> str:
     return "–" if value is None else _e(value)
 
 
-def _exports(data: JSON, t: dict[str, str]) -> str:
+def _exports(data: JSON, t: dict[str, str], lang: str) -> str:
     if not data["exports"]:
         return _section("exports", t["exports"], f"<p>{_e(t['no_export'])}</p>")
     rows = [
@@ -508,7 +509,7 @@ def _exports(data: JSON, t: dict[str, str]) -> str:
             _e(_day(x["time"])),
             _opt(x["container"]),
             _opt(x["bags"]),
-            _e(_num(x["kg"], 3)),
+            _e(_num(x["kg"], 3, lang)),
             _opt(x["vessel"]),
             _opt(x["destination"]),
             _opt(x["buyer"]),
@@ -520,7 +521,7 @@ def _exports(data: JSON, t: dict[str, str]) -> str:
     return _section("exports", t["exports"], _table([t[h] for h in head], rows, {2, 3}))
 
 
-def _timeline(data: JSON, t: dict[str, str]) -> str:
+def _timeline(data: JSON, t: dict[str, str], lang: str) -> str:
     parts = []
     harvests = data["harvests"]
     if harvests:
@@ -532,7 +533,7 @@ def _timeline(data: JSON, t: dict[str, str]) -> str:
     items = []
     for step in data["steps"]:
         after = (
-            f' <span class="muted">{_e(t["after"].format(days=_num(step["hours"] / 24)))}</span>'
+            f' <span class="muted">{_e(t["after"].format(days=_num(step["hours"] / 24, 1, lang)))}</span>'
             if step["hours"] is not None
             else ""
         )
@@ -542,11 +543,11 @@ def _timeline(data: JSON, t: dict[str, str]) -> str:
             f"{_e(t['lot'])} {_e(step['lot'])}</span></li>"
         )
     parts.append(f'<ol class="steps">{"".join(items)}</ol>')
-    parts.append(f"<p>{_e(t['total'].format(days=_num(data['total_hours'] / 24)))}</p>")
+    parts.append(f"<p>{_e(t['total'].format(days=_num(data['total_hours'] / 24, 1, lang)))}</p>")
     return _section("timeline", t["timeline"], *parts)
 
 
-def _producers(data: JSON, t: dict[str, str]) -> str:
+def _producers(data: JSON, t: dict[str, str], lang: str) -> str:
     rows = []
     for s in data["shares"]:
         who = _e(s["producer"]) if s["producer"] is not None else _e(t["unknown_origin"])
@@ -559,21 +560,23 @@ def _producers(data: JSON, t: dict[str, str]) -> str:
             )
             for code in s["lots"]
         )
-        rows.append([who, _e(_pct(s["share"])), _e(_num(s["kg"], 3)), lots])
+        rows.append([who, _e(_pct(s["share"], lang)), _e(_num(s["kg"], 3, lang)), lots])
     parts = [_table([t["producer"], t["share"], t["kg"], t["harvest_lots"]], rows, {1, 2})]
     if data["women_share"] > 0:
-        pct = _pct(data["women_share"])
+        pct = _pct(data["women_share"], lang)
         parts.insert(0, f'<p id="women-share">{_e(t["women_summary"].format(pct=pct))}</p>')
     return _section("producers", t["producers"], *parts)
 
 
-def _map_section(data: JSON, t: dict[str, str]) -> str:
+def _map_section(data: JSON, t: dict[str, str], lang: str) -> str:
     plots = data["plots"]
     women = {code for s in data["shares"] for code in s["women_lots"]}
     located = [p for p in plots if p["geometry"] is not None]
     parts = []
     if located:
-        parts.append(plot_map_svg(located, women=women, labels=(t["map_women"], t["map_other"])))
+        parts.append(
+            plot_map_svg(located, women=women, labels=(t["map_women"], t["map_other"]), lang=lang)
+        )
         parts.append(f'<p class="muted">{_e(t["map_caption"].format(n=len(located)))}</p>')
     missing = [p for p in plots if p["geometry"] is None]
     if missing:
@@ -582,7 +585,7 @@ def _map_section(data: JSON, t: dict[str, str]) -> str:
     return _section("map", t["map"], *parts)
 
 
-def _qc(data: JSON, t: dict[str, str]) -> str:
+def _qc(data: JSON, t: dict[str, str], lang: str) -> str:
     if not data["qc"]:
         return _section("qc", t["qc"], f"<p>{_e(t['no_qc'])}</p>")
     rows = []
@@ -597,11 +600,11 @@ def _qc(data: JSON, t: dict[str, str]) -> str:
                 _e(t.get(q["stage"], q["stage"]))
                 + f'<br><span class="muted">{_e(q["site"])}</span>',
                 badge,
-                _e(_num(q["moisture_pct"])),
-                _e(_num(q["water_activity"], 2)),
+                _e(_num(q["moisture_pct"], 1, lang)),
+                _e(_num(q["water_activity"], 2, lang)),
                 "–" if defects is None else _e(f"{defects['cat1']} / {defects['cat2']}"),
-                _e(_num(q["cup_score"], 2)),
-                _e(_num(q["yield_pct"])),
+                _e(_num(q["cup_score"], 2, lang)),
+                _e(_num(q["yield_pct"], 1, lang)),
             ]
         )
     head = ["date", "lot", "stage", "result", "moisture", "water_activity", "defects"]
@@ -672,7 +675,11 @@ _NICE_KM = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def plot_map_svg(
-    plots: list[JSON], *, women: set[str] | frozenset[str] = frozenset(), labels: tuple[str, str]
+    plots: list[JSON],
+    *,
+    women: set[str] | frozenset[str] = frozenset(),
+    labels: tuple[str, str],
+    lang: str = "en",
 ) -> str:
     """An inline SVG map of plots (``upstream``'s plot rows with a geometry).
 
@@ -743,7 +750,7 @@ def plot_map_svg(
             f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" fill="#1f1a17">'
             f"{_e(name)}</text>"
         )
-    out.append(_scale_bar(scale))
+    out.append(_scale_bar(scale, lang))
     out.append(
         f'<text x="{_MAP_W - 18:g}" y="22" text-anchor="middle" font-weight="700">N</text>'
         f'<path d="M{_MAP_W - 18:g} 26 l-5 12 h10 z" fill="#1f1a17"/>'
@@ -813,13 +820,13 @@ def _positions(geometry: JSON) -> list[list[float]]:
     return [p for ring in geometry["coordinates"] for p in ring]
 
 
-def _scale_bar(scale: float) -> str:
+def _scale_bar(scale: float, lang: str = "en") -> str:
     """A scale bar at the bottom left: the longest nice length under a quarter of the width."""
     px_per_km = scale / _KM_PER_DEG
     km = max((n for n in _NICE_KM if n * px_per_km <= _MAP_W / 4), default=_NICE_KM[0])
     length = km * px_per_km
     x0, y0 = 16.0, _MAP_H - 16
-    label = f"{km:g} km"
+    label = f"{number(km, 1, lang)} km"
     return (
         f'<path d="M{x0:.1f} {y0 - 5:.1f} v5 h{length:.1f} v-5" fill="none" stroke="#1f1a17" '
         f'stroke-width="1.5"/><text x="{x0 + length / 2:.1f}" y="{y0 - 8:.1f}" '

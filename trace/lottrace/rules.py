@@ -21,6 +21,7 @@ from .events import STAGE_ORDER, DryMill, EpcisEvent, EventBase
 __all__ = [
     "FOREIGN_STAGE",
     "RULES",
+    "SITE_KINDS",
     "WARNINGS",
     "Facts",
     "Finding",
@@ -41,6 +42,10 @@ STAGE_NAMES[FOREIGN_STAGE] = "epcis"
 
 #: Rules that reject an event (and so its whole batch), with what each checks.
 RULES: dict[str, str] = {
+    "site-kind": "a checkpoint happens at a site of its kind: harvest at a farm:, drying at a "
+    "farm: or a gatherer: station, gatherer_qc at a gatherer:, hq_qc at the hq:, dry_mill at a "
+    "mill:, export at a port: (dispatch, arrival and corrections anywhere; foreign EPCIS events, "
+    "whose site is a URI, are exempt)",
     "lot-exists": "a lot is created once: by a harvest, as an input-formed lot, or as a mill output",
     "lot-unknown": "an event on, or drawing from, a lot that was never created is rejected",
     "input-invalid": "an event cannot draw from its own lot or list one input lot twice",
@@ -75,6 +80,18 @@ WARNINGS: dict[str, str] = {
     "yield-drying": "dry parchment outside 15-30 % of the cherry weight",
     "yield-mill": "green coffee outside 65-90 % of the parchment weight at the dry mill",
     "bags-weight": "bags x bag_kg differs from kg by more than 1 %",
+}
+
+#: The site kinds (the part of ``kind:ID`` before the colon) each event type
+#: may happen at; a type not listed may happen anywhere. Drying may also be at
+#: a gatherer's station: a wet lot is re-dried there (covered or mechanical).
+SITE_KINDS: dict[str, tuple[str, ...]] = {
+    "harvest": ("farm",),
+    "drying": ("farm", "gatherer"),
+    "gatherer_qc": ("gatherer",),
+    "hq_qc": ("hq",),
+    "dry_mill": ("mill",),
+    "export": ("port",),
 }
 
 _SKEW = timedelta(minutes=5)
@@ -312,6 +329,9 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     foreign = ev.type == "epcis"
     found: list[Finding] = []
     t = ev.time
+    kinds = SITE_KINDS.get(ev.type)
+    if kinds is not None and ev.site.partition(":")[0] not in kinds:
+        found.append(_site_finding(ev.type, ev.site, kinds))
     if t > _future_key(now):
         found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
     formed = dict(ev.formed)
@@ -434,6 +454,11 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     found.extend(_check_mass_balance(ev, formed, view))
     found.extend(_warnings(ev, view))
     return found
+
+
+def _site_finding(kind: str, site: str, kinds: tuple[str, ...]) -> Finding:
+    wanted = " or ".join(f"a {k}: site" for k in kinds)
+    return Finding("site-kind", f"a {kind} happens at {wanted}, not at {site}", "site")
 
 
 def _absent(code: str, view: View) -> str:
