@@ -901,7 +901,9 @@ def _words(err: Any, field: str, kind: str) -> str:
         return "is empty" if not value else "has too few items"
     if t in ("string_too_long", "too_long"):
         limit = ctx.get("max_length", "")
-        return f"is too long (at most {limit} {'characters' if t == 'string_too_long' else 'items'})"
+        return (
+            f"is too long (at most {limit} {'characters' if t == 'string_too_long' else 'items'})"
+        )
     if t in ("model_type", "model_attributes_type", "dict_type"):
         return f"{shown} is not a group of fields (give {field}.<part> columns, or a JSON object)"
     if t in ("list_type", "tuple_type"):
