@@ -226,11 +226,11 @@ def _native_fields() -> set[str]:
 def _recognise(header: str) -> str | None:
     """The field a header names, ``""`` to drop it, or None if it is not recognised."""
     raw = header.strip()
-    if raw.lower() in _native_fields():
-        return raw.lower()
     plain = _plain(raw)
     if plain in HEADERS:
         return HEADERS[plain]
+    if raw.lower() in _native_fields():
+        return raw.lower()
     unit = re.search(r"[\(\[]\s*(kg|ha|%|msnm|m)\s*[\)\]]", raw.lower())
     if unit and plain in ("", "peso", "cantidad"):
         return {"kg": "kg", "ha": "plot.area_ha", "%": "moisture_pct"}.get(unit.group(1))
@@ -385,6 +385,7 @@ class _Sheet:
     rows: Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
     decimal_comma: bool
     cell_names: bool = False  # xlsx: name cells as A14
+    close: Callable[[], None] = lambda: None  # the file, whether or not the rows were read
 
 
 def _open_sheet(
@@ -434,7 +435,7 @@ def _open_sheet(
                     f"not valid CSV: {exc}", where=f"{name}:{rows.line_num}"
                 ) from None
 
-    return _Sheet(name, header, body(), decimal_comma=d != ",")
+    return _Sheet(name, header, body(), decimal_comma=d != ",", close=f.close)
 
 
 def _open_xlsx(path: Path, sheet: str | None) -> _Sheet:
@@ -470,7 +471,7 @@ def _open_xlsx(path: Path, sheet: str | None) -> _Sheet:
         finally:
             wb.close()
 
-    return _Sheet(name, header, body(), decimal_comma=True, cell_names=True)
+    return _Sheet(name, header, body(), decimal_comma=True, cell_names=True, close=wb.close)
 
 
 def _column_letter(i: int) -> str:
@@ -691,13 +692,14 @@ class _Row:
 
     def _origin_of(self, fld: str) -> int | None:
         """The column a field's problem is in (``plot.geometry`` in Latitud ...), or None."""
-        base = fld.split("[")[0]
-        for cand in (fld, base, base.split(".")[0]):
+        parts = fld.split("[")[0].split(".")
+        for n in range(len(parts), 0, -1):
+            cand = ".".join(parts[:n])
             if cand in self.origin:
                 return self.origin[cand]
-            for f, i in self.origin.items():
-                if f.split(".")[0] == cand:
-                    return i
+        for f, i in self.origin.items():
+            if f.split(".")[0] == parts[0]:
+                return i
         return None
 
     def event(self) -> tuple[EventBase | WholeInputs | None, list[str]]:
@@ -756,64 +758,71 @@ def suggest_map(
     """
     sh = _open_sheet(Path(path), encoding=encoding, delimiter=delimiter, sheet=sheet,
                      on_note=on_note, progress=None)  # fmt: skip
-    cm = ColumnMap(zone="America/Lima")
-    unknown: list[str] = []
-    comments = [f"lottrace column map for {Path(path).name} (lottrace import FILE --map THIS.toml)"]
-    for col in sh.header:
-        if not col:
-            continue
-        fld = _recognise(col)
-        if fld is None:
-            unknown.append(col)
-            near = _nearest(col)
-            comments.append(
-                f'column "{col}" is not recognised'
-                + (f" (did you mean {near}?)" if near else "")
-                + f'; write "{col}" = "FIELD" under [columns], or "" to drop it'
-            )
-            cm.columns[col] = ""
-        else:
-            cm.columns[col] = fld
-    by_field = {f: i for i, f in enumerate(cm.columns.get(c, "") for c in sh.header)}
-    seen: dict[str, dict[str, str]] = {}
-    dmy = mdy = False
-    for n, (_line, cells) in enumerate(sh.rows):
-        if n >= 10_000:
-            break
-        for fld in ("type", "result", "process", "method"):
-            i = by_field.get(fld)
-            if i is None or i >= len(cells) or cells[i] in (None, ""):
+    try:
+        cm = ColumnMap(zone="America/Lima")
+        unknown: list[str] = []
+        comments = [
+            f"lottrace column map for {Path(path).name} (lottrace import FILE --map THIS.toml)"
+        ]
+        for col in sh.header:
+            if not col:
                 continue
-            raw = str(cells[i]).strip()
-            if fld == "type":
-                kind = _stage(raw)
-                if kind is not None and kind != raw:
-                    seen.setdefault("type", {})[raw] = kind
-                elif kind is None:
-                    comments.append(
-                        f'stage "{raw}" is not recognised: add "{raw}" = "TYPE" under [values.type]'
-                    )
+            fld = _recognise(col)
+            if fld is None:
+                unknown.append(col)
+                near = _nearest(col)
+                comments.append(
+                    f'column "{col}" is not recognised'
+                    + (f" (did you mean {near}?)" if near else "")
+                    + f'; write "{col}" = "FIELD" under [columns], or "" to drop it'
+                )
+                cm.columns[col] = ""
             else:
-                v = VALUES[fld].get(_value_key(raw))
-                if v is not None and v != raw:
-                    seen.setdefault(fld, {})[raw] = v
-                elif v is None and raw not in EVENT_MODELS:
-                    comments.append(f'{fld} "{raw}" is not recognised: add it under [values.{fld}]')
-        i = by_field.get("time")
-        if i is not None and i < len(cells) and isinstance(cells[i], str):
-            m = _DATE_TIME.match(cells[i].strip())
-            if m and len(m.group(1)) < 4:
-                a, b = int(m.group(1)), int(m.group(2))
-                dmy, mdy = dmy or a > 12, mdy or b > 12
-    cm.values = seen
-    cm.order = "MDY" if mdy and not dmy else "DMY"
-    comments.append(
-        "times without an offset are read in [time] zone; dates as [time] order "
-        f"({'month-first dates were seen' if cm.order == 'MDY' else 'day-first, as written in Peru'})"
-    )
-    comments = list(dict.fromkeys(comments))
-    comments.append('add the sites per event type, e.g. [defaults.harvest] site = "farm:XXX"')
-    return cm, unknown, comments
+                cm.columns[col] = fld
+        by_field = {f: i for i, f in enumerate(cm.columns.get(c, "") for c in sh.header)}
+        seen: dict[str, dict[str, str]] = {}
+        dmy = mdy = False
+        for n, (_line, cells) in enumerate(sh.rows):
+            if n >= 10_000:
+                break
+            for fld in ("type", "result", "process", "method"):
+                i = by_field.get(fld)
+                if i is None or i >= len(cells) or cells[i] in (None, ""):
+                    continue
+                raw = str(cells[i]).strip()
+                if fld == "type":
+                    kind = _stage(raw)
+                    if kind is not None and kind != raw:
+                        seen.setdefault("type", {})[raw] = kind
+                    elif kind is None:
+                        comments.append(
+                            f'stage "{raw}" is not recognised: add "{raw}" = "TYPE" under [values.type]'
+                        )
+                else:
+                    v = VALUES[fld].get(_value_key(raw))
+                    if v is not None and v != raw:
+                        seen.setdefault(fld, {})[raw] = v
+                    elif v is None and raw not in VALUES[fld].values():
+                        comments.append(
+                            f'{fld} "{raw}" is not recognised: add it under [values.{fld}]'
+                        )
+            i = by_field.get("time")
+            if i is not None and i < len(cells) and isinstance(cells[i], str):
+                m = _DATE_TIME.match(cells[i].strip())
+                if m and len(m.group(1)) < 4:
+                    a, b = int(m.group(1)), int(m.group(2))
+                    dmy, mdy = dmy or a > 12, mdy or b > 12
+        cm.values = seen
+        cm.order = "MDY" if mdy and not dmy else "DMY"
+        comments.append(
+            "times without an offset are read in [time] zone; dates as [time] order "
+            f"({'month-first dates were seen' if cm.order == 'MDY' else 'day-first, as written in Peru'})"
+        )
+        comments = list(dict.fromkeys(comments))
+        comments.append('add the sites per event type, e.g. [defaults.harvest] site = "farm:XXX"')
+        return cm, unknown, comments
+    finally:
+        sh.close()
 
 
 def suggested_toml(
@@ -848,6 +857,7 @@ def _header_is_native(path: Path, encoding: str | None, delimiter: str | None) -
     sh = _open_sheet(
         path, encoding=encoding, delimiter=delimiter, sheet=None, on_note=None, progress=None
     )
+    sh.close()
     names = _native_fields()
     return all(not h or h.strip().lower() in names for h in sh.header)
 
@@ -918,40 +928,43 @@ def _mapped(
 ) -> Iterator[tuple[str, EventBase | WholeInputs]]:
     sh = _open_sheet(path, encoding=encoding, delimiter=delimiter, sheet=sheet,
                      on_note=on_note, progress=progress)  # fmt: skip
-    missing = [c for c in cm.columns if c not in sh.header]
-    header_fields = [cm.columns.get(h) for h in sh.header]
-    unknown = [h for h, f in zip(sh.header, header_fields, strict=True) if h and f is None]
-    if unknown:
-        named = ", ".join(
-            f'"{c}"' + (f" (did you mean {near}?)" if (near := _nearest(c)) else "")
-            for c in unknown
-        )
-        raise InvalidInput(
-            f'{path}: columns {named} are not in {cm.source} (map them, or "" to drop)'
-        )
-    if on_note is not None and missing:
-        on_note(
-            f"{path}: {cm.source} names columns the file lacks: "
-            + ", ".join(f'"{c}"' for c in missing)
-        )
-    for line, cells in sh.rows:
-        if not any(c not in (None, "") and str(c).strip() for c in cells):
-            continue
-        row = _Row(sh, cm, line, cells)
-        if default_type and "type" not in row.record:
-            row.record["type"] = resolve_type(default_type)
-            for k, v in cm.defaults.get(row.record["type"], {}).items():
-                row.record.setdefault(k, v)
-        ev, problems = row.event()
-        if problems:
-            for words in problems:
-                exc = InvalidEvent(words, where=row.where())
-                if on_error is None:
-                    raise exc
-                on_error(exc)
-            continue
-        assert ev is not None
-        yield row.where(), ev
+    try:
+        missing = [c for c in cm.columns if c not in sh.header]
+        header_fields = [cm.columns.get(h) for h in sh.header]
+        unknown = [h for h, f in zip(sh.header, header_fields, strict=True) if h and f is None]
+        if unknown:
+            named = ", ".join(
+                f'"{c}"' + (f" (did you mean {near}?)" if (near := _nearest(c)) else "")
+                for c in unknown
+            )
+            raise InvalidInput(
+                f'{path}: columns {named} are not in {cm.source} (map them, or "" to drop)'
+            )
+        if on_note is not None and missing:
+            on_note(
+                f"{path}: {cm.source} names columns the file lacks: "
+                + ", ".join(f'"{c}"' for c in missing)
+            )
+        for line, cells in sh.rows:
+            if not any(c not in (None, "") and str(c).strip() for c in cells):
+                continue
+            row = _Row(sh, cm, line, cells)
+            if default_type and "type" not in row.record:
+                row.record["type"] = resolve_type(default_type)
+                for k, v in cm.defaults.get(row.record["type"], {}).items():
+                    row.record.setdefault(k, v)
+            ev, problems = row.event()
+            if problems:
+                for words in problems:
+                    exc = InvalidEvent(words, where=row.where())
+                    if on_error is None:
+                        raise exc
+                    on_error(exc)
+                continue
+            assert ev is not None
+            yield row.where(), ev
+    finally:
+        sh.close()
 
 
 # --------------------------------------------------------------------------- templates
