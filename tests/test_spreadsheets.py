@@ -105,7 +105,7 @@ def test_decimal_commas_in_inputs_and_only_in_number_fields(tmp_path: Path) -> N
 def test_in_a_comma_file_a_decimal_comma_is_an_error_with_a_hint(tmp_path: Path) -> None:
     text = 'type,time,site,lot,kg\ndrying,2025-05-20T10:00:00-05:00,farm:X,L1,"12,5"\n'
     with pytest.raises(
-        InvalidEvent, match=r"field 'kg': '12,5' is not a number; write decimals with a dot"
+        InvalidEvent, match=r'field .kg.: "12,5" is not a number; write decimals with a dot'
     ):
         list(iter_events(write(tmp_path, "d.csv", text)))
 
@@ -140,8 +140,8 @@ def test_import_lists_every_bad_row_and_writes_nothing(db: Path, tmp_path: Path)
     assert r.exit_code == 1
     assert r.stdout == ""
     assert r.stderr.splitlines() == [
-        f"{p}:3: lot L2: field 'kg': Input should be a valid number, unable to parse string as a number",
-        f"{p}:4: lot L1: field 'result': Input should be 'accepted', 'rejected' or 'hold'",
+        f"{p}:3: lot L2: field 'kg': \"doce\" is not a number",
+        f"{p}:4: lot L1: field 'result': \"aceptado\" is not one of: accepted, rejected, hold",
         f"{p}:6: fields 'lot', 'kg' are required",
         "Error: 3 bad rows (listed above); nothing was written",
     ]  # row 5 is not checked against the ledger once the batch is known to be bad
@@ -154,7 +154,7 @@ def test_import_one_bad_row_is_still_one_line(db: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert (
         r.stderr.splitlines()[-1]
-        == f"Error: {p}:2: lot L1: field 'kg': Input should be greater than 0"
+        == f"Error: {p}:2: lot L1: field 'kg': -3 is too small: it must be more than 0"
     )
     assert count(db) == 0
 
@@ -203,7 +203,7 @@ def test_a_broken_rule_is_listed_with_the_bad_rows_after_it(db: Path, tmp_path: 
     assert r.exit_code == 1
     assert r.stderr.splitlines() == [
         f"{p}:2: [lot-unknown] field 'lot': lot L9 was never created (log its harvest first)",
-        f"{p}:4: lot L2: field 'kg': Input should be greater than 0",
+        f"{p}:4: lot L2: field 'kg': -5 is too small: it must be more than 0",
         "Error: 2 bad rows (listed above); nothing was written",
     ]
     assert count(db) == 0

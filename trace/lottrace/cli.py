@@ -293,6 +293,18 @@ PARALLEL_BYTES = 1_000_000
     type=click.Choice([",", ";", "tab"]),
     help="CSV delimiter. Default: detected from the header row.",
 )
+@click.option(
+    "--map",
+    "map_path",
+    type=click.Path(path_type=Path),
+    help="A column map (TOML): the sheet's columns, values, time zone and date order, defaults.",
+)
+@click.option(
+    "--suggest-map",
+    is_flag=True,
+    help="Print a column map for the file's header (TOML, to stdout) and import nothing.",
+)
+@click.option("--sheet", help="The sheet of an .xlsx workbook to read. Default: the first.")
 @json_option
 @click.pass_context
 def import_(
@@ -301,6 +313,9 @@ def import_(
     default_type: str | None,
     encoding: str | None,
     delimiter: str | None,
+    map_path: Path | None,
+    suggest_map: bool,
+    sheet: str | None,
     as_json: bool,
 ) -> None:
     """Add events from JSON Lines, JSON array or CSV files, all or nothing.
@@ -313,16 +328,30 @@ def import_(
 
     Spreadsheet exports are welcome: ';' or tab delimiters with decimal
     commas (12,5), Windows (cp1252 / Latin-1) text, Spanish stage names in
-    the type column (cosecha, secado, acopio ...).
+    the type column (cosecha, secado, acopio ...). Sheets with their own
+    column names (Fecha, Peso (kg), Lotes de origen ...) and Excel .xlsx
+    files are read through a column map: --map, or the one --suggest-map
+    prints, which is used as it is when every column is recognised.
     """
     from .errors import InvalidEvent, RuleViolation
     from .pipeline import Hooks, prepared_events
-    from .readers import iter_events
+    from .sheets import iter_import, suggested_toml
+
+    if suggest_map:
+        for path in files:
+            click.echo(
+                suggested_toml(path, encoding=encoding, delimiter=delimiter, sheet=sheet), nl=False
+            )
+        return
 
     bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
 
     def note(message: str) -> None:
         click.echo(f"note: {message}", err=True)
+
+    def used_map(name: str, toml: str) -> None:
+        click.echo(f"note: {name}: every column recognised; read with this map:", err=True)
+        click.echo(toml, err=True, nl=False)
 
     total = sum(p.stat().st_size for p in files if p.is_file())
     show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
@@ -333,16 +362,18 @@ def import_(
     ):
 
         def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
-            for path in files:
-                yield from iter_events(
-                    path,
-                    default_type=default_type,
-                    encoding=encoding,
-                    delimiter=delimiter,
-                    progress=hooks.progress,
-                    on_error=hooks.on_error,
-                    on_note=hooks.on_note,
-                )
+            yield from iter_import(
+                files,
+                map_path=map_path,
+                default_type=default_type,
+                encoding=encoding,
+                delimiter=delimiter,
+                sheet=sheet,
+                progress=hooks.progress,
+                on_error=hooks.on_error,
+                on_note=hooks.on_note,
+                on_map=used_map,
+            )
 
         hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
         # Forks now: before the batch's transaction begins, and before this
@@ -375,6 +406,30 @@ def import_(
     _print_report(report, as_json)
 
 
+@cli.command()
+@click.argument("type")
+@click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="The file to write (.xlsx for Excel, CSV otherwise). Default: CSV to stdout.",
+)
+def template(type: str, lang: str, output: Path | None) -> None:
+    """Write an empty sheet for one checkpoint TYPE: its columns and a row of examples.
+
+    Fill it in (replace the example row), then: lottrace import FILE --suggest-map
+    > map.toml, add the site defaults, and lottrace import FILE --map map.toml.
+    """
+    from .sheets import template_csv, write_template
+
+    if output is None:
+        click.echo(template_csv(type, lang), nl=False)
+        return
+    write_template(type, output, lang)
+    click.echo(f"wrote {output}", err=True)
+
+
 def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
     """Sort key for a ``file:line`` location: files in the order given, then lines."""
     path, _, line = where.rpartition(":")
@@ -382,14 +437,18 @@ def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
 
 
 def _reject_bad_rows(bad: Sequence[LottraceError], limit: int = 50) -> None:
-    """List every bad row on stderr (one line each), then fail the batch."""
+    """List every problem of every bad row on stderr (one line each), then fail the batch."""
     if len(bad) == 1:
         raise bad[0]
+    rows = len({getattr(e, "where", "") or id(e) for e in bad})
+    what = "bad rows" if rows == len(bad) else "problems"
     for exc in bad[:limit]:
         click.echo(shown(str(exc)), err=True)
     if len(bad) > limit:
-        click.echo(f"... and {len(bad) - limit} more bad rows", err=True)
-    raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
+        click.echo(f"... and {len(bad) - limit} more {what}", err=True)
+    if rows == len(bad):
+        raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
+    raise LottraceError(f"{len(bad)} problems in {rows} rows (listed above); nothing was written")
 
 
 class _NoBar:

@@ -50,9 +50,19 @@ class InvalidInput(LottraceError):
 class InvalidEvent(LottraceError):
     """An event does not match the data contract (a missing or malformed field)."""
 
-    def __init__(self, message: str, *, where: str = "", field: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str = "",
+        field: str = "",
+        problems: list[tuple[str, str, object]] | None = None,
+    ) -> None:
         self.where = where
         self.field = field
+        #: Every problem of the record, ``(field, words, value given)``, when
+        #: more than the one in the message is known (an event's model checks).
+        self.problems = problems or []
         super().__init__(f"{where}: {message}" if where else message)
 
 

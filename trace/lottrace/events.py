@@ -22,6 +22,7 @@ b'{"kg":212.5,"lot":"APR-0231-H1","site":"farm:APR-P0231","time":"2025-06-02T09:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -856,33 +857,107 @@ def parse_event(data: Any, *, where: str = "", stored: bool = False) -> EventBas
             data, context=_STORED if stored else None
         )
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = _field_path(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        missing = [_field_path(e["loc"]) for e in exc.errors() if e["type"] == "missing"]
-        if len(missing) > 1 and err["type"] == "missing":
-            names = ", ".join(f"'{m}'" for m in missing)
-            lot = data.get("lot")
-            prefix = f"lot {lot}: " if isinstance(lot, str) and _LOT_RE.match(lot) else ""
-            raise InvalidEvent(
-                f"{prefix}fields {names} are required", where=where, field=missing[0]
-            ) from None
-        if err["type"] == "string_pattern_mismatch":
-            value = str(err.get("input", ""))[:60]
-            msg = f"{value!r} is not valid: {_PATTERN_HELP.get(field.split('.')[-1].split('[')[0], 'see the schema')}"
-        elif err["type"] == "float_parsing" and "," in str(err.get("input", "")):
-            msg = (
-                f"{str(err['input'])[:30]!r} is not a number; write decimals with a dot, e.g. 12.5"
-            )
-        elif err["type"] == "bool_parsing":
-            msg = f"{str(err.get('input', ''))[:30]!r} is not true or false"
-        elif err["type"] == "missing":
-            msg = "is required"
-        elif err["type"] == "extra_forbidden":
-            msg = f"is not a field of a {kind} event"
+        problems = error_words(exc, kind)
         lot = data.get("lot")
         prefix = f"lot {lot}: " if isinstance(lot, str) and _LOT_RE.match(lot) else ""
-        raise InvalidEvent(f"{prefix}field '{field}': {msg}", where=where, field=field) from None
+        missing = [f for f, _m, _v, t in problems if t == "missing"]
+        if len(missing) > 1 and problems[0][3] == "missing":
+            names = ", ".join(f"'{m}'" for m in missing)
+            raise InvalidEvent(
+                f"{prefix}fields {names} are required",
+                where=where,
+                field=missing[0],
+                problems=[(f, m, v) for f, m, v, _t in problems],
+            ) from None
+        field, msg = problems[0][0], problems[0][1]
+        raise InvalidEvent(
+            f"{prefix}field '{field}': {msg}",
+            where=where,
+            field=field,
+            problems=[(f, m, v) for f, m, v, _t in problems],
+        ) from None
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _shown_input(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text[:40], ensure_ascii=False)
+
+
+def error_words(exc: ValidationError, kind: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every problem pydantic found, as ``(field, words, the value given, error type)``.
+
+    The one place pydantic's error types become plain words a quality manager
+    reads (``"doce" is not a number``): no message lottrace prints says
+    "Input should be" or names a model class. One problem per field, in the
+    order pydantic found them.
+    """
+    out: list[tuple[str, str, Any, str]] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
+        field = _field_path(err["loc"])
+        if field in seen:  # a union reports each branch: the first is enough
+            continue
+        seen.add(field)
+        out.append((field, _words(err, field, kind), err.get("input"), err["type"]))
+    return out
+
+
+def _words(err: Any, field: str, kind: str) -> str:
+    t, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    shown = _shown_input(value) if value is not None else ""
+    if t == "missing":
+        return "is required"
+    if t == "value_error" or t == "assertion_error":
+        return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if t in ("float_parsing", "int_parsing", "float_type", "int_type", "int_from_float"):
+        if t == "int_from_float":
+            return f"{shown} is not a whole number"
+        if isinstance(value, str) and "," in value:
+            return f"{shown} is not a number; write decimals with a dot, e.g. 12.5"
+        return f"{shown} is not a number" if shown else "is not a number"
+    if t == "finite_number":
+        return "is not a finite number"
+    if t in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        words = {
+            "greater_than": "more than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }[t]
+        limit = next(iter(ctx.values()), "")
+        return f"{_num(value)} is too {'small' if t.startswith('greater') else 'large'}: it must be {words} {_num(limit)}"
+    if t in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"{shown} is not one of: {expected.replace(' or ', ', ')}"
+    if t == "string_pattern_mismatch":
+        help_ = _PATTERN_HELP.get(field.split(".")[-1].split("[")[0], "see the data model")
+        return f"{str(value)[:60]!r} is not valid: {help_}"
+    if t == "bool_parsing" or t == "bool_type":
+        return f"{str(value)[:30]!r} is not true or false (yes/no)"
+    if t == "extra_forbidden":
+        return f"is not a field of a {kind} event" if kind else "is not a known field"
+    if t in ("string_too_short", "too_short"):
+        return "is empty" if not value else "has too few items"
+    if t in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length", "")
+        return (
+            f"is too long (at most {limit} {'characters' if t == 'string_too_long' else 'items'})"
+        )
+    if t in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{shown} is not a group of fields (give {field}.<part> columns, or a JSON object)"
+    if t in ("list_type", "tuple_type"):
+        return f"{shown} is not a list"
+    if t in ("string_type", "string_unicode"):
+        return f"{shown} is not text"
+    if t in ("union_tag_invalid", "union_tag_not_found"):
+        return f"{shown} is not a known kind (e.g. Point or Polygon)"
+    if t.startswith(("datetime", "date", "time")):
+        return f"{shown} is not a date and time with its UTC offset, e.g. 2025-06-02T09:30:00-05:00"
+    return f"{shown} is not valid" if shown else "is not valid"
 
 
 def canonical_json(event: EventBase) -> bytes:

@@ -416,13 +416,38 @@ class Prepared(NamedTuple):
     mark: tuple[str, int, bool | None] | None = None
 
 
-def prepare(where: str, ev: EventBase) -> Prepared:
+class WholeInputs(NamedTuple):
+    """An event whose ``inputs`` name lots without kilos: each gives all it has left.
+
+    ``record`` is the event as a plain dict, its inputs ``{"lot": ...}`` for
+    the ``whole`` lots (and ``{"lot", "kg"}`` for the others). It is resolved
+    in the batch that appends it, against the lots' state at that point
+    (:meth:`_Batch.resolve`), into an ordinary event; the event's ``kg``, if
+    it states one, must match the inputs' sum within the 2 % scale tolerance.
+    """
+
+    record: dict[str, Any]
+    whole: tuple[str, ...]
+
+
+#: ``Prepared.eid`` of a :class:`WholeInputs` not yet resolved (its body is the record).
+UNRESOLVED = ""
+
+
+def prepare(where: str, ev: EventBase | WholeInputs) -> Prepared:
     """The :class:`Prepared` form of a validated event, the one door into the log.
 
     A foreign EPCIS event is checked here as a document's event would be
     (:func:`_check_foreign`): one whose ``hash_id`` is not its CBV 2.0 Event
-    Hash ID is refused (rule ``epcis-hash``).
+    Hash ID is refused (rule ``epcis-hash``). A :class:`WholeInputs` is
+    carried as it is (``eid`` empty, its facts those of the event with one kg
+    per whole lot), for the batch to resolve.
     """
+    if isinstance(ev, WholeInputs):
+        rec = ev.record
+        stand_in = {**rec, "inputs": [{"kg": 1, **i} for i in rec["inputs"]]}
+        facts = facts_of(parse_event(stand_in, where=where))
+        return Prepared(where, orjson.dumps([rec, list(ev.whole)]).decode(), UNRESOLVED, facts)
     if isinstance(ev, EpcisEvent):
         _check_foreign(where, ev)
     body = canonical_json(ev)
@@ -1754,9 +1779,60 @@ class _Batch:
             for code in codes:
                 self.states[code] = found.get(code)
         for p in chunk:
+            if p.eid == UNRESOLVED:
+                p = self.resolve(p)
+                known = p.eid in stored or p.eid in self.pending_ids
+                if not known and _stored_among(self.conn, [p.eid]):
+                    stored.add(p.eid)
             # A flush inside the chunk may forget pending ids: remember this chunk's own.
             self.add(p, p.eid in stored)
             stored.add(p.eid)
+
+    def resolve(self, p: Prepared) -> Prepared:
+        """A :class:`WholeInputs` as an event: each whole lot gives all it has left now.
+
+        The one place input lots written without kilos get their kilos: from
+        the lots' state in this batch (the ledger's, and this batch's events
+        before it). The event's ``kg`` must match the inputs' sum within the
+        2 % scale tolerance.
+        """
+        rec, whole = orjson.loads(p.body)
+        inputs = []
+        for item in rec["inputs"]:
+            if "kg" in item or item["lot"] not in whole:
+                inputs.append(item)
+                continue
+            st = self.lot(item["lot"])
+            if st is None:
+                raise RuleViolation(
+                    f"input lot {item['lot']} was never created (log its harvest first)",
+                    rule="lot-unknown", where=p.where, field="inputs",
+                )  # fmt: skip
+            left = st.kg - st.drawn_kg
+            if left <= 1e-9:
+                raise RuleViolation(
+                    f"input lot {item['lot']} has nothing left to give "
+                    f"(its {st.kg:g} kg went to other lots already)",
+                    rule="weight-consumed", where=p.where, field="inputs",
+                )  # fmt: skip
+            inputs.append({"lot": item["lot"], "kg": round(left, 3)})
+        rec = {**rec, "inputs": inputs}
+        total = sum(float(i["kg"]) for i in inputs)
+        kg = rec.get("kg")
+        if kg is not None:
+            try:
+                stated = float(kg)
+            except (TypeError, ValueError):
+                stated = None
+            if stated is not None and abs(stated - total) > total * 0.02:
+                lots = ", ".join(f"{i['lot']} {float(i['kg']):g} kg" for i in inputs)
+                raise RuleViolation(
+                    f"the inputs give {total:g} kg ({lots}) but the event states "
+                    f"{stated:g} kg; more than the 2 % scale tolerance apart",
+                    rule="weight-gain" if stated > total else "input-invalid",
+                    where=p.where, field="kg",
+                )  # fmt: skip
+        return prepare(p.where, parse_event(rec, where=p.where))
 
     def _marked(self, mark: tuple[str, int, bool | None] | None) -> bool | None:
         """What a reader's mark says of an event's id: new (True), stored (False), or None.

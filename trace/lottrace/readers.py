@@ -147,13 +147,10 @@ def iter_records(
     except OSError as exc:
         raise InvalidInput(f"{name}: cannot read: {exc.strerror}") from None
     try:
-        codecs.lookup(encoding)
-        _is_text_encoding(encoding)
-    except LookupError:
+        check_encoding(name, encoding)
+    except InvalidInput:
         f.close()
-        raise InvalidInput(
-            f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)"
-        ) from None
+        raise
     counted = _Counted(on_error)
     on_error = counted if on_error is not None else None
     n = 0
@@ -216,6 +213,17 @@ class _Counted:
         self.count += 1
         if self.on_error is not None:
             self.on_error(exc)
+
+
+def check_encoding(name: str, encoding: str) -> None:
+    """Raise :class:`InvalidInput` naming ``name`` unless ``encoding`` is a text encoding."""
+    try:
+        codecs.lookup(encoding)
+        _is_text_encoding(encoding)
+    except LookupError:
+        raise InvalidInput(
+            f"{name}: unknown encoding {encoding!r} (try utf-8 or latin-1)"
+        ) from None
 
 
 def _is_text_encoding(encoding: str) -> None:
