@@ -608,6 +608,35 @@ def _kg(kg: float | None) -> str:
     return f"{kg:g}" if kg is not None else ""
 
 
+def _event_history(ctx: click.Context, some_id: str, as_json: bool) -> None:
+    """``history --event-id``: the events an id names, with all their ids."""
+    from tabulate import tabulate
+
+    from .queries import find_events
+
+    with _open(ctx) as ledger:
+        found = find_events(ledger, some_id)
+    if as_json:
+        click.echo(_dumps({"id": some_id, "events": found}))
+        return
+    rows = [
+        (
+            e["time"],
+            e["type"] + (" (void)" if e["void"] else ""),
+            shown(e["site"]),
+            e["event_id"],
+            e.get("hash_id") or "",
+            shown(e.get("partner_event_id") or ""),
+        )
+        for e in found
+    ]
+    click.echo(
+        tabulate(
+            rows, headers=["time", "event", "site", "event id", "Event Hash ID", "partner eventID"]
+        )
+    )
+
+
 def _event_summary(ev: Any) -> str:
     bits = []
     for name in ("result", "producer", "moisture_pct", "cup_score", "container", "reason"):
@@ -624,21 +653,37 @@ def _event_summary(ev: Any) -> str:
 
 
 @cli.command()
-@click.argument("lot")
+@click.argument("lot", required=False)
 @json_option
 @click.option("--no-tree", is_flag=True, help="Leave out the upstream tree.")
+@click.option(
+    "--event-id",
+    metavar="ID",
+    help="Instead of a lot: the events this id names (a lottrace event id, an EPCIS Event "
+    "Hash ID or a partner's eventID).",
+)
 @click.pass_context
-def history(ctx: click.Context, lot: str, as_json: bool, no_tree: bool) -> None:
+def history(
+    ctx: click.Context, lot: str | None, as_json: bool, no_tree: bool, event_id: str | None
+) -> None:
     """A lot's own checkpoints in time order.
 
     Besides the events about LOT itself, it lists the event that formed it
     (output) and every event that drew from it into another lot (input), with
     the kg drawn. When LOT was formed from other lots, the full upstream tree
     follows, indented, with each checkpoint's time, site and QC result.
+    With --event-id ID instead of LOT: the events that id names.
     """
     from tabulate import tabulate
 
     from .queries import format_tree, tree
+
+    if (lot is None) == (event_id is None):
+        raise click.UsageError("give a LOT or --event-id ID")
+    if event_id is not None:
+        _event_history(ctx, event_id, as_json)
+        return
+    assert lot is not None
 
     with _open(ctx) as ledger:
         events = ledger.lot_events(lot)
@@ -1180,6 +1225,12 @@ def epcis() -> None:
 
 @epcis.command("export")
 @click.option("--lot", help="Only the events of this lot.")
+@click.option(
+    "--event-id",
+    metavar="ID",
+    help="Only the events this id names: a lottrace event id, an Event Hash ID or a "
+    "partner's eventID (with their corrections).",
+)
 @click.option("--upstream", is_flag=True, help="With --lot: also every lot it was formed from.")
 @click.option(
     "--since", callback=lambda _c, _p, v: _when(v), help="Only events on or after this date."
@@ -1202,6 +1253,7 @@ def epcis() -> None:
 def epcis_export(
     ctx: click.Context,
     lot: str | None,
+    event_id: str | None,
     upstream: bool,
     since: str | None,
     gs1_prefix: str | None,
@@ -1212,9 +1264,16 @@ def epcis_export(
 
     if upstream and lot is None:
         raise click.BadParameter("--upstream needs --lot", param_hint="--upstream")
+    if event_id is not None and lot is not None:
+        raise click.BadParameter("give --lot or --event-id, not both", param_hint="--event-id")
     with _open(ctx) as ledger:
         doc = export_document(
-            ledger, lot=lot, upstream=upstream, since=since, ids=Identifiers(gs1_prefix or None)
+            ledger,
+            lot=lot,
+            upstream=upstream,
+            since=since,
+            ids=Identifiers(gs1_prefix or None),
+            event_id=event_id,
         )
     try:
         output.write_text(_dumps(doc) + "\n", encoding="utf-8")

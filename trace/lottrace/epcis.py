@@ -23,7 +23,7 @@ One job: the mapping. :func:`export_document` turns ledger events into an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ import orjson
 
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
-from .errors import InvalidEvent, InvalidInput, LottraceError
+from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger, StoredEvent
 from .readers import repeated_key
@@ -379,6 +379,7 @@ def export_document(
     since: str | None = None,
     ids: Identifiers | None = None,
     now: datetime | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """An EPCISDocument of the ledger's events, in log order.
 
@@ -395,6 +396,9 @@ def export_document(
         How lots are named (LGTIN with a GS1 prefix).
     now : datetime, optional
         The document's ``creationDate`` (default: the current time).
+    event_id : str, optional
+        Only the events this id names (:meth:`Ledger.find_events`: lottrace's
+        event id, an Event Hash ID or a partner's eventID), with their corrections.
 
     Void events are exported too, each followed by its correction (an
     errorDeclaration), so that an import rebuilds the same ledger.
@@ -411,8 +415,13 @@ def export_document(
     floor = _since_key(since) if since else None
     kept: dict[str, EventBase] = {}
     context: dict[str, str] = {"lt": LT_NS}
-    events: list[dict[str, Any]] = []
-    source = ledger.iter_events() if wanted is None else _lineage_events(ledger, wanted)
+    events: list[tuple[dict[str, Any], str | None]] = []
+    if event_id is not None:
+        source: Iterable[StoredEvent] = _named_events(ledger, event_id)
+    elif wanted is None:
+        source = ledger.iter_events()
+    else:
+        source = _lineage_events(ledger, wanted)
     for stored in source:
         ev = stored.event
         if floor is not None and time_key(ev.time) < floor:
@@ -435,17 +444,34 @@ def export_document(
                         f"imported document and {iri} in another"
                     )
         epcis = to_epcis(ev, ids, target)
-        events.append(epcis)
+        partner = ev.partner_event_id if isinstance(ev, EpcisEvent) else None
+        events.append((epcis, partner))
     created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    for epcis in events:
-        epcis["eventID"] = event_hash_id(epcis, context)
+    for epcis, partner in events:
+        epcis["eventID"] = partner or event_hash_id(epcis, context)
     return {
         "@context": [EPCIS_CONTEXT, context],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": created,
-        "epcisBody": {"eventList": [_event_order(e) for e in events]},
+        "epcisBody": {"eventList": [_event_order(e) for e, _ in events]},
     }
+
+
+def _named_events(ledger: Ledger, some_id: str) -> list[StoredEvent]:
+    """The events an id names, with the corrections of any voided one, in log order."""
+    found = {s.seq: s for s in ledger.find_events(some_id)}
+    if not found:
+        raise UnknownEvent(
+            f"no event {some_id!r} in {ledger.path} (neither a lottrace event id, "
+            "an Event Hash ID nor a partner's eventID)"
+        )
+    for stored in list(found.values()):
+        by = ledger.voided_by(stored.event_id)
+        if by is not None:
+            fix = ledger.event(by)
+            found[fix.seq] = fix
+    return [found[seq] for seq in sorted(found)]
 
 
 def _lineage_events(ledger: Ledger, lots: set[str]) -> list[StoredEvent]:
@@ -604,6 +630,11 @@ def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> di
     }
     if used:
         record["context"] = used
+    partner_id = event.get("eventID")
+    if isinstance(partner_id, str) and partner_id != hash_id:
+        record["partner_event_id"] = (
+            partner_id  # the hash id needs no keeping: it is given back anyway
+        )
     return record
 
 
