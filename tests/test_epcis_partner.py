@@ -206,3 +206,42 @@ def test_history_and_export_find_both_ids(tmp_path: Path) -> None:
     assert r.exit_code == 2 and r.output.startswith("Error: no event 'urn:uuid:none'")
     r = run.invoke(cli, ["--db", str(db), "history"])
     assert r.exit_code == 2
+
+
+# --------------------------------------------------------------------------- single event
+
+
+OPENEPCIS = pytest.mark.fixture_source(
+    "openepcis/openepcis-test-resources@901e5d392f1f332b9e28e6d2d60111c2112630dc"
+)
+
+
+@OPENEPCIS
+@pytest.mark.parametrize(
+    "name", ["ObjectEvent", "AggregationEvent", "TransformationEvent", "AssociationEvent"]
+)
+def test_one_bare_event_is_captured(conformance_dir: Path, tmp_path: Path, name: str) -> None:
+    path = conformance_dir / "other" / "openepcis-test-resources" / "Capture" / "Events"
+    path = path / f"{name}.json"
+    event = json.loads(path.read_text("utf-8"))
+    db = tmp_path / "l.db"
+    run = CliRunner()
+    run.invoke(cli, ["--db", str(db), "init"])
+    r = run.invoke(cli, ["--db", str(db), "epcis", "import", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["added"] == 1
+    ctx = {k: v for c in event["@context"] if isinstance(c, dict) for k, v in c.items()}
+    with Ledger(db) as ledger:
+        (stored,) = [s.event for s in ledger.iter_events()]
+        assert stored.hash_id == event_hash_id(event, ctx)  # type: ignore[attr-defined]
+    r = run.invoke(cli, ["epcis", "hash", str(path)])
+    assert r.output.strip() == stored.hash_id  # type: ignore[attr-defined]
+
+
+def test_a_bad_bare_event_is_named_by_its_path_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    ev = _object("urn:uuid:1") | {"@context": CONTEXT}
+    del ev["eventTime"]
+    path.write_text(json.dumps(ev))
+    with pytest.raises(InvalidInput, match=rf"^{path}: \$: 'eventTime' is required"):
+        load_document(str(path))

@@ -49,8 +49,10 @@ __all__ = [
     "Mapping",
     "document_to_events",
     "export_document",
+    "is_single_event",
     "load_document",
     "mapping_table",
+    "single_event_document",
     "to_epcis",
 ]
 
@@ -510,7 +512,12 @@ def _since_key(since: str) -> str:
 
 
 def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
-    """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path."""
+    """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path.
+
+    A file holding one bare event (the single-event capture payload) is read
+    as the document of that event (:func:`single_event_document`); problems
+    are then named by their path in the file.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -531,10 +538,45 @@ def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
             f"{path}:{repeated[1]}: key {repeated[0]!r} appears twice in one object "
             "(JSON keys must be unique)"
         )
+    single = is_single_event(doc)
+    if single:
+        doc = single_event_document(doc)
     problem = first_problem(doc) if check else None
     if problem is not None:
-        raise InvalidInput(f"{path}: {problem[0]}: {problem[1]}")
+        where = problem[0]
+        if single:  # name the place in the file, not in the document it was wrapped in
+            where = "$" + where.removeprefix(_SINGLE_PATH)
+        raise InvalidInput(f"{path}: {where}: {problem[1]}")
     return doc  # type: ignore[no-any-return]
+
+
+_SINGLE_PATH = "$.epcisBody.eventList[0]"
+
+
+def is_single_event(doc: Any) -> bool:
+    """Whether a payload is one bare EPCIS event (``type`` ending in ``Event``), as
+    GS1's REST binding captures one (``POST /events``), not a document."""
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("type"), str)
+        and doc["type"].endswith("Event")
+        and "epcisBody" not in doc
+    )
+
+
+def single_event_document(event: dict[str, Any]) -> dict[str, Any]:
+    """The EPCISDocument one bare event stands for: its ``@context`` moves to the
+    document, whose ``creationDate`` is the event's ``recordTime`` or ``eventTime``."""
+    body = {k: v for k, v in event.items() if k != "@context"}
+    created = event.get("recordTime") or event.get("eventTime")
+    doc: dict[str, Any] = {
+        "@context": event.get("@context", EPCIS_CONTEXT),
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created if isinstance(created, str) else "1970-01-01T00:00:00Z",
+        "epcisBody": {"eventList": [body]},
+    }
+    return doc
 
 
 def _lt_prefixes(context: dict[str, str]) -> tuple[str, ...]:
