@@ -245,3 +245,94 @@ def test_a_bad_bare_event_is_named_by_its_path_in_the_file(tmp_path: Path) -> No
     path.write_text(json.dumps(ev))
     with pytest.raises(InvalidInput, match=rf"^{path}: \$: 'eventTime' is required"):
         load_document(str(path))
+
+
+# --------------------------------------------------------------------------- contexts
+
+PARTNER_URL = "https://contexts.example.eg/gs1egypthc/context.jsonld"
+
+
+def _partner_doc() -> dict[str, Any]:
+    ev = _object("urn:uuid:eg-1") | {"gs1egypthc:batchPermit": "EG-PERMIT-7"}
+    return _doc(ev, context=[CONTEXT, PARTNER_URL])
+
+
+def test_a_registered_context_makes_a_partner_document_import_offline(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    run = CliRunner()
+    run.invoke(cli, ["--db", str(db), "init"])
+    doc = tmp_path / "eg.jsonld"
+    doc.write_text(json.dumps(_partner_doc()))
+    r = run.invoke(cli, ["--db", str(db), "epcis", "import", str(doc)])
+    assert r.exit_code == 1
+    assert "'gs1egypthc' is not declared" in r.output and PARTNER_URL in r.output
+    assert "lottrace epcis context add" in r.output
+    local = tmp_path / "ctx.jsonld"
+    local.write_text(json.dumps({"@context": {"gs1egypthc": "https://eg.example/voc/"}}))
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "add", PARTNER_URL, str(local)])
+    assert r.exit_code == 0, r.output
+    local.write_text("changed after registering: the registry keeps its own copy")
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "list", "--json"])
+    assert [e["url"] for e in json.loads(r.output)] == [PARTNER_URL]
+    r = run.invoke(cli, ["--db", str(db), "epcis", "import", str(doc)])
+    assert r.exit_code == 0, r.output
+    with Ledger(db) as ledger:
+        (stored,) = [s.event for s in ledger.iter_events()]
+        assert stored.context == {"gs1egypthc": "https://eg.example/voc/"}  # type: ignore[attr-defined]
+        ev = _events(_partner_doc())[0]
+        assert stored.hash_id == event_hash_id(  # type: ignore[attr-defined]
+            ev, {"gs1egypthc": "https://eg.example/voc/"}
+        )
+    r = run.invoke(cli, ["--db", str(db), "epcis", "hash", str(doc)])
+    assert r.output.strip() == stored.hash_id  # type: ignore[attr-defined]
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "remove", PARTNER_URL])
+    assert r.exit_code == 0
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "list"])
+    assert r.output == ""
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "remove", PARTNER_URL])
+    assert r.exit_code == 1 and "not registered" in r.output
+
+
+def test_a_context_that_redefines_a_protected_term_is_not_registered(tmp_path: Path) -> None:
+    local = tmp_path / "ctx.jsonld"
+    local.write_text(json.dumps({"@context": {"gs1": "https://evil.example/voc/"}}))
+    db = tmp_path / "l.db"
+    r = CliRunner().invoke(
+        cli, ["--db", str(db), "epcis", "context", "add", PARTNER_URL, str(local)]
+    )
+    assert r.exit_code == 1 and "'gs1'" in r.output and "protected" in r.output
+    r = CliRunner().invoke(cli, ["--db", str(db), "epcis", "context", "add", "ftp://x", str(local)])
+    assert r.exit_code == 1
+
+
+@GS1
+def test_a_document_redefining_a_protected_term_is_refused_naming_it(
+    conformance_dir: Path,
+) -> None:
+    path = conformance_dir / "gs1-epcis" / "examples" / "WithFullCombinationOfFields"
+    path = path / "transformation_event_all_possible_fields.jsonld"
+    with pytest.raises(InvalidInput) as info:
+        load_document(str(path))
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: $.@context[4]: redefines 'cbvmda', a protected term")
+
+
+@pytest.mark.parametrize(
+    ("inline", "refused"),
+    [
+        ({"gs1": "https://gs1.org/voc/"}, None),  # the same definition is allowed
+        ({"gs1": "https://evil.example/"}, "gs1"),
+        ({"quantity": {"@id": "ex:q"}, "ex": "https://ex.example/"}, "quantity"),
+        ({"ex": "https://ex.example/"}, None),
+    ],
+)
+def test_protected_terms(tmp_path: Path, inline: dict[str, Any], refused: str | None) -> None:
+    path = tmp_path / "d.jsonld"
+    path.write_text(json.dumps(_doc(_object(), context=[CONTEXT, inline])))
+    if refused is None:
+        load_document(str(path))
+    else:
+        with pytest.raises(InvalidInput, match=rf"redefines '{refused}', a protected term"):
+            load_document(str(path))
+    path.write_text(json.dumps(_doc(_object(), context=[inline])))  # no GS1 context: none
+    load_document(str(path))

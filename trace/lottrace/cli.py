@@ -1294,9 +1294,11 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     upstream and downstream. Each document is checked first: a problem
     rejects the whole batch, naming its JSON path.
     """
+    from .contexts import ContextRegistry
     from .epcis import document_to_events, load_document
 
-    docs = [(str(p), load_document(str(p))) for p in files]
+    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    docs = [(str(p), load_document(str(p), contexts=contexts)) for p in files]
     with _open(ctx, write=True) as ledger:
         report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
     _print_report(report, as_json)
@@ -1305,16 +1307,20 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
 @epcis.command("hash")
 @click.argument("file", type=click.Path(path_type=Path))
 @json_option
-def epcis_hash(file: Path, as_json: bool) -> None:
+@click.pass_context
+def epcis_hash(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Print the CBV 2.0 Event Hash ID of every event of an EPCIS JSON-LD document.
 
     One line per event, in document order. The document is not checked
-    beyond what the hash needs, so partners can hash drafts too.
+    beyond what the hash needs, so partners can hash drafts too. Contexts
+    registered beside the ledger (--db) are used.
     """
+    from .contexts import ContextRegistry
     from .epcis import load_document
     from .epcis_hash import document_hash_ids
 
-    doc = load_document(str(file), check=False)
+    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    doc = load_document(str(file), check=False, contexts=contexts)
     try:
         hashes = document_hash_ids(doc)
     except ValueError as exc:
@@ -1324,6 +1330,54 @@ def epcis_hash(file: Path, as_json: bool) -> None:
     else:
         for h in hashes:
             click.echo(h)
+
+
+@epcis.group("context")
+def epcis_context() -> None:
+    """Local copies of partners' JSON-LD contexts, so their documents import offline.
+
+    They are kept in a folder beside the ledger (LEDGER.contexts/); lottrace
+    never fetches a URL.
+    """
+
+
+@epcis_context.command("add")
+@click.argument("url")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def epcis_context_add(ctx: click.Context, url: str, file: Path) -> None:
+    """Register FILE (a JSON-LD document with '@context') as the context URL serves."""
+    from .contexts import ContextRegistry
+
+    registry = ContextRegistry(ctx.obj["db"])
+    registry.add(url, file)
+    click.echo(f"registered {url} in {registry.folder}")
+
+
+@epcis_context.command("list")
+@json_option
+@click.pass_context
+def epcis_context_list(ctx: click.Context, as_json: bool) -> None:
+    """The registered contexts: URL and the local copy."""
+    from .contexts import ContextRegistry
+
+    entries = [(url, str(path)) for url, path in ContextRegistry(ctx.obj["db"])]
+    if as_json:
+        click.echo(_dumps([{"url": u, "file": f} for u, f in entries]))
+        return
+    for url, path in entries:
+        click.echo(f"{shown(url)}  {path}")
+
+
+@epcis_context.command("remove")
+@click.argument("url")
+@click.pass_context
+def epcis_context_remove(ctx: click.Context, url: str) -> None:
+    """Forget the context registered for URL."""
+    from .contexts import ContextRegistry
+
+    ContextRegistry(ctx.obj["db"]).remove(url)
+    click.echo(f"removed {url}")
 
 
 # --------------------------------------------------------------------------- passport

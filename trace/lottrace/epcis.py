@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from .contexts import protected_problem, resolve, unresolved
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
@@ -511,12 +513,19 @@ def _since_key(since: str) -> str:
 # --------------------------------------------------------------------------- import
 
 
-def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
+def load_document(
+    path: str, *, check: bool = True, contexts: AnyMapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path.
 
     A file holding one bare event (the single-event capture payload) is read
     as the document of that event (:func:`single_event_document`); problems
     are then named by their path in the file.
+
+    ``contexts`` maps ``@context`` URLs to the contexts they serve (the
+    registry, :class:`~lottrace.contexts.ContextRegistry`): each one named
+    is put in place of its URL. A document that redefines a term GS1's
+    context protects is refused, naming the term.
     """
     try:
         with open(path, "rb") as f:
@@ -542,12 +551,40 @@ def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
     if single:
         doc = single_event_document(doc)
     problem = first_problem(doc) if check else None
+    if problem is None and check:
+        problem = protected_problem(_context_nodes(doc))
     if problem is not None:
         where = problem[0]
         if single:  # name the place in the file, not in the document it was wrapped in
             where = "$" + where.removeprefix(_SINGLE_PATH)
         raise InvalidInput(f"{path}: {where}: {problem[1]}")
+    if contexts:
+        for _where, node in _context_nodes(doc):
+            if "@context" in node:
+                node["@context"] = resolve(node["@context"], contexts)
+        if check:
+            found = protected_problem(_context_nodes(doc))
+            if found:
+                raise InvalidInput(f"{path}: {found[0]}: {found[1]} (a registered context)")
     return doc  # type: ignore[no-any-return]
+
+
+def _context_nodes(doc: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a document that may hold ``@context``, with their JSON paths."""
+    nodes: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(doc, dict):
+        return nodes
+    nodes.append(("$", doc))
+    body = doc.get("epcisBody")
+    if isinstance(body, dict):
+        nodes.append(("$.epcisBody", body))
+        results = body.get("queryResults")
+        if isinstance(results, dict):
+            nodes.append(("$.epcisBody.queryResults", results))
+            rb = results.get("resultsBody")
+            if isinstance(rb, dict):
+                nodes.append(("$.epcisBody.queryResults.resultsBody", rb))
+    return nodes
 
 
 _SINGLE_PATH = "$.epcisBody.eventList[0]"
@@ -712,7 +749,14 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
     try:
         hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
     except ValueError as exc:
-        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}") from None
+        urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
+        hint = (
+            f" ({', '.join(urls)}: lottrace never fetches a context; register a local "
+            "copy with 'lottrace epcis context add URL FILE')"
+            if urls and "not declared" in str(exc)
+            else ""
+        )
+        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}{hint}") from None
     base = (
         "$.epcisBody.eventList"
         if "eventList" in body
