@@ -336,3 +336,90 @@ def test_protected_terms(tmp_path: Path, inline: dict[str, Any], refused: str | 
             load_document(str(path))
     path.write_text(json.dumps(_doc(_object(), context=[inline])))  # no GS1 context: none
     load_document(str(path))
+
+
+# --------------------------------------------------------------------------- XML
+
+#: GS1's XML examples whose JSON-LD twins hold the same events (others differ in content:
+#: the *_all_possible_fields XML lacks e.g. certificationInfo).
+XML_TWINS = [
+    ("Example_9.6.1-ObjectEvent-2020_06_18a.xml", ["Example_9.6.1-ObjectEvent.jsonld"]),
+    (
+        "AssociationEvent/AssociationEventExamples.xml",
+        [f"AssociationEvent/AssociationEvent-{c}.jsonld" for c in "abcdefg"],
+    ),
+]
+
+
+@GS1
+@pytest.mark.parametrize(("xml", "twins"), XML_TWINS)
+def test_xml_and_json_ld_twins_give_the_same_event_hash_ids(
+    conformance_dir: Path, xml: str, twins: list[str]
+) -> None:
+    from lottrace.epcis_hash import document_hash_ids
+
+    base = conformance_dir / "gs1-epcis"
+    from_xml = document_hash_ids(load_document(str(base / "xml" / xml)))
+    from_json = [
+        h for t in twins for h in document_hash_ids(load_document(str(base / "examples" / t)))
+    ]
+    assert set(from_json) <= set(from_xml) and len(from_json) >= 1
+
+
+def _xml_files() -> list[Any]:
+    base = CONFORMANCE / "gs1-epcis"
+    names = sorted(str(p.relative_to(base)) for p in base.glob("xml*/**/*.xml"))
+    if not names:
+        return [pytest.param(None, id="gs1/<conformance folder missing>", marks=GS1)]
+    return [pytest.param(n, id=f"gs1/{n}", marks=GS1) for n in names]
+
+
+@pytest.mark.parametrize("name", _xml_files())
+def test_xml_documents_import_or_are_refused_in_one_line(
+    conformance_dir: Path, tmp_path: Path, name: str
+) -> None:
+    """EPCIS 2.0 and 1.2 XML: imported, or refused naming the file; never a crash."""
+    path = conformance_dir / "gs1-epcis" / name
+    db = tmp_path / "l.db"
+    run = CliRunner()
+    run.invoke(cli, ["--db", str(db), "init"])
+    r = run.invoke(cli, ["--db", str(db), "epcis", "import", str(path), "--json"])
+    if r.exit_code == 0:
+        n = json.loads(r.output)["added"]
+        again = run.invoke(cli, ["--db", str(db), "epcis", "import", str(path), "--json"])
+        assert json.loads(again.output)["added"] == 0
+        assert n > 0 or "masterdata" in name
+    else:
+        assert r.exit_code == 1, r.output
+        line = r.output.strip()
+        assert line.startswith(f"Error: {path}") and "\n" not in line, line
+
+
+def test_epcis_1_2_transformation_event_in_its_extension_wrapper(conformance_dir: Path) -> None:
+    doc = load_document(str(conformance_dir / "gs1-epcis" / "xml-1.2" / "TransformationEvent.xml"))
+    (ev,) = _events(doc)
+    assert ev["type"] == "TransformationEvent"
+    assert ev["bizStep"] == "commissioning"
+    assert ev["inputQuantityList"][0] == {
+        "epcClass": "urn:epc:class:lgtin:4012345.011111.4444",
+        "quantity": 10,
+        "uom": "KGM",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("<epcis:EPCISDocument xmlns:epcis='urn:epcglobal:epcis:xsd:2'>\n<EPCISBody>\n</EPCIS>", 3),
+        ("<?xml version='1.0'?>\n<root/>", 2),
+    ],
+)
+def test_a_bad_xml_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    path = tmp_path / "bad.xml"
+    path.write_text(text)
+    r = CliRunner().invoke(cli, ["--db", str(tmp_path / "l.db"), "epcis", "import", str(path)])
+    assert r.exit_code == 1
+    out = r.output.strip()
+    assert out.startswith(f"Error: {path}:{line}: ") and "\n" not in out, out

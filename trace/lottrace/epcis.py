@@ -35,6 +35,7 @@ import orjson
 from .contexts import protected_problem, resolve, unresolved
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
+from .epcis_xml import looks_like_xml, xml_to_document
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import EVENT_MODELS, Correction, EpcisEvent, EventBase, event_id, parse_event
 from .ledger import Ledger, StoredEvent
@@ -537,11 +538,15 @@ def load_document(
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is tolerated
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
-    repeated = repeated_key(raw, doc)
+    if looks_like_xml(raw):
+        doc: Any = xml_to_document(raw, path)
+        repeated = None
+    else:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
+        repeated = repeated_key(raw, doc)
     if repeated is not None:
         raise InvalidInput(
             f"{path}:{repeated[1]}: key {repeated[0]!r} appears twice in one object "
