@@ -242,6 +242,7 @@ def test_migrations_are_recorded(ledger: Ledger) -> None:
         ("lottrace", "002_head_in_meta"),
         ("lottrace", "003_drop_seq_indexes"),
         ("lottrace", "004_lot_base_kg"),
+        ("lottrace", "005_epcis_id_indexes"),
     ]
 
 
@@ -250,6 +251,8 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     Ledger.create(path).close()
     con = sqlite3.connect(path)  # as a ledger made before migration 002 was
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
+    con.execute("DROP INDEX events_hash_id")  # and before 005
+    con.execute("DROP INDEX events_partner_id")
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DELETE FROM meta WHERE key = 'head'")
     con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
@@ -263,6 +266,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "002_head_in_meta",
             "003_drop_seq_indexes",
             "004_lot_base_kg",
+            "005_epcis_id_indexes",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -354,9 +358,12 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")
     con.execute("CREATE INDEX links_seq ON links (seq)")
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('003_drop_seq_indexes', '004_lot_base_kg')"
+        "DELETE FROM _sqlite_migrations WHERE name IN "
+        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes')"
     )
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
+    con.execute("DROP INDEX events_hash_id")  # and before 005
+    con.execute("DROP INDEX events_partner_id")
     con.commit()
     con.close()
     with Ledger(path) as led:
@@ -381,7 +388,11 @@ def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
     con = sqlite3.connect(path)  # as a ledger made before migration 004 was
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '004_lot_base_kg'")
+    con.execute(
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes')"
+    )
+    con.execute("DROP INDEX events_hash_id")  # and before 005
+    con.execute("DROP INDEX events_partner_id")
     con.commit()
     con.close()
     with Ledger(path) as led:
@@ -454,7 +465,11 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
         led.append(batch(harvest("H1"), drying("H1", 10, 200)))
     con = sqlite3.connect(path)
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '004_lot_base_kg'")
+    con.execute(
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes')"
+    )
+    con.execute("DROP INDEX events_hash_id")  # and before 005
+    con.execute("DROP INDEX events_partner_id")
     con.commit()
     con.close()
     before = path.read_bytes()
@@ -467,3 +482,16 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
     assert r.exit_code == 0, r.stderr
     with Ledger(path) as led:
         assert led.lot("H1").base_kg == 200  # type: ignore[union-attr]
+
+
+def test_foreign_events_are_found_by_hash_through_an_index(ledger: Ledger) -> None:
+    """Migration 005: a second capture and ``--event-id`` look foreign events up by index."""
+    for expr in ("$.hash_id", "$.partner_event_id"):
+        plan = " ".join(
+            str(r[-1])
+            for r in ledger.conn.execute(
+                "EXPLAIN QUERY PLAN SELECT event_id FROM events "
+                f"WHERE type = 'epcis' AND json_extract(body, '{expr}') = 'x'"
+            )
+        )
+        assert "USING INDEX events_" in plan, plan

@@ -116,6 +116,24 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         "hash_id",
     ),
     "site-kind": (BASE, harvest("H3", 3), {**harvest("H3", 3), "site": "port:PAITA"}, "site"),
+    "epcis-same-hash": (
+        [
+            dict(
+                foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"])), partner_event_id="urn:uuid:1"
+            )
+        ],
+        dict(  # the same event's error declaration: its second form, not a second capture
+            foreign(
+                dict(
+                    aggregate(20, "urn:x:pallet", ["urn:x:box"]),
+                    errorDeclaration={"declarationTime": "2025-06-30T00:00:00Z"},
+                )
+            ),
+            partner_event_id="urn:uuid:1",
+        ),
+        dict(foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"])), partner_event_id="urn:uuid:2"),
+        "event",
+    ),
     "lineage-cycle": (
         [foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"]))],
         foreign(aggregate(21, "urn:x:pallet", ["urn:x:box-2"])),

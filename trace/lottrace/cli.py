@@ -805,6 +805,35 @@ def _kg(kg: float | None) -> str:
     return f"{kg:g}" if kg is not None else ""
 
 
+def _event_history(ctx: click.Context, some_id: str, as_json: bool) -> None:
+    """``history --event-id``: the events an id names, with all their ids."""
+    from tabulate import tabulate
+
+    from .queries import find_events
+
+    with _open(ctx) as ledger:
+        found = find_events(ledger, some_id)
+    if as_json:
+        click.echo(_dumps({"id": some_id, "events": found}))
+        return
+    rows = [
+        (
+            e["time"],
+            e["type"] + (" (void)" if e["void"] else ""),
+            shown(e["site"]),
+            e["event_id"],
+            e.get("hash_id") or "",
+            shown(e.get("partner_event_id") or ""),
+        )
+        for e in found
+    ]
+    click.echo(
+        tabulate(
+            rows, headers=["time", "event", "site", "event id", "Event Hash ID", "partner eventID"]
+        )
+    )
+
+
 def _event_summary(ev: Any) -> str:
     bits = []
     for name in ("result", "producer", "moisture_pct", "cup_score", "container", "reason"):
@@ -821,21 +850,37 @@ def _event_summary(ev: Any) -> str:
 
 
 @cli.command()
-@click.argument("lot")
+@click.argument("lot", required=False)
 @json_option
 @click.option("--no-tree", is_flag=True, help="Leave out the upstream tree.")
+@click.option(
+    "--event-id",
+    metavar="ID",
+    help="Instead of a lot: the events this id names (a lottrace event id, an EPCIS Event "
+    "Hash ID or a partner's eventID).",
+)
 @click.pass_context
-def history(ctx: click.Context, lot: str, as_json: bool, no_tree: bool) -> None:
+def history(
+    ctx: click.Context, lot: str | None, as_json: bool, no_tree: bool, event_id: str | None
+) -> None:
     """A lot's own checkpoints in time order.
 
     Besides the events about LOT itself, it lists the event that formed it
     (output) and every event that drew from it into another lot (input), with
     the kg drawn. When LOT was formed from other lots, the full upstream tree
     follows, indented, with each checkpoint's time, site and QC result.
+    With --event-id ID instead of LOT: the events that id names.
     """
     from tabulate import tabulate
 
     from .queries import format_tree, tree
+
+    if (lot is None) == (event_id is None):
+        raise click.UsageError("give a LOT or --event-id ID")
+    if event_id is not None:
+        _event_history(ctx, event_id, as_json)
+        return
+    assert lot is not None
 
     with _open(ctx) as ledger:
         events = ledger.lot_events(lot)
@@ -1377,6 +1422,12 @@ def epcis() -> None:
 
 @epcis.command("export")
 @click.option("--lot", help="Only the events of this lot.")
+@click.option(
+    "--event-id",
+    metavar="ID",
+    help="Only the events this id names: a lottrace event id, an Event Hash ID or a "
+    "partner's eventID (with their corrections).",
+)
 @click.option("--upstream", is_flag=True, help="With --lot: also every lot it was formed from.")
 @click.option(
     "--since", callback=lambda _c, _p, v: _when(v), help="Only events on or after this date."
@@ -1399,6 +1450,7 @@ def epcis() -> None:
 def epcis_export(
     ctx: click.Context,
     lot: str | None,
+    event_id: str | None,
     upstream: bool,
     since: str | None,
     gs1_prefix: str | None,
@@ -1409,9 +1461,16 @@ def epcis_export(
 
     if upstream and lot is None:
         raise click.BadParameter("--upstream needs --lot", param_hint="--upstream")
+    if event_id is not None and lot is not None:
+        raise click.BadParameter("give --lot or --event-id, not both", param_hint="--event-id")
     with _open(ctx) as ledger:
         doc = export_document(
-            ledger, lot=lot, upstream=upstream, since=since, ids=Identifiers(gs1_prefix or None)
+            ledger,
+            lot=lot,
+            upstream=upstream,
+            since=since,
+            ids=Identifiers(gs1_prefix or None),
+            event_id=event_id,
         )
     try:
         output.write_text(_dumps(doc) + "\n", encoding="utf-8")
@@ -1432,9 +1491,11 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     upstream and downstream. Each document is checked first: a problem
     rejects the whole batch, naming its JSON path.
     """
+    from .contexts import ContextRegistry
     from .epcis import document_to_events, load_document
 
-    docs = [(str(p), load_document(str(p))) for p in files]
+    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    docs = [(str(p), load_document(str(p), contexts=contexts)) for p in files]
     with _open(ctx, write=True) as ledger:
         report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
     _print_report(report, as_json)
@@ -1443,16 +1504,20 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
 @epcis.command("hash")
 @click.argument("file", type=click.Path(path_type=Path))
 @json_option
-def epcis_hash(file: Path, as_json: bool) -> None:
+@click.pass_context
+def epcis_hash(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Print the CBV 2.0 Event Hash ID of every event of an EPCIS JSON-LD document.
 
     One line per event, in document order. The document is not checked
-    beyond what the hash needs, so partners can hash drafts too.
+    beyond what the hash needs, so partners can hash drafts too. Contexts
+    registered beside the ledger (--db) are used.
     """
+    from .contexts import ContextRegistry
     from .epcis import load_document
     from .epcis_hash import document_hash_ids
 
-    doc = load_document(str(file), check=False)
+    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    doc = load_document(str(file), check=False, contexts=contexts)
     try:
         hashes = document_hash_ids(doc)
     except ValueError as exc:
@@ -1462,6 +1527,54 @@ def epcis_hash(file: Path, as_json: bool) -> None:
     else:
         for h in hashes:
             click.echo(h)
+
+
+@epcis.group("context")
+def epcis_context() -> None:
+    """Local copies of partners' JSON-LD contexts, so their documents import offline.
+
+    They are kept in a folder beside the ledger (LEDGER.contexts/); lottrace
+    never fetches a URL.
+    """
+
+
+@epcis_context.command("add")
+@click.argument("url")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def epcis_context_add(ctx: click.Context, url: str, file: Path) -> None:
+    """Register FILE (a JSON-LD document with '@context') as the context URL serves."""
+    from .contexts import ContextRegistry
+
+    registry = ContextRegistry(ctx.obj["db"])
+    registry.add(url, file)
+    click.echo(f"registered {url} in {registry.folder}")
+
+
+@epcis_context.command("list")
+@json_option
+@click.pass_context
+def epcis_context_list(ctx: click.Context, as_json: bool) -> None:
+    """The registered contexts: URL and the local copy."""
+    from .contexts import ContextRegistry
+
+    entries = [(url, str(path)) for url, path in ContextRegistry(ctx.obj["db"])]
+    if as_json:
+        click.echo(_dumps([{"url": u, "file": f} for u, f in entries]))
+        return
+    for url, path in entries:
+        click.echo(f"{shown(url)}  {path}")
+
+
+@epcis_context.command("remove")
+@click.argument("url")
+@click.pass_context
+def epcis_context_remove(ctx: click.Context, url: str) -> None:
+    """Forget the context registered for URL."""
+    from .contexts import ContextRegistry
+
+    ContextRegistry(ctx.obj["db"]).remove(url)
+    click.echo(f"removed {url}")
 
 
 # --------------------------------------------------------------------------- passport

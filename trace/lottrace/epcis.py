@@ -23,7 +23,8 @@ One job: the mapping. :func:`export_document` turns ledger events into an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +32,11 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from .contexts import protected_problem, resolve, unresolved
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
-from .errors import InvalidEvent, InvalidInput, LottraceError
+from .epcis_xml import looks_like_xml, xml_to_document
+from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
     EVENT_MODELS,
     LOT_BASE,
@@ -57,8 +60,10 @@ __all__ = [
     "Mapping",
     "document_to_events",
     "export_document",
+    "is_single_event",
     "load_document",
     "mapping_table",
+    "single_event_document",
     "to_epcis",
 ]
 
@@ -386,6 +391,7 @@ def export_document(
     since: str | None = None,
     ids: Identifiers | None = None,
     now: datetime | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """An EPCISDocument of the ledger's events, in log order.
 
@@ -402,6 +408,9 @@ def export_document(
         How lots are named (LGTIN with a GS1 prefix).
     now : datetime, optional
         The document's ``creationDate`` (default: the current time).
+    event_id : str, optional
+        Only the events this id names (:meth:`Ledger.find_events`: lottrace's
+        event id, an Event Hash ID or a partner's eventID), with their corrections.
 
     Void events are exported too, each followed by its correction (an
     errorDeclaration), so that an import rebuilds the same ledger.
@@ -418,8 +427,13 @@ def export_document(
     floor = _since_key(since) if since else None
     kept: dict[str, EventBase] = {}
     context: dict[str, str] = {"lt": LT_NS}
-    events: list[dict[str, Any]] = []
-    source = ledger.iter_events() if wanted is None else _lineage_events(ledger, wanted)
+    events: list[tuple[dict[str, Any], str | None]] = []
+    if event_id is not None:
+        source: Iterable[StoredEvent] = _named_events(ledger, event_id)
+    elif wanted is None:
+        source = ledger.iter_events()
+    else:
+        source = _lineage_events(ledger, wanted)
     for stored in source:
         ev = stored.event
         if floor is not None and time_key(ev.time) < floor:
@@ -442,17 +456,34 @@ def export_document(
                         f"imported document and {iri} in another"
                     )
         epcis = to_epcis(ev, ids, target)
-        events.append(epcis)
+        partner = ev.partner_event_id if isinstance(ev, EpcisEvent) else None
+        events.append((epcis, partner))
     created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    for epcis in events:
-        epcis["eventID"] = event_hash_id(epcis, context)
+    for epcis, partner in events:
+        epcis["eventID"] = partner or event_hash_id(epcis, context)
     return {
         "@context": [EPCIS_CONTEXT, context],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": created,
-        "epcisBody": {"eventList": [_event_order(e) for e in events]},
+        "epcisBody": {"eventList": [_event_order(e) for e, _ in events]},
     }
+
+
+def _named_events(ledger: Ledger, some_id: str) -> list[StoredEvent]:
+    """The events an id names, with the corrections of any voided one, in log order."""
+    found = {s.seq: s for s in ledger.find_events(some_id)}
+    if not found:
+        raise UnknownEvent(
+            f"no event {some_id!r} in {ledger.path} (neither a lottrace event id, "
+            "an Event Hash ID nor a partner's eventID)"
+        )
+    for stored in list(found.values()):
+        by = ledger.voided_by(stored.event_id)
+        if by is not None:
+            fix = ledger.event(by)
+            found[fix.seq] = fix
+    return [found[seq] for seq in sorted(found)]
 
 
 def _lineage_events(ledger: Ledger, lots: set[str]) -> list[StoredEvent]:
@@ -490,8 +521,20 @@ def _since_key(since: str) -> str:
 # --------------------------------------------------------------------------- import
 
 
-def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
-    """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path."""
+def load_document(
+    path: str, *, check: bool = True, contexts: AnyMapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read one EPCIS JSON-LD file and (``check``) raise naming its first problem's JSON path.
+
+    A file holding one bare event (the single-event capture payload) is read
+    as the document of that event (:func:`single_event_document`); problems
+    are then named by their path in the file.
+
+    ``contexts`` maps ``@context`` URLs to the contexts they serve (the
+    registry, :class:`~lottrace.contexts.ContextRegistry`): each one named
+    is put in place of its URL. A document that redefines a term GS1's
+    context protects is refused, naming the term.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -502,20 +545,87 @@ def load_document(path: str, *, check: bool = True) -> dict[str, Any]:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is tolerated
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
-    repeated = repeated_key(raw, doc)
+    if looks_like_xml(raw):
+        doc: Any = xml_to_document(raw, path)
+        repeated = None
+    else:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}: not valid JSON: {str(exc).split(': line')[0]}") from None
+        repeated = repeated_key(raw, doc)
     if repeated is not None:
         raise InvalidInput(
             f"{path}:{repeated[1]}: key {repeated[0]!r} appears twice in one object "
             "(JSON keys must be unique)"
         )
+    single = is_single_event(doc)
+    if single:
+        doc = single_event_document(doc)
     problem = first_problem(doc) if check else None
+    if problem is None and check:
+        problem = protected_problem(_context_nodes(doc))
     if problem is not None:
-        raise InvalidInput(f"{path}: {problem[0]}: {problem[1]}")
+        where = problem[0]
+        if single:  # name the place in the file, not in the document it was wrapped in
+            where = "$" + where.removeprefix(_SINGLE_PATH)
+        raise InvalidInput(f"{path}: {where}: {problem[1]}")
+    if contexts:
+        for _where, node in _context_nodes(doc):
+            if "@context" in node:
+                node["@context"] = resolve(node["@context"], contexts)
+        if check:
+            found = protected_problem(_context_nodes(doc))
+            if found:
+                raise InvalidInput(f"{path}: {found[0]}: {found[1]} (a registered context)")
     return doc  # type: ignore[no-any-return]
+
+
+def _context_nodes(doc: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a document that may hold ``@context``, with their JSON paths."""
+    nodes: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(doc, dict):
+        return nodes
+    nodes.append(("$", doc))
+    body = doc.get("epcisBody")
+    if isinstance(body, dict):
+        nodes.append(("$.epcisBody", body))
+        results = body.get("queryResults")
+        if isinstance(results, dict):
+            nodes.append(("$.epcisBody.queryResults", results))
+            rb = results.get("resultsBody")
+            if isinstance(rb, dict):
+                nodes.append(("$.epcisBody.queryResults.resultsBody", rb))
+    return nodes
+
+
+_SINGLE_PATH = "$.epcisBody.eventList[0]"
+
+
+def is_single_event(doc: Any) -> bool:
+    """Whether a payload is one bare EPCIS event (``type`` ending in ``Event``), as
+    GS1's REST binding captures one (``POST /events``), not a document."""
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("type"), str)
+        and doc["type"].endswith("Event")
+        and "epcisBody" not in doc
+    )
+
+
+def single_event_document(event: dict[str, Any]) -> dict[str, Any]:
+    """The EPCISDocument one bare event stands for: its ``@context`` moves to the
+    document, whose ``creationDate`` is the event's ``recordTime`` or ``eventTime``."""
+    body = {k: v for k, v in event.items() if k != "@context"}
+    created = event.get("recordTime") or event.get("eventTime")
+    doc: dict[str, Any] = {
+        "@context": event.get("@context", EPCIS_CONTEXT),
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created if isinstance(created, str) else "1970-01-01T00:00:00Z",
+        "epcisBody": {"eventList": [body]},
+    }
+    return doc
 
 
 def _lt_prefixes(context: dict[str, str]) -> tuple[str, ...]:
@@ -611,6 +721,11 @@ def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> di
     }
     if used:
         record["context"] = used
+    partner_id = event.get("eventID")
+    if isinstance(partner_id, str) and partner_id != hash_id:
+        record["partner_event_id"] = (
+            partner_id  # the hash id needs no keeping: it is given back anyway
+        )
     return record
 
 
@@ -646,7 +761,14 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
     try:
         hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
     except ValueError as exc:
-        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}") from None
+        urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
+        hint = (
+            f" ({', '.join(urls)}: lottrace never fetches a context; register a local "
+            "copy with 'lottrace epcis context add URL FILE')"
+            if urls and "not declared" in str(exc)
+            else ""
+        )
+        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}{hint}") from None
     base = (
         "$.epcisBody.eventList"
         if "eventList" in body

@@ -629,6 +629,12 @@ class EpcisEvent(EventBase):
     context: dict[str, str] | None = Field(
         default=None, description="The namespace prefixes of the document it came in."
     )
+    partner_event_id: (
+        Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_foreign_id)] | None
+    ) = Field(
+        default=None,
+        description="The partner's eventID, given back on export (none: the hash_id is used).",
+    )
     event: Annotated[dict[str, Any], AfterValidator(_foreign_ids)] = Field(
         description="The EPCIS event, as a JSON-LD object."
     )

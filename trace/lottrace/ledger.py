@@ -119,6 +119,7 @@ MIGRATION_NAMES = (
     "002_head_in_meta",
     "003_drop_seq_indexes",
     "004_lot_base_kg",
+    "005_epcis_id_indexes",
 )
 #: Migrations after which the derived tables are folded again from the log
 #: (in the same transaction), because what a fold computes changed.
@@ -129,7 +130,7 @@ def _migrations() -> Any:
     import sqlite_utils
 
     migrations = sqlite_utils.Migrations("lottrace")
-    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002, _m003, _m004), strict=True):
+    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002, _m003, _m004, _m005), strict=True):
         migrations(name=name)(fn)
     return migrations
 
@@ -321,6 +322,20 @@ def _m004(db: sqlite_utils.Database) -> None:
     # it, not the last one. Filled by the refold that follows (_REFOLD_AFTER),
     # which also applies the rules' new fold of foreign events.
     db.execute("ALTER TABLE lots ADD COLUMN base_kg REAL NOT NULL DEFAULT 0")
+
+
+#: The expressions the two indexes of migration 005 are on: a foreign event's
+#: Event Hash ID and its partner's eventID. Queries must spell them exactly so.
+_HASH_ID_SQL = "json_extract(body, '$.hash_id')"
+_PARTNER_ID_SQL = "json_extract(body, '$.partner_event_id')"
+
+
+def _m005(db: sqlite_utils.Database) -> None:
+    # Foreign EPCIS events are found by their Event Hash ID (a second capture of
+    # the same event) and by their partner's eventID (history/export --event-id,
+    # correctiveEventIDs). Partial indexes: only 'epcis' rows are in them.
+    for name, expr in (("events_hash_id", _HASH_ID_SQL), ("events_partner_id", _PARTNER_ID_SQL)):
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON events ({expr}) WHERE type = 'epcis'")
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
@@ -1300,6 +1315,22 @@ class Ledger:
             row[0], row[1], parse_event(orjson.loads(row[2]), stored=True), bool(row[3])
         )
 
+    def find_events(self, some_id: str) -> list[StoredEvent]:
+        """The events an id names, in log order: lottrace's own event id, a
+        foreign event's Event Hash ID (the event and any error declaration of it)
+        or a partner's eventID."""
+        rows = self.conn.execute(
+            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            "FROM events e WHERE event_id = ?1 "
+            f"OR (type = 'epcis' AND {_HASH_ID_SQL} = ?1) "
+            f"OR (type = 'epcis' AND {_PARTNER_ID_SQL} = ?1) ORDER BY seq",
+            [some_id],
+        ).fetchall()
+        return [
+            StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+            for seq, eid, body, void in rows
+        ]
+
     def iter_events(self) -> Iterator[StoredEvent]:
         """Every event in log order, void ones flagged (what an export reads)."""
         rows = self.conn.execute(
@@ -1684,6 +1715,12 @@ def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | Non
     return _Checked(bad, count, first_seq, first_prev, prev or "", saw)
 
 
+def _kept(body: dict[str, Any]) -> dict[str, Any]:
+    """What lottrace keeps of a foreign event, less ``recordTime`` (the repository's)."""
+    event = {k: v for k, v in body["event"].items() if k != "recordTime"}
+    return {**body, "event": event}
+
+
 def _canonical(raw: bytes) -> bool:
     """Whether ``raw`` is a JSON object written the canonical way (sorted keys, no spaces)."""
     try:
@@ -1720,6 +1757,8 @@ class _Batch:
         self.lot_rows: list[tuple[Any, ...]] = []
         self.link_rows: list[tuple[Any, ...]] = []
         self.void_rows: list[tuple[str, str, str, str]] = []
+        #: Foreign events added in this batch: (hash id, declares an error) -> (where, body).
+        self.hash_keys: dict[tuple[str, bool], tuple[str, dict[str, Any]]] = {}
 
     # View protocol for rules.check
     def lot(self, code: str) -> LotState | None:
@@ -1866,6 +1905,8 @@ class _Batch:
                 self.report.duplicates += 1
             return
         self.where = where
+        if ev.type == "epcis" and self._same_hash(p):
+            return
         findings = check(ev, self, self.now)
         if findings:  # most events have none
             for f in findings:
@@ -1885,6 +1926,47 @@ class _Batch:
         self.derive(self.seq, eid, ev, void=False)
         if len(self.event_rows) >= _CHUNK:
             self.flush()
+
+    def _same_hash(self, p: Prepared) -> bool:
+        """Whether foreign event ``p`` was captured before under its Event Hash ID.
+
+        Same hash, same event (gs1/EPCIS issue 403); an error declaration is
+        the event's second form, so the key is the hash and whether it declares
+        an error. Met again with everything lottrace keeps equal but
+        ``recordTime`` (the capturing repository's, not the event's), it is a
+        duplicate (True); with anything else different, the partner's eventID
+        included, the batch is refused, naming both.
+        """
+        body = orjson.loads(p.body)
+        key = (body["hash_id"], "errorDeclaration" in body["event"])
+        before = self.hash_keys.get(key)
+        if before is None:
+            rows = self.conn.execute(
+                f"SELECT event_id, body FROM events WHERE type = 'epcis' AND {_HASH_ID_SQL} = ?",
+                [key[0]],
+            ).fetchall()
+            for eid, stored in rows:
+                other = orjson.loads(stored)
+                if ("errorDeclaration" in other["event"]) == key[1]:
+                    before = (f"event {eid} of the ledger", other)
+                    break
+        if before is None:
+            self.hash_keys[key] = (p.where, body)
+            return False
+        if _kept(before[1]) == _kept(body):
+            self.report.duplicates += 1
+            return True
+        what = "error declaration of the event" if key[1] else "event"
+        mine = body.get("partner_event_id") or "none"
+        theirs = before[1].get("partner_event_id") or "none"
+        raise RuleViolation(
+            f"the {what} with Event Hash ID {key[0]} is already {before[0]} "
+            f"(eventID {theirs}; this one's {mine}) with other content: one Event Hash ID, "
+            "one event (a correction is an errorDeclaration)",
+            rule="epcis-same-hash",
+            where=p.where,
+            field="event",
+        )
 
     #: The ids in ``voided`` as of ``_voided_at`` (the connection's total_changes).
     _voided: frozenset[str] = frozenset()

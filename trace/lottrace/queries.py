@@ -80,6 +80,7 @@ __all__ = [
     "downstream",
     "eudr",
     "excess_by_month",
+    "find_events",
     "format_tree",
     "leg_hours",
     "legs",
@@ -1512,3 +1513,30 @@ def _problem(lot: str, h: Harvest, problem: str, message: str) -> JSON:
         "problem": problem,
         "message": message,
     }
+
+
+# --------------------------------------------------------------------------- event ids
+
+
+def find_events(ledger: Ledger, some_id: str) -> list[JSON]:
+    """The events an id names (``history --event-id``), each with all its ids.
+
+    ``some_id`` is lottrace's event id (the content hash of its record), a
+    foreign event's EPCIS Event Hash ID or a partner's ``eventID``. One hash
+    names an event and any error declaration of it. Raises
+    :class:`~lottrace.errors.UnknownEvent` when it names nothing.
+    """
+    from .errors import UnknownEvent
+
+    found = ledger.find_events(some_id)
+    if not found:
+        raise UnknownEvent(
+            f"no event {some_id!r} in {ledger.path} (neither a lottrace event id, "
+            "an Event Hash ID nor a partner's eventID)"
+        )
+    out = []
+    for stored in found:
+        d = stored.as_dict()
+        d.setdefault("void", False)
+        out.append(d)
+    return out
