@@ -127,7 +127,7 @@ def test_the_key_facts_are_in_the_rendered_dom(
         t["timeline"],
         "port:PAITA",
         "JUM-0063",
-        "28.8 %",
+        "28,8 %",  # the Spanish page writes a decimal comma
         t["women"],
         "Café Femenino",
         t["pass"],
