@@ -217,8 +217,8 @@ CASES: list[tuple[Callable[[Path], None], int | None, str]] = [
     (reorder_rows, 12, "prev_hash does not match"),
     (truncate_tail, N - 2, "cut off the tail"),
     (drop_recorded_head, None, "head recorded in"),
-    (swap_chains, 1, "prev_hash does not match"),
-    (swap_ledger_id, 1, "prev_hash does not match"),
+    (swap_chains, 1, "the rows come from another ledger"),
+    (swap_ledger_id, 1, "the ledger_id was edited"),
 ]
 
 

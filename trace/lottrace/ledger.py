@@ -818,7 +818,8 @@ class Ledger:
             raise IntegrityViolation(
                 f"{self.path}: migration record {MIGRATION_NAMES[k]} is missing from "
                 f"_sqlite_migrations, but the later {later[0]} is recorded (deleted behind "
-                "lottrace's back, to have the migration run again); nothing was changed"
+                "lottrace's back, to have the migration run again); nothing was changed. "
+                "Restore the file from a backup and check it with 'lottrace verify --expect HASH'"
             )
         self._check_schema(k)
         if self.read_only:
@@ -961,7 +962,7 @@ class Ledger:
         prev = genesis
         for p in parts:  # the seams: each range starts where the one before ended
             if p.rows and p.first_prev != prev:
-                failures.append((p.first_seq, 3, _PREV_MSG.format(seq=p.first_seq)))
+                failures.append((p.first_seq, 3, _prev_msg(p.first_seq)))
             prev = p.last_hash
         if failures:
             seq, _stage, message = min(failures)
@@ -1631,6 +1632,15 @@ _PREV_MSG = (
 )
 
 
+def _prev_msg(seq: int) -> str:
+    if seq == 1:  # the chain starts from sha256 of meta's ledger_id
+        return (
+            "row seq 1: prev_hash is not this ledger's genesis (sha256 of meta's ledger_id): "
+            "the ledger_id was edited, or the rows come from another ledger"
+        )
+    return _PREV_MSG.format(seq=seq)
+
+
 @dataclass
 class _Checked:
     """What checking a run of rows found: the first failure, and the ends of its chain."""
@@ -1704,7 +1714,7 @@ def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | Non
                 )
             break
         if prev_hash != prev:
-            bad = (seq, 3, _PREV_MSG.format(seq=seq))
+            bad = (seq, 3, _prev_msg(seq))
             break
         prev = sha(fromhex(prev_hash + eid)).hexdigest()
         if h != prev:

@@ -904,18 +904,22 @@ def iter_import(
                 path, encoding=encoding, delimiter=delimiter, sheet=sheet
             )
             if unknown:
-                named = ", ".join(
-                    f'"{c}"' + (f" (did you mean {near}?)" if (near := _nearest(c)) else "")
-                    for c in unknown
-                )
                 raise InvalidInput(
-                    f"{path}: unknown columns {named}; lottrace import {path.name} --suggest-map "
+                    f"{path}: unknown columns {_named(unknown)}; lottrace import {path.name} "
+                    "--suggest-map "
                     "> map.toml writes a map to edit, then --map map.toml"
                 )
             if on_map is not None:
                 on_map(str(path), map_to_toml(cm, comments))
         yield from _mapped(path, cm, default_type=default_type, encoding=encoding, delimiter=delimiter,
                            sheet=sheet, progress=progress, on_error=on_error, on_note=on_note)  # fmt: skip
+
+
+def _named(columns: list[str]) -> str:
+    """Column names, quoted, each with the nearest lottrace field if one is near."""
+    return ", ".join(
+        f'"{c}"' + (f" (did you mean {near}?)" if (near := _nearest(c)) else "") for c in columns
+    )
 
 
 def _mapped(
@@ -937,12 +941,9 @@ def _mapped(
         header_fields = [cm.columns.get(h) for h in sh.header]
         unknown = [h for h, f in zip(sh.header, header_fields, strict=True) if h and f is None]
         if unknown:
-            named = ", ".join(
-                f'"{c}"' + (f" (did you mean {near}?)" if (near := _nearest(c)) else "")
-                for c in unknown
-            )
             raise InvalidInput(
-                f'{path}: columns {named} are not in {cm.source} (map them, or "" to drop)'
+                f'{path}: columns {_named(unknown)} are not in {cm.source} (map them, or "" '
+                "to drop)"
             )
         if on_note is not None and missing:
             on_note(
