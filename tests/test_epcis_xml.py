@@ -260,3 +260,117 @@ def test_extension_values_keep_their_json_types_through_xml() -> None:
     back = xml_to_document(document_to_xml(doc), "t.xml")
     assert _events(back) == [event]
     assert document_hash_ids(back) == document_hash_ids(doc)
+
+
+# --------------------------------------------------------------------------- one event, two bindings
+
+#: GS1's XML examples and their JSON-LD twins (the same events; the JSON-LD ones carry
+#: placeholder eventIDs, the XML ones none).
+TWINS = [
+    ("xml/Example_9.6.1-ObjectEvent-2020_06_18a.xml", ["Example_9.6.1-ObjectEvent.jsonld"]),
+    (
+        "xml/AssociationEvent/AssociationEventExamples.xml",
+        [f"AssociationEvent/AssociationEvent-{c}.jsonld" for c in "abcdefg"],
+    ),
+]
+
+
+def _without_event_ids(sources: list[Path], tmp_path: Path) -> list[Path]:
+    out = []
+    for source in sources:
+        doc = json.loads(source.read_text("utf-8"))
+        for event in _events(doc):
+            event.pop("eventID", None)
+        path = tmp_path / source.name
+        path.write_text(json.dumps(doc), "utf-8")
+        out.append(path)
+    return out
+
+
+def _import_cli(db: Path, *paths: Path) -> Any:
+    if not db.exists():
+        assert CliRunner().invoke(cli, ["--db", str(db), "init"]).exit_code == 0
+    return CliRunner().invoke(cli, ["--db", str(db), "epcis", "import", "--json", *map(str, paths)])
+
+
+def _count(db: Path) -> int:
+    with Ledger(db) as ledger:
+        return int(ledger.stats()["events"])
+
+
+@GS1
+@pytest.mark.parametrize(("xml", "twins"), TWINS)
+@pytest.mark.parametrize("xml_first", [True, False], ids=["xml-first", "json-ld-first"])
+def test_an_xml_example_and_its_json_ld_twin_are_one_event_in_either_order(
+    conformance_dir: Path, tmp_path: Path, xml: str, twins: list[str], xml_first: bool
+) -> None:
+    """Same Event Hash ID, same eventID (none): a duplicate, whatever the representation
+    (the XML's namespaces and numbers are not written as the JSON-LD's are)."""
+    base = conformance_dir / "gs1-epcis"
+    json_ld = _without_event_ids([base / "examples" / t for t in twins], tmp_path)
+    n_xml = len(_events(load_document(str(base / xml))))
+    n_json = sum(len(_events(load_document(str(p)))) for p in json_ld)
+    db = tmp_path / "a.db"
+    first, second = ([base / xml], json_ld) if xml_first else (json_ld, [base / xml])
+    assert _import_cli(db, *first).exit_code == 0
+    r = _import_cli(db, *second)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["duplicates"] == n_json
+    assert _count(db) == n_xml
+
+
+@GS1
+@pytest.mark.parametrize(("xml", "twins"), TWINS)
+def test_a_twin_without_event_ids_after_one_with_them_is_a_duplicate_not_the_reverse(
+    conformance_dir: Path, tmp_path: Path, xml: str, twins: list[str]
+) -> None:
+    """A capture without an eventID names no id that could be lost; one with an id the
+    stored event lacks is refused (that id would point at nothing)."""
+    base = conformance_dir / "gs1-epcis"
+    twin = base / "examples" / twins[0]
+    assert _import_cli(tmp_path / "a.db", twin).exit_code == 0
+    r = _import_cli(tmp_path / "a.db", base / xml)
+    n_twin = len(_events(load_document(str(twin))))
+    assert r.exit_code == 0 and json.loads(r.output)["duplicates"] == n_twin, r.output
+    assert _import_cli(tmp_path / "b.db", base / xml).exit_code == 0
+    r = _import_cli(tmp_path / "b.db", twin)
+    assert r.exit_code == 1
+    assert "[epcis-same-hash]" in r.output and "under another eventID" in r.output
+
+
+def test_the_same_event_written_otherwise_is_a_duplicate(tmp_path: Path) -> None:
+    """``200`` or ``200.0``, an extension prefix named ``ex`` or ``other``: the same hash."""
+
+    def doc(quantity: float, prefix: str) -> dict[str, Any]:
+        return {
+            "@context": [CONTEXT, {prefix: "https://ns.example.com/epcis/"}],
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": "2025-07-01T00:00:00Z",
+            "epcisBody": {
+                "eventList": [
+                    {
+                        "type": "ObjectEvent",
+                        "eventID": "urn:uuid:6e3d0c9e-0b39-4a2c-9a3a-0d6f1d8e1a11",
+                        "eventTime": "2025-06-20T10:00:00.000+02:00",
+                        "eventTimeZoneOffset": "+02:00",
+                        "action": "OBSERVE",
+                        "quantityList": [
+                            {
+                                "epcClass": "urn:epc:class:lgtin:4012345.012345.998877",
+                                "quantity": quantity,
+                                "uom": "KGM",
+                            }
+                        ],
+                        f"{prefix}:grade": "A",
+                    }
+                ]
+            },
+        }
+
+    a, b = doc(200, "ex"), doc(200.0, "other")
+    assert document_hash_ids(a) == document_hash_ids(b)
+    with Ledger.create(tmp_path / "l.db") as ledger:
+        assert ledger.append(document_to_events(a, "a")).added == 1
+        report = ledger.append(document_to_events(b, "b"))
+        assert (report.added, report.duplicates) == (0, 1)
