@@ -374,3 +374,62 @@ def test_the_same_event_written_otherwise_is_a_duplicate(tmp_path: Path) -> None
         assert ledger.append(document_to_events(a, "a")).added == 1
         report = ledger.append(document_to_events(b, "b"))
         assert (report.added, report.duplicates) == (0, 1)
+
+
+# --------------------------------------------------------------------------- XML lines
+
+_TWO_CAPTURES = """<?xml version="1.0" encoding="UTF-8"?>
+<epcis:EPCISDocument xmlns:epcis="urn:epcglobal:epcis:xsd:2" schemaVersion="2.0"
+    creationDate="2025-07-01T00:00:00Z">
+  <EPCISBody>
+    <EventList>
+      <ObjectEvent>
+        <eventTime>2025-06-20T10:00:00.000+02:00</eventTime>
+        <eventTimeZoneOffset>+02:00</eventTimeZoneOffset>
+        <eventID>urn:uuid:aaaaaaaa-0000-4000-8000-000000000001</eventID>
+        <epcList><epc>urn:epc:id:sgtin:0614141.107346.2017</epc></epcList>
+        <action>OBSERVE</action>
+      </ObjectEvent>
+      <ObjectEvent>
+        <eventTime>2025-06-20T10:00:00.000+02:00</eventTime>
+        <eventTimeZoneOffset>+02:00</eventTimeZoneOffset>
+        <eventID>urn:uuid:aaaaaaaa-0000-4000-8000-000000000002</eventID>
+        <epcList><epc>urn:epc:id:sgtin:0614141.107346.2017</epc></epcList>
+        <action>OBSERVE</action>
+      </ObjectEvent>
+      <ObjectEvent>
+        <eventTime>2025-06-21T10:00:00.000+02:00</eventTime>
+        <eventTimeZoneOffset>+02:00</eventTimeZoneOffset>
+        <epcList><epc>urn:epc:id:sgtin:0614141.107346.2018</epc></epcList>
+        <action>OBSERVE</action>
+        <bizStep>not a step</bizStep>
+      </ObjectEvent>
+    </EventList>
+  </EPCISBody>
+</epcis:EPCISDocument>
+"""
+
+
+def test_a_refusal_after_conversion_names_the_xml_line(tmp_path: Path) -> None:
+    path = tmp_path / "two.xml"
+    path.write_text(_TWO_CAPTURES, "utf-8")
+    r = _import_cli(tmp_path / "l.db", path)
+    assert r.exit_code == 1
+    line = r.output.strip()  # the third event's bizStep, line 25
+    assert line.startswith(f"Error: {path}:25: bizStep: "), line
+    path.write_text(_TWO_CAPTURES.replace("<bizStep>not a step</bizStep>", ""), "utf-8")
+    r = _import_cli(tmp_path / "l.db", path)
+    assert r.exit_code == 1
+    line = r.output.strip()  # the second capture of one event: its element, line 13
+    assert line.startswith(f"Error: {path}:13: [epcis-same-hash]"), line
+    assert "$." not in line
+
+
+@GS1
+def test_a_refused_1_2_document_names_the_line_of_its_extension(conformance_dir: Path) -> None:
+    path = conformance_dir / "gs1-epcis" / "xml-1.2" / "ObjectEvent.xml"
+    with pytest.raises(LottraceError) as info:
+        load_document(str(path))
+    line = int(str(info.value).removeprefix(f"{path}:").split(":")[0])
+    assert "<myField>" in path.read_text("utf-8").splitlines()[line - 1]
+    assert "myField" in str(info.value)

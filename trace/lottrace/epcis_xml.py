@@ -36,6 +36,7 @@ from .errors import InvalidInput
 
 __all__ = [
     "EPCIS_XML_NS",
+    "XmlDocument",
     "XmlExportError",
     "document_to_xml",
     "looks_like_xml",
@@ -84,7 +85,7 @@ def looks_like_xml(raw: bytes) -> bool:
     return raw.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<"
 
 
-def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
+def xml_to_document(raw: bytes, name: str) -> XmlDocument:
     """The EPCIS 2.0 JSON-LD document an EPCIS 2.0 or 1.2 XML document stands for.
 
     Raises :class:`~lottrace.errors.InvalidInput` naming the file and the
@@ -143,7 +144,49 @@ def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
         doc["epcisBody"] = {"queryResults": results_obj}
     else:
         doc["epcisBody"] = {"eventList": events}
-    return doc
+    return XmlDocument(doc, int(root.sourceline or 1), reader.lines)
+
+
+class XmlDocument(dict[str, Any]):
+    """The JSON-LD document an XML file stands for, with the XML lines of its parts.
+
+    A plain ``dict`` to everything that reads the document; :meth:`line`
+    turns a JSON path into the document (``$.epcisBody.eventList[3].eventTime``)
+    into the line of the XML element it came from, so that a problem found
+    after conversion names the XML line.
+    """
+
+    def __init__(self, doc: dict[str, Any], root_line: int, lines: list[dict[str, int]]):
+        super().__init__(doc)
+        self.root_line = root_line
+        self.event_lines = lines
+
+    def line(self, path: str) -> tuple[int, str]:
+        """The XML line of a JSON path and the part of the path within its event
+        (``eventTime``; empty for the event itself; the whole path outside events)."""
+        m = _EVENT_PATH.match(path)
+        if m is None or int(m.group(1)) >= len(self.event_lines):
+            return self.root_line, path
+        lines = self.event_lines[int(m.group(1))]
+        rest = m.group(2).lstrip(".")
+        field = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        return lines.get(field, lines[""]), rest
+
+
+_EVENT_PATH = re.compile(
+    r"^\$\.epcisBody(?:\.queryResults\.resultsBody)?\.eventList\[(\d+)\](.*)$"
+)
+
+
+def _fields_of(el: Any) -> list[Any]:
+    """An event element's field elements, those in 1.2's extension wrappers too."""
+    out = []
+    for c in _elements(el):
+        if _is_epcis(c) and _local(c) in ("extension", "baseExtension"):
+            out.extend(_fields_of(c))
+        else:
+            out.append(c)
+    return out
 
 
 def _local(el: Any) -> str:
@@ -185,6 +228,7 @@ class _Reader:
         self.name = name
         self.prefixes: dict[str, str] = {}
         self.exact = exact  # namespaces to take as written (see document_to_xml)
+        self.lines: list[dict[str, int]] = []  # per event: its line, and its fields' lines
 
     def events(self, event_list: Any) -> list[dict[str, Any]]:
         out = []
@@ -202,6 +246,13 @@ class _Reader:
     def event(self, el: Any) -> dict[str, Any]:
         ev: dict[str, Any] = {"type": _local(el)}
         self.fields(el, ev)
+        lines = {"": el.sourceline}
+        for c in _fields_of(el):
+            q = etree.QName(c)
+            for key in (q.localname, *(k for k in ev if k.endswith(":" + q.localname))):
+                if key in ev:
+                    lines.setdefault(key, c.sourceline)
+        self.lines.append(lines)
         return ev
 
     def fields(self, el: Any, into: dict[str, Any]) -> None:
