@@ -144,7 +144,8 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         doc["epcisBody"] = {"queryResults": results_obj}
     else:
         doc["epcisBody"] = {"eventList": events}
-    return XmlDocument(doc, int(root.sourceline or 1), reader.lines)
+    root_line: int = getattr(root, "sourceline", None) or 1
+    return XmlDocument(doc, root_line, reader.lines)
 
 
 class XmlDocument(dict[str, Any]):
