@@ -174,9 +174,7 @@ class XmlDocument(dict[str, Any]):
         return lines.get(field, lines[""]), rest
 
 
-_EVENT_PATH = re.compile(
-    r"^\$\.epcisBody(?:\.queryResults\.resultsBody)?\.eventList\[(\d+)\](.*)$"
-)
+_EVENT_PATH = re.compile(r"^\$\.epcisBody(?:\.queryResults\.resultsBody)?\.eventList\[(\d+)\](.*)$")
 
 
 def _fields_of(el: Any) -> list[Any]:
