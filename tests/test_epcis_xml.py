@@ -433,3 +433,27 @@ def test_a_refused_1_2_document_names_the_line_of_its_extension(conformance_dir:
     line = int(str(info.value).removeprefix(f"{path}:").split(":")[0])
     assert "<myField>" in path.read_text("utf-8").splitlines()[line - 1]
     assert "myField" in str(info.value)
+
+
+def test_several_certification_infos_are_refused_in_xml_one_is_written() -> None:
+    event = {
+        "type": "ObjectEvent",
+        "eventTime": "2025-06-20T10:00:00.000+02:00",
+        "eventTimeZoneOffset": "+02:00",
+        "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"],
+        "action": "OBSERVE",
+        "certificationInfo": ["https://cert.example.org/1"],
+    }
+    doc = {
+        "@context": [CONTEXT],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2025-07-01T00:00:00Z",
+        "epcisBody": {"eventList": [event]},
+    }
+    back = xml_to_document(document_to_xml(doc), "t.xml")
+    assert _events(back)[0]["certificationInfo"] == "https://cert.example.org/1"
+    assert document_hash_ids(back) == document_hash_ids(doc)
+    event["certificationInfo"] = ["https://cert.example.org/1", "https://cert.example.org/2"]
+    with pytest.raises(XmlExportError, match=r"event 1 .* has 2 certificationInfo values"):
+        document_to_xml(doc)

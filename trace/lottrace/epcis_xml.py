@@ -660,7 +660,7 @@ class _Writer:
         else:
             for key in ("eventID", "errorDeclaration", "certificationInfo"):
                 if key in event:
-                    self.field(el, key, event[key])
+                    self.field(el, key, _one_certification(event[key], self.where))
         for key in own:
             if key in event:
                 self.field(el, key, event[key])
@@ -808,6 +808,19 @@ class _Writer:
             raise XmlExportError(
                 f"cannot write XML: {self.where}: {text!r} holds a character XML cannot carry"
             ) from None
+
+
+def _one_certification(value: Any, where: str) -> Any:
+    """``certificationInfo`` as 2.0 XML's single element: a one-item array is its item
+    (the same Event Hash ID); more than one cannot be written."""
+    if not isinstance(value, list):
+        return value
+    if len(value) == 1:
+        return value[0]
+    raise XmlExportError(
+        f"cannot write EPCIS 2.0 XML: {where} has {len(value)} certificationInfo values, "
+        "and EPCIS XML has one"
+    )
 
 
 def _cbv_urn(vocabulary: str, value: Any) -> str:
