@@ -1417,7 +1417,7 @@ def generate(producers: int, seasons: int, seed: int, out: Path) -> None:
 
 @cli.group()
 def epcis() -> None:
-    """GS1 EPCIS 2.0 JSON-LD: export, import, and Event Hash IDs (docs/epcis.md)."""
+    """GS1 EPCIS 2.0 JSON-LD and XML: export, import, and Event Hash IDs (docs/epcis.md)."""
 
 
 @epcis.command("export")
@@ -1440,11 +1440,25 @@ def epcis() -> None:
     "lots become LGTINs. Or set LOTTRACE_GS1_PREFIX.",
 )
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonld", "xml"]),
+    default="jsonld",
+    show_default=True,
+    help="EPCIS 2.0 JSON-LD, or the EPCIS XML binding.",
+)
+@click.option(
+    "--xml-version",
+    type=click.Choice(["2.0", "1.2"]),
+    help="With --format xml: EPCIS 2.0 (the default) or 1.2 XML (1.2 has no AssociationEvent, "
+    "sensor data, persistentDisposition or certificationInfo).",
+)
+@click.option(
     "-o",
     "--output",
     type=_OutputPath(),
     required=True,
-    help="The EPCIS JSON-LD file to write.",
+    help="The EPCIS file to write.",
 )
 @click.pass_context
 def epcis_export(
@@ -1454,13 +1468,18 @@ def epcis_export(
     upstream: bool,
     since: str | None,
     gs1_prefix: str | None,
+    fmt: str,
+    xml_version: str | None,
     output: Path,
 ) -> None:
     """Write the ledger's events as an EPCIS 2.0 document, each with its Event Hash ID."""
     from .epcis import Identifiers, export_document
+    from .epcis_xml import document_to_xml
 
     if upstream and lot is None:
         raise click.BadParameter("--upstream needs --lot", param_hint="--upstream")
+    if xml_version is not None and fmt != "xml":
+        raise click.BadParameter("--xml-version needs --format xml", param_hint="--xml-version")
     if event_id is not None and lot is not None:
         raise click.BadParameter("give --lot or --event-id, not both", param_hint="--event-id")
     with _open(ctx) as ledger:
@@ -1472,8 +1491,12 @@ def epcis_export(
             ids=Identifiers(gs1_prefix or None),
             event_id=event_id,
         )
+    if fmt == "xml":
+        data = document_to_xml(doc, version=xml_version or "2.0")
+    else:
+        data = (_dumps(doc) + "\n").encode()
     try:
-        output.write_text(_dumps(doc) + "\n", encoding="utf-8")
+        output.write_bytes(data)
     except OSError as exc:
         raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"wrote {output}: {len(doc['epcisBody']['eventList'])} EPCIS events")

@@ -35,7 +35,7 @@ import orjson
 from .contexts import protected_problem, resolve, unresolved
 from .epcis_check import first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
-from .epcis_xml import looks_like_xml, xml_to_document
+from .epcis_xml import XmlDocument, looks_like_xml, xml_to_document
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
     EVENT_MODELS,
@@ -565,6 +565,9 @@ def load_document(
     problem = first_problem(doc) if check else None
     if problem is None and check:
         problem = protected_problem(_context_nodes(doc))
+    if problem is not None and isinstance(doc, XmlDocument):  # name the XML line
+        line, rest = doc.line(problem[0])
+        raise InvalidInput(f"{path}:{line}: {rest + ': ' if rest else ''}{problem[1]}")
     if problem is not None:
         where = problem[0]
         if single:  # name the place in the file, not in the document it was wrapped in
@@ -776,7 +779,12 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
     )
     prefixes = _lt_prefixes(context)
     for i, event in enumerate(document_events(doc)):
-        where = f"{name}: {base}[{i}]"
+        # an XML document's events are named by their XML line
+        where = (
+            f"{name}:{doc.line(f'{base}[{i}]')[0]}"
+            if isinstance(doc, XmlDocument)
+            else f"{name}: {base}[{i}]"
+        )
         hash_id = hash_ids[i]
         declaration = event.get("errorDeclaration")
         ed = _lt_fields(declaration, prefixes) if isinstance(declaration, dict) else {}

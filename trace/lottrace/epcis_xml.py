@@ -1,4 +1,4 @@
-"""Read EPCIS 2.0 and 1.2 XML documents as the EPCIS 2.0 JSON-LD documents they stand for.
+"""The EPCIS XML binding: read EPCIS 2.0 and 1.2 XML as JSON-LD, and write it back.
 
 One job: the XML binding. :func:`xml_to_document` turns the bytes of an
 ``epcis:EPCISDocument`` (namespace ``urn:epcglobal:epcis:xsd:2`` or ``:1``)
@@ -16,11 +16,16 @@ IDs in either form:
 - elements in other namespaces are extensions ``prefix:name``, their
   namespaces declared in the document's ``@context``; nested ones nest.
 
+:func:`document_to_xml` is its inverse: it writes an EPCIS 2.0 JSON-LD
+document as EPCIS 2.0 XML (or 1.2, where the events allow) that GS1's XSDs
+accept and that reads back to the same events.
+
 The header (``EPCISHeader``, master data, SBDH) is not read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -29,7 +34,14 @@ from lxml import etree
 from .contexts import PROTECTED
 from .errors import InvalidInput
 
-__all__ = ["EPCIS_XML_NS", "looks_like_xml", "xml_to_document"]
+__all__ = [
+    "EPCIS_XML_NS",
+    "XmlDocument",
+    "XmlExportError",
+    "document_to_xml",
+    "looks_like_xml",
+    "xml_to_document",
+]
 
 EPCIS_XML_NS = ("urn:epcglobal:epcis:xsd:2", "urn:epcglobal:epcis:xsd:1")
 _CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -60,6 +72,9 @@ _TYPED_LISTS = {
     "destinationList": ("destination", "destination"),
 }
 _CBV_URN = re.compile(r"^urn:epcglobal:cbv:(?:bizstep|disp|btt|sdt|er):(.+)$")
+_LT_JSON = "{https://lottrace.org/epcis/}json"
+_LT_LIST = "{https://lottrace.org/epcis/}list"
+_LT_EXACT = "{https://lottrace.org/epcis/}exactNamespaces"
 _NUMBER_ATTRS = frozenset(
     ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue")
 )
@@ -70,7 +85,7 @@ def looks_like_xml(raw: bytes) -> bool:
     return raw.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<"
 
 
-def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
+def xml_to_document(raw: bytes, name: str) -> XmlDocument:
     """The EPCIS 2.0 JSON-LD document an EPCIS 2.0 or 1.2 XML document stands for.
 
     Raises :class:`~lottrace.errors.InvalidInput` naming the file and the
@@ -91,7 +106,7 @@ def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
             f"{name}:{root.sourceline}: not an EPCIS 2.0 or 1.2 XML document: the root element "
             f"is {{{qname.namespace or ''}}}{qname.localname}"
         )
-    reader = _Reader(name)
+    reader = _Reader(name, exact=frozenset((root.get(_LT_EXACT) or "").split()))
     body = _child(root, "EPCISBody")
     if body is None:
         raise InvalidInput(f"{name}:{root.sourceline}: EPCISDocument has no EPCISBody")
@@ -103,6 +118,17 @@ def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
         holder = rb if rb is not None else body
     event_list = _child(holder, "EventList")
     events = [] if event_list is None else reader.events(event_list)
+    text = json.dumps(events)
+    for prefix, namespace in (root.nsmap or {}).items():
+        # a prefix of the root used in values (a sensor type example:Abc), not in names
+        if (
+            prefix
+            and prefix not in PROTECTED
+            and prefix not in reader.prefixes
+            and f'"{prefix}:' in text
+            and namespace not in (*EPCIS_XML_NS, _XSI, _LT)
+        ):
+            reader.prefix(root, namespace)
     doc: dict[str, Any] = {
         "@context": [_CONTEXT, *([reader.prefixes] if reader.prefixes else [])],
         "type": qname.localname,
@@ -118,7 +144,48 @@ def xml_to_document(raw: bytes, name: str) -> dict[str, Any]:
         doc["epcisBody"] = {"queryResults": results_obj}
     else:
         doc["epcisBody"] = {"eventList": events}
-    return doc
+    root_line: int = getattr(root, "sourceline", None) or 1
+    return XmlDocument(doc, root_line, reader.lines)
+
+
+class XmlDocument(dict[str, Any]):
+    """The JSON-LD document an XML file stands for, with the XML lines of its parts.
+
+    A plain ``dict`` to everything that reads the document; :meth:`line`
+    turns a JSON path into the document (``$.epcisBody.eventList[3].eventTime``)
+    into the line of the XML element it came from, so that a problem found
+    after conversion names the XML line.
+    """
+
+    def __init__(self, doc: dict[str, Any], root_line: int, lines: list[dict[str, int]]):
+        super().__init__(doc)
+        self.root_line = root_line
+        self.event_lines = lines
+
+    def line(self, path: str) -> tuple[int, str]:
+        """The XML line of a JSON path and the part of the path within its event
+        (``eventTime``; empty for the event itself; the whole path outside events)."""
+        m = _EVENT_PATH.match(path)
+        if m is None or int(m.group(1)) >= len(self.event_lines):
+            return self.root_line, path
+        lines = self.event_lines[int(m.group(1))]
+        rest = m.group(2).lstrip(".")
+        field = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        return lines.get(field, lines[""]), rest
+
+
+_EVENT_PATH = re.compile(r"^\$\.epcisBody(?:\.queryResults\.resultsBody)?\.eventList\[(\d+)\](.*)$")
+
+
+def _fields_of(el: Any) -> list[Any]:
+    """An event element's field elements, those in 1.2's extension wrappers too."""
+    out = []
+    for c in _elements(el):
+        if _is_epcis(c) and _local(c) in ("extension", "baseExtension"):
+            out.extend(_fields_of(c))
+        else:
+            out.append(c)
+    return out
 
 
 def _local(el: Any) -> str:
@@ -156,9 +223,11 @@ def _cbv(text: str) -> str:
 
 
 class _Reader:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, exact: frozenset[str] = frozenset()) -> None:
         self.name = name
         self.prefixes: dict[str, str] = {}
+        self.exact = exact  # namespaces to take as written (see document_to_xml)
+        self.lines: list[dict[str, int]] = []  # per event: its line, and its fields' lines
 
     def events(self, event_list: Any) -> list[dict[str, Any]]:
         out = []
@@ -176,14 +245,20 @@ class _Reader:
     def event(self, el: Any) -> dict[str, Any]:
         ev: dict[str, Any] = {"type": _local(el)}
         self.fields(el, ev)
+        lines = {"": el.sourceline}
+        for c in _fields_of(el):
+            q = etree.QName(c)
+            for key in (q.localname, *(k for k in ev if k.endswith(":" + q.localname))):
+                if key in ev:
+                    lines.setdefault(key, c.sourceline)
+        self.lines.append(lines)
         return ev
 
     def fields(self, el: Any, into: dict[str, Any]) -> None:
         for c in _elements(el):
             local = _local(c)
             if not _is_epcis(c):
-                key, value = self.extension(c)
-                into[key] = _merge(into.get(key), value)
+                self.put(into, c)
             elif local in ("extension", "baseExtension"):
                 self.fields(c, into)  # 1.2 wrappers
             else:
@@ -254,12 +329,10 @@ class _Reader:
             elif local == "sensorReport" and _is_epcis(c):
                 reports.append(self.attributes(c))
             elif not _is_epcis(c):
-                key, value = self.extension(c)
-                out[key] = _merge(out.get(key), value)
+                self.put(out, c)
             elif local == "extension":
                 for x in _elements(c):
-                    key, value = self.extension(x)
-                    out[key] = _merge(out.get(key), value)
+                    self.put(out, x)
         if reports:
             out["sensorReport"] = reports
         return out
@@ -293,11 +366,13 @@ class _Reader:
         bare = namespace.rstrip(":/#")
         for term, iri in PROTECTED.items():
             if iri is not None and ":" in iri and iri.rstrip(":/#") == bare:
+                if (el.nsmap or {}).get(term) == iri:  # declared as GS1's context does
+                    self.prefixes[term] = iri
                 return term
         prefix = next((p for p, ns in (el.nsmap or {}).items() if ns == namespace and p), None)
         if prefix is None or prefix in PROTECTED:
             prefix = f"{prefix or 'ns'}{len(self.prefixes) + 1}"
-        if not namespace.endswith(("/", "#", ":")):
+        if not namespace.endswith(("/", "#", ":")) and namespace not in self.exact:
             # JSON-LD prefixes end the IRI they start: http://ns.example.com/epcis in
             # XML is http://ns.example.com/epcis/ in GS1's JSON-LD twins.
             namespace += ":" if namespace.startswith("urn:") else "/"
@@ -307,17 +382,55 @@ class _Reader:
         self.prefixes[prefix] = namespace
         return prefix
 
+    def put(self, into: dict[str, Any], el: Any) -> None:
+        """Add an extension element to the object it belongs to.
+
+        A repeated element becomes an array; an element marked ``lt:list``
+        (lottrace's XML export) is an array item even alone, and
+        ``lt:list="0"`` an empty array.
+        """
+        key, value = self.extension(el)
+        listed = el.get(_LT_LIST)
+        if listed == "0":
+            into.setdefault(key, [])
+        elif listed == "1":
+            before = into.get(key)
+            into[key] = [*before, value] if isinstance(before, list) else [value]
+        else:
+            into[key] = _merge(into.get(key), value)
+
     def extension(self, el: Any) -> tuple[str, Any]:
         q = etree.QName(el)
         key = f"{self.prefix(el, q.namespace)}:{q.localname}" if q.namespace else q.localname
         children = _elements(el)
         if not children:
-            return key, _text(el)
+            return key, self.typed(el)
         obj: dict[str, Any] = {}
         for c in children:
-            k, v = self.extension(c)
-            obj[k] = _merge(obj.get(k), v)
+            self.put(obj, c)
         return key, obj
+
+    def typed(self, el: Any) -> Any:
+        """An extension element's text, as the JSON type ``lt:json`` names (if any)."""
+        kind = el.get(_LT_JSON)
+        text = _text(el)
+        if kind is None:
+            return text
+        if kind == "null":
+            return None
+        if kind == "bool" and text in ("true", "false"):
+            return text == "true"
+        try:
+            if kind == "int":
+                return int(text)
+            if kind == "float":
+                return float(text)
+        except ValueError:
+            pass
+        raise InvalidInput(
+            f"{self.name}:{el.sourceline}: lt:json={kind!r} does not fit {text!r} "
+            "(give int, float, bool or null)"
+        )
 
 
 def _elements(el: Any) -> list[Any]:
@@ -332,3 +445,385 @@ def _merge(before: Any, value: Any) -> Any:
     if isinstance(before, list):
         return [*before, value]
     return [before, value]
+
+
+# --------------------------------------------------------------------------- write
+
+_V2, _V1 = EPCIS_XML_NS
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+#: lottrace's namespace: the ``lt:json`` and ``lt:list`` attributes on extension
+#: elements keep the JSON types XML text loses (see :func:`document_to_xml`).
+_LT = "https://lottrace.org/epcis/"
+_GS1_VOC = "https://gs1.org/voc/"
+_BASE = ("eventTime", "recordTime", "eventTimeZoneOffset", "eventID", "errorDeclaration")
+_WHERE = ("bizStep", "disposition", "readPoint", "bizLocation")
+_MOVES = ("sourceList", "destinationList", "sensorElementList", "persistentDisposition")
+#: the EPCIS 2.0 XSD's sequence of each event type (after the base fields).
+_ORDER_2 = {
+    "ObjectEvent": (
+        "epcList",
+        "action",
+        *_WHERE,
+        "bizTransactionList",
+        "quantityList",
+        *_MOVES,
+        "ilmd",
+    ),
+    "AggregationEvent": (
+        "parentID",
+        "childEPCs",
+        "action",
+        *_WHERE,
+        "bizTransactionList",
+        "childQuantityList",
+        *_MOVES,
+    ),
+    "TransactionEvent": (
+        "bizTransactionList",
+        "parentID",
+        "epcList",
+        "action",
+        *_WHERE,
+        "quantityList",
+        *_MOVES,
+    ),
+    "TransformationEvent": (
+        "inputEPCList",
+        "inputQuantityList",
+        "outputEPCList",
+        "outputQuantityList",
+        "transformationID",
+        *_WHERE,
+        "bizTransactionList",
+        *_MOVES,
+        "ilmd",
+    ),
+    "AssociationEvent": (
+        "parentID",
+        "childEPCs",
+        "childQuantityList",
+        "action",
+        *_WHERE,
+        "bizTransactionList",
+        *_MOVES,
+    ),
+}
+#: EPCIS 1.2: (the event's own sequence, its ``extension``'s sequence, required lists).
+_ORDER_1 = {
+    "ObjectEvent": (
+        ("epcList", "action", *_WHERE, "bizTransactionList"),
+        ("quantityList", "sourceList", "destinationList", "ilmd"),
+        ("epcList",),
+    ),
+    "AggregationEvent": (
+        ("parentID", "childEPCs", "action", *_WHERE, "bizTransactionList"),
+        ("childQuantityList", "sourceList", "destinationList"),
+        ("childEPCs",),
+    ),
+    "TransactionEvent": (
+        ("bizTransactionList", "parentID", "epcList", "action", *_WHERE),
+        ("quantityList", "sourceList", "destinationList"),
+        ("epcList",),
+    ),
+    "TransformationEvent": (
+        (
+            "inputEPCList",
+            "inputQuantityList",
+            "outputEPCList",
+            "outputQuantityList",
+            "transformationID",
+            *_WHERE,
+            "bizTransactionList",
+            "sourceList",
+            "destinationList",
+            "ilmd",
+        ),
+        (),
+        (),
+    ),
+}
+#: JSON field -> the CBV vocabulary its bare words belong to.
+_CBV_OF = {"bizStep": "bizstep", "disposition": "disp", "reason": "er"}
+_TYPED_CBV = {"bizTransactionList": "btt", "sourceList": "sdt", "destinationList": "sdt"}
+
+
+class XmlExportError(InvalidInput):
+    """An event that the chosen XML binding cannot carry."""
+
+
+def document_to_xml(doc: dict[str, Any], *, version: str = "2.0") -> bytes:
+    """The EPCIS XML (``version`` ``"2.0"`` or ``"1.2"``) of an EPCIS 2.0 JSON-LD document.
+
+    The inverse of :func:`xml_to_document`: reading the bytes back gives the
+    same events (the same Event Hash IDs, the same lottrace records). The
+    prefixes of the document's ``@context`` become XML namespace prefixes.
+
+    - CBV words become the CBV URNs XML uses (``shipping`` is
+      ``urn:epcglobal:cbv:bizstep:shipping``), sensor types ``gs1:`` names;
+    - an extension value that is not a string keeps its JSON type in an
+      ``lt:json`` attribute (``int``, ``float``, ``bool``, ``null``), and the
+      items of an array are marked ``lt:list="1"`` (an empty array is one
+      empty element marked ``lt:list="0"``), so that one-item arrays stay
+      arrays; other readers see the text and can ignore the attributes;
+    - a prefix whose IRI does not end in ``/``, ``#`` or ``:`` is listed in
+      the root's ``lt:exactNamespaces``, so that the reader does not add
+      the ``/`` it adds to other XML namespaces.
+
+    Raises :class:`XmlExportError` naming the first event EPCIS 1.2 cannot
+    carry (an AssociationEvent, sensor data, ``persistentDisposition``,
+    ``certificationInfo``), or a value XML cannot hold.
+    """
+    if version not in ("2.0", "1.2"):
+        raise XmlExportError(f"--xml-version {version!r}: give 2.0 or 1.2")
+    context: dict[str, str] = {}
+    for node in doc["@context"] if isinstance(doc["@context"], list) else [doc["@context"]]:
+        if isinstance(node, dict):
+            context.update({k: v for k, v in node.items() if isinstance(v, str)})
+    writer = _Writer(context, version)
+    return writer.document(doc)
+
+
+class _Writer:
+    def __init__(self, context: dict[str, str], version: str) -> None:
+        self.v1 = version == "1.2"
+        self.ns = _V1 if self.v1 else _V2
+        self.namespaces: dict[str, str] = {}
+        for prefix, iri in context.items():
+            if re.fullmatch(r"[A-Za-z_][\w.-]*", prefix) and prefix not in ("xml", "xsi"):
+                self.namespaces[prefix] = iri
+        self.where = ""
+
+    def document(self, doc: dict[str, Any]) -> bytes:
+        body = doc["epcisBody"]
+        events = (
+            body["queryResults"]["resultsBody"]["eventList"]
+            if "queryResults" in body
+            else body["eventList"]
+        )
+        nsmap: dict[str | None, str] = {"epcis": self.ns, "lt": _LT, "gs1": _GS1_VOC}
+        for prefix, iri in self.namespaces.items():
+            if iri != _LT and prefix not in nsmap:
+                nsmap[prefix] = iri
+        root = etree.Element(
+            f"{{{self.ns}}}EPCISDocument",
+            nsmap=nsmap,  # type: ignore[arg-type]
+            schemaVersion="1.2" if self.v1 else "2.0",
+            creationDate=doc["creationDate"],
+        )
+        exact = sorted(iri for iri in self.namespaces.values() if not iri.endswith(("/", "#", ":")))
+        if exact:  # JSON-LD prefixes that end otherwise: read back as written
+            root.set(_LT_EXACT, " ".join(exact))
+        event_list = etree.SubElement(etree.SubElement(root, "EPCISBody"), "EventList")
+        for i, event in enumerate(events):
+            self.where = f"event {i + 1} ({event.get('type')} {event.get('eventID', '')})"
+            if self.v1 and event["type"] == "TransformationEvent":
+                holder = etree.SubElement(event_list, "extension")
+            else:
+                holder = event_list
+            self.event(holder, event)
+        out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        return out
+
+    def refuse(self, what: str) -> XmlExportError:
+        return XmlExportError(
+            f"cannot write EPCIS 1.2 XML: {self.where} has {what}, which EPCIS 1.2 cannot carry"
+        )
+
+    def event(self, parent: Any, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if self.v1:
+            if kind not in _ORDER_1:
+                raise self.refuse(f"type {kind}")
+            own, ext, required = _ORDER_1[kind]
+            for key in ("certificationInfo", "sensorElementList", "persistentDisposition"):
+                if key in event:
+                    raise self.refuse(key)
+        else:
+            own, ext, required = _ORDER_2[kind], (), ()
+        known = {"type", *_BASE, "certificationInfo", *own, *ext}
+        for key in event:
+            if key not in known and ":" not in key and not key.startswith("@"):
+                raise XmlExportError(
+                    f"cannot write EPCIS {'1.2' if self.v1 else '2.0'} XML: {self.where} "
+                    f"has {key!r}, which a {kind} does not have in XML"
+                )
+        el = etree.SubElement(parent, kind)
+        for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
+            if key in event:
+                self.field(el, key, event[key])
+        if self.v1:
+            if "eventID" in event or "errorDeclaration" in event:
+                base = etree.SubElement(el, "baseExtension")
+                for key in ("eventID", "errorDeclaration"):
+                    if key in event:
+                        self.field(base, key, event[key])
+        else:
+            for key in ("eventID", "errorDeclaration", "certificationInfo"):
+                if key in event:
+                    self.field(el, key, _one_certification(event[key], self.where))
+        for key in own:
+            if key in event:
+                self.field(el, key, event[key])
+            elif key in required:
+                etree.SubElement(el, key)
+        if any(key in event for key in ext):
+            holder = etree.SubElement(el, "extension")
+            for key in ext:
+                if key in event:
+                    self.field(holder, key, event[key])
+        self.extensions(el, event)
+
+    def field(self, parent: Any, key: str, value: Any) -> None:
+        if key in _TEXT_LISTS:
+            el = etree.SubElement(parent, key)
+            for item in value:
+                self.text(etree.SubElement(el, _TEXT_LISTS[key]), item)
+        elif key in _QUANTITY_LISTS:
+            el = etree.SubElement(parent, key)
+            for q in value:
+                qe = etree.SubElement(el, "quantityElement")
+                for k in ("epcClass", "quantity", "uom"):
+                    if k in q:
+                        self.text(etree.SubElement(qe, k), q[k])
+        elif key in _TYPED_LISTS:
+            item_name, text_key = _TYPED_LISTS[key]
+            el = etree.SubElement(parent, key)
+            for item in value:
+                ie = etree.SubElement(el, item_name)
+                if "type" in item:
+                    ie.set("type", _cbv_urn(_TYPED_CBV[key], item["type"]))
+                self.text(ie, item[text_key])
+        elif key in ("readPoint", "bizLocation"):
+            el = etree.SubElement(parent, key)
+            self.text(etree.SubElement(el, "id"), value["id"])
+            self.extensions(el, value)
+        elif key == "sensorElementList":
+            el = etree.SubElement(parent, key)
+            for element in value:
+                self.sensor_element(etree.SubElement(el, "sensorElement"), element)
+        elif key == "persistentDisposition":
+            el = etree.SubElement(parent, key)
+            for k in ("unset", "set"):
+                for item in value.get(k, []):
+                    self.text(etree.SubElement(el, k), _cbv_urn("disp", item))
+        elif key == "ilmd":
+            self.extensions(etree.SubElement(parent, key), value)
+        elif key == "errorDeclaration":
+            el = etree.SubElement(parent, key)
+            self.text(etree.SubElement(el, "declarationTime"), value["declarationTime"])
+            if "reason" in value:
+                self.text(etree.SubElement(el, "reason"), _cbv_urn("er", value["reason"]))
+            if "correctiveEventIDs" in value:
+                self.field(el, "correctiveEventIDs", value["correctiveEventIDs"])
+            self.extensions(el, value)
+        elif key in _CBV_OF:
+            self.text(etree.SubElement(parent, key), _cbv_urn(_CBV_OF[key], value))
+        else:
+            self.text(etree.SubElement(parent, key), value)
+
+    def sensor_element(self, el: Any, element: dict[str, Any]) -> None:
+        if "sensorMetadata" in element:
+            self.attributes(etree.SubElement(el, "sensorMetadata"), element["sensorMetadata"])
+        for report in element.get("sensorReport", []):
+            self.attributes(etree.SubElement(el, "sensorReport"), report)
+        self.extensions(el, element)
+
+    def attributes(self, el: Any, obj: dict[str, Any]) -> None:
+        for key, value in obj.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, float):
+                text = repr(value)
+            elif key == "type" and isinstance(value, str) and ":" not in value:
+                text = f"gs1:{value}"  # a GS1 sensor type: gs1:Temperature
+            else:
+                text = str(value)
+            self.set(el, self.qname(key) if ":" in key else key, text)
+
+    def extensions(self, el: Any, obj: dict[str, Any]) -> None:
+        """Write an object's extension keys (``prefix:name``) as elements."""
+        for key, value in obj.items():
+            if ":" in key and not key.startswith("@"):
+                self.extension(el, self.qname(key), value)
+
+    def extension(self, parent: Any, tag: str, value: Any) -> None:
+        if isinstance(value, list):
+            if not value:
+                etree.SubElement(parent, tag).set(f"{{{_LT}}}list", "0")
+            for item in value:
+                self.extension(parent, tag, item)
+                parent[-1].set(f"{{{_LT}}}list", "1")
+            return
+        el = etree.SubElement(parent, tag)
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if key.startswith("@"):
+                    raise XmlExportError(
+                        f"cannot write XML: {self.where} has a JSON-LD keyword {key!r} "
+                        f"in {etree.QName(tag).localname}"
+                    )
+                self.extension(el, self.qname(key) if ":" in key else key, v)
+        elif value is None:
+            el.set(f"{{{_LT}}}json", "null")
+        elif isinstance(value, bool):
+            el.set(f"{{{_LT}}}json", "bool")
+            el.text = "true" if value else "false"
+        elif isinstance(value, int):
+            el.set(f"{{{_LT}}}json", "int")
+            el.text = str(value)
+        elif isinstance(value, float):
+            el.set(f"{{{_LT}}}json", "float")
+            el.text = repr(value)
+        else:
+            self.text(el, value)
+
+    def qname(self, key: str) -> str:
+        prefix, local = key.split(":", 1)
+        iri = self.namespaces.get(prefix)
+        if iri is None:
+            iri = PROTECTED.get(prefix)
+        if iri is None or not re.fullmatch(r"[A-Za-z_][\w.-]*", local):
+            raise XmlExportError(
+                f"cannot write XML: {self.where} has {key!r}, which is not an XML name "
+                "in a declared namespace"
+            )
+        return f"{{{iri}}}{local}"
+
+    def text(self, el: Any, value: Any) -> None:
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, float):
+            value = repr(value)
+        try:
+            el.text = str(value)
+        except ValueError:
+            raise XmlExportError(
+                f"cannot write XML: {self.where}: {value!r} holds a character XML cannot carry"
+            ) from None
+
+    def set(self, el: Any, name: str, text: str) -> None:
+        try:
+            el.set(name, text)
+        except ValueError:
+            raise XmlExportError(
+                f"cannot write XML: {self.where}: {text!r} holds a character XML cannot carry"
+            ) from None
+
+
+def _one_certification(value: Any, where: str) -> Any:
+    """``certificationInfo`` as 2.0 XML's single element: a one-item array is its item
+    (the same Event Hash ID); more than one cannot be written."""
+    if not isinstance(value, list):
+        return value
+    if len(value) == 1:
+        return value[0]
+    raise XmlExportError(
+        f"cannot write EPCIS 2.0 XML: {where} has {len(value)} certificationInfo values, "
+        "and EPCIS XML has one"
+    )
+
+
+def _cbv_urn(vocabulary: str, value: Any) -> str:
+    """A bare CBV word as its URN (``shipping`` -> ``urn:epcglobal:cbv:bizstep:shipping``)."""
+    text = str(value)
+    return text if ":" in text else f"urn:epcglobal:cbv:{vocabulary}:{text}"

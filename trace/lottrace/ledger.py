@@ -1725,12 +1725,6 @@ def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | Non
     return _Checked(bad, count, first_seq, first_prev, prev or "", saw)
 
 
-def _kept(body: dict[str, Any]) -> dict[str, Any]:
-    """What lottrace keeps of a foreign event, less ``recordTime`` (the repository's)."""
-    event = {k: v for k, v in body["event"].items() if k != "recordTime"}
-    return {**body, "event": event}
-
-
 def _canonical(raw: bytes) -> bool:
     """Whether ``raw`` is a JSON object written the canonical way (sorted keys, no spaces)."""
     try:
@@ -1942,10 +1936,12 @@ class _Batch:
 
         Same hash, same event (gs1/EPCIS issue 403); an error declaration is
         the event's second form, so the key is the hash and whether it declares
-        an error. Met again with everything lottrace keeps equal but
-        ``recordTime`` (the capturing repository's, not the event's), it is a
-        duplicate (True); with anything else different, the partner's eventID
-        included, the batch is refused, naming both.
+        an error. Met again with the same partner eventID, or with none, it is
+        a duplicate (True), whatever its representation (``200`` or
+        ``200.0``, XML or JSON-LD, a prefix named otherwise): the hash says it
+        is the same event. With another eventID (one the first capture did
+        not have included), the batch is refused, naming both: that id would
+        point at nothing.
         """
         body = orjson.loads(p.body)
         key = (body["hash_id"], "errorDeclaration" in body["event"])
@@ -1963,16 +1959,16 @@ class _Batch:
         if before is None:
             self.hash_keys[key] = (p.where, body)
             return False
-        if _kept(before[1]) == _kept(body):
+        mine = body.get("partner_event_id")
+        if mine is None or mine == before[1].get("partner_event_id"):
             self.report.duplicates += 1
             return True
         what = "error declaration of the event" if key[1] else "event"
-        mine = body.get("partner_event_id") or "none"
         theirs = before[1].get("partner_event_id") or "none"
         raise RuleViolation(
             f"the {what} with Event Hash ID {key[0]} is already {before[0]} "
-            f"(eventID {theirs}; this one's {mine}) with other content: one Event Hash ID, "
-            "one event (a correction is an errorDeclaration)",
+            f"(eventID {theirs}; this one's {mine}) under another eventID: one Event Hash "
+            "ID, one event (a correction is an errorDeclaration)",
             rule="epcis-same-hash",
             where=p.where,
             field="event",

@@ -72,9 +72,9 @@ RULES: dict[str, str] = {
     "epcis-hash": "a foreign (EPCIS) event's hash_id is its CBV 2.0 Event Hash ID, recomputed "
     "on append",
     "epcis-same-hash": "one Event Hash ID, one event (gs1/EPCIS issue 403): a foreign event "
-    "captured again is a duplicate when all lottrace keeps of it but recordTime is equal, and "
-    "refused when anything else differs (its eventID included); an error declaration is the "
-    "event's second form",
+    "captured again with the same eventID, or with none, is a duplicate whatever its "
+    "representation (XML or JSON-LD, 200 or 200.0); with another eventID it is refused; an "
+    "error declaration is the event's second form",
 }
 
 #: Findings that are reported but do not block.
