@@ -68,6 +68,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 __all__ = [
+    "EVENT_TYPES",
     "document_context",
     "document_events",
     "document_hash_ids",
@@ -162,7 +163,8 @@ _CBV_URN_PREFIXES = (
     ("urn:epcglobal:cbv:er:", _CBV + "ER-"),
 )
 
-_EVENT_TYPES = frozenset(
+#: The five EPCIS 2.0 event types.
+EVENT_TYPES = frozenset(
     (
         "ObjectEvent",
         "AggregationEvent",
@@ -882,7 +884,7 @@ def _event_type(event: Mapping[str, Any]) -> str:
     for prefix in ("epcis:", _EPCIS_NS):
         if name.startswith(prefix):
             name = name[len(prefix) :]
-    if name not in _EVENT_TYPES:
+    if name not in EVENT_TYPES:
         raise ValueError(f"cannot hash event of type {raw!r}: not an EPCIS 2.0 event type")
     return name
 

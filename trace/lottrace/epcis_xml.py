@@ -32,6 +32,7 @@ from typing import Any
 from lxml import etree
 
 from .contexts import PROTECTED
+from .epcis_hash import EVENT_TYPES
 from .errors import InvalidInput
 
 __all__ = [
@@ -45,15 +46,6 @@ __all__ = [
 
 EPCIS_XML_NS = ("urn:epcglobal:epcis:xsd:2", "urn:epcglobal:epcis:xsd:1")
 _CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
-_EVENT_TYPES = frozenset(
-    (
-        "ObjectEvent",
-        "AggregationEvent",
-        "TransactionEvent",
-        "TransformationEvent",
-        "AssociationEvent",
-    )
-)
 #: list element -> its item element; items that are plain text.
 _TEXT_LISTS = {
     "epcList": "epc",
@@ -234,7 +226,7 @@ class _Reader:
         for el in _elements(event_list):
             if _local(el) == "extension" and _is_epcis(el):  # 1.2: TransformationEvent, ...
                 out.extend(self.events(el))
-            elif _local(el) in _EVENT_TYPES and _is_epcis(el):
+            elif _local(el) in EVENT_TYPES and _is_epcis(el):
                 out.append(self.event(el))
             else:
                 raise InvalidInput(
