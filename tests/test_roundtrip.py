@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,11 @@ from lottrace.ledger import Ledger
 
 lot_codes = st.from_regex(r"\A[A-Z]{2,4}-[0-9]{1,5}(-[A-Z0-9]{1,3})?\Z")
 kgs = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
-texts = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
+# Text a field accepts: no control, format (zero-width, bidi), separator or surrogate
+# characters, in NFC (ids are normalised on input; see docs/data-model.md "Text").
+texts = st.text(
+    st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=40
+).map(lambda s: unicodedata.normalize("NFC", s))
 offsets = st.sampled_from(["-05:00", "Z", "+01:00", "-04:30"])
 
 
@@ -49,7 +54,12 @@ def harvests(draw: Any) -> dict[str, Any]:
 
 
 @given(st.lists(harvests(), min_size=1, max_size=8, unique_by=lambda d: d["lot"]))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 def test_events_round_trip_through_the_ledger(events: list[dict[str, Any]]) -> None:
     parsed = [parse_event(e) for e in events]
     with tempfile.TemporaryDirectory() as tmp, Ledger.create(Path(tmp) / "r.db") as ledger:
@@ -66,7 +76,7 @@ def test_events_round_trip_through_the_ledger(events: list[dict[str, Any]]) -> N
 
 
 @given(harvests())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 def test_canonical_form_is_a_fixed_point(d: dict[str, Any]) -> None:
     import orjson
 
