@@ -81,7 +81,7 @@ def test_dates_day_first_month_first_and_zones(
 def test_a_time_without_offset_and_no_zone_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r'has no UTC offset; add \[time\] zone = "America/Lima"'):
         _when("2025-06-14 14:30", ColumnMap(source="m.toml"))
-    with pytest.raises(ValueError, match="is not a date read as DMY"):
+    with pytest.raises(ValueError, match="14 is not a month: dates here are read day/month/year"):
         _when("06/14/2025", ColumnMap(zone="America/Lima"))
 
 
@@ -154,7 +154,7 @@ def test_every_problem_of_every_row_in_plain_words(db: Path, tmp_path: Path) -> 
     assert r.exit_code == 1
     assert [ln for ln in r.stderr.splitlines() if ln.startswith((str(p), "Error"))] == [
         f'{p}:2: column "Peso (kg)": "doce" is not a number',
-        f'{p}:3: column "Fecha": "31/02/2025" is not a date read as DMY',
+        f'{p}:3: column "Fecha": "31/02/2025": month 2 of 2025 has no day 31 (dates here are read day/month/year)',
         f'{p}:3: column "Peso (kg)": -3 is too small: it must be more than 0',
         f'{p}:4: column "Resultado": "Quizás" is not one of: accepted, rejected, hold',
         f'{p}:5: column "Latitud": latitude -95.1 is outside -90..90 (positions are [lon, lat])',
@@ -337,3 +337,61 @@ def test_suggest_map_month_first_when_the_dates_say_so(tmp_path: Path) -> None:
     p = write(tmp_path, "d.csv", "Fecha;Etapa;Lote;Resultado\n14/06/2025;Acopio;L1;En espera\n")
     cm, _, _ = suggest_map(p)
     assert cm.order == "DMY" and cm.values["result"] == {"En espera": "hold"}
+
+
+def test_one_month_first_date_never_flips_a_spanish_sheet(db: Path, tmp_path: Path) -> None:
+    text = (
+        "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n"
+        "02/06/2025;Cosecha;farm:X;M-1;P;PL;100\n"
+        "03/06/2025;Cosecha;farm:X;M-2;P;PL;100\n"
+        "06/13/2025;Cosecha;farm:X;M-3;P;PL;100\n"
+    )
+    p = write(tmp_path, "one_us_date.csv", text)
+    cm, _, comments = suggest_map(p)
+    assert cm.order == "DMY"
+    assert any("the sheet is in Spanish" in c for c in comments)
+    r = run(db, "import", str(p))
+    assert r.exit_code == 1
+    assert (
+        f'{p}:4: column "Fecha": "06/13/2025": 13 is not a month: dates here are read '
+        "day/month/year; set [time] order in the map if the sheet writes month first"
+    ) in r.stderr
+    assert r.stderr.count("is not a month") == 1 and count(db) == 0
+    # Without the odd row, 02/06/2025 is 2 June, as before.
+    p2 = write(tmp_path, "ok.csv", text.rsplit("06/13", 1)[0])
+    assert run(db, "import", str(p2)).exit_code == 0
+    ev = json.loads(run(db, "history", "M-1", "--json").output)["events"][0]
+    assert ev["time"] == "2025-06-02T00:00:00-05:00"
+
+
+def test_an_explicit_month_first_order_is_kept(db: Path, tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "us.csv",
+        "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n06/13/2025;Cosecha;farm:X;U-1;P;PL;100\n",
+    )
+    m = write(
+        tmp_path,
+        "m.toml",
+        '[columns]\n"Fecha" = "time"\n"Etapa" = "type"\n"Sitio" = "site"\n"Lote" = "lot"\n'
+        '"Productor" = "producer"\n"Parcela" = "plot.id"\n"Peso (kg)" = "kg"\n'
+        '[time]\nzone = "America/Lima"\norder = "MDY"\n',
+        "utf-8",
+    )
+    r = run(db, "import", str(p), "--map", str(m))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(run(db, "history", "U-1", "--json").output)["events"][0]
+    assert ev["time"] == "2025-06-13T00:00:00-05:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("31/02/2025", '"31/02/2025": month 2 of 2025 has no day 31 (dates here are read day/month/year)'),
+        ("2025-06-15 25:10", '"2025-06-15 25:10": 25:10 is not a time of day'),
+    ],
+)  # fmt: skip
+def test_an_impossible_date_says_why_in_words(text: str, words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        _when(text, ColumnMap(zone="America/Lima"))
+    assert str(exc.value) == words and "DMY" not in words

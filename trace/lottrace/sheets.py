@@ -223,6 +223,80 @@ def _native_fields() -> set[str]:
     return names - {"hash_id", "event", "context"}
 
 
+#: Words that make a header Spanish (plain form, see :func:`_plain`).
+_SPANISH_WORDS = frozenset(
+    [
+        "fecha",
+        "etapa",
+        "tipo",
+        "lote",
+        "lotes",
+        "productor",
+        "productora",
+        "socio",
+        "parcela",
+        "latitud",
+        "longitud",
+        "superficie",
+        "hectareas",
+        "altitud",
+        "altura",
+        "peso",
+        "kilos",
+        "kilogramos",
+        "humedad",
+        "resultado",
+        "origen",
+        "responsable",
+        "observaciones",
+        "observacion",
+        "obs",
+        "notas",
+        "nota",
+        "comentarios",
+        "sitio",
+        "lugar",
+        "ubicacion",
+        "variedad",
+        "proceso",
+        "codigo",
+        "cod",
+        "nro",
+        "acopio",
+        "catador",
+        "catadora",
+        "puntaje",
+        "taza",
+        "rendimiento",
+        "defectos",
+        "metodo",
+        "secado",
+        "motivo",
+        "sacos",
+        "nave",
+        "buque",
+        "destino",
+        "comprador",
+        "cliente",
+        "vehiculo",
+        "placa",
+        "hora",
+        "dictamen",
+        "descarte",
+        "contenedor",
+        "salida",
+        "calificacion",
+        "estado",
+        "bruto",
+        "neto",
+    ]
+)
+
+
+def _is_spanish(header: str) -> bool:
+    return bool(_SPANISH_WORDS & set(_plain(header).split()))
+
+
 def _recognise(header: str) -> str | None:
     """The field a header names, ``""`` to drop it, or None if it is not recognised."""
     raw = header.strip()
@@ -495,6 +569,9 @@ _DATE_TIME = re.compile(
 )
 
 
+_ORDER_WORDS = {"DMY": "day/month/year", "MDY": "month/day/year", "YMD": "year/month/day"}
+
+
 def _number_text(value: str, decimal_comma: bool) -> str:
     v = value.strip()
     if decimal_comma and _DECIMAL.fullmatch(v):
@@ -530,11 +607,26 @@ def _when(value: Any, cm: ColumnMap) -> str:
             hh += 12
         elif ampm == "am" and hh == 12:
             hh = 0
+        order = "YMD" if len(m.group(1)) == 4 else cm.order
+        words = _ORDER_WORDS[order]
+        if not 1 <= mo <= 12:
+            fix = (
+                ""
+                if order == "YMD"
+                else "; set [time] order in the map if the sheet writes "
+                + ("month first" if order == "DMY" else "day first")
+            )
+            raise ValueError(
+                f"{_show(text)}: {mo} is not a month: dates here are read {words}{fix}"
+            )
+        if not (0 <= hh <= 23 and 0 <= mm <= 59 and 0 <= ss <= 59):
+            raise ValueError(f"{_show(text)}: {hh}:{mm:02d} is not a time of day")
         try:
             dt = datetime(y, mo, d, hh, mm, ss)
         except ValueError:
-            order = "YMD" if len(m.group(1)) == 4 else cm.order
-            raise ValueError(f"{_show(text)} is not a date read as {order}") from None
+            raise ValueError(
+                f"{_show(text)}: month {mo} of {y} has no day {d} (dates here are read {words})"
+            ) from None
     if dt.tzinfo is None:
         if not cm.zone:
             raise ValueError(
@@ -785,7 +877,7 @@ def suggest_map(
                 cm.columns[col] = fld
         by_field = {f: i for i, f in enumerate(cm.columns.get(c, "") for c in sh.header)}
         seen: dict[str, dict[str, str]] = {}
-        dmy = mdy = False
+        dmy, mdy = False, ""
         for n, (_line, cells) in enumerate(sh.rows):
             if n >= 10_000:
                 break
@@ -815,12 +907,29 @@ def suggest_map(
                 m = _DATE_TIME.match(cells[i].strip())
                 if m and len(m.group(1)) < 4:
                     a, b = int(m.group(1)), int(m.group(2))
-                    dmy, mdy = dmy or a > 12, mdy or b > 12
+                    dmy = dmy or a > 12
+                    mdy = mdy or (cells[i].strip() if b > 12 else "")
         cm.values = seen
-        cm.order = "MDY" if mdy and not dmy else "DMY"
+        spanish = any(_is_spanish(col) for col in sh.header) or any(
+            _plain(raw) not in (kind, "ok", "on hold")
+            for fld in ("type", "result")
+            for raw, kind in seen.get(fld, {}).items()
+        )
+        # The order is decided once, for the whole sheet: a Spanish sheet is
+        # day-first whatever its dates say (a date impossible that way is an
+        # error on its own line, never a reason to re-read the others).
+        if spanish:
+            cm.order = "DMY"
+            why = "day/month/year: the sheet is in Spanish, and Peru writes 02/06/2025 for 2 June"
+        elif mdy and not dmy:
+            cm.order = "MDY"
+            why = f"month/day/year: the sheet is in English and {mdy} is written month first"
+        else:
+            cm.order = "DMY"
+            why = "day/month/year"
         comments.append(
-            "times without an offset are read in [time] zone; dates as [time] order "
-            f"({'month-first dates were seen' if cm.order == 'MDY' else 'day-first, as written in Peru'})"
+            f"times without an offset are read in [time] zone; dates as [time] order, here {why}"
+            '; set order = "MDY" or "DMY" if that is wrong'
         )
         comments = list(dict.fromkeys(comments))
         comments.append('add the sites per event type, e.g. [defaults.harvest] site = "farm:XXX"')
