@@ -50,6 +50,12 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "cp1252") -> Pat
         ("Humedad (%)", "moisture_pct"), ("Resultado", "result"), ("Lotes de origen", "inputs"),
         ("Responsable", "actor"), ("Observaciones", "note"), ("moisture_pct", "moisture_pct"),
         ("plot.id", "plot.id"), ("  lote  ", "lot"),
+        ("Cód. Lote", "lot"), ("Cod. Lote", "lot"), ("Código de lote", "lot"), ("N° Lote", "lot"),
+        ("Nº Lote", "lot"), ("No. Lote", "lot"), ("Nro. Lote", "lot"), ("Etapa / Proceso", "type"),
+        ("Resultado QC", "result"), ("Lote(s) origen", "inputs"), ("Lote origen", "inputs"),
+        ("Hum. %", "moisture_pct"), ("% Humedad", "moisture_pct"), ("HUMEDAD %", "moisture_pct"),
+        ("Fecha de acopio", "time"), ("Obs.", "note"), ("Obs", "note"), ("Peso Neto (Kg)", "kg"),
+        ("Centro de acopio", "site"), ("Fecha/Hora", "time"),
     ],
 )  # fmt: skip
 def test_headers_as_cooperatives_write_them(header: str, field: str) -> None:
@@ -136,7 +142,7 @@ def test_unknown_columns_fail_once_with_the_nearest_field(db: Path, tmp_path: Pa
     assert r.stderr.count("\n") == 1
     assert 'unknown columns "moisture_pc" (did you mean moisture_pct?)' in r.stderr
     out = run(db, "import", str(p), "--suggest-map").stdout
-    assert '# column "moisture_pc" is not recognised (did you mean moisture_pct?)' in out
+    assert '# "moisture_pc" = "moisture_pct"    # not recognised; nearest field moisture_pct' in out
     load_map(write(tmp_path, "m.toml", out, "utf-8"))  # still a valid map
 
 
@@ -395,3 +401,46 @@ def test_an_impossible_date_says_why_in_words(text: str, words: str) -> None:
     with pytest.raises(ValueError) as exc:
         _when(text, ColumnMap(zone="America/Lima"))
     assert str(exc.value) == words and "DMY" not in words
+
+
+def test_suggest_map_never_drops_a_column_it_does_not_know(db: Path, tmp_path: Path) -> None:
+    text = (
+        "Fecha;Etapa / Proceso;Cód. Lote;Productor;Parcela;Peso (kg);Peso bruto (kg);Código socio\n"
+        "02/06/2025;Cosecha;L-1;Ana;P1;100;104;S-7\n"
+    )
+    p = write(tmp_path, "s.csv", text)
+    r = run(db, "import", str(p), "--suggest-map")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert '"Etapa / Proceso" = "type"' in out and '"Cód. Lote" = "lot"' in out
+    # Not recognised: a commented line with the nearest field, never "" (dropped).
+    assert '# "Peso bruto (kg)" = "kg"    # not recognised; nearest field kg' in out
+    assert '# "Código socio" = "producer"    # not recognised; nearest field producer' in out
+    assert '= ""' not in out
+    assert 'left for you to map (commented out in the map): "Peso bruto (kg)"' in r.stderr
+    assert '"Código socio"' in r.stderr
+    m = write(tmp_path, "m.toml", out + '\n[defaults.harvest]\nsite = "farm:X"\n', "utf-8")
+    cm = load_map(m)
+    assert "Peso bruto (kg)" not in cm.columns
+    # The import through that map refuses the open columns once, as without a map.
+    for args in (["--map", str(m)], []):
+        r = run(db, "import", str(p), *args)
+        assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert '"Peso bruto (kg)"' in r.stderr and '"Código socio"' in r.stderr
+    assert count(db) == 0
+
+
+def test_suggest_map_keeps_one_column_per_field(db: Path, tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "dup2.csv",
+        "Etapa;Fecha;Sitio;Lote;Kilos;Peso neto;Productor;Parcela\n"
+        "Cosecha;02/06/2025;farm:X;DUP-1;1.050;1.020,5;P1;PL1\n",
+    )
+    cm, unknown, _ = suggest_map(p)
+    assert cm.columns["Kilos"] == "kg" and "Peso neto" not in cm.columns
+    assert unknown == ["Peso neto"]
+    r = run(db, "import", str(p))
+    assert r.exit_code == 1 and count(db) == 0
+    assert '"Peso neto" also kg, like "Kilos"' in r.stderr
+    assert len(r.stderr.splitlines()) == 1

@@ -76,6 +76,8 @@ class ColumnMap:
     order: str = "DMY"
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "the suggested map"
+    #: suggested only: columns left for the user to decide -> (nearest field or "", why)
+    unresolved: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- names
@@ -144,7 +146,30 @@ HEADERS: dict[str, str] = {
     "hacia": "to_site", "to site": "to_site", "desde": "from_site", "from site": "from_site",
     "vehiculo": "vehicle", "placa": "vehicle", "vehicle": "vehicle", "truck": "vehicle",
     "productora": "women_producer", "women producer": "women_producer",
+    "etapa proceso": "type", "etapa del proceso": "type", "tipo de evento": "type",
+    "tipo de registro": "type",
+    "resultado qc": "result", "resultado de qc": "result", "resultado control": "result",
+    "resultado de control": "result", "resultado control calidad": "result",
+    "resultado de control de calidad": "result", "resultado calidad": "result",
+    "lote origen": "inputs", "lotes de procedencia": "inputs", "lote de procedencia": "inputs",
+    "fecha de acopio": "time", "fecha acopio": "time", "fecha de cosecha": "time",
+    "fecha de registro": "time", "fecha de recepcion": "time", "fecha de ingreso": "time",
+    "centro de acopio": "site", "centro acopio": "site", "punto de acopio": "site",
+    "observaciones generales": "note",
+    "humedad porcentaje": "moisture_pct", "porcentaje de humedad": "moisture_pct",
 }  # fmt: skip
+
+#: Abbreviations as cooperatives write them (plain form) -> the word.
+_ABBREVIATIONS = {
+    "cod": "codigo", "cdgo": "codigo", "hum": "humedad", "obs": "observaciones",
+    "observ": "observaciones", "resp": "responsable", "prod": "productor", "var": "variedad",
+    "lat": "latitud", "long": "longitud", "lon": "longitud", "alt": "altitud", "kgs": "kg",
+    "qc": "qc", "ctrl": "control", "cc": "control calidad",
+}  # fmt: skip
+#: Words that hint at a field without naming it surely (only ever a suggestion).
+_NEAR_WORDS = {"calificacion": "result", "estado": "result", "bruto": "kg", "grade": "result"}
+#: A number sign before a name: ``N° Lote``, ``Nº Lote``, ``No. Lote``, ``Nro. Lote``.
+_NUMBER_WORDS = frozenset({"n", "no", "nro", "num", "numero", "nr", "number", "nb"})
 
 #: Values as written in a sheet (plain form) -> lottrace value, per field.
 VALUES: dict[str, dict[str, str]] = {
@@ -297,12 +322,24 @@ def _is_spanish(header: str) -> bool:
     return bool(_SPANISH_WORDS & set(_plain(header).split()))
 
 
+def _forms(header: str) -> list[str]:
+    """A header's plain forms, most literal first: as written, abbreviations spelt out, no "de"."""
+    plain = _plain(header)
+    words = [w for t in plain.split() for w in _ABBREVIATIONS.get(t, t).split()]
+    if len(words) > 1 and words[0] in _NUMBER_WORDS:
+        words = words[1:]  # N° Lote -> lote
+    spelt = " ".join(words)
+    bare = " ".join(w for w in words if w not in ("de", "del", "la", "el", "los", "las", "of"))
+    return list(dict.fromkeys([plain, spelt, bare]))
+
+
 def _recognise(header: str) -> str | None:
     """The field a header names, ``""`` to drop it, or None if it is not recognised."""
     raw = header.strip()
     plain = _plain(raw)
-    if plain in HEADERS:
-        return HEADERS[plain]
+    for form in _forms(raw):
+        if form in HEADERS:
+            return HEADERS[form]
     if raw.lower() in _native_fields():
         return raw.lower()
     unit = re.search(r"[\(\[]\s*(kg|ha|%|msnm|m)\s*[\)\]]", raw.lower())
@@ -313,7 +350,13 @@ def _recognise(header: str) -> str | None:
 
 def _nearest(header: str) -> str | None:
     """The field whose name (or a known header for it) is nearest ``header``, by difflib."""
-    plain = _plain(header)
+    forms = _forms(header)
+    # A word of the header that names a field says more than spelling does:
+    # "Código socio" is nearest producer (socio), "Peso bruto" nearest kg.
+    for word in forms[-1].split():
+        if HEADERS.get(word) or word in _NEAR_WORDS:
+            return HEADERS.get(word) or _NEAR_WORDS[word]
+    plain = forms[-1]
     candidates = {f: f for f in _native_fields()} | {k: v for k, v in HEADERS.items() if v}
     close = difflib.get_close_matches(plain, list(candidates), n=1, cutoff=0.6)
     if not close:
@@ -435,6 +478,13 @@ def map_to_toml(cm: ColumnMap, comments: Sequence[str] = ()) -> str:
     lines = [f"# {c}" for c in comments]
     lines.append("[columns]")
     lines += [f"{_q(col)} = {_q(fld)}" for col, fld in cm.columns.items()]
+    if cm.unresolved:
+        lines.append(
+            "# not mapped yet (an import refuses these columns until this map names them):"
+        )
+        lines += [
+            f"# {_q(col)} = {_q(near)}    # {why}" for col, (near, why) in cm.unresolved.items()
+        ]
     for fld, table in cm.values.items():
         lines += ["", f"[values.{fld}]"]
         lines += [f"{_q(k)} = {_q(v)}" for k, v in table.items()]
@@ -860,21 +910,33 @@ def suggest_map(
         comments = [
             f"lottrace column map for {Path(path).name} (lottrace import FILE --map THIS.toml)"
         ]
+        given: dict[str, str] = {}  # field -> the column that gives it
         for col in sh.header:
             if not col:
                 continue
             fld = _recognise(col)
             if fld is None:
+                # Never dropped silently: a commented line the user decides on,
+                # and a column an import refuses until the map names it.
                 unknown.append(col)
                 near = _nearest(col)
-                comments.append(
-                    f'column "{col}" is not recognised'
-                    + (f" (did you mean {near}?)" if near else "")
-                    + f'; write "{col}" = "FIELD" under [columns], or "" to drop it'
+                cm.unresolved[col] = (
+                    near or "",
+                    "not recognised"
+                    + (f"; nearest field {near}" if near else "")
+                    + ': give its field, or "" to drop the column',
                 )
-                cm.columns[col] = ""
+            elif fld and fld in given:
+                unknown.append(col)
+                cm.unresolved[col] = (
+                    fld,
+                    f'also {fld}, like "{given[fld]}": one column per field; '
+                    'map one of them, "" drops the other',
+                )
             else:
                 cm.columns[col] = fld
+                if fld:
+                    given[fld] = col
         by_field = {f: i for i, f in enumerate(cm.columns.get(c, "") for c in sh.header)}
         seen: dict[str, dict[str, str]] = {}
         dmy, mdy = False, ""
@@ -944,10 +1006,21 @@ def suggested_toml(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    on_note: Note | None = None,
 ) -> str:
-    """:func:`suggest_map`'s map for ``path`` as TOML, what it could not map in comments."""
+    """:func:`suggest_map`'s map for ``path`` as TOML, what it could not map in comments.
+
+    ``on_note`` is told, once, the columns left as comments for the user to decide.
+    """
     cm, _unknown, comments = suggest_map(path, encoding=encoding, delimiter=delimiter, sheet=sheet)
+    if on_note is not None and cm.unresolved:
+        on_note(f"{path}: left for you to map (commented out in the map): {_unresolved(cm)}")
     return map_to_toml(cm, comments)
+
+
+def _unresolved(cm: ColumnMap) -> str:
+    """The columns a suggested map left open, each with why, on one line."""
+    return "; ".join(f'"{col}" {why.split(":")[0]}' for col, (_n, why) in cm.unresolved.items())
 
 
 def _sheet_kind(path: Path) -> str:
@@ -1012,9 +1085,13 @@ def iter_import(
             cm, unknown, comments = suggest_map(
                 path, encoding=encoding, delimiter=delimiter, sheet=sheet
             )
-            if unknown:
+            dups = [c for c in unknown if cm.unresolved.get(c, ("", ""))[1].startswith("also ")]
+            unknown = [c for c in unknown if c not in dups]
+            if unknown or dups:
+                what = [f"unknown columns {_named(unknown)}"] if unknown else []
+                what += [f'"{c}" {cm.unresolved[c][1].split(":")[0]}' for c in dups]
                 raise InvalidInput(
-                    f"{path}: unknown columns {_named(unknown)}; lottrace import {path.name} "
+                    f"{path}: {'; '.join(what)}; lottrace import {path.name} "
                     "--suggest-map "
                     "> map.toml writes a map to edit, then --map map.toml"
                 )
