@@ -444,3 +444,61 @@ def test_suggest_map_keeps_one_column_per_field(db: Path, tmp_path: Path) -> Non
     assert r.exit_code == 1 and count(db) == 0
     assert '"Peso neto" also kg, like "Kilos"' in r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+HEAD = "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg);Resultado\n"
+ROWS = "".join(f"0{d}/06/2025;Cosecha;farm:X;L-{d};Ana;P1;100;\n" for d in range(1, 8))
+MAP = (
+    '[columns]\n"Fecha" = "time"\n"Etapa" = "type"\n"Sitio" = "site"\n"Lote" = "lot"\n'
+    '"Productor" = "producer"\n"Parcela" = "plot.id"\n"Peso (kg)" = "kg"\n"Resultado" = "result"\n'
+    '[time]\nzone = "America/Lima"\n'
+)
+
+
+def test_every_wrong_name_and_value_of_a_map_at_once(db: Path, tmp_path: Path) -> None:
+    toml = (
+        MAP.replace('"kg"', '"kgs"').replace('"producer"', '"productor"')
+        + '[values.result]\n"Aceptado" = "acepted"\n"Observado" = "hold"\n'
+        + '[defaults.harvest]\nsitio = "farm:X"\n'
+    )
+    m = write(tmp_path, "m.toml", toml, "utf-8")
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr == (
+        f"Error: {m}: [columns] \"Productor\": 'productor' is not a lottrace field (did you mean producer?); "
+        "[columns] \"Peso (kg)\": 'kgs' is not a lottrace field (did you mean kg?); "
+        "[values.result] \"Aceptado\": 'acepted' is not a result lottrace knows "
+        "(accepted, rejected, hold; did you mean accepted?); "
+        "[defaults.harvest] sitio: 'sitio' is not a lottrace field (did you mean site?)\n"
+    )
+
+
+def test_two_columns_mapped_to_one_field_are_refused_naming_both(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP.replace('"Sitio" = "site"', '"Sitio" = "kg"'), "utf-8")
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    assert r.stderr == (
+        f'Error: {m}: [columns] "Sitio" and "Peso (kg)" both give kg: map one of them, '
+        '"" drops the other\n'
+    )
+
+
+def test_a_column_the_map_needs_and_the_file_lacks_is_said_once(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP, "utf-8")
+    p = write(tmp_path, "s.csv", (HEAD + ROWS).replace(";Peso (kg)", "").replace(";100;", ";"))
+    r = run(db, "import", str(p), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    said = [ln for ln in r.stderr.splitlines() if '"kg" is required' in ln]
+    assert said == [
+        f'Error: {p}:2: "kg" is required for harvest: {m} maps the column "Peso (kg)" to kg, '
+        "and the file has no such column (said once for all the rows like this)"
+    ]
+
+
+def test_no_stage_column_is_said_once_naming_the_map(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP.replace('"Etapa" = "type"', '"Etapa" = ""'), "utf-8")
+    m.write_text(m.read_text() + '[defaults.harvest]\nsite = "farm:X"\n')
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    assert r.stderr.count("no stage") == 1
+    assert f'no stage: {m} maps no column of the file to "type"' in r.stderr

@@ -33,6 +33,7 @@ import difflib
 import io
 import re
 import tomllib
+import typing
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -412,6 +413,7 @@ def load_map(path: str | Path) -> ColumnMap:
         )
     fields = _native_fields()
     cm = ColumnMap(source=name)
+    problems: list[str] = []  # every wrong name or value of the map, said at once
     columns = data.get("columns", {})
     if not isinstance(columns, dict) or not columns:
         raise bad("[columns]", "missing: a map names the file's columns")
@@ -421,16 +423,30 @@ def load_map(path: str | Path) -> ColumnMap:
         if fld and fld not in fields:
             hint = difflib.get_close_matches(fld, sorted(fields), n=1)
             dym = f" (did you mean {hint[0]}?)" if hint else ""
-            raise bad(f'[columns] "{col}"', f"{fld!r} is not a lottrace field{dym}")
+            problems.append(f'[columns] "{col}": {fld!r} is not a lottrace field{dym}')
+        elif fld and (other := next((c for c, f in cm.columns.items() if f == fld), None)):
+            problems.append(
+                f'[columns] "{other}" and "{col}" both give {fld}: map one of them, "" drops the other'
+            )
         cm.columns[col] = fld
     values = data.get("values", {})
     if not isinstance(values, dict):
         raise bad("[values]", "give one table per field, e.g. [values.result]")
     for fld, table in values.items():
         if fld not in fields:
-            raise bad(f"[values.{fld}]", f"{fld!r} is not a lottrace field")
+            problems.append(f"[values.{fld}]: {fld!r} is not a lottrace field")
+            continue
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
             raise bad(f"[values.{fld}]", 'give "as written" = "lottrace value" pairs')
+        choices = _choices(fld)
+        for k, v in table.items():
+            if choices and v not in choices and not (fld == "type" and _stage(v)):
+                hint = difflib.get_close_matches(v, choices, n=1)
+                dym = f"; did you mean {hint[0]}?" if hint else ""
+                problems.append(
+                    f'[values.{fld}] "{k}": {v!r} is not a {fld} lottrace knows '
+                    f"({', '.join(choices)}{dym})"
+                )
         cm.values[fld] = {_value_key(k): v for k, v in table.items()}
     t = data.get("time", {})
     if not isinstance(t, dict):
@@ -462,9 +478,33 @@ def load_map(path: str | Path) -> ColumnMap:
             raise bad(f"[defaults.{kind}]", "give field = value pairs")
         for fld in table:
             if fld not in fields:
-                raise bad(f"[defaults.{kind}] {fld}", f"{fld!r} is not a lottrace field")
+                hint = difflib.get_close_matches(fld, sorted(fields), n=1)
+                dym = f" (did you mean {hint[0]}?)" if hint else ""
+                problems.append(f"[defaults.{kind}] {fld}: {fld!r} is not a lottrace field{dym}")
         cm.defaults[real] = dict(table)
+    if problems:
+        raise InvalidInput(f"{name}: " + "; ".join(problems))
     return cm
+
+
+def _choices(fld: str) -> tuple[str, ...]:
+    """The values a field may take (a Literal in the event models), or () if any."""
+    if fld == "type":
+        return tuple(EVENT_MODELS)
+
+    def literal(ann: Any) -> tuple[str, ...]:
+        if typing.get_origin(ann) is typing.Literal:
+            return tuple(str(a) for a in typing.get_args(ann))
+        for arg in typing.get_args(ann):
+            if found := literal(arg):
+                return found
+        return ()
+
+    for model in EVENT_MODELS.values():
+        info = model.model_fields.get(fld)
+        if info is not None and (found := literal(info.annotation)):
+            return found
+    return ()
 
 
 def _q(text: str) -> str:
@@ -848,16 +888,41 @@ class _Row:
                 return i
         return None
 
-    def event(self) -> tuple[EventBase | WholeInputs | None, list[str]]:
-        """The row's event (or its whole-input form), and every problem in words."""
+    def event(
+        self, lacking: dict[str, str] | None = None
+    ) -> tuple[EventBase | WholeInputs | None, list[str], list[str]]:
+        """The row's event (or its whole-input form), its problems, and the map's, in words.
+
+        The map's problems (no column gives a required field, ``lacking``:
+        a field -> the column the map names for it that the file lacks) are
+        the same on every row: the caller says each of them once.
+        """
+        lacking = lacking or {}
         out: list[tuple[int, str]] = list(self.problems)
+        of_map: list[str] = []
         rec = self.record
         checked = rec
         if self.whole:
             checked = {**rec, "inputs": [{"kg": 1, **i} for i in rec["inputs"]]}
         ev: EventBase | None = None
-        if "type" not in rec and not any(i == self.origin.get("type") for i, _ in out):
-            out.append((-1, 'no stage: the map gives no "type" column, and the row has none'))
+        stage_cols = [
+            c for c, f in self.cm.columns.items() if f == "type" and c not in lacking.values()
+        ]
+        if (
+            "type" not in rec
+            and stage_cols
+            and not any(i == self.origin.get("type") for i, _ in out)
+        ):
+            out.append((-1, f'no stage: the "{stage_cols[0]}" cell is empty'))
+        elif "type" not in rec and not any(i == self.origin.get("type") for i, _ in out):
+            of_map.append(
+                f'no stage: {self.cm.source} maps no column of the file to "type"'
+                + (
+                    f' (its column "{lacking["type"]}" is not in the file)'
+                    if "type" in lacking
+                    else ' (map the stage column to "type")'
+                )
+            )
         elif "type" in rec:
             try:
                 ev = parse_event(checked, where=self.where())
@@ -867,12 +932,16 @@ class _Row:
                         continue  # already said of that cell
                     if words == "is required" and fld not in self.origin:
                         kind = rec.get("type")
-                        out.append(
-                            (
-                                -2,
-                                f'"{fld}" is required for {kind}: no column gives it '
-                                f"(add a column, or {fld} = ... under [defaults.{kind}] in {self.cm.source})",
-                            )
+                        top = fld.split(".")[0]
+                        col = lacking.get(fld) or next(
+                            (c for f, c in lacking.items() if f.split(".")[0] == top), None
+                        )
+                        of_map.append(
+                            f'"{fld}" is required for {kind}: {self.cm.source} maps the column '
+                            f'"{col}" to {fld}, and the file has no such column'
+                            if col
+                            else f'"{fld}" is required for {kind}: no column gives it '
+                            f"(add a column, or {fld} = ... under [defaults.{kind}] in {self.cm.source})"
                         )
                     elif (i := self._origin_of(fld)) is not None:
                         out.append((i, words))
@@ -881,11 +950,11 @@ class _Row:
         texts = []
         for i, words in sorted(out, key=lambda p: p[0] if p[0] >= 0 else 10_000):
             texts.append(f"{self.column(i)}: {words}" if i >= 0 else words)
-        if texts or ev is None:
-            return None, texts
+        if texts or of_map or ev is None:
+            return None, texts, of_map
         if self.whole:
-            return WholeInputs(rec, tuple(self.whole)), []
-        return ev, []
+            return WholeInputs(rec, tuple(self.whole)), [], []
+        return ev, [], []
 
 
 def suggest_map(
@@ -1136,6 +1205,8 @@ def _mapped(
                 f"{path}: {cm.source} names columns the file lacks: "
                 + ", ".join(f'"{c}"' for c in missing)
             )
+        lacking = {cm.columns[c]: c for c in missing if cm.columns[c]}
+        said: set[str] = set()  # the map's problems, each said once
         for line, cells in sh.rows:
             if not any(c not in (None, "") and str(c).strip() for c in cells):
                 continue
@@ -1144,8 +1215,12 @@ def _mapped(
                 row.record["type"] = resolve_type(default_type)
                 for k, v in cm.defaults.get(row.record["type"], {}).items():
                     row.record.setdefault(k, v)
-            ev, problems = row.event()
-            if problems:
+            ev, problems, of_map = row.event(lacking)
+            for words in of_map:
+                if words not in said:
+                    said.add(words)
+                    problems.append(words + " (said once for all the rows like this)")
+            if problems or of_map:
                 for words in problems:
                     exc = InvalidEvent(words, where=row.where())
                     if on_error is None:
