@@ -502,3 +502,33 @@ def test_no_stage_column_is_said_once_naming_the_map(db: Path, tmp_path: Path) -
     assert r.exit_code == 1 and count(db) == 0
     assert r.stderr.count("no stage") == 1
     assert f'no stage: {m} maps no column of the file to "type"' in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("cell", "kg"),
+    [("1 020,5", 1020.5), ("1\u00a0020,5", 1020.5), ("1\u202f020,5", 1020.5), ("12 345", 12345.0),
+     ("1.020,5", 1020.5), ("1020,5", 1020.5)],
+)  # fmt: skip
+def test_spaced_thousands_read_as_numbers(db: Path, tmp_path: Path, cell: str, kg: float) -> None:
+    text = f"Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n02/06/2025;Cosecha;farm:X;N-1;P;PL;{cell}\n"
+    r = run(db, "import", str(write(tmp_path, "n.csv", text, "utf-8")))
+    assert r.exit_code == 0, r.output
+    assert json.loads(run(db, "history", "N-1", "--json").output)["events"][0]["kg"] == kg
+
+
+def test_a_percent_sign_in_a_percent_column_and_units_named(db: Path, tmp_path: Path) -> None:
+    head = "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n02/06/2025;Cosecha;farm:X;N-1;P;PL;100\n"
+    qc = "Fecha;Etapa;Sitio;Lote;Peso (kg);Humedad (%);Resultado\n"
+    p = write(tmp_path, "h.csv", head)
+    assert run(db, "import", str(p)).exit_code == 0
+    q = write(tmp_path, "q.csv", qc + "03/06/2025;Acopio;gatherer:X;N-1;100;11,5 %;Aceptado\n")
+    r = run(db, "import", str(q))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(run(db, "history", "N-1", "--json").output)["events"][-1]
+    assert ev["moisture_pct"] == 11.5
+    bad = write(tmp_path, "b.csv", qc + "04/06/2025;Acopio;gatherer:X;N-1;530 kg;1.1,5;Aceptado\n")
+    r = run(db, "import", str(bad))
+    assert r.exit_code == 1
+    assert '"530 kg" is not a number; write the number alone, without its unit' in r.stderr
+    assert '"1.1,5" is not a number; write decimals with a comma or a dot, not both' in r.stderr
+    assert r.stderr.count("not both") == 1

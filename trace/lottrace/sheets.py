@@ -662,8 +662,15 @@ _DATE_TIME = re.compile(
 _ORDER_WORDS = {"DMY": "day/month/year", "MDY": "month/day/year", "YMD": "year/month/day"}
 
 
+#: Thousands grouped with spaces, as lottrace prints Spanish numbers: ``1 020,5``
+#: (a space, a no-break space or a narrow no-break space between groups).
+_SPACED = re.compile(r"[+-]?\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?")
+
+
 def _number_text(value: str, decimal_comma: bool) -> str:
     v = value.strip()
+    if _SPACED.fullmatch(v):  # with spaced groups, a comma or a dot can only be the decimals
+        return re.sub(r"[ \u00a0\u202f]", "", v).replace(",", ".")
     if decimal_comma and _DECIMAL.fullmatch(v):
         return v.replace(".", "").replace(",", ".")
     return v
@@ -844,11 +851,19 @@ class _Row:
         if fld.rsplit(".", 1)[-1] in numbers:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return value
-            text = _number_text(str(value), dc)
+            raw = str(value).strip()
+            if fld.endswith("_pct") and raw.endswith("%"):
+                raw = raw[:-1].rstrip()  # 11,5 % in a percent column is 11.5
+            text = _number_text(raw, dc)
             try:
                 float(text)
             except ValueError:
-                hint = "; write decimals with a comma or a dot, not both" if "," in text else ""
+                if "," in raw and "." in raw:
+                    hint = "; write decimals with a comma or a dot, not both"
+                elif re.fullmatch(r"[+-]?[\d.,\s\u00a0\u202f]*\d\s*[^\d\s.,]+\.?", raw):
+                    hint = "; write the number alone, without its unit"
+                else:
+                    hint = ""
                 raise ValueError(f"{_show(str(value))} is not a number{hint}") from None
             return text
         if fld == "inputs":
