@@ -50,6 +50,12 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "cp1252") -> Pat
         ("Humedad (%)", "moisture_pct"), ("Resultado", "result"), ("Lotes de origen", "inputs"),
         ("Responsable", "actor"), ("Observaciones", "note"), ("moisture_pct", "moisture_pct"),
         ("plot.id", "plot.id"), ("  lote  ", "lot"),
+        ("Cód. Lote", "lot"), ("Cod. Lote", "lot"), ("Código de lote", "lot"), ("N° Lote", "lot"),
+        ("Nº Lote", "lot"), ("No. Lote", "lot"), ("Nro. Lote", "lot"), ("Etapa / Proceso", "type"),
+        ("Resultado QC", "result"), ("Lote(s) origen", "inputs"), ("Lote origen", "inputs"),
+        ("Hum. %", "moisture_pct"), ("% Humedad", "moisture_pct"), ("HUMEDAD %", "moisture_pct"),
+        ("Fecha de acopio", "time"), ("Obs.", "note"), ("Obs", "note"), ("Peso Neto (Kg)", "kg"),
+        ("Centro de acopio", "site"), ("Fecha/Hora", "time"),
     ],
 )  # fmt: skip
 def test_headers_as_cooperatives_write_them(header: str, field: str) -> None:
@@ -81,7 +87,7 @@ def test_dates_day_first_month_first_and_zones(
 def test_a_time_without_offset_and_no_zone_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match=r'has no UTC offset; add \[time\] zone = "America/Lima"'):
         _when("2025-06-14 14:30", ColumnMap(source="m.toml"))
-    with pytest.raises(ValueError, match="is not a date read as DMY"):
+    with pytest.raises(ValueError, match="14 is not a month: dates here are read day/month/year"):
         _when("06/14/2025", ColumnMap(zone="America/Lima"))
 
 
@@ -136,7 +142,7 @@ def test_unknown_columns_fail_once_with_the_nearest_field(db: Path, tmp_path: Pa
     assert r.stderr.count("\n") == 1
     assert 'unknown columns "moisture_pc" (did you mean moisture_pct?)' in r.stderr
     out = run(db, "import", str(p), "--suggest-map").stdout
-    assert '# column "moisture_pc" is not recognised (did you mean moisture_pct?)' in out
+    assert '# "moisture_pc" = "moisture_pct"    # not recognised; nearest field moisture_pct' in out
     load_map(write(tmp_path, "m.toml", out, "utf-8"))  # still a valid map
 
 
@@ -154,7 +160,7 @@ def test_every_problem_of_every_row_in_plain_words(db: Path, tmp_path: Path) -> 
     assert r.exit_code == 1
     assert [ln for ln in r.stderr.splitlines() if ln.startswith((str(p), "Error"))] == [
         f'{p}:2: column "Peso (kg)": "doce" is not a number',
-        f'{p}:3: column "Fecha": "31/02/2025" is not a date read as DMY',
+        f'{p}:3: column "Fecha": "31/02/2025": month 2 of 2025 has no day 31 (dates here are read day/month/year)',
         f'{p}:3: column "Peso (kg)": -3 is too small: it must be more than 0',
         f'{p}:4: column "Resultado": "Quizás" is not one of: accepted, rejected, hold',
         f'{p}:5: column "Latitud": latitude -95.1 is outside -90..90 (positions are [lon, lat])',
@@ -337,3 +343,192 @@ def test_suggest_map_month_first_when_the_dates_say_so(tmp_path: Path) -> None:
     p = write(tmp_path, "d.csv", "Fecha;Etapa;Lote;Resultado\n14/06/2025;Acopio;L1;En espera\n")
     cm, _, _ = suggest_map(p)
     assert cm.order == "DMY" and cm.values["result"] == {"En espera": "hold"}
+
+
+def test_one_month_first_date_never_flips_a_spanish_sheet(db: Path, tmp_path: Path) -> None:
+    text = (
+        "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n"
+        "02/06/2025;Cosecha;farm:X;M-1;P;PL;100\n"
+        "03/06/2025;Cosecha;farm:X;M-2;P;PL;100\n"
+        "06/13/2025;Cosecha;farm:X;M-3;P;PL;100\n"
+    )
+    p = write(tmp_path, "one_us_date.csv", text)
+    cm, _, comments = suggest_map(p)
+    assert cm.order == "DMY"
+    assert any("the sheet is in Spanish" in c for c in comments)
+    r = run(db, "import", str(p))
+    assert r.exit_code == 1
+    assert (
+        f'{p}:4: column "Fecha": "06/13/2025": 13 is not a month: dates here are read '
+        "day/month/year; set [time] order in the map if the sheet writes month first"
+    ) in r.stderr
+    assert r.stderr.count("is not a month") == 1 and count(db) == 0
+    # Without the odd row, 02/06/2025 is 2 June, as before.
+    p2 = write(tmp_path, "ok.csv", text.rsplit("06/13", 1)[0])
+    assert run(db, "import", str(p2)).exit_code == 0
+    ev = json.loads(run(db, "history", "M-1", "--json").output)["events"][0]
+    assert ev["time"] == "2025-06-02T00:00:00-05:00"
+
+
+def test_an_explicit_month_first_order_is_kept(db: Path, tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "us.csv",
+        "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n06/13/2025;Cosecha;farm:X;U-1;P;PL;100\n",
+    )
+    m = write(
+        tmp_path,
+        "m.toml",
+        '[columns]\n"Fecha" = "time"\n"Etapa" = "type"\n"Sitio" = "site"\n"Lote" = "lot"\n'
+        '"Productor" = "producer"\n"Parcela" = "plot.id"\n"Peso (kg)" = "kg"\n'
+        '[time]\nzone = "America/Lima"\norder = "MDY"\n',
+        "utf-8",
+    )
+    r = run(db, "import", str(p), "--map", str(m))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(run(db, "history", "U-1", "--json").output)["events"][0]
+    assert ev["time"] == "2025-06-13T00:00:00-05:00"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("31/02/2025", '"31/02/2025": month 2 of 2025 has no day 31 (dates here are read day/month/year)'),
+        ("2025-06-15 25:10", '"2025-06-15 25:10": 25:10 is not a time of day'),
+    ],
+)  # fmt: skip
+def test_an_impossible_date_says_why_in_words(text: str, words: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        _when(text, ColumnMap(zone="America/Lima"))
+    assert str(exc.value) == words and "DMY" not in words
+
+
+def test_suggest_map_never_drops_a_column_it_does_not_know(db: Path, tmp_path: Path) -> None:
+    text = (
+        "Fecha;Etapa / Proceso;Cód. Lote;Productor;Parcela;Peso (kg);Peso bruto (kg);Código socio\n"
+        "02/06/2025;Cosecha;L-1;Ana;P1;100;104;S-7\n"
+    )
+    p = write(tmp_path, "s.csv", text)
+    r = run(db, "import", str(p), "--suggest-map")
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert '"Etapa / Proceso" = "type"' in out and '"Cód. Lote" = "lot"' in out
+    # Not recognised: a commented line with the nearest field, never "" (dropped).
+    assert '# "Peso bruto (kg)" = "kg"    # not recognised; nearest field kg' in out
+    assert '# "Código socio" = "producer"    # not recognised; nearest field producer' in out
+    assert '= ""' not in out
+    assert 'left for you to map (commented out in the map): "Peso bruto (kg)"' in r.stderr
+    assert '"Código socio"' in r.stderr
+    m = write(tmp_path, "m.toml", out + '\n[defaults.harvest]\nsite = "farm:X"\n', "utf-8")
+    cm = load_map(m)
+    assert "Peso bruto (kg)" not in cm.columns
+    # The import through that map refuses the open columns once, as without a map.
+    for args in (["--map", str(m)], []):
+        r = run(db, "import", str(p), *args)
+        assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert '"Peso bruto (kg)"' in r.stderr and '"Código socio"' in r.stderr
+    assert count(db) == 0
+
+
+def test_suggest_map_keeps_one_column_per_field(db: Path, tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "dup2.csv",
+        "Etapa;Fecha;Sitio;Lote;Kilos;Peso neto;Productor;Parcela\n"
+        "Cosecha;02/06/2025;farm:X;DUP-1;1.050;1.020,5;P1;PL1\n",
+    )
+    cm, unknown, _ = suggest_map(p)
+    assert cm.columns["Kilos"] == "kg" and "Peso neto" not in cm.columns
+    assert unknown == ["Peso neto"]
+    r = run(db, "import", str(p))
+    assert r.exit_code == 1 and count(db) == 0
+    assert '"Peso neto" also kg, like "Kilos"' in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+
+
+HEAD = "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg);Resultado\n"
+ROWS = "".join(f"0{d}/06/2025;Cosecha;farm:X;L-{d};Ana;P1;100;\n" for d in range(1, 8))
+MAP = (
+    '[columns]\n"Fecha" = "time"\n"Etapa" = "type"\n"Sitio" = "site"\n"Lote" = "lot"\n'
+    '"Productor" = "producer"\n"Parcela" = "plot.id"\n"Peso (kg)" = "kg"\n"Resultado" = "result"\n'
+    '[time]\nzone = "America/Lima"\n'
+)
+
+
+def test_every_wrong_name_and_value_of_a_map_at_once(db: Path, tmp_path: Path) -> None:
+    toml = (
+        MAP.replace('"kg"', '"kgs"').replace('"producer"', '"productor"')
+        + '[values.result]\n"Aceptado" = "acepted"\n"Observado" = "hold"\n'
+        + '[defaults.harvest]\nsitio = "farm:X"\n'
+    )
+    m = write(tmp_path, "m.toml", toml, "utf-8")
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr == (
+        f"Error: {m}: [columns] \"Productor\": 'productor' is not a lottrace field (did you mean producer?); "
+        "[columns] \"Peso (kg)\": 'kgs' is not a lottrace field (did you mean kg?); "
+        "[values.result] \"Aceptado\": 'acepted' is not a result lottrace knows "
+        "(accepted, rejected, hold; did you mean accepted?); "
+        "[defaults.harvest] sitio: 'sitio' is not a lottrace field (did you mean site?)\n"
+    )
+
+
+def test_two_columns_mapped_to_one_field_are_refused_naming_both(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP.replace('"Sitio" = "site"', '"Sitio" = "kg"'), "utf-8")
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    assert r.stderr == (
+        f'Error: {m}: [columns] "Sitio" and "Peso (kg)" both give kg: map one of them, '
+        '"" drops the other\n'
+    )
+
+
+def test_a_column_the_map_needs_and_the_file_lacks_is_said_once(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP, "utf-8")
+    p = write(tmp_path, "s.csv", (HEAD + ROWS).replace(";Peso (kg)", "").replace(";100;", ";"))
+    r = run(db, "import", str(p), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    said = [ln for ln in r.stderr.splitlines() if '"kg" is required' in ln]
+    assert said == [
+        f'Error: {p}:2: "kg" is required for harvest: {m} maps the column "Peso (kg)" to kg, '
+        "and the file has no such column (said once for all the rows like this)"
+    ]
+
+
+def test_no_stage_column_is_said_once_naming_the_map(db: Path, tmp_path: Path) -> None:
+    m = write(tmp_path, "m.toml", MAP.replace('"Etapa" = "type"', '"Etapa" = ""'), "utf-8")
+    m.write_text(m.read_text() + '[defaults.harvest]\nsite = "farm:X"\n')
+    r = run(db, "import", str(write(tmp_path, "s.csv", HEAD + ROWS)), "--map", str(m))
+    assert r.exit_code == 1 and count(db) == 0
+    assert r.stderr.count("no stage") == 1
+    assert f'no stage: {m} maps no column of the file to "type"' in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("cell", "kg"),
+    [("1 020,5", 1020.5), ("1\u00a0020,5", 1020.5), ("1\u202f020,5", 1020.5), ("12 345", 12345.0),
+     ("1.020,5", 1020.5), ("1020,5", 1020.5)],
+)  # fmt: skip
+def test_spaced_thousands_read_as_numbers(db: Path, tmp_path: Path, cell: str, kg: float) -> None:
+    text = f"Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n02/06/2025;Cosecha;farm:X;N-1;P;PL;{cell}\n"
+    r = run(db, "import", str(write(tmp_path, "n.csv", text, "utf-8")))
+    assert r.exit_code == 0, r.output
+    assert json.loads(run(db, "history", "N-1", "--json").output)["events"][0]["kg"] == kg
+
+
+def test_a_percent_sign_in_a_percent_column_and_units_named(db: Path, tmp_path: Path) -> None:
+    head = "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Peso (kg)\n02/06/2025;Cosecha;farm:X;N-1;P;PL;100\n"
+    qc = "Fecha;Etapa;Sitio;Lote;Peso (kg);Humedad (%);Resultado\n"
+    p = write(tmp_path, "h.csv", head)
+    assert run(db, "import", str(p)).exit_code == 0
+    q = write(tmp_path, "q.csv", qc + "03/06/2025;Acopio;gatherer:X;N-1;100;11,5 %;Aceptado\n")
+    r = run(db, "import", str(q))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(run(db, "history", "N-1", "--json").output)["events"][-1]
+    assert ev["moisture_pct"] == 11.5
+    bad = write(tmp_path, "b.csv", qc + "04/06/2025;Acopio;gatherer:X;N-1;530 kg;1.1,5;Aceptado\n")
+    r = run(db, "import", str(bad))
+    assert r.exit_code == 1
+    assert '"530 kg" is not a number; write the number alone, without its unit' in r.stderr
+    assert '"1.1,5" is not a number; write decimals with a comma or a dot, not both' in r.stderr
+    assert r.stderr.count("not both") == 1

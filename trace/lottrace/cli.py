@@ -337,17 +337,18 @@ def import_(
     from .pipeline import Hooks, prepared_events
     from .sheets import iter_import, suggested_toml
 
+    def note(message: str) -> None:
+        click.echo(f"note: {message}", err=True)
+
     if suggest_map:
         for path in files:
-            click.echo(
-                suggested_toml(path, encoding=encoding, delimiter=delimiter, sheet=sheet), nl=False
+            toml = suggested_toml(
+                path, encoding=encoding, delimiter=delimiter, sheet=sheet, on_note=note
             )
+            click.echo(toml, nl=False)
         return
 
     bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
-
-    def note(message: str) -> None:
-        click.echo(f"note: {message}", err=True)
 
     def used_map(name: str, toml: str) -> None:
         click.echo(f"note: {name}: every column recognised; read with this map:", err=True)

@@ -33,6 +33,7 @@ import difflib
 import io
 import re
 import tomllib
+import typing
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class ColumnMap:
     order: str = "DMY"
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "the suggested map"
+    #: suggested only: columns left for the user to decide -> (nearest field or "", why)
+    unresolved: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- names
@@ -144,7 +147,30 @@ HEADERS: dict[str, str] = {
     "hacia": "to_site", "to site": "to_site", "desde": "from_site", "from site": "from_site",
     "vehiculo": "vehicle", "placa": "vehicle", "vehicle": "vehicle", "truck": "vehicle",
     "productora": "women_producer", "women producer": "women_producer",
+    "etapa proceso": "type", "etapa del proceso": "type", "tipo de evento": "type",
+    "tipo de registro": "type",
+    "resultado qc": "result", "resultado de qc": "result", "resultado control": "result",
+    "resultado de control": "result", "resultado control calidad": "result",
+    "resultado de control de calidad": "result", "resultado calidad": "result",
+    "lote origen": "inputs", "lotes de procedencia": "inputs", "lote de procedencia": "inputs",
+    "fecha de acopio": "time", "fecha acopio": "time", "fecha de cosecha": "time",
+    "fecha de registro": "time", "fecha de recepcion": "time", "fecha de ingreso": "time",
+    "centro de acopio": "site", "centro acopio": "site", "punto de acopio": "site",
+    "observaciones generales": "note",
+    "humedad porcentaje": "moisture_pct", "porcentaje de humedad": "moisture_pct",
 }  # fmt: skip
+
+#: Abbreviations as cooperatives write them (plain form) -> the word.
+_ABBREVIATIONS = {
+    "cod": "codigo", "cdgo": "codigo", "hum": "humedad", "obs": "observaciones",
+    "observ": "observaciones", "resp": "responsable", "prod": "productor", "var": "variedad",
+    "lat": "latitud", "long": "longitud", "lon": "longitud", "alt": "altitud", "kgs": "kg",
+    "qc": "qc", "ctrl": "control", "cc": "control calidad",
+}  # fmt: skip
+#: Words that hint at a field without naming it surely (only ever a suggestion).
+_NEAR_WORDS = {"calificacion": "result", "estado": "result", "bruto": "kg", "grade": "result"}
+#: A number sign before a name: ``N° Lote``, ``Nº Lote``, ``No. Lote``, ``Nro. Lote``.
+_NUMBER_WORDS = frozenset({"n", "no", "nro", "num", "numero", "nr", "number", "nb"})
 
 #: Values as written in a sheet (plain form) -> lottrace value, per field.
 VALUES: dict[str, dict[str, str]] = {
@@ -223,12 +249,98 @@ def _native_fields() -> set[str]:
     return names - {"hash_id", "event", "context"}
 
 
+#: Words that make a header Spanish (plain form, see :func:`_plain`).
+_SPANISH_WORDS = frozenset(
+    [
+        "fecha",
+        "etapa",
+        "tipo",
+        "lote",
+        "lotes",
+        "productor",
+        "productora",
+        "socio",
+        "parcela",
+        "latitud",
+        "longitud",
+        "superficie",
+        "hectareas",
+        "altitud",
+        "altura",
+        "peso",
+        "kilos",
+        "kilogramos",
+        "humedad",
+        "resultado",
+        "origen",
+        "responsable",
+        "observaciones",
+        "observacion",
+        "obs",
+        "notas",
+        "nota",
+        "comentarios",
+        "sitio",
+        "lugar",
+        "ubicacion",
+        "variedad",
+        "proceso",
+        "codigo",
+        "cod",
+        "nro",
+        "acopio",
+        "catador",
+        "catadora",
+        "puntaje",
+        "taza",
+        "rendimiento",
+        "defectos",
+        "metodo",
+        "secado",
+        "motivo",
+        "sacos",
+        "nave",
+        "buque",
+        "destino",
+        "comprador",
+        "cliente",
+        "vehiculo",
+        "placa",
+        "hora",
+        "dictamen",
+        "descarte",
+        "contenedor",
+        "salida",
+        "calificacion",
+        "estado",
+        "bruto",
+        "neto",
+    ]
+)
+
+
+def _is_spanish(header: str) -> bool:
+    return bool(_SPANISH_WORDS & set(_plain(header).split()))
+
+
+def _forms(header: str) -> list[str]:
+    """A header's plain forms, most literal first: as written, abbreviations spelt out, no "de"."""
+    plain = _plain(header)
+    words = [w for t in plain.split() for w in _ABBREVIATIONS.get(t, t).split()]
+    if len(words) > 1 and words[0] in _NUMBER_WORDS:
+        words = words[1:]  # N° Lote -> lote
+    spelt = " ".join(words)
+    bare = " ".join(w for w in words if w not in ("de", "del", "la", "el", "los", "las", "of"))
+    return list(dict.fromkeys([plain, spelt, bare]))
+
+
 def _recognise(header: str) -> str | None:
     """The field a header names, ``""`` to drop it, or None if it is not recognised."""
     raw = header.strip()
     plain = _plain(raw)
-    if plain in HEADERS:
-        return HEADERS[plain]
+    for form in _forms(raw):
+        if form in HEADERS:
+            return HEADERS[form]
     if raw.lower() in _native_fields():
         return raw.lower()
     unit = re.search(r"[\(\[]\s*(kg|ha|%|msnm|m)\s*[\)\]]", raw.lower())
@@ -239,7 +351,13 @@ def _recognise(header: str) -> str | None:
 
 def _nearest(header: str) -> str | None:
     """The field whose name (or a known header for it) is nearest ``header``, by difflib."""
-    plain = _plain(header)
+    forms = _forms(header)
+    # A word of the header that names a field says more than spelling does:
+    # "Código socio" is nearest producer (socio), "Peso bruto" nearest kg.
+    for word in forms[-1].split():
+        if HEADERS.get(word) or word in _NEAR_WORDS:
+            return HEADERS.get(word) or _NEAR_WORDS[word]
+    plain = forms[-1]
     candidates = {f: f for f in _native_fields()} | {k: v for k, v in HEADERS.items() if v}
     close = difflib.get_close_matches(plain, list(candidates), n=1, cutoff=0.6)
     if not close:
@@ -295,6 +413,7 @@ def load_map(path: str | Path) -> ColumnMap:
         )
     fields = _native_fields()
     cm = ColumnMap(source=name)
+    problems: list[str] = []  # every wrong name or value of the map, said at once
     columns = data.get("columns", {})
     if not isinstance(columns, dict) or not columns:
         raise bad("[columns]", "missing: a map names the file's columns")
@@ -304,16 +423,30 @@ def load_map(path: str | Path) -> ColumnMap:
         if fld and fld not in fields:
             hint = difflib.get_close_matches(fld, sorted(fields), n=1)
             dym = f" (did you mean {hint[0]}?)" if hint else ""
-            raise bad(f'[columns] "{col}"', f"{fld!r} is not a lottrace field{dym}")
+            problems.append(f'[columns] "{col}": {fld!r} is not a lottrace field{dym}')
+        elif fld and (other := next((c for c, f in cm.columns.items() if f == fld), None)):
+            problems.append(
+                f'[columns] "{other}" and "{col}" both give {fld}: map one of them, "" drops the other'
+            )
         cm.columns[col] = fld
     values = data.get("values", {})
     if not isinstance(values, dict):
         raise bad("[values]", "give one table per field, e.g. [values.result]")
     for fld, table in values.items():
         if fld not in fields:
-            raise bad(f"[values.{fld}]", f"{fld!r} is not a lottrace field")
+            problems.append(f"[values.{fld}]: {fld!r} is not a lottrace field")
+            continue
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
             raise bad(f"[values.{fld}]", 'give "as written" = "lottrace value" pairs')
+        choices = _choices(fld)
+        for k, v in table.items():
+            if choices and v not in choices and not (fld == "type" and _stage(v)):
+                hint = difflib.get_close_matches(v, choices, n=1)
+                dym = f"; did you mean {hint[0]}?" if hint else ""
+                problems.append(
+                    f'[values.{fld}] "{k}": {v!r} is not a {fld} lottrace knows '
+                    f"({', '.join(choices)}{dym})"
+                )
         cm.values[fld] = {_value_key(k): v for k, v in table.items()}
     t = data.get("time", {})
     if not isinstance(t, dict):
@@ -345,9 +478,33 @@ def load_map(path: str | Path) -> ColumnMap:
             raise bad(f"[defaults.{kind}]", "give field = value pairs")
         for fld in table:
             if fld not in fields:
-                raise bad(f"[defaults.{kind}] {fld}", f"{fld!r} is not a lottrace field")
+                hint = difflib.get_close_matches(fld, sorted(fields), n=1)
+                dym = f" (did you mean {hint[0]}?)" if hint else ""
+                problems.append(f"[defaults.{kind}] {fld}: {fld!r} is not a lottrace field{dym}")
         cm.defaults[real] = dict(table)
+    if problems:
+        raise InvalidInput(f"{name}: " + "; ".join(problems))
     return cm
+
+
+def _choices(fld: str) -> tuple[str, ...]:
+    """The values a field may take (a Literal in the event models), or () if any."""
+    if fld == "type":
+        return tuple(EVENT_MODELS)
+
+    def literal(ann: Any) -> tuple[str, ...]:
+        if typing.get_origin(ann) is typing.Literal:
+            return tuple(str(a) for a in typing.get_args(ann))
+        for arg in typing.get_args(ann):
+            if found := literal(arg):
+                return found
+        return ()
+
+    for model in EVENT_MODELS.values():
+        info = model.model_fields.get(fld)
+        if info is not None and (found := literal(info.annotation)):
+            return found
+    return ()
 
 
 def _q(text: str) -> str:
@@ -361,6 +518,13 @@ def map_to_toml(cm: ColumnMap, comments: Sequence[str] = ()) -> str:
     lines = [f"# {c}" for c in comments]
     lines.append("[columns]")
     lines += [f"{_q(col)} = {_q(fld)}" for col, fld in cm.columns.items()]
+    if cm.unresolved:
+        lines.append(
+            "# not mapped yet (an import refuses these columns until this map names them):"
+        )
+        lines += [
+            f"# {_q(col)} = {_q(near)}    # {why}" for col, (near, why) in cm.unresolved.items()
+        ]
     for fld, table in cm.values.items():
         lines += ["", f"[values.{fld}]"]
         lines += [f"{_q(k)} = {_q(v)}" for k, v in table.items()]
@@ -495,8 +659,18 @@ _DATE_TIME = re.compile(
 )
 
 
+_ORDER_WORDS = {"DMY": "day/month/year", "MDY": "month/day/year", "YMD": "year/month/day"}
+
+
+#: Thousands grouped with spaces, as lottrace prints Spanish numbers: ``1 020,5``
+#: (a space, a no-break space or a narrow no-break space between groups).
+_SPACED = re.compile(r"[+-]?\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?")
+
+
 def _number_text(value: str, decimal_comma: bool) -> str:
     v = value.strip()
+    if _SPACED.fullmatch(v):  # with spaced groups, a comma or a dot can only be the decimals
+        return re.sub(r"[ \u00a0\u202f]", "", v).replace(",", ".")
     if decimal_comma and _DECIMAL.fullmatch(v):
         return v.replace(".", "").replace(",", ".")
     return v
@@ -530,11 +704,26 @@ def _when(value: Any, cm: ColumnMap) -> str:
             hh += 12
         elif ampm == "am" and hh == 12:
             hh = 0
+        order = "YMD" if len(m.group(1)) == 4 else cm.order
+        words = _ORDER_WORDS[order]
+        if not 1 <= mo <= 12:
+            fix = (
+                ""
+                if order == "YMD"
+                else "; set [time] order in the map if the sheet writes "
+                + ("month first" if order == "DMY" else "day first")
+            )
+            raise ValueError(
+                f"{_show(text)}: {mo} is not a month: dates here are read {words}{fix}"
+            )
+        if not (0 <= hh <= 23 and 0 <= mm <= 59 and 0 <= ss <= 59):
+            raise ValueError(f"{_show(text)}: {hh}:{mm:02d} is not a time of day")
         try:
             dt = datetime(y, mo, d, hh, mm, ss)
         except ValueError:
-            order = "YMD" if len(m.group(1)) == 4 else cm.order
-            raise ValueError(f"{_show(text)} is not a date read as {order}") from None
+            raise ValueError(
+                f"{_show(text)}: month {mo} of {y} has no day {d} (dates here are read {words})"
+            ) from None
     if dt.tzinfo is None:
         if not cm.zone:
             raise ValueError(
@@ -662,11 +851,19 @@ class _Row:
         if fld.rsplit(".", 1)[-1] in numbers:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return value
-            text = _number_text(str(value), dc)
+            raw = str(value).strip()
+            if fld.endswith("_pct") and raw.endswith("%"):
+                raw = raw[:-1].rstrip()  # 11,5 % in a percent column is 11.5
+            text = _number_text(raw, dc)
             try:
                 float(text)
             except ValueError:
-                hint = "; write decimals with a comma or a dot, not both" if "," in text else ""
+                if "," in raw and "." in raw:
+                    hint = "; write decimals with a comma or a dot, not both"
+                elif re.fullmatch(r"[+-]?[\d.,\s\u00a0\u202f]*\d\s*[^\d\s.,]+\.?", raw):
+                    hint = "; write the number alone, without its unit"
+                else:
+                    hint = ""
                 raise ValueError(f"{_show(str(value))} is not a number{hint}") from None
             return text
         if fld == "inputs":
@@ -706,16 +903,41 @@ class _Row:
                 return i
         return None
 
-    def event(self) -> tuple[EventBase | WholeInputs | None, list[str]]:
-        """The row's event (or its whole-input form), and every problem in words."""
+    def event(
+        self, lacking: dict[str, str] | None = None
+    ) -> tuple[EventBase | WholeInputs | None, list[str], list[str]]:
+        """The row's event (or its whole-input form), its problems, and the map's, in words.
+
+        The map's problems (no column gives a required field, ``lacking``:
+        a field -> the column the map names for it that the file lacks) are
+        the same on every row: the caller says each of them once.
+        """
+        lacking = lacking or {}
         out: list[tuple[int, str]] = list(self.problems)
+        of_map: list[str] = []
         rec = self.record
         checked = rec
         if self.whole:
             checked = {**rec, "inputs": [{"kg": 1, **i} for i in rec["inputs"]]}
         ev: EventBase | None = None
-        if "type" not in rec and not any(i == self.origin.get("type") for i, _ in out):
-            out.append((-1, 'no stage: the map gives no "type" column, and the row has none'))
+        stage_cols = [
+            c for c, f in self.cm.columns.items() if f == "type" and c not in lacking.values()
+        ]
+        if (
+            "type" not in rec
+            and stage_cols
+            and not any(i == self.origin.get("type") for i, _ in out)
+        ):
+            out.append((-1, f'no stage: the "{stage_cols[0]}" cell is empty'))
+        elif "type" not in rec and not any(i == self.origin.get("type") for i, _ in out):
+            of_map.append(
+                f'no stage: {self.cm.source} maps no column of the file to "type"'
+                + (
+                    f' (its column "{lacking["type"]}" is not in the file)'
+                    if "type" in lacking
+                    else ' (map the stage column to "type")'
+                )
+            )
         elif "type" in rec:
             try:
                 ev = parse_event(checked, where=self.where())
@@ -725,12 +947,16 @@ class _Row:
                         continue  # already said of that cell
                     if words == "is required" and fld not in self.origin:
                         kind = rec.get("type")
-                        out.append(
-                            (
-                                -2,
-                                f'"{fld}" is required for {kind}: no column gives it '
-                                f"(add a column, or {fld} = ... under [defaults.{kind}] in {self.cm.source})",
-                            )
+                        top = fld.split(".")[0]
+                        col = lacking.get(fld) or next(
+                            (c for f, c in lacking.items() if f.split(".")[0] == top), None
+                        )
+                        of_map.append(
+                            f'"{fld}" is required for {kind}: {self.cm.source} maps the column '
+                            f'"{col}" to {fld}, and the file has no such column'
+                            if col
+                            else f'"{fld}" is required for {kind}: no column gives it '
+                            f"(add a column, or {fld} = ... under [defaults.{kind}] in {self.cm.source})"
                         )
                     elif (i := self._origin_of(fld)) is not None:
                         out.append((i, words))
@@ -739,11 +965,11 @@ class _Row:
         texts = []
         for i, words in sorted(out, key=lambda p: p[0] if p[0] >= 0 else 10_000):
             texts.append(f"{self.column(i)}: {words}" if i >= 0 else words)
-        if texts or ev is None:
-            return None, texts
+        if texts or of_map or ev is None:
+            return None, texts, of_map
         if self.whole:
-            return WholeInputs(rec, tuple(self.whole)), []
-        return ev, []
+            return WholeInputs(rec, tuple(self.whole)), [], []
+        return ev, [], []
 
 
 def suggest_map(
@@ -768,24 +994,36 @@ def suggest_map(
         comments = [
             f"lottrace column map for {Path(path).name} (lottrace import FILE --map THIS.toml)"
         ]
+        given: dict[str, str] = {}  # field -> the column that gives it
         for col in sh.header:
             if not col:
                 continue
             fld = _recognise(col)
             if fld is None:
+                # Never dropped silently: a commented line the user decides on,
+                # and a column an import refuses until the map names it.
                 unknown.append(col)
                 near = _nearest(col)
-                comments.append(
-                    f'column "{col}" is not recognised'
-                    + (f" (did you mean {near}?)" if near else "")
-                    + f'; write "{col}" = "FIELD" under [columns], or "" to drop it'
+                cm.unresolved[col] = (
+                    near or "",
+                    "not recognised"
+                    + (f"; nearest field {near}" if near else "")
+                    + ': give its field, or "" to drop the column',
                 )
-                cm.columns[col] = ""
+            elif fld and fld in given:
+                unknown.append(col)
+                cm.unresolved[col] = (
+                    fld,
+                    f'also {fld}, like "{given[fld]}": one column per field; '
+                    'map one of them, "" drops the other',
+                )
             else:
                 cm.columns[col] = fld
+                if fld:
+                    given[fld] = col
         by_field = {f: i for i, f in enumerate(cm.columns.get(c, "") for c in sh.header)}
         seen: dict[str, dict[str, str]] = {}
-        dmy = mdy = False
+        dmy, mdy = False, ""
         for n, (_line, cells) in enumerate(sh.rows):
             if n >= 10_000:
                 break
@@ -815,12 +1053,29 @@ def suggest_map(
                 m = _DATE_TIME.match(cells[i].strip())
                 if m and len(m.group(1)) < 4:
                     a, b = int(m.group(1)), int(m.group(2))
-                    dmy, mdy = dmy or a > 12, mdy or b > 12
+                    dmy = dmy or a > 12
+                    mdy = mdy or (cells[i].strip() if b > 12 else "")
         cm.values = seen
-        cm.order = "MDY" if mdy and not dmy else "DMY"
+        spanish = any(_is_spanish(col) for col in sh.header) or any(
+            _plain(raw) not in (kind, "ok", "on hold")
+            for fld in ("type", "result")
+            for raw, kind in seen.get(fld, {}).items()
+        )
+        # The order is decided once, for the whole sheet: a Spanish sheet is
+        # day-first whatever its dates say (a date impossible that way is an
+        # error on its own line, never a reason to re-read the others).
+        if spanish:
+            cm.order = "DMY"
+            why = "day/month/year: the sheet is in Spanish, and Peru writes 02/06/2025 for 2 June"
+        elif mdy and not dmy:
+            cm.order = "MDY"
+            why = f"month/day/year: the sheet is in English and {mdy} is written month first"
+        else:
+            cm.order = "DMY"
+            why = "day/month/year"
         comments.append(
-            "times without an offset are read in [time] zone; dates as [time] order "
-            f"({'month-first dates were seen' if cm.order == 'MDY' else 'day-first, as written in Peru'})"
+            f"times without an offset are read in [time] zone; dates as [time] order, here {why}"
+            '; set order = "MDY" or "DMY" if that is wrong'
         )
         comments = list(dict.fromkeys(comments))
         comments.append('add the sites per event type, e.g. [defaults.harvest] site = "farm:XXX"')
@@ -835,10 +1090,21 @@ def suggested_toml(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    on_note: Note | None = None,
 ) -> str:
-    """:func:`suggest_map`'s map for ``path`` as TOML, what it could not map in comments."""
+    """:func:`suggest_map`'s map for ``path`` as TOML, what it could not map in comments.
+
+    ``on_note`` is told, once, the columns left as comments for the user to decide.
+    """
     cm, _unknown, comments = suggest_map(path, encoding=encoding, delimiter=delimiter, sheet=sheet)
+    if on_note is not None and cm.unresolved:
+        on_note(f"{path}: left for you to map (commented out in the map): {_unresolved(cm)}")
     return map_to_toml(cm, comments)
+
+
+def _unresolved(cm: ColumnMap) -> str:
+    """The columns a suggested map left open, each with why, on one line."""
+    return "; ".join(f'"{col}" {why.split(":")[0]}' for col, (_n, why) in cm.unresolved.items())
 
 
 def _sheet_kind(path: Path) -> str:
@@ -903,9 +1169,13 @@ def iter_import(
             cm, unknown, comments = suggest_map(
                 path, encoding=encoding, delimiter=delimiter, sheet=sheet
             )
-            if unknown:
+            dups = [c for c in unknown if cm.unresolved.get(c, ("", ""))[1].startswith("also ")]
+            unknown = [c for c in unknown if c not in dups]
+            if unknown or dups:
+                what = [f"unknown columns {_named(unknown)}"] if unknown else []
+                what += [f'"{c}" {cm.unresolved[c][1].split(":")[0]}' for c in dups]
                 raise InvalidInput(
-                    f"{path}: unknown columns {_named(unknown)}; lottrace import {path.name} "
+                    f"{path}: {'; '.join(what)}; lottrace import {path.name} "
                     "--suggest-map "
                     "> map.toml writes a map to edit, then --map map.toml"
                 )
@@ -950,6 +1220,8 @@ def _mapped(
                 f"{path}: {cm.source} names columns the file lacks: "
                 + ", ".join(f'"{c}"' for c in missing)
             )
+        lacking = {cm.columns[c]: c for c in missing if cm.columns[c]}
+        said: set[str] = set()  # the map's problems, each said once
         for line, cells in sh.rows:
             if not any(c not in (None, "") and str(c).strip() for c in cells):
                 continue
@@ -958,8 +1230,12 @@ def _mapped(
                 row.record["type"] = resolve_type(default_type)
                 for k, v in cm.defaults.get(row.record["type"], {}).items():
                     row.record.setdefault(k, v)
-            ev, problems = row.event()
-            if problems:
+            ev, problems, of_map = row.event(lacking)
+            for words in of_map:
+                if words not in said:
+                    said.add(words)
+                    problems.append(words + " (said once for all the rows like this)")
+            if problems or of_map:
                 for words in problems:
                     exc = InvalidEvent(words, where=row.where())
                     if on_error is None:
