@@ -330,3 +330,14 @@ def test_spanish_log_prints_decimal_commas_and_no_thousands_point(db: Path) -> N
     shown = dict(line.split(None, 1) for line in r.stdout.splitlines()[1:])
     assert shown["kg"] == f"12{NNBSP}345,75"
     assert shown["plot"] == "id APR-P1; geometry punto -78,981204; -5,148733; area_ha 1,5"
+
+
+def test_a_bad_lot_code_is_asked_again_as_typed(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid lot code is refused at its question, not after the summary."""
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    r = run(db, "log", "cosecha", "--lang", "es", "--time", "2025-05-01T07:00:00-05:00",
+            "--kg", "900", "--lon", "-79.0", "--lat", "-5.1",
+            input="farm:APR-P1\nlote ñ 1\nAPR-1\nAPR-0001\nAPR-P1\ny\n")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "'lote ñ 1' no es un código de lote" in r.output
+    assert events(db, "APR-1")

@@ -116,6 +116,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "2025-06-14T14:30:00-05:00",
         "future": "{value} is in the future",
         "not_site": "{value!r} is not a site: write kind:ID, e.g. {example}",
+        "not_lot": "{value!r} is not a lot code: letters, digits and ._:/#%+- only, starting "
+        "with a letter or digit, e.g. SIG-25-011",
         "not_result": "{value!r}: answer accepted, rejected or hold",
         "site_kind": "a {type} happens at {kinds}, not at {site}",
         "site_kind_each": "a {kind}: site",
@@ -150,6 +152,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "o 2025-06-14T14:30:00-05:00",
         "future": "{value} está en el futuro",
         "not_site": "{value!r} no es un lugar: escriba tipo:ID, p. ej. {example}",
+        "not_lot": "{value!r} no es un código de lote: solo letras, dígitos y ._:/#%+-, "
+        "empezando por una letra o un dígito, p. ej. SIG-25-011",
         "not_result": "{value!r}: responda aceptado, rechazado o en espera",
         "site_kind": "un evento {type} se registra en {kinds}, no en {site}",
         "site_kind_each": "un lugar {kind}:",
@@ -250,6 +254,8 @@ def check_answer(
         if value.isdigit() and 1 <= int(value) <= len(known):
             value = known[int(value) - 1]
         return _check_site(type_ if key == "site" else "dispatch", value, lang)
+    if key == "lot" and not _LOT.fullmatch(value):
+        raise AnswerError(say(lang, "not_lot", value=value))
     if key == "result":
         result = RESULT_ALIASES.get(_plain(value))
         if result is None:
@@ -295,6 +301,8 @@ def _check_time(value: str, lang: str, now: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
 
+#: A lot code as the data contract writes it (``events.LotCode``).
+_LOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#%+-]{0,199}")
 _SITE = re.compile(r"[a-z][a-z_]{0,29}:[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 _EXAMPLE_SITE = {"farm": "farm:APR-P0231", "gatherer": "gatherer:SIG-03", "hq": "hq:APROCASSI",
                  "mill": "mill:CHICLAYO-1", "port": "port:PAITA"}  # fmt: skip
