@@ -423,3 +423,23 @@ def test_a_bad_xml_file_is_one_line_naming_file_and_line(
     assert r.exit_code == 1
     out = r.output.strip()
     assert out.startswith(f"Error: {path}:{line}: ") and "\n" not in out, out
+
+
+def test_an_edited_context_index_cannot_point_at_other_files(tmp_path: Path) -> None:
+    """`context remove` deletes only the copies lottrace stored, never the ledger."""
+    db = tmp_path / "l.db"
+    run = CliRunner()
+    run.invoke(cli, ["--db", str(db), "init"])
+    local = tmp_path / "ctx.jsonld"
+    local.write_text(json.dumps({"@context": {"gs1egypthc": "https://eg.example/voc/"}}))
+    assert (
+        run.invoke(
+            cli, ["--db", str(db), "epcis", "context", "add", PARTNER_URL, str(local)]
+        ).exit_code
+        == 0
+    )
+    [index] = tmp_path.glob("*.contexts/index.json")
+    index.write_text(json.dumps({PARTNER_URL: "../l.db"}))
+    r = run.invoke(cli, ["--db", str(db), "epcis", "context", "remove", PARTNER_URL])
+    assert r.exit_code == 1 and "not a map of URLs to the files lottrace stored" in r.output
+    assert db.exists()

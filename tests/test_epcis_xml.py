@@ -457,3 +457,21 @@ def test_several_certification_infos_are_refused_in_xml_one_is_written() -> None
     event["certificationInfo"] = ["https://cert.example.org/1", "https://cert.example.org/2"]
     with pytest.raises(XmlExportError, match=r"event 1 .* has 2 certificationInfo values"):
         document_to_xml(doc)
+
+
+def test_xml_entities_are_refused_not_expanded_or_dropped(tmp_path: Path) -> None:
+    """An entity reference in an id (``urn:&b;``) was stored as ``urn:``: now refused whole."""
+    doc = tmp_path / "e.xml"
+    doc.write_text(
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY b "bbb">]>'
+        '<epcis:EPCISDocument xmlns:epcis="urn:epcglobal:epcis:xsd:2" schemaVersion="2.0" '
+        'creationDate="2020-01-01T00:00:00Z"><EPCISBody><EventList><ObjectEvent>'
+        "<eventTime>2020-01-01T00:00:00Z</eventTime><eventTimeZoneOffset>+00:00"
+        "</eventTimeZoneOffset><action>OBSERVE</action><epcList><epc>urn:&b;</epc></epcList>"
+        "</ObjectEvent></EventList></EPCISBody></epcis:EPCISDocument>"
+    )
+    db = tmp_path / "l.db"
+    run = CliRunner()
+    run.invoke(cli, ["--db", str(db), "init"])
+    r = run.invoke(cli, ["--db", str(db), "epcis", "import", str(doc)])
+    assert r.exit_code == 1 and "XML entities" in r.output, r.output

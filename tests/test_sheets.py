@@ -532,3 +532,13 @@ def test_a_percent_sign_in_a_percent_column_and_units_named(db: Path, tmp_path: 
     assert '"530 kg" is not a number; write the number alone, without its unit' in r.stderr
     assert '"1.1,5" is not a number; write decimals with a comma or a dot, not both' in r.stderr
     assert r.stderr.count("not both") == 1
+
+
+def test_a_malformed_header_is_one_line_not_an_internal_error(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    CliRunner().invoke(cli, ["--db", str(db), "init"])
+    sheet = tmp_path / "h.csv"
+    sheet.write_text('"Fecha"x,Peso\n1,2\n')
+    for args in (["import", str(sheet)], ["import", str(sheet), "--suggest-map"]):
+        r = run(db, *args)
+        assert r.exit_code == 1 and "h.csv:1: not valid CSV" in r.output, r.output

@@ -497,3 +497,19 @@ def _budget(steps: int) -> Callable[[], int]:
 
 def test_report_figures() -> None:
     FIGURES["trust_foreign_cases"] = sorted(set(TRIED))
+
+
+def test_lottraces_uri_cannot_claim_a_lot_code_first(tmp_path: Path) -> None:
+    """A partner cannot create APR-25-H1 by naming lottrace's URI for it before its harvest."""
+    db = tmp_path / "ledger.db"
+    Ledger.create(db).close()
+    claim = foreign(observe(1, "https://lottrace.org/lot/APR-25-H1", 5.0))
+    refused(db, tmp_path, [claim], "lot-unknown", "claim a lot code by lottrace's URI")
+    # a URI that decodes to no lot code (a control character) stays a URI, never a lot code
+    odd = foreign(observe(1, "https://lottrace.org/lot/%1B%5B2J", 5.0))
+    src = tmp_path / "odd.jsonl"
+    src.write_text(json.dumps(odd) + "\n")
+    assert invoke(db, "import", str(src)).returncode == 0
+    with Ledger(db) as ledger:
+        assert ledger.lot("https://lottrace.org/lot/%1B%5B2J") is not None
+        assert ledger.lot("\x1b[2J") is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,11 @@ class ContextRegistry:
             index = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise LottraceError(f"{self._index} is not valid JSON") from None
-        if not isinstance(index, dict) or not all(isinstance(v, str) for v in index.values()):
-            raise LottraceError(f"{self._index} is not a map of URLs to file names")
+        if not isinstance(index, dict) or not all(
+            isinstance(v, str) and _STORED_NAME.fullmatch(v) for v in index.values()
+        ):
+            # names lottrace gives its copies only: an edited index cannot point elsewhere
+            raise LottraceError(f"{self._index} is not a map of URLs to the files lottrace stored")
         return index
 
     def contexts(self) -> dict[str, Any]:
@@ -250,6 +254,10 @@ class ContextRegistry:
     def __iter__(self) -> Iterator[tuple[str, Path]]:
         for url, name in sorted(self.entries().items()):
             yield url, self.folder / name
+
+
+#: The name lottrace gives a stored context file (in ``add``).
+_STORED_NAME = re.compile(r"[0-9a-f]{32}\.jsonld")
 
 
 def _read_context(path: Path, raw: bytes) -> Any:

@@ -90,6 +90,13 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         line = exc.position[0] if exc.position else exc.lineno
         msg = str(exc.msg).split(" (line")[0].split(", line")[0]
         raise InvalidInput(f"{name}:{line}: not well-formed XML: {msg}") from None
+    if root.getroottree().docinfo.internalDTD is not None or any(
+        isinstance(node, etree._Entity) for node in root.iter()
+    ):
+        raise InvalidInput(
+            f"{name}: the document declares or uses XML entities (a DOCTYPE); an EPCIS "
+            "document has none, and lottrace reads none"
+        )
     qname = etree.QName(root)
     if qname.localname not in ("EPCISDocument", "EPCISQueryDocument") or (
         qname.namespace not in EPCIS_XML_NS

@@ -601,8 +601,13 @@ def lot_id(uri: str) -> str:
     ('APR-25/HQ#1', 'urn:epc:id:sgtin:1.2.3')
     """
     if uri.startswith(LOT_BASE):
-        return unquote(uri[len(LOT_BASE) :])
+        code = unquote(uri[len(LOT_BASE) :])
+        if _LOT_CODE.fullmatch(code):  # else it stands for no lot code: kept as it is
+            return code
     return uri
+
+
+_LOT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/#%+-]{0,199}")
 
 
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
@@ -731,6 +736,25 @@ class EpcisEvent(EventBase):
         if self.event.get("type") == "AggregationEvent":
             return tuple(lot for lot, _kg in self.formed)
         return ()
+
+    @property
+    def ours(self) -> tuple[str, ...]:
+        """The lot codes it names by lottrace's own URI for them (see :func:`lot_id`)."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, str):
+                if value.startswith(LOT_BASE) and (code := lot_id(value)) != value:
+                    found.append(code)
+            elif isinstance(value, list):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(self.event)
+        return tuple(dict.fromkeys(found))
 
     @property
     def instances(self) -> tuple[str, ...]:

@@ -130,7 +130,7 @@ def _migrations() -> Any:
     import sqlite_utils
 
     migrations = sqlite_utils.Migrations("lottrace")
-    for name, fn in zip(MIGRATION_NAMES, (_m001, _m002, _m003, _m004, _m005), strict=True):
+    for name, fn in zip(MIGRATION_NAMES, _MIGRATION_FUNCTIONS, strict=True):
         migrations(name=name)(fn)
     return migrations
 
@@ -193,6 +193,29 @@ def _migrated_memory(k: int) -> sqlite3.Connection:
         stop = MIGRATION_NAMES[k] if k < len(MIGRATION_NAMES) else None
         _migrations().apply(sqlite_utils.Database(conn), stop_before=stop)
     return conn
+
+
+class _Executes:
+    """The one method of ``sqlite_utils.Database`` our migrations call."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+
+@functools.cache
+def _objects_made() -> dict[str, tuple[str, str, str]]:
+    """The objects every migration makes (not sqlite_utils' ``_sqlite_migrations``),
+    made by running them on an in-memory database without sqlite_utils."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for fn in _MIGRATION_FUNCTIONS:
+            fn(_Executes(conn))
+        return _schema_of(conn)
+    finally:
+        conn.close()
 
 
 @functools.cache
@@ -336,6 +359,10 @@ def _m005(db: sqlite_utils.Database) -> None:
     # correctiveEventIDs). Partial indexes: only 'epcis' rows are in them.
     for name, expr in (("events_hash_id", _HASH_ID_SQL), ("events_partner_id", _PARTNER_ID_SQL)):
         db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON events ({expr}) WHERE type = 'epcis'")
+
+
+#: The migration functions, in the order of :data:`MIGRATION_NAMES`.
+_MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (_m001, _m002, _m003, _m004, _m005)
 
 
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
@@ -829,6 +856,21 @@ class Ledger:
                 "run 'lottrace init' on it (or on a writable copy) to upgrade it"
             )
 
+    def _check_schema_quickly(self) -> None:
+        """:meth:`_check_schema` for an append: the same objects, compared without
+        importing sqlite_utils (what its own ``_sqlite_migrations`` table is made of is
+        left to ``verify``), so ``lottrace log`` stays quick."""
+        actual = {
+            name: obj
+            for name, obj in _schema_of(self.conn).items()
+            if obj[1] != "_sqlite_migrations"
+        }
+        differences = _schema_differences(actual, _objects_made())
+        if differences:
+            kind, name, what = differences[0]
+            repair = "" if kind == "table" and name in _LOG_TABLES else "; run 'lottrace rebuild'"
+            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
+
     def _check_schema(self, k: int = len(MIGRATION_NAMES)) -> None:
         """Compare ``sqlite_master`` and ``meta``'s keys with what the first ``k``
         migrations make; raise :class:`IntegrityViolation` naming the first difference."""
@@ -1066,7 +1108,7 @@ class Ledger:
         gc.disable()
         try:
             # Nothing is appended through a trigger or index planted behind our back.
-            self._check_schema()
+            self._check_schema_quickly()
             batch = _Batch(self, report, now)
             if (batch.seq, batch.prev) != self._recorded_head():
                 raise IntegrityViolation(

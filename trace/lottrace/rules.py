@@ -229,6 +229,8 @@ class Facts(NamedTuple):
     unstated: tuple[str, ...] = ()
     #: EPCIS events: input lots named as EPC instances (packed whole by an aggregation)
     instances: tuple[str, ...] = ()
+    #: EPCIS events: lots named by lottrace's own URI for them (they must exist)
+    ours: tuple[str, ...] = ()
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -250,9 +252,10 @@ def facts_of(ev: EventBase) -> Facts:
     adds_to: tuple[str, ...] = ()
     unstated: tuple[str, ...] = ()
     instances: tuple[str, ...] = ()
+    ours: tuple[str, ...] = ()
     if isinstance(ev, EpcisEvent):
         stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
-        adds_to, unstated, instances = ev.adds_to, ev.unstated, ev.instances
+        adds_to, unstated, instances, ours = ev.adds_to, ev.unstated, ev.instances, ev.ours
     return Facts(
         ev.type,
         time_key(ev.time),
@@ -278,6 +281,7 @@ def facts_of(ev: EventBase) -> Facts:
         adds_to,
         unstated,
         instances,
+        ours,
     )
 
 
@@ -340,6 +344,15 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
         found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
     formed = dict(ev.formed)
     stage = ev.stage
+    for code in ev.ours:  # lottrace's URI for a lot names a lot of this ledger, or none
+        if view.lot(code) is None:
+            found.append(
+                Finding(
+                    "lot-unknown",
+                    f"lot {code} (named by lottrace's URI for it) {_absent(code, view)}",
+                    "event",
+                )
+            )
 
     for code in formed:
         st = view.lot(code)

@@ -590,7 +590,11 @@ def _open_sheet(
         yield from lines
 
     rows = csv.reader(chained(), delimiter=d, strict=True)
-    header = [h.strip() for h in next(rows)]
+    try:
+        header = [h.strip() for h in next(rows)]
+    except (csv.Error, StopIteration) as exc:
+        f.close()
+        raise InvalidInput(f"{name}:1: not valid CSV: {exc}") from None
 
     def body() -> Iterator[tuple[int, list[Any]]]:
         with f:
@@ -620,9 +624,11 @@ def _open_xlsx(path: Path, sheet: str | None) -> _Sheet:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise InvalidInput(f"{name}: not an Excel .xlsx workbook ({exc})") from None
     if sheet is not None and sheet not in wb.sheetnames:
+        wb.close()
         raise InvalidInput(f"{name}: no sheet {sheet!r} (sheets: {', '.join(wb.sheetnames)})")
     ws: Any = wb[sheet] if sheet is not None else wb.worksheets[0]
     if not hasattr(ws, "iter_rows"):  # a chart sheet
+        wb.close()
         raise InvalidInput(f"{name}: sheet {ws.title!r} is a chart, not a table")
     it = ws.iter_rows(values_only=True)
     try:
