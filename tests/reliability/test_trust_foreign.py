@@ -513,3 +513,17 @@ def test_lottraces_uri_cannot_claim_a_lot_code_first(tmp_path: Path) -> None:
     with Ledger(db) as ledger:
         assert ledger.lot("https://lottrace.org/lot/%1B%5B2J") is not None
         assert ledger.lot("\x1b[2J") is None
+
+
+def test_a_voided_foreign_event_captured_again_in_another_form_stays_void(tmp_path: Path) -> None:
+    """Same Event Hash ID, another representation (5 kg written 5.0): void again, not live."""
+    db = tmp_path / "ledger.db"
+    first = observe(1, "urn:x:v", 5)
+    again = observe(1, "urn:x:v", 5.0)
+    with Ledger.create(db) as ledger:
+        ledger.append(batch(foreign(first)))
+        [stored] = ledger.lot_events("urn:x:v")
+        ledger.append(batch(correction(stored.event_id, 2, "did_not_occur")))
+        report = ledger.append(batch(foreign(again)))
+    assert foreign(first)["hash_id"] == foreign(again)["hash_id"]
+    assert (report.added, report.duplicates, report.voided_again) == (0, 0, 1)

@@ -1804,7 +1804,8 @@ class _Batch:
         self.link_rows: list[tuple[Any, ...]] = []
         self.void_rows: list[tuple[str, str, str, str]] = []
         #: Foreign events added in this batch: (hash id, declares an error) -> (where, body).
-        self.hash_keys: dict[tuple[str, bool], tuple[str, dict[str, Any]]] = {}
+        #: (hash id, declares an error) -> where it was met, its body, its event id
+        self.hash_keys: dict[tuple[str, bool], tuple[str, dict[str, Any], str]] = {}
 
     # View protocol for rules.check
     def lot(self, code: str) -> LotState | None:
@@ -1943,12 +1944,7 @@ class _Batch:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
         where, body, eid, ev, _mark = p
         if stored or eid in self.pending_ids:
-            if self._is_void(eid):  # met again, but a correction voided it: it stays void
-                self.report.voided_again += 1
-                name = where.rpartition(":")[0] or where
-                self.report.voided_again_in[name] = self.report.voided_again_in.get(name, 0) + 1
-            else:
-                self.report.duplicates += 1
+            self._met_again(where, eid)
             return
         self.where = where
         if ev.type == "epcis" and self._same_hash(p):
@@ -1973,6 +1969,15 @@ class _Batch:
         if len(self.event_rows) >= _CHUNK:
             self.flush()
 
+    def _met_again(self, where: str, eid: str) -> None:
+        """Count an event the ledger holds: a duplicate, or void again if a correction voided it."""
+        if self._is_void(eid):  # met again, but a correction voided it: it stays void
+            self.report.voided_again += 1
+            name = where.rpartition(":")[0] or where
+            self.report.voided_again_in[name] = self.report.voided_again_in.get(name, 0) + 1
+        else:
+            self.report.duplicates += 1
+
     def _same_hash(self, p: Prepared) -> bool:
         """Whether foreign event ``p`` was captured before under its Event Hash ID.
 
@@ -1996,14 +2001,14 @@ class _Batch:
             for eid, stored in rows:
                 other = orjson.loads(stored)
                 if ("errorDeclaration" in other["event"]) == key[1]:
-                    before = (f"event {eid} of the ledger", other)
+                    before = (f"event {eid} of the ledger", other, eid)
                     break
         if before is None:
-            self.hash_keys[key] = (p.where, body)
+            self.hash_keys[key] = (p.where, body, p.eid)
             return False
         mine = body.get("partner_event_id")
         if mine is None or mine == before[1].get("partner_event_id"):
-            self.report.duplicates += 1
+            self._met_again(p.where, before[2])
             return True
         what = "error declaration of the event" if key[1] else "event"
         theirs = before[1].get("partner_event_id") or "none"

@@ -54,7 +54,16 @@ from .errors import InvalidEvent, InvalidInput
 from .events import EVENT_MODELS, EventBase, parse_event
 from .fieldlog import resolve_type
 
-__all__ = ["iter_events", "iter_records", "repeated_key", "row_to_record"]
+__all__ = [
+    "CsvReader",
+    "check_encoding",
+    "iter_events",
+    "iter_records",
+    "number_fields",
+    "repeated_key",
+    "row_to_record",
+    "sniff_delimiter",
+]
 
 Progress = Callable[[int], None]
 OnError = Callable[[InvalidEvent], None]
@@ -165,7 +174,7 @@ def iter_records(
             encoding = "utf-16"  # Excel's "Unicode Text"; the BOM says so
         elif b"\x00" in head and not _is_wide(encoding):
             raise InvalidInput(f"{name}: looks like a binary file, not JSON Lines, JSON or CSV")
-        csv_reader = _CsvReader(name, encoding, auto, sep, progress, on_error, on_note)
+        csv_reader = CsvReader(name, encoding, auto, sep, progress, on_error, on_note)
         if _is_wide(encoding):
             try:
                 records = _wide(f, p, name, encoding, csv_reader, progress, on_error)
@@ -241,7 +250,7 @@ def _wide(
     p: Path,
     name: str,
     encoding: str,
-    csv_reader: _CsvReader,
+    csv_reader: CsvReader,
     progress: Progress | None,
     on_error: OnError | None,
 ) -> Iterator[tuple[str, Any]]:
@@ -446,12 +455,13 @@ def _is_utf8(encoding: str) -> bool:
     return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
-def _sniff_delimiter(header: str) -> str:
+def sniff_delimiter(header: str) -> str:
+    """The delimiter a CSV header line uses: the most frequent of ``,`` ``;`` and tab."""
     counts = {d: header.count(d) for d in (",", ";", "\t")}
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-class _CsvReader:
+class CsvReader:
     """One CSV file's rows as records: decoding (with the cp1252 fallback), delimiter, cells."""
 
     def __init__(
@@ -513,7 +523,7 @@ class _CsvReader:
             first = next(lines)
         except StopIteration:  # pragma: no cover - empty files are caught earlier
             raise InvalidInput(f"{name}: the file is empty") from None
-        delimiter = self.delimiter or _sniff_delimiter(first)
+        delimiter = self.delimiter or sniff_delimiter(first)
         decimal_comma = delimiter != ","
 
         def chained() -> Iterator[str]:
@@ -589,7 +599,7 @@ def row_to_record(
         value = raw.strip()
         if not key or value == "":
             continue
-        if decimal_comma and key.rsplit(".", 1)[-1] in _number_fields():
+        if decimal_comma and key.rsplit(".", 1)[-1] in number_fields():
             value = _decimal(value)
         parsed = _cell(key, value, where, decimal_comma)
         node = rec
@@ -618,7 +628,7 @@ def _decimal(value: str) -> str:
 
 
 @cache
-def _number_fields() -> frozenset[str]:
+def number_fields() -> frozenset[str]:
     """The names of every number field of every event type (and its parts), from the models."""
     names: set[str] = set()
 

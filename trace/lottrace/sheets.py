@@ -46,7 +46,7 @@ from .errors import InvalidEvent, InvalidInput
 from .events import EVENT_MODELS, EventBase, parse_event
 from .fieldlog import STAGE_ALIASES, resolve_type
 from .ledger import WholeInputs
-from .readers import _CsvReader, _number_fields, _sniff_delimiter, check_encoding, iter_events
+from .readers import CsvReader, check_encoding, iter_events, number_fields, sniff_delimiter
 
 __all__ = [
     "ColumnMap",
@@ -573,7 +573,7 @@ def _open_sheet(
     except OSError as exc:
         raise InvalidInput(f"{name}: cannot read: {exc.strerror}") from None
     sep = {"tab": "\t"}.get(delimiter or "", delimiter)
-    reader = _CsvReader(name, encoding or "utf-8", encoding is None, sep, progress, None, on_note)
+    reader = CsvReader(name, encoding or "utf-8", encoding is None, sep, progress, None, on_note)
     lines = reader.lines(f)
     try:
         first = next(lines)
@@ -583,7 +583,7 @@ def _open_sheet(
     except BaseException:  # a file that cannot be decoded
         f.close()
         raise
-    d = sep or _sniff_delimiter(first)
+    d = sep or sniff_delimiter(first)
 
     def chained() -> Iterator[str]:
         yield first
@@ -784,7 +784,7 @@ class _Row:
 
     def _read(self, cells: list[Any]) -> None:
         sheet, cm = self.sheet, self.cm
-        numbers = _number_fields()
+        numbers = number_fields()
         flat: dict[str, Any] = {}
         for i, col in enumerate(sheet.header):
             fld = cm.columns.get(col, "")
