@@ -33,7 +33,7 @@ from urllib.parse import quote, unquote
 import orjson
 
 from .contexts import protected_problem, resolve, unresolved
-from .epcis_check import first_problem
+from .epcis_check import EPCIS_CONTEXT, first_problem
 from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
 from .epcis_xml import XmlDocument, looks_like_xml, xml_to_document
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
@@ -45,6 +45,7 @@ from .events import (
     EventBase,
     event_id,
     parse_event,
+    record_time,
 )
 from .ledger import Ledger, StoredEvent
 from .readers import repeated_key
@@ -68,7 +69,6 @@ __all__ = [
 ]
 
 #: The ratified EPCIS 2.0.0 JSON-LD context.
-EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: The lottrace extension namespace (prefix ``lt``): fields, business steps, dispositions.
 LT_NS = "https://lottrace.org/epcis/"
 #: Lot ids without a GS1 prefix: this plus the percent-encoded lot code.
@@ -700,9 +700,6 @@ def from_epcis(event: dict[str, Any], context: dict[str, str]) -> dict[str, Any]
     return d
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
 def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> dict[str, Any]:
     kept = {k: v for k, v in event.items() if k != "eventID"}
     text = orjson.dumps(kept).decode()
@@ -717,7 +714,7 @@ def _foreign(event: dict[str, Any], context: dict[str, str], hash_id: str) -> di
     )
     record: dict[str, Any] = {
         "type": "epcis",
-        "time": _FRACTION.sub(r"\1", event["eventTime"]),  # the full time stays in "event"
+        "time": record_time(event["eventTime"]),  # the full time stays in "event"
         "site": site,
         "hash_id": hash_id,
         "event": kept,

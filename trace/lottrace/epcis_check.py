@@ -34,7 +34,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-__all__ = ["first_problem"]
+__all__ = ["EPCIS_CONTEXT", "first_problem"]
+
+#: GS1's EPCIS 2.0 JSON-LD context: the one lottrace writes and knows built in.
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 
 Problem = tuple[str, str]
 

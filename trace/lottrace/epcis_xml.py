@@ -32,6 +32,7 @@ from typing import Any
 from lxml import etree
 
 from .contexts import PROTECTED
+from .epcis_check import EPCIS_CONTEXT
 from .epcis_hash import EVENT_TYPES
 from .errors import InvalidInput
 
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 EPCIS_XML_NS = ("urn:epcglobal:epcis:xsd:2", "urn:epcglobal:epcis:xsd:1")
-_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: list element -> its item element; items that are plain text.
 _TEXT_LISTS = {
     "epcList": "epc",
@@ -129,7 +129,7 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         ):
             reader.prefix(root, namespace)
     doc: dict[str, Any] = {
-        "@context": [_CONTEXT, *([reader.prefixes] if reader.prefixes else [])],
+        "@context": [EPCIS_CONTEXT, *([reader.prefixes] if reader.prefixes else [])],
         "type": qname.localname,
         "schemaVersion": "2.0",
         "creationDate": root.get("creationDate", "1970-01-01T00:00:00Z"),

@@ -69,6 +69,7 @@ __all__ = [
     "event_id",
     "lot_id",
     "parse_event",
+    "record_time",
 ]
 
 # --------------------------------------------------------------------------- field types
@@ -585,6 +586,18 @@ class Correction(EventBase):
     reason: Literal["did_not_occur", "incorrect_data"] = Field(
         description="did_not_occur, or incorrect_data (then log the right event)."
     )
+
+
+_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
+
+
+def record_time(event_time: str) -> str:
+    """The ``time`` of an ``epcis`` record: its ``eventTime`` cut to microseconds.
+
+    >>> record_time("2022-04-29T08:00:00.0000000+00:00")
+    '2022-04-29T08:00:00.000000+00:00'
+    """
+    return _BEYOND_MICROSECONDS.sub(r"\1", event_time)
 
 
 #: The base of the URIs lottrace gives its own lots in EPCIS (``epcis.Identifiers``).

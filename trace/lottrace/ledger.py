@@ -72,7 +72,7 @@ from .errors import (
     UnknownEvent,
     UnknownLot,
 )
-from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event
+from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event, record_time
 from .rules import (
     FOREIGN_STAGE,
     Facts,
@@ -499,8 +499,6 @@ def prepare(where: str, ev: EventBase | WholeInputs) -> Prepared:
 #: The largest quantity in kg a foreign event may state (a million tonnes): a bound
 #: that keeps every sum of weights finite.
 MAX_FOREIGN_KG = 1e9
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-_EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 
 
 def _check_foreign(where: str, ev: EpcisEvent) -> None:
@@ -510,10 +508,10 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
     ids as URIs), its ``time`` is the event's ``eventTime``, its quantities
     are finite, and its ``hash_id`` is its Event Hash ID, recomputed.
     """
-    from .epcis_check import first_problem
+    from .epcis_check import EPCIS_CONTEXT, first_problem
     from .epcis_hash import event_hash_id
 
-    context: list[Any] = [_EPCIS_CONTEXT]
+    context: list[Any] = [EPCIS_CONTEXT]
     if ev.context:
         context.append(ev.context)
     doc = {
@@ -527,7 +525,7 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
     if problem is not None:
         path = problem[0].replace("$.epcisBody.eventList[0]", "event", 1)
         raise InvalidEvent(f"field '{path}': {problem[1]}", where=where, field=path)
-    stated = _FRACTION.sub(r"\1", str(ev.event.get("eventTime", "")))
+    stated = record_time(str(ev.event.get("eventTime", "")))
     try:
         same = datetime.fromisoformat(stated) == ev.time
     except ValueError:
