@@ -32,9 +32,10 @@ from typing import Any
 
 import orjson
 
+from lottrace.delays import bottlenecks, delays
 from lottrace.generate import write_jsonl
 from lottrace.ledger import EVENTS_TABLE_SQL, Ledger
-from lottrace.queries import bottlenecks, delays, upstream
+from lottrace.provenance import upstream
 
 #: Events per producer family and season in the generator, rounded down (it is about 24).
 EVENTS_PER_PRODUCER = 20

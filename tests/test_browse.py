@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 from lottrace.browse import CANNED_QUERIES, TABLES, datasette_metadata
 from lottrace.cli import cli
+from lottrace.delays import bottlenecks, stuck
 from lottrace.demo import build_demo
 from lottrace.graph import ancestors_graph, shares_into
 from lottrace.ledger import Ledger
-from lottrace.queries import bottlenecks, downstream, stuck, upstream
+from lottrace.provenance import downstream, upstream
 
 from factories import batch, chain, drying, export, harvest, mill, qc
 

@@ -657,7 +657,8 @@ def test_a_repository_may_hand_an_export_back_in_other_forms(demo_db: Path, tmp_
 def test_all_foreign_examples_in_one_ledger_answer_every_lot_query(
     conformance_dir: Path, tmp_path: Path
 ) -> None:
-    from lottrace.queries import downstream, timeline, upstream
+    from lottrace.provenance import downstream, upstream
+    from lottrace.timeline import timeline
 
     paths = sorted((conformance_dir / "gs1-epcis" / "examples").glob("**/*.jsonld"))
     paths += sorted((conformance_dir / "other" / "opentraceability-gdst").glob("*.jsonld"))

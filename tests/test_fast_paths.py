@@ -21,12 +21,13 @@ from typing import Any
 import networkx as nx
 import pytest
 
+from lottrace.delays import Leg, bottlenecks, delays, leg_hours, legs, stuck
 from lottrace.demo import build_demo
 from lottrace.events import STAGE_ORDER, Harvest, parse_event
 from lottrace.generate import generate
 from lottrace.graph import ancestors_graph, source_shares
 from lottrace.ledger import Ledger
-from lottrace.queries import Leg, bottlenecks, delays, leg_hours, legs, stuck, upstream
+from lottrace.provenance import upstream
 from lottrace.rules import time_key
 
 from factories import batch, drying, harvest, qc, t
@@ -422,7 +423,7 @@ def test_bottlenecks_leave_the_garbage_collector_as_they_found_it(
 ) -> None:
     import gc
 
-    import lottrace.queries as queries
+    import lottrace.delays as queries
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("scan failed")

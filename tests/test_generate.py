@@ -17,7 +17,7 @@ from lottrace.cli import cli
 from lottrace.events import parse_event
 from lottrace.generate import _coops, generate, generate_lines, write_jsonl
 from lottrace.ledger import Ledger
-from lottrace.queries import upstream
+from lottrace.provenance import upstream
 
 SMALL = (30, 60)  # cooperative sizes that keep the tests fast
 

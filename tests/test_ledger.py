@@ -495,3 +495,21 @@ def test_foreign_events_are_found_by_hash_through_an_index(ledger: Ledger) -> No
             )
         )
         assert "USING INDEX events_" in plan, plan
+
+
+def test_events_of_types_reads_only_those_types_in_log_order(ledger: Ledger) -> None:
+    ledger.append(batch(*chain()))
+    first = ledger.append(batch(harvest("H9", day=2)))
+    assert first.added == 1
+    h9 = event_id(parse_event(harvest("H9", day=2)))
+    ledger.append(batch(correction(h9)))
+    harvests = list(ledger.events_of_types(["harvest"]))
+    assert [s.event.type for s in harvests] == ["harvest"] * len(harvests)
+    all_harvests = [s for s in ledger.iter_events() if s.event.type == "harvest"]
+    assert [(s.seq, s.event_id, s.void) for s in harvests] == [
+        (s.seq, s.event_id, s.void) for s in all_harvests
+    ]
+    assert [s.void for s in harvests if s.event_id == h9] == [True]
+    both = {s.event.type for s in ledger.events_of_types(["drying", "correction"])}
+    assert both == {"drying", "correction"}
+    assert list(ledger.events_of_types([])) == []

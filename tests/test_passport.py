@@ -13,6 +13,7 @@ import segno
 from click.testing import CliRunner, Result
 
 from lottrace.cli import cli
+from lottrace.compliance import certify
 from lottrace.demo import build_demo
 from lottrace.errors import InvalidInput, UnknownLot
 from lottrace.ledger import Ledger
@@ -25,7 +26,7 @@ from lottrace.passport import (
     plot_map_svg,
     render_html,
 )
-from lottrace.queries import certify, downstream, upstream
+from lottrace.provenance import downstream, upstream
 
 from factories import batch, drying, export, harvest, mill, qc
 

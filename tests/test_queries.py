@@ -8,23 +8,14 @@ from typing import Any
 
 import pytest
 
+from lottrace.compliance import certify, eudr
+from lottrace.delays import Leg, bottlenecks, delays, legs, stuck
 from lottrace.errors import UnknownLot
 from lottrace.events import event_id, parse_event
 from lottrace.ledger import Ledger
-from lottrace.queries import (
-    Leg,
-    bottlenecks,
-    certify,
-    delays,
-    downstream,
-    eudr,
-    format_tree,
-    legs,
-    stuck,
-    timeline,
-    tree,
-    upstream,
-)
+from lottrace.provenance import downstream, tree, upstream
+from lottrace.timeline import timeline
+from lottrace.views import format_tree
 
 from factories import batch, chain, correction, drying, export, harvest, mill, qc, t
 

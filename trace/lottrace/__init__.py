@@ -9,7 +9,7 @@ bottom up (each imports only those above it in this list):
 - :mod:`lottrace.rules`    the rules checked on append, and lot state
 - :mod:`lottrace.ledger`   the SQLite log and derived tables (all the SQL)
 - :mod:`lottrace.graph`    lineage sub-graphs of one lot (networkx)
-- :mod:`lottrace.queries`  provenance, EUDR, certification and delay answers
+- :mod:`lottrace.provenance`, :mod:`lottrace.compliance`, :mod:`lottrace.delays`, :mod:`lottrace.timeline`  the answers
 - :mod:`lottrace.readers`  JSON Lines, JSON and CSV input
 - :mod:`lottrace.epcis_hash` the CBV 2.0 EPCIS Event Hash ID
 - :mod:`lottrace.schemas`  JSON Schema and docs generated from the models

@@ -14,10 +14,10 @@ answer the usual questions in SQL alone:
     Every lot made from a lot (the recall question), recursive over ``links``.
 ``bottlenecks``
     Routes ranked by lot-hours above the median of the same stage-to-stage
-    leg, as :func:`lottrace.queries.bottlenecks`.
+    leg, as :func:`lottrace.delays.bottlenecks`.
 ``stuck_lots``
     Lots with kg left whose latest checkpoint is older than the p90 of the
-    leg that usually follows it, as :func:`lottrace.queries.stuck`.
+    leg that usually follows it, as :func:`lottrace.delays.stuck`.
 
 The SQL here is the one place these queries are written; lottrace itself
 never runs it (its own queries live in :mod:`lottrace.ledger`), but the tests

@@ -810,7 +810,7 @@ def _event_history(ctx: click.Context, some_id: str, as_json: bool) -> None:
     """``history --event-id``: the events an id names, with all their ids."""
     from tabulate import tabulate
 
-    from .queries import find_events
+    from .provenance import find_events
 
     with _open(ctx) as ledger:
         found = find_events(ledger, some_id)
@@ -874,7 +874,8 @@ def history(
     """
     from tabulate import tabulate
 
-    from .queries import format_tree, tree
+    from .provenance import tree
+    from .views import format_tree
 
     if (lot is None) == (event_id is None):
         raise click.UsageError("give a LOT or --event-id ID")
@@ -1055,7 +1056,7 @@ def upstream(ctx: click.Context, lot: str, as_json: bool) -> None:
     link through merges and splits), their plots, the harvests, and every QC
     result on the way.
     """
-    from .queries import upstream as query
+    from .provenance import upstream as query
 
     data = _query(ctx, query, lot, as_json=as_json)
     if data is None:
@@ -1081,7 +1082,7 @@ def upstream(ctx: click.Context, lot: str, as_json: bool) -> None:
 @click.pass_context
 def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
     """Where LOT went: every descendant lot and every export (the recall query)."""
-    from .queries import downstream as query
+    from .provenance import downstream as query
 
     data = _query(ctx, query, lot, as_json=as_json)
     if data is None:
@@ -1123,7 +1124,7 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
     geometry, a plot over 4 ha is only a point, or an input is of unknown
     origin: a single one makes the whole lot non-compliant.
     """
-    from .queries import eudr as query
+    from .compliance import eudr as query
 
     with _open(ctx) as ledger:
         collection, problems = query(ledger, lot)
@@ -1157,7 +1158,7 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
 @click.pass_context
 def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
     """Does every harvest in LOT carry the SCHEME certification? Exits 1 if not."""
-    from .queries import certify as query
+    from .compliance import certify as query
 
     with _open(ctx) as ledger:
         data = query(ledger, lot, scheme)
@@ -1178,7 +1179,7 @@ def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
 @click.pass_context
 def timeline(ctx: click.Context, lot: str, as_json: bool) -> None:
     """The critical path of LOT: at each merge, which input arrived last."""
-    from .queries import timeline as query
+    from .timeline import timeline as query
 
     data = _query(ctx, query, lot, as_json=as_json)
     if data is None:
@@ -1236,7 +1237,7 @@ def delays(
 
     With --plot, also draw each leg's distribution of hours, worst first.
     """
-    from .queries import delays as query
+    from .delays import delays as query
 
     _check_plot(plot)
     rows = _query(ctx, query, by=by, since=since, until=until, as_json=as_json)
@@ -1275,7 +1276,7 @@ def bottlenecks(ctx: click.Context, top: int, as_json: bool, plot: Path | None) 
     routes; a route's excess is the sum of the hours its lots spent above it.
     With --plot, also draw each route's excess, in total and by month.
     """
-    from .queries import bottlenecks as query
+    from .delays import bottlenecks as query
 
     _check_plot(plot)
     rows = _query(ctx, query, top=top, as_json=as_json)
@@ -1303,16 +1304,16 @@ def bottlenecks(ctx: click.Context, top: int, as_json: bool, plot: Path | None) 
 def _check_plot(plot: Path | None) -> None:
     """Before any work: the chart's suffix is right and matplotlib is there."""
     if plot is not None:
-        from .plots import check_plot_path
+        from .charts import check_plot_path
 
         check_plot_path(plot)
 
 
 def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, **kw: Any) -> None:
-    from . import plots
+    from . import charts
 
     with _open(ctx) as ledger:
-        labels = getattr(plots, name)(ledger, plot, **kw)
+        labels = getattr(charts, name)(ledger, plot, **kw)
     worst = f", worst: {shown(labels[0].splitlines()[0])}" if labels else ""
     click.echo(f"wrote {plot}: {len(labels)} {what}{worst}", err=as_json)
 
@@ -1323,7 +1324,7 @@ def _draw(ctx: click.Context, name: str, plot: Path, as_json: bool, what: str, *
 @click.pass_context
 def stuck(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
     """Lots waiting longer than the p90 of the leg that normally follows, oldest first."""
-    from .queries import stuck as query
+    from .delays import stuck as query
 
     when = as_of or datetime.now().astimezone().isoformat(timespec="seconds")
     rows = _query(ctx, query, when, as_json=as_json)

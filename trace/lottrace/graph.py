@@ -266,7 +266,7 @@ def ancestor_inputs(ledger: Ledger, lot: str) -> dict[str, dict[str, float]]:
     The same links as :func:`ancestors_graph`'s edges, summed the same way
     (in ledger order, as floats), as plain dicts: ``{lot: {input lot: kg}}``,
     holding only lots formed from inputs. For callers that need only the
-    shares, such as :func:`lottrace.queries.upstream`: building a networkx
+    shares, such as :func:`lottrace.provenance.upstream`: building a networkx
     graph costs more than the rest of that answer.
 
     Raises

@@ -1381,6 +1381,25 @@ class Ledger:
         for seq, eid, body, void in rows:
             yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
 
+    def events_of_types(self, types: Iterable[str]) -> Iterator[StoredEvent]:
+        """Every event of these types, in log order, void ones flagged.
+
+        What registries read (plots, certificates, payments...): events that
+        describe things rather than move a lot. A scan of the log's ``type``
+        column, so keep it to types that are few.
+        """
+        wanted = sorted(set(types))
+        if not wanted:
+            return
+        marks = ",".join("?" * len(wanted))
+        rows = self.conn.execute(
+            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            f"FROM events e WHERE type IN ({marks}) ORDER BY seq",
+            wanted,
+        )
+        for seq, eid, body, void in rows:
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
         row = self.conn.execute(

@@ -1,7 +1,7 @@
 """The lot passport: one self-contained HTML page about a lot, for its buyer.
 
 :func:`passport_data` collects what a buyer asks about a lot from the
-library's queries (:func:`~lottrace.queries.upstream`, ``downstream``,
+library's queries (:func:`~lottrace.provenance.upstream`, ``downstream``,
 ``timeline``, ``eudr``, ``certify``) and the ledger's head hash;
 :func:`render_html` turns that into one HTML file. The page has no script,
 loads nothing (a Content-Security-Policy forbids it), and carries its CSS,
@@ -11,7 +11,7 @@ notes) is HTML-escaped.
 
 The page says, in Spanish or English (:data:`STRINGS`): the lot and its
 export containers; a timeline from the harvests to the port (the lot's
-critical path, see :func:`~lottrace.queries.timeline`); the producers and
+critical path, see :func:`~lottrace.timeline.timeline`); the producers and
 their shares, naming women producers' micro-lots where a harvest says
 ``women_producer: true``; a map of the contributing plots; the QC results;
 each certification any contributing harvest claims, with pass or fail for
@@ -37,11 +37,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import __version__
+from .compliance import certify, eudr
 from .errors import InvalidInput
 from .ledger import Ledger
 from .numfmt import number
-from .queries import certify, downstream, eudr, timeline, upstream
+from .provenance import downstream, upstream
 from .rules import STAGE_NAMES
+from .timeline import timeline
 
 __all__ = [
     "LANGS",
@@ -241,7 +243,7 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     -------
     dict
         ``lot``, ``kg``, ``stage``; ``exports`` (the export events of `lot`
-        itself, as :func:`~lottrace.queries.downstream` lists them);
+        itself, as :func:`~lottrace.provenance.downstream` lists them);
         ``harvests``, ``plots``, ``qc`` (from ``upstream``); ``shares``
         (``upstream``'s, each with ``women``: true when a harvest lot of that
         producer is a women producer's micro-lot, and ``women_lots``);

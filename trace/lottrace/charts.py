@@ -4,8 +4,8 @@
 violin per leg, worst median first); :func:`plot_bottlenecks` draws the
 excess lot-hours of the worst routes, in total and month by month, so that a
 road that is bad only in the rains shows. The data come from
-:mod:`lottrace.queries` (:func:`~lottrace.queries.leg_hours`,
-:func:`~lottrace.queries.bottlenecks`, :func:`~lottrace.queries.excess_by_month`).
+:mod:`lottrace.queries` (:func:`~lottrace.delays.leg_hours`,
+:func:`~lottrace.delays.bottlenecks`, :func:`~lottrace.delays.excess_by_month`).
 
 matplotlib is an optional extra (``pip install 'lottrace[plot]'``); without
 it every function raises :class:`~lottrace.errors.LottraceError` with that
@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .delays import bottlenecks, excess_by_month, leg_hours
 from .errors import InvalidInput, LottraceError
-from .queries import bottlenecks, excess_by_month, leg_hours
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,7 +59,7 @@ def plot_delays(
     """Draw each leg's distribution of hours into `path`; return the legs' labels, worst first.
 
     `by`, `since` and `until` group and filter the legs as
-    :func:`~lottrace.queries.delays` does; `style` is ``box`` or ``violin``.
+    :func:`~lottrace.delays.delays` does; `style` is ``box`` or ``violin``.
     A leg with a single lot is drawn as a point.
     """
     if style not in ("box", "violin"):
@@ -110,7 +110,7 @@ def plot_bottlenecks(
     """Draw the `top` routes' excess lot-hours, in total and by month; return the routes' labels.
 
     Left: one bar per route, worst at the top (the ranking of
-    :func:`~lottrace.queries.bottlenecks`). Right: the same excess stacked by
+    :func:`~lottrace.delays.bottlenecks`). Right: the same excess stacked by
     the month the legs ended.
     """
     check_plot_path(path)

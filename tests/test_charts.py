@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lottrace.cli import cli
+from lottrace.delays import bottlenecks, delays, excess_by_month, leg_hours
 from lottrace.demo import build_demo
 from lottrace.ledger import Ledger
-from lottrace.queries import bottlenecks, delays, excess_by_month, leg_hours
 
 SVG = "{http://www.w3.org/2000/svg}"
 
