@@ -34,8 +34,9 @@ import orjson
 
 from lottrace.delays import bottlenecks, delays
 from lottrace.generate import write_jsonl
-from lottrace.ledger import EVENTS_TABLE_SQL, Ledger
+from lottrace.ledger import Ledger
 from lottrace.provenance import upstream
+from lottrace.storage.sqlite_schema import EVENTS_TABLE_SQL
 
 #: Events per producer family and season in the generator, rounded down (it is about 24).
 EVENTS_PER_PRODUCER = 20
