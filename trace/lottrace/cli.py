@@ -55,13 +55,8 @@ class _Group(click.Group):
             click.echo(f"Error: {_os_error(exc)}", err=True)
             ctx.exit(1)
         except Exception as exc:
-            import sqlite3
-
             if os.environ.get("LOTTRACE_DEBUG"):
                 raise
-            if isinstance(exc, sqlite3.Error):
-                click.echo(f"Error: ledger {ctx.obj['db']}: {exc}", err=True)
-                ctx.exit(1)
             click.echo(
                 f"Error: internal error {type(exc).__name__}: {exc} "
                 "(please report it; LOTTRACE_DEBUG=1 shows the traceback)",

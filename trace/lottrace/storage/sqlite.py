@@ -450,12 +450,12 @@ class SqliteStorage(Storage):
     def read_snapshot(self) -> Iterator[None]:
         own = not self.conn.in_transaction
         if own:
-            self.conn.execute("BEGIN")
+            _mapped(_execute)(self, "BEGIN")
         try:
             yield
         finally:
             if own:
-                self.conn.execute("COMMIT")
+                _mapped(_execute)(self, "COMMIT")
 
     def restore_schema(self) -> list[str]:
         """Inside a write transaction: make the schema exactly lottrace's, derived tables empty."""
@@ -971,6 +971,11 @@ class SqliteStorage(Storage):
 
 
 # ---------------------------------------------------------------------- the error boundary
+
+
+def _execute(store: SqliteStorage, sql: str) -> None:
+    store.conn.execute(sql)
+
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
