@@ -166,7 +166,7 @@ def test_networkx_errors_are_lottrace_errors(ledger: Ledger) -> None:
     for shares in (shares_into, shares_from):
         with pytest.raises(UnknownLot, match="no lot 'X' in the lineage graph of 'M1'"):
             shares(G, "X")
-        with pytest.raises(UnknownLot, match="no lot 'X' in the lineage graph$"):
+        with pytest.raises(UnknownLot, match=r"no lot 'X' in the lineage graph$"):
             shares(nx.DiGraph(), "X")
     looped = nx.DiGraph()
     looped.add_edge("H1", "A", kg=10.0)

@@ -11,8 +11,14 @@ ledger's derived tables, so they are not in the graph either.
 
 :func:`ancestor_inputs` and :func:`source_shares` are the exception: the
 same links and shares as plain dicts and integers, without a networkx graph,
-because building the graph costs more than the rest of the hottest query
-(``lottrace upstream``, which needs the shares only).
+because importing networkx and building the graph cost more than the rest of
+the hottest query (``lottrace upstream``, which needs the shares only). The
+shares themselves are computed in one place, ``_spread``: the graph path
+(:func:`shares_into`, :func:`shares_from`) gives it networkx's topological
+order of the lot's ancestors or descendants, the fast path the standard
+library's (:mod:`graphlib`). No networkx error leaves this module: an
+unknown lot is :class:`~lottrace.errors.UnknownLot`, a cycle an
+:class:`~lottrace.errors.IntegrityViolation` naming its lots.
 
 Node attributes (from the ledger's ``lots`` table)
     ``kg``, ``drawn_kg``, ``stage`` (number, see ``STAGE_ORDER``),
