@@ -1481,14 +1481,11 @@ def epcis_hash(ctx: click.Context, file: Path, as_json: bool) -> None:
     """
     from .contexts import ContextRegistry
     from .epcis import load_document
-    from .epcis_hash import document_hash_ids
+    from .epcis_check import document_hashes
 
     contexts = ContextRegistry(ctx.obj["db"]).contexts()
     doc = load_document(str(file), check=False, contexts=contexts)
-    try:
-        hashes = document_hash_ids(doc)
-    except ValueError as exc:
-        raise LottraceError(f"{file}: {exc}") from None
+    hashes = document_hashes(doc, where=str(file))
     if as_json:
         click.echo(_dumps(hashes))
     else:

@@ -33,8 +33,8 @@ from urllib.parse import quote, unquote
 import orjson
 
 from .contexts import protected_problem, resolve, unresolved
-from .epcis_check import EPCIS_CONTEXT, first_problem
-from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
+from .epcis_check import EPCIS_CONTEXT, document_hashes, first_problem
+from .epcis_hash import document_context, document_events, event_hash_id
 from .epcis_xml import XmlDocument, looks_like_xml, xml_to_document
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
@@ -758,17 +758,8 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
     for node in (doc, body, results, results.get("resultsBody") or {}):
         if "@context" in node:
             context.update(document_context(node))
-    try:
-        hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
-    except ValueError as exc:
-        urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
-        hint = (
-            f" ({', '.join(urls)}: lottrace never fetches a context; register a local "
-            "copy with 'lottrace epcis context add URL FILE')"
-            if urls and "not declared" in str(exc)
-            else ""
-        )
-        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}{hint}") from None
+    urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
+    hash_ids = document_hashes(doc, where=name, remote=urls)  # as `lottrace epcis hash` prints
     base = (
         "$.epcisBody.eventList"
         if "eventList" in body

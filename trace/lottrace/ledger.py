@@ -189,8 +189,7 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
     ids as URIs), its ``time`` is the event's ``eventTime``, its quantities
     are finite, and its ``hash_id`` is its Event Hash ID, recomputed.
     """
-    from .epcis_check import EPCIS_CONTEXT, first_problem
-    from .epcis_hash import event_hash_id
+    from .epcis_check import EPCIS_CONTEXT, event_hash, first_problem
 
     context: list[Any] = [EPCIS_CONTEXT]
     if ev.context:
@@ -227,15 +226,7 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
                     where=where,
                     field=f"event.{name}[{i}].quantity",
                 )
-    try:
-        computed = event_hash_id(ev.event, ev.context)
-    except ValueError as exc:
-        raise RuleViolation(
-            f"its Event Hash ID cannot be computed: {exc}",
-            rule="epcis-hash",
-            where=where,
-            field="event",
-        ) from None
+    computed = event_hash(ev.event, ev.context, where=where)
     if computed != ev.hash_id:
         raise RuleViolation(
             f"hash_id {ev.hash_id} is not the event's Event Hash ID {computed}",
