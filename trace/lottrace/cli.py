@@ -815,6 +815,7 @@ def history(
     """
     from tabulate import tabulate
 
+    from .provenance import history as history_of
     from .provenance import tree
     from .views import format_tree
 
@@ -825,21 +826,14 @@ def history(
         return
     assert lot is not None
 
+    if as_json:
+        _query(ctx, history_of, lot, as_json=True, with_tree=not no_tree)
+        return
     with _open(ctx) as ledger:
         events = ledger.lot_events(lot)
         voided = ledger.voided_for_lot(lot)
         upstream_tree = tree(ledger, lot) if not no_tree else None
     has_inputs = bool(upstream_tree and upstream_tree.get("children"))
-    if as_json:
-        data: dict[str, Any] = {
-            "lot": lot,
-            "events": [dict(e.as_dict(), role=e.role) for e in events],
-            "voided": voided,
-        }
-        if has_inputs:
-            data["tree"] = upstream_tree
-        click.echo(_dumps(data))
-        return
     rows = [
         (
             e.event.time.isoformat(),
@@ -1617,6 +1611,153 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     except OSError as exc:
         raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"wrote {output}: run datasette {ctx.obj['db']} --metadata {output}")
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--max-body-mb",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="The largest request body accepted (413 beyond it).",
+)
+@click.option(
+    "--cors",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="An origin browsers may call the API from (repeatable). Default: none.",
+)
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="The server's address as passports' QR codes name it, e.g. https://trace.coop.pe.",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    max_body_mb: int,
+    cors: tuple[str, ...],
+    public_url: str | None,
+) -> None:
+    """Serve the ledger over HTTP: EPCIS 2.0 capture and query, lottrace's API, passports.
+
+    Every request needs a token (lottrace users add). Behind a TLS reverse
+    proxy for anything beyond this computer: see docs/deploying.md.
+    """
+    import logging
+
+    import uvicorn
+
+    from .server import create_app
+
+    app = create_app(
+        ctx.obj["db"],
+        max_body_bytes=max_body_mb * 1_000_000,
+        cors_origins=cors,
+        public_url=public_url,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    click.echo(f"serving {ctx.obj['db']} on http://{host}:{port}", err=True)
+    # uvicorn's access log names full URLs; lottrace logs each request's route instead.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+
+
+@cli.group()
+def users() -> None:
+    """Users of the served ledger: add (prints a token once), list, revoke."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--org", required=True, help="The user's organisation.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["field", "qc", "analyst", "buyer", "admin"]),
+    help="What the user may do (see docs/deploying.md).",
+)
+@click.option(
+    "--owner",
+    is_flag=True,
+    help="ORG runs this ledger: its users read all of it (set with the first user).",
+)
+@click.pass_context
+def users_add(ctx: click.Context, name: str, org: str, role: str, owner: bool) -> None:
+    """Add a user and print its token, once: it is stored only as a hash."""
+    from .access import AccessFile
+
+    _open(ctx).close()  # the ledger must exist
+    token = AccessFile(ctx.obj["db"]).add_user(name, org=org, role=role, owner=owner)
+    click.echo(token)
+    click.echo(
+        f"added {shown(name)} ({shown(org)}, {role}); the token above is shown only now: "
+        "send it as 'Authorization: Bearer TOKEN'",
+        err=True,
+    )
+
+
+@users.command("list")
+@json_option
+@click.pass_context
+def users_list(ctx: click.Context, as_json: bool) -> None:
+    """The users, their organisations and roles (never their tokens)."""
+    from .access import AccessFile
+
+    rows = AccessFile(ctx.obj["db"]).users()
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    click.echo(
+        _table(
+            [{**r, "revoked": r.get("revoked", "")} for r in rows],
+            ["name", "org", "role", "created", "revoked"],
+        )
+    )
+
+
+@users.command("revoke")
+@click.argument("name")
+@click.pass_context
+def users_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a user's token: its next request is refused (401)."""
+    from .access import AccessFile
+
+    AccessFile(ctx.obj["db"]).revoke(name)
+    click.echo(f"revoked {shown(name)}")
+
+
+@users.command("site")
+@click.argument("site")
+@click.option("--org", required=True, help="The organisation the site belongs to.")
+@click.pass_context
+def users_site(ctx: click.Context, site: str, org: str) -> None:
+    """Declare that SITE belongs to ORG, not to the ledger's owner (who writes there)."""
+    from .access import AccessFile
+
+    AccessFile(ctx.obj["db"]).set_site(site, org)
+    click.echo(f"site {shown(site)} belongs to {shown(org)}")
+
+
+@cli.command()
+@click.argument("lot")
+@click.option("--private", is_flag=True, help="Make the lot's passport private again.")
+@click.pass_context
+def publish(ctx: click.Context, lot: str, private: bool) -> None:
+    """Make LOT's passport public on the server (its QR code opens without a token)."""
+    from .access import AccessFile
+
+    with _open(ctx) as ledger:
+        ledger.require_lot(lot)
+    AccessFile(ctx.obj["db"]).publish(lot, public=not private)
+    click.echo(f"the passport of {shown(lot)} is {'private' if private else 'public'}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

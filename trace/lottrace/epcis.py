@@ -64,6 +64,7 @@ __all__ = [
     "is_single_event",
     "load_document",
     "mapping_table",
+    "parse_document",
     "single_event_document",
     "to_epcis",
 ]
@@ -544,6 +545,13 @@ def load_document(
         raise InvalidInput(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_document(raw, path, check=check, contexts=contexts)
+
+
+def parse_document(
+    raw: bytes, path: str, *, check: bool = True, contexts: AnyMapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`load_document` for a document already read (an HTTP body, say); ``path`` names it."""
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM is tolerated
     if looks_like_xml(raw):
         doc: Any = xml_to_document(raw, path)

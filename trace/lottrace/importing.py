@@ -49,6 +49,9 @@ __all__ = [
     "import_records",
 ]
 
+#: ``transform(where, event)``: the event to append in place of one read (see :func:`import_files`).
+Transform = Callable[[str, Any], Any]
+
 #: Inputs at least this big (bytes, about 4,000 events) are read and
 #: validated in a second process while this one checks rules and writes.
 PARALLEL_BYTES = 1_000_000
@@ -87,6 +90,7 @@ def import_files(
     on_map: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] = _no_progress,
     parallel: bool | None = None,
+    transform: Transform | None = None,
 ) -> AppendReport:
     """Import JSON Lines, JSON array, CSV or ``.xlsx`` files into ``ledger``, all or nothing.
 
@@ -96,6 +100,9 @@ def import_files(
     ``parallel`` reads in a second process (default: for inputs of
     :data:`PARALLEL_BYTES` or more); a program with threads of its own
     should pass ``False``, as forking a threaded process is unsafe.
+    ``transform(where, event)`` gives the event to append in place of each
+    one read (the server records its caller as the ``actor``), or raises
+    to refuse it.
 
     Raises :class:`~lottrace.errors.BadRows` (or the one bad row itself)
     when any row is bad; nothing is written then.
@@ -107,7 +114,7 @@ def import_files(
         parallel = sum(p.stat().st_size for p in paths if p.is_file()) >= PARALLEL_BYTES
 
     def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
-        yield from iter_import(
+        events = iter_import(
             paths,
             map_path=options.map_path,
             default_type=options.default_type,
@@ -119,6 +126,11 @@ def import_files(
             on_note=hooks.on_note,
             on_map=on_map,
         )
+        if transform is None:
+            yield from events
+        else:
+            for where, ev in events:
+                yield where, transform(where, ev)
 
     bad: list[LottraceError] = []  # every row that breaks the contract, and the first rule broken
     hooks = Hooks(on_error=bad.append, on_note=on_note, progress=progress)
@@ -160,17 +172,24 @@ def import_records(
 
 
 def import_documents(
-    ledger: Ledger, documents: Iterable[tuple[str, dict[str, Any]]]
+    ledger: Ledger,
+    documents: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    transform: Transform | None = None,
 ) -> AppendReport:
     """Import the events of EPCIS documents (``(name, document)`` pairs), all or nothing.
 
     Each document is one that :func:`lottrace.epcis.load_document` read and
     checked (JSON-LD or XML); its events are mapped by
     :func:`lottrace.epcis.document_to_events` and appended in one batch.
+    ``transform`` is as for :func:`import_files`.
     """
     from .epcis import document_to_events
 
-    return ledger.append(item for name, doc in documents for item in document_to_events(doc, name))
+    items = (item for name, doc in documents for item in document_to_events(doc, name))
+    if transform is not None:
+        items = ((where, transform(where, ev)) for where, ev in items)
+    return ledger.append(items)
 
 
 def _append_all(

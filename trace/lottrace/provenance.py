@@ -39,6 +39,7 @@ from .rules import time_key
 __all__ = [
     "downstream",
     "find_events",
+    "history",
     "tree",
     "upstream",
 ]
@@ -417,3 +418,25 @@ def _body_time(value: str) -> str:
     if len(value) == 25 and value[19] in "+-":  # whole seconds and an offset: already so
         return value
     return datetime.fromisoformat(value).isoformat()
+
+
+def history(ledger: Ledger, lot: str, *, with_tree: bool = True) -> JSON:
+    """A lot's own events in time order (``history --json``), and its upstream tree.
+
+    ``events`` are the lot's non-void events, each with its ``role``
+    (``subject``, ``output`` for the event that formed it, ``input`` for one
+    that drew from it); ``voided`` the ids of void events that named it;
+    ``tree`` (:func:`tree`), when the lot was formed from other lots and
+    ``with_tree`` is on.
+    """
+    events = ledger.lot_events(lot)
+    data: JSON = {
+        "lot": lot,
+        "events": [dict(e.as_dict(), role=e.role) for e in events],
+        "voided": ledger.voided_for_lot(lot),
+    }
+    if with_tree:
+        upstream_tree = tree(ledger, lot)
+        if upstream_tree.get("children"):
+            data["tree"] = upstream_tree
+    return data

@@ -1,0 +1,285 @@
+"""Who may do what on a served ledger: organisations, users, roles, tokens, and the rules that decide.
+
+A ledger belongs to one organisation, its **owner** (the cooperative that
+runs it), set when its first user is added (``lottrace users add NAME --org
+ORG --role admin --owner``) and kept in the access file beside the ledger,
+``LEDGER.access.json``. Its sites belong to the owner unless declared to
+belong to another organisation (``lottrace users site SITE --org ORG``).
+
+Roles and what they may do (see docs/deploying.md):
+
+``field``, ``qc``
+    write events, only at their organisation's sites; read their
+    organisation's lots.
+``analyst``
+    read their organisation's lots and the delay analyses.
+``buyer``
+    read only the lots exported to their organisation (an export's
+    ``buyer``) and everything upstream of them.
+``admin``
+    everything ``qc`` and ``analyst`` may do, and manage their organisation's users.
+
+"Their organisation's lots": for the owner, every lot of the ledger; for
+another organisation, the lots an event at one of its sites touched, and
+their upstream.
+
+A token is shown once, when the user is added, and only its SHA-256 is
+kept: tokens are 256 random bits, so a fast hash is enough (a slow one
+protects guessable passwords, which these are not). Tokens are compared in
+constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput, LottraceError
+from .ledger import Ledger
+
+__all__ = [
+    "ROLES",
+    "AccessFile",
+    "Identity",
+    "NotAllowed",
+    "NotAuthenticated",
+    "visible_lots",
+]
+
+ROLES = ("field", "qc", "analyst", "buyer", "admin")
+#: Roles that write events.
+WRITERS = frozenset({"field", "qc", "admin"})
+#: Roles that read the delay analyses of their organisation.
+ANALYSTS = frozenset({"analyst", "admin", "qc"})
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+
+
+class NotAuthenticated(LottraceError):
+    """No token, or a token that is not a live user's (HTTP 401)."""
+
+
+class NotAllowed(LottraceError):
+    """The user's role or organisation does not allow this (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user behind a request's token."""
+
+    name: str
+    org: str
+    role: str
+    #: Whether the organisation owns the ledger.
+    owner: bool
+
+    @property
+    def actor(self) -> str:
+        """What is recorded as the ``actor`` of every event this user writes."""
+        return f"{self.name} ({self.org}, {self.role})"
+
+
+@dataclass
+class _Data:
+    owner: str | None = None
+    users: list[dict[str, Any]] = field(default_factory=list)
+    sites: dict[str, str] = field(default_factory=dict)
+    public: list[str] = field(default_factory=list)
+
+
+def _check_name(what: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise InvalidInput(
+            f"{what} {value!r}: use 1-64 letters, digits, spaces and . _ @ - (starting with a "
+            "letter or digit)"
+        )
+    return value
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AccessFile:
+    """The access file of a ledger: its owner, users (tokens hashed), sites of other
+    organisations and the lots whose passports are public.
+
+    Written atomically (a new file renamed over the old), readable only by
+    its owner on the system (mode 0600).
+    """
+
+    def __init__(self, ledger: str | os.PathLike[str]) -> None:
+        self.path = Path(f"{ledger}.access.json")
+
+    def _load(self) -> _Data:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return _Data()
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{self.path}: cannot read the access file: {exc}") from None
+        return _Data(
+            owner=raw.get("owner"),
+            users=list(raw.get("users", [])),
+            sites=dict(raw.get("sites", {})),
+            public=list(raw.get("public", [])),
+        )
+
+    def _save(self, data: _Data) -> None:
+        text = json.dumps(
+            {"owner": data.owner, "users": data.users, "sites": data.sites, "public": data.public},
+            indent=2,
+            ensure_ascii=False,
+        )
+        folder = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=".access-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # ------------------------------------------------------------------ management
+
+    @property
+    def owner(self) -> str | None:
+        return self._load().owner
+
+    def add_user(self, name: str, *, org: str, role: str, owner: bool = False) -> str:
+        """Add a user and return its token, which is never stored and never shown again."""
+        _check_name("user", name)
+        _check_name("organisation", org)
+        if role not in ROLES:
+            raise InvalidInput(f"role {role!r}: choose one of {', '.join(ROLES)}")
+        data = self._load()
+        if owner:
+            if data.owner not in (None, org):
+                raise InvalidInput(f"the ledger's owner is {data.owner} already")
+            data.owner = org
+        if data.owner is None:
+            raise InvalidInput(
+                "the ledger has no owner yet: add its first user with --owner "
+                "(the organisation that runs the ledger)"
+            )
+        if any(u["name"] == name and not u.get("revoked") for u in data.users):
+            raise InvalidInput(f"user {name!r} exists already (revoke it first)")
+        token = "lt_" + secrets.token_urlsafe(32)
+        data.users.append(
+            {
+                "name": name,
+                "org": org,
+                "role": role,
+                "token_sha256": _digest(token),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        self._save(data)
+        return token
+
+    def revoke(self, name: str, *, org: str | None = None) -> None:
+        """Revoke a user's token (``org``: only a user of that organisation)."""
+        data = self._load()
+        found = [
+            u
+            for u in data.users
+            if u["name"] == name and not u.get("revoked") and org in (None, u["org"])
+        ]
+        if not found:
+            raise InvalidInput(f"no user {name!r} to revoke")
+        for u in found:
+            u["revoked"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._save(data)
+
+    def users(self, *, org: str | None = None) -> list[dict[str, Any]]:
+        """The users (never their token digests), of one organisation or all."""
+        return [
+            {k: v for k, v in u.items() if k != "token_sha256"}
+            for u in self._load().users
+            if org in (None, u["org"])
+        ]
+
+    def set_site(self, site: str, org: str) -> None:
+        """Declare that ``site`` belongs to ``org`` (not to the ledger's owner)."""
+        _check_name("organisation", org)
+        data = self._load()
+        data.sites[site] = org
+        self._save(data)
+
+    def publish(self, lot: str, public: bool = True) -> None:
+        """Make a lot's passport public (or private again)."""
+        data = self._load()
+        if public and lot not in data.public:
+            data.public.append(lot)
+        if not public and lot in data.public:
+            data.public.remove(lot)
+        self._save(data)
+
+    # ------------------------------------------------------------------ decisions
+
+    def identify(self, token: str | None) -> Identity:
+        """The live user whose token this is; :class:`NotAuthenticated` otherwise."""
+        if not token:
+            raise NotAuthenticated("send a token: Authorization: Bearer TOKEN")
+        digest = _digest(token)
+        data = self._load()
+        for u in data.users:
+            if hmac.compare_digest(u["token_sha256"], digest) and not u.get("revoked"):
+                return Identity(u["name"], u["org"], u["role"], u["org"] == data.owner)
+        raise NotAuthenticated("the token is not a live user's")
+
+    def site_org(self, site: str) -> str | None:
+        """The organisation a site belongs to."""
+        data = self._load()
+        return data.sites.get(site, data.owner)
+
+    def sites_of(self, org: str) -> set[str]:
+        """The sites declared to belong to ``org`` (the owner's are all the others)."""
+        return {s for s, o in self._load().sites.items() if o == org}
+
+    def is_public(self, lot: str) -> bool:
+        return lot in self._load().public
+
+    def check_write(self, who: Identity, sites: list[str]) -> None:
+        """Refuse a write unless the role writes and every site is the user's organisation's."""
+        if who.role not in WRITERS:
+            raise NotAllowed(f"role {who.role} does not write events")
+        for site in sites:
+            if self.site_org(site) != who.org:
+                raise NotAllowed(f"site {site} is not {who.org}'s: {who.name} cannot write there")
+
+
+def visible_lots(ledger: Ledger, who: Identity, access: AccessFile) -> set[str] | None:
+    """The lots ``who`` may read, or None for every lot of the ledger.
+
+    The owner's users (but buyers) read everything. A buyer reads the lots
+    exported to its organisation (the export's ``buyer``) and their upstream.
+    Another organisation's users read the lots that events at its sites
+    touched, and their upstream.
+    """
+    if who.owner and who.role != "buyer":
+        return None
+    roots: set[str] = set()
+    if who.role == "buyer":
+        for stored in ledger.events_of_types(["export"]):
+            ev = stored.event
+            if not stored.void and ev.field("buyer") == who.org and ev.subject is not None:
+                roots.add(ev.subject)
+    else:
+        sites = access.sites_of(who.org)
+        if sites:
+            roots = {lot for lot, _t, _type, _role, site in ledger.leg_scan() if site in sites}
+    lots = set(roots)
+    for root in roots:
+        lots.update(src for src, *_ in ledger.lineage_links(root, direction="up"))
+    return lots

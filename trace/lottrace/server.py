@@ -1,0 +1,757 @@
+"""The HTTP face: lottrace served to a whole supply chain (``lottrace serve``).
+
+A FastAPI app over one ledger. Like the CLI it is thin: each route parses
+its request, checks who is asking (:mod:`lottrace.access`), calls one library
+function, and renders its answer; the JSON bodies are the CLI's ``--json``
+outputs. It serves:
+
+- GS1's **EPCIS 2.0 REST bindings**: ``POST /capture`` (a document, all or
+  nothing; ``202`` and a capture job), ``GET /capture/{id}``, ``POST /events``
+  (one event), ``GET /events`` (the standard query parameters, paged) and
+  ``GET /events/{eventID}``, with the ``GS1-EPCIS-Version`` and
+  ``GS1-CBV-Version`` headers;
+- **lottrace's own API** under ``/api/``: a lot's history, upstream,
+  downstream, EUDR GeoJSON, certification, timeline and passport; delays,
+  bottlenecks, stuck lots; ``POST /api/import`` for files;
+- the **passport resolver**: ``/lot/{lot}`` and GS1 Digital Link paths
+  ``/01/{gtin}/10/{lot}``, what a passport's QR code points at.
+
+Every request but the resolver of a public passport and ``/openapi.json``
+needs ``Authorization: Bearer TOKEN``; the identity behind the token is the
+``actor`` of every event written through the server, whatever the body says.
+Errors are RFC 7807 problem documents naming the field where there is one.
+The error boundary is :func:`_problem`: every :class:`LottraceError` is
+mapped there, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__
+from .access import AccessFile, Identity, NotAllowed, NotAuthenticated, visible_lots
+from .errors import (
+    BadRows,
+    IntegrityViolation,
+    InvalidEvent,
+    InvalidInput,
+    LedgerError,
+    LottraceError,
+    UnknownEvent,
+    UnknownLot,
+)
+from .ledger import AppendReport, Ledger
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("lottrace.server")
+
+EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+#: Capture jobs kept in memory (the oldest are forgotten first).
+_JOBS = 1000
+_JSON_LD = "application/ld+json"
+
+
+class _JSON(JSONResponse):
+    """JSON written by orjson, as the CLI writes it (non-ASCII kept, no spaces)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _problem(
+    exc: LottraceError, db: Path | None = None, scrub: Callable[[str], str] | None = None
+) -> _JSON:
+    """The one place a LottraceError becomes an HTTP answer: status and an RFC 7807 body.
+
+    Where the message names the ledger's file, only its name is shown: the
+    server's folders are nobody's business (``scrub`` takes out others, such
+    as where uploads were put).
+    """
+
+    def clean(text: str) -> str:
+        return scrub(text) if scrub is not None else text
+
+    status, title = 400, "bad request"
+    headers: dict[str, str] = {}
+    if isinstance(exc, NotAuthenticated):
+        status, title = 401, "not authenticated"
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, NotAllowed):
+        status, title = 403, "forbidden"
+    elif isinstance(exc, UnknownLot | UnknownEvent):
+        status, title = 404, "not found"
+    elif isinstance(exc, BadRows):
+        status, title = 422, "bad rows"
+    elif isinstance(exc, InvalidEvent | InvalidInput):
+        status, title = 400, "bad input"
+    elif isinstance(exc, IntegrityViolation):
+        status, title = 500, "the ledger failed its integrity check"
+    elif isinstance(exc, LedgerError):
+        status, title = 503, "the ledger is not available"
+    detail = str(exc)
+    if db is not None:
+        for spelled in (str(db.absolute()), str(db)):
+            detail = detail.replace(spelled, db.name)
+    body: dict[str, Any] = {
+        "type": f"https://lottrace.org/problems/{type(exc).__name__}",
+        "title": title,
+        "status": status,
+        "detail": clean(detail),
+    }
+    for name in ("where", "field", "rule"):
+        value = getattr(exc, name, None)
+        if value:
+            body[name] = clean(str(value))
+    if isinstance(exc, BadRows):
+        body["problems"] = [
+            {
+                k: v
+                for k, v in {
+                    "where": clean(getattr(p, "where", "")),
+                    "field": getattr(p, "field", ""),
+                    "detail": clean(str(p)),
+                }.items()
+                if v
+            }
+            for p in exc.problems
+        ]
+    return _JSON(body, status_code=status, headers=headers | EPCIS_HEADERS)
+
+
+class _BodyLimit:
+    """Refuse a request body over ``limit`` bytes with 413, before reading it all."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = orjson.dumps(
+        {
+            "type": "https://lottrace.org/problems/TooLarge",
+            "title": "request too large",
+            "status": 413,
+            "detail": f"the request body is over {limit} bytes",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/problem+json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+_SECURITY = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_CSP_API = "default-src 'none'; frame-ancestors 'none'"
+_CSP_PAGE = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `lottrace users add`.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _who(request: Request, credentials: Credentials) -> Identity:
+    """The dependency every route but a public passport takes: the caller, or 401."""
+    access: AccessFile = request.app.state.access
+    return access.identify(credentials.credentials if credentials else None)
+
+
+User = Annotated[Identity, Depends(_who)]
+
+
+def create_app(
+    db: str | Path,
+    *,
+    max_body_bytes: int = 50_000_000,
+    cors_origins: tuple[str, ...] = (),
+    public_url: str | None = None,
+) -> FastAPI:
+    """The app serving the ledger at ``db`` (its access file beside it).
+
+    ``max_body_bytes`` bounds every request body (413 beyond it);
+    ``cors_origins`` are the only origins a browser may call it from (none by
+    default); ``public_url`` is the server's address as passports' QR codes
+    should name it (default: the address each request came to).
+    """
+    db = Path(db)
+    access = AccessFile(db)
+    Ledger.reader(db).close()  # fail now, with one line, if it is not a ledger
+    app = FastAPI(
+        title="lottrace",
+        version=__version__,
+        description=(
+            "A traceability ledger for coffee lots: GS1 EPCIS 2.0 capture and query, "
+            "lot provenance, EUDR, certification and delay analytics. Every request "
+            "needs `Authorization: Bearer TOKEN` (`lottrace users add`), except a "
+            "public passport."
+        ),
+        docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
+        redoc_url=None,
+        default_response_class=_JSON,
+    )
+    jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    jobs_lock = threading.Lock()
+    app.state.access = access
+
+    # ------------------------------------------------------------------ boundary
+
+    @app.exception_handler(LottraceError)
+    async def lottrace_error(_request: Request, exc: LottraceError) -> Response:
+        return _problem(exc, db)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
+        return _JSON(
+            {
+                "type": "https://lottrace.org/problems/RequestValidationError",
+                "title": "bad request",
+                "status": 400,
+                "detail": f"{where}: {first.get('msg', 'invalid')}",
+                "field": where,
+            },
+            status_code=400,
+            headers=EPCIS_HEADERS,
+        )
+
+    @app.middleware("http")
+    async def headers_and_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        for k, v in _SECURITY.items():
+            response.headers.setdefault(k, v)
+        page = response.headers.get("content-type", "").startswith("text/html")
+        response.headers.setdefault("Content-Security-Policy", _CSP_PAGE if page else _CSP_API)
+        for k, v in EPCIS_HEADERS.items():
+            response.headers.setdefault(k, v)
+        route = request.scope.get("route")
+        # No query string, token, lot code or user in the log: the route's template only.
+        log.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            getattr(route, "path", "?"),
+            response.status_code,
+            (time.perf_counter() - start) * 1000,
+        )
+        return response
+
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def reading() -> Ledger:
+        return Ledger.reader(db)
+
+    def check_lot(ledger: Ledger, user: Identity, lot: str) -> None:
+        ledger.require_lot(lot)  # 404 for a lot that does not exist
+        lots = visible_lots(ledger, user, access)
+        if lots is not None and lot not in lots:
+            raise NotAllowed(f"lot {lot} is not visible to {user.org}")
+
+    def need_analyst(user: Identity) -> None:
+        if not (user.owner and user.role in ("analyst", "admin", "qc")):
+            raise NotAllowed(f"role {user.role} of {user.org} does not read the delay analyses")
+
+    def capture(user: Identity, raw: bytes, name: str) -> AppendReport:
+        from .contexts import ContextRegistry
+        from .epcis import parse_document
+        from .importing import import_documents
+
+        contexts = ContextRegistry(db).contexts()
+        doc = parse_document(raw, name, contexts=contexts)
+        with Ledger(db) as ledger:
+            return import_documents(ledger, [(name, doc)], transform=_as_written_by(user, access))
+
+    # ------------------------------------------------------------------ EPCIS
+
+    @app.get("/", summary="What this server offers", tags=["EPCIS"])
+    def index() -> dict[str, Any]:
+        return {
+            "name": "lottrace",
+            "version": __version__,
+            "resources": ["capture", "events", "api"],
+        }
+
+    @app.post(
+        "/capture",
+        status_code=202,
+        summary="Capture an EPCIS document, all or nothing",
+        tags=["EPCIS"],
+        responses={400: {"description": "A problem, naming its JSON path or XML line"}},
+    )
+    async def capture_document(request: Request, user: User) -> Response:
+        raw = await request.body()
+        job_id = "c" + secrets.token_hex(8)
+        created = _now()
+        job: dict[str, Any] = {
+            "captureID": job_id,
+            "createdAt": created,
+            "running": True,
+            "success": True,
+            "captureErrorBehaviour": "rollback",
+            "errors": [],
+            "_org": user.org,
+        }
+        try:
+            report = await _in_thread(capture, user, raw, "capture " + job_id)
+        except (NotAuthenticated, NotAllowed):
+            raise
+        except LottraceError as exc:
+            problem = orjson.loads(_problem(exc, db).body)
+            job.update(running=False, success=False, errors=[problem], finishedAt=_now())
+            _keep(jobs, jobs_lock, job)
+            return _problem(exc, db)
+        job.update(running=False, finishedAt=_now(), report=report.as_dict())
+        _keep(jobs, jobs_lock, job)
+        return _JSON(job, status_code=202, headers={"Location": f"/capture/{job_id}"})
+
+    @app.get("/capture/{captureID}", summary="A capture job's state", tags=["EPCIS"])
+    def capture_job(captureID: str, user: User) -> dict[str, Any]:
+        with jobs_lock:
+            job = jobs.get(captureID)
+        if job is None or job.get("_org") not in (None, user.org):
+            raise UnknownEvent(f"no capture job {captureID}")
+        return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    @app.post("/events", status_code=201, summary="Capture one EPCIS event", tags=["EPCIS"])
+    async def capture_event(request: Request, user: User) -> Response:
+        raw = await request.body()
+        report = await _in_thread(capture, user, raw, "event")
+        return _JSON(report.as_dict(), status_code=201)
+
+    @app.get("/events", summary="Query events (EPCIS 2.0 query parameters)", tags=["EPCIS"])
+    def get_events(
+        request: Request,
+        user: User,
+        eventType: str | None = None,
+        GE_eventTime: str | None = None,
+        LT_eventTime: str | None = None,
+        EQ_bizStep: str | None = None,
+        EQ_disposition: str | None = None,
+        EQ_bizLocation: str | None = None,
+        EQ_readPoint: str | None = None,
+        MATCH_epc: str | None = None,
+        MATCH_anyEPC: str | None = None,
+        MATCH_epcClass: str | None = None,
+        MATCH_anyEPCClass: str | None = None,
+        EQ_eventID: str | None = None,
+        perPage: Annotated[int, Query(ge=1, le=1000)] = 100,
+        nextPageToken: str | None = None,
+    ) -> Response:
+        from .epcis_query import query_events
+
+        params = {
+            k: v
+            for k, v in {
+                "eventType": eventType,
+                "GE_eventTime": GE_eventTime,
+                "LT_eventTime": LT_eventTime,
+                "EQ_bizStep": EQ_bizStep,
+                "EQ_disposition": EQ_disposition,
+                "EQ_bizLocation": EQ_bizLocation,
+                "EQ_readPoint": EQ_readPoint,
+                "MATCH_epc": MATCH_epc,
+                "MATCH_anyEPC": MATCH_anyEPC,
+                "MATCH_epcClass": MATCH_epcClass,
+                "MATCH_anyEPCClass": MATCH_anyEPCClass,
+                "EQ_eventID": EQ_eventID,
+            }.items()
+            if v is not None
+        }
+        key = _params_key(params, user)
+        offset = _read_token(nextPageToken, key) if nextPageToken else 0
+        with reading() as ledger:
+            lots = visible_lots(ledger, user, access)
+            doc, more = query_events(ledger, params, lots=lots, offset=offset, limit=perPage)
+        headers = {}
+        if more:
+            token = _make_token(offset + perPage, key)
+            query = "&".join(
+                f"{k}={v}" for k, v in request.query_params.items() if k != "nextPageToken"
+            )
+            link = (
+                f"/events?{query}&nextPageToken={token}"
+                if query
+                else f"/events?nextPageToken={token}"
+            )
+            headers["Link"] = f'<{link}>; rel="next"'
+            headers["GS1-Next-Page-Token-Expires"] = "never"
+        return _JSON(doc, headers=headers, media_type=_JSON_LD)
+
+    @app.get("/events/{eventID:path}", summary="One event by its eventID", tags=["EPCIS"])
+    def get_event(eventID: str, user: User) -> Response:
+        from .epcis_query import query_events
+
+        with reading() as ledger:
+            lots = visible_lots(ledger, user, access)
+            doc, _more = query_events(ledger, {"EQ_eventID": eventID}, lots=lots, offset=0, limit=1)
+        found = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        if not found:
+            raise UnknownEvent(f"no event {eventID}")
+        return _JSON(found[0], media_type=_JSON_LD)
+
+    # ------------------------------------------------------------------ lottrace's API
+
+    @app.get(
+        "/api/lots/{lot}", summary="A lot's history (`lottrace history --json`)", tags=["lots"]
+    )
+    def lot_history(lot: str, user: User) -> Any:
+        from .provenance import history
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            return history(ledger, lot)
+
+    @app.get("/api/lots/{lot}/upstream", summary="`lottrace upstream --json`", tags=["lots"])
+    def lot_upstream(lot: str, user: User) -> Any:
+        from .provenance import upstream
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            return upstream(ledger, lot)
+
+    @app.get("/api/lots/{lot}/downstream", summary="`lottrace downstream --json`", tags=["lots"])
+    def lot_downstream(lot: str, user: User) -> Any:
+        from .provenance import downstream
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            answer = downstream(ledger, lot)
+        lots = None
+        if not (user.owner and user.role != "buyer"):
+            with reading() as ledger:
+                lots = visible_lots(ledger, user, access)
+        return answer if lots is None else _only_visible(answer, lots)
+
+    @app.get("/api/lots/{lot}/eudr", summary="EUDR GeoJSON (`lottrace eudr`)", tags=["lots"])
+    def lot_eudr(lot: str, user: User) -> Any:
+        from .compliance import eudr
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            collection, problems = eudr(ledger, lot)
+        if problems:
+            return _JSON(
+                {
+                    "type": "https://lottrace.org/problems/NotProvable",
+                    "title": "not provable",
+                    "status": 422,
+                    "detail": f"lot {lot} cannot be proven EUDR-compliant: "
+                    f"{len(problems)} problem(s)",
+                    "problems": problems,
+                },
+                status_code=422,
+            )
+        return _JSON(collection, media_type="application/geo+json")
+
+    @app.get("/api/lots/{lot}/certify", summary="`lottrace certify --json`", tags=["lots"])
+    def lot_certify(
+        lot: str,
+        user: User,
+        scheme: Annotated[str, Query(pattern="^(organic|fairtrade|rainforest|cafe_femenino)$")],
+    ) -> Any:
+        from .compliance import certify
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            return certify(ledger, lot, scheme)
+
+    @app.get("/api/lots/{lot}/timeline", summary="`lottrace timeline --json`", tags=["lots"])
+    def lot_timeline(lot: str, user: User) -> Any:
+        from .timeline import timeline
+
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            return timeline(ledger, lot)
+
+    @app.get(
+        "/api/lots/{lot}/passport",
+        summary="The lot passport (HTML)",
+        tags=["lots"],
+        response_class=HTMLResponse,
+    )
+    def lot_passport(
+        request: Request,
+        lot: str,
+        user: User,
+        lang: Annotated[str, Query(pattern="^(en|es)$")] = "en",
+    ) -> HTMLResponse:
+        with reading() as ledger:
+            check_lot(ledger, user, lot)
+            return _passport(ledger, request, lot, lang, public_url)
+
+    @app.get("/api/delays", summary="`lottrace delays --json`", tags=["delays"])
+    def api_delays(
+        user: User,
+        by: Annotated[str, Query(pattern="^(stage|site|month)$")] = "stage",
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Any:
+        from .delays import delays
+
+        need_analyst(user)
+        with reading() as ledger:
+            return delays(ledger, by, _time(since, "since"), _time(until, "until"))
+
+    @app.get("/api/bottlenecks", summary="`lottrace bottlenecks --json`", tags=["delays"])
+    def api_bottlenecks(
+        user: User,
+        top: Annotated[int, Query(ge=1, le=10_000)] = 10,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Any:
+        from .delays import bottlenecks
+
+        need_analyst(user)
+        with reading() as ledger:
+            return bottlenecks(ledger, top, _time(since, "since"), _time(until, "until"))
+
+    @app.get("/api/stuck", summary="`lottrace stuck --json`", tags=["delays"])
+    def api_stuck(
+        user: User,
+        as_of: Annotated[str | None, Query(alias="as-of")] = None,
+        min_kg: Annotated[float, Query(alias="min-kg", ge=0, le=1e9)] = 0.0,
+    ) -> Any:
+        from .delays import stuck
+
+        need_analyst(user)
+        when = _time(as_of, "as-of") or datetime.now(UTC)
+        with reading() as ledger:
+            return stuck(ledger, when, min_kg=min_kg)
+
+    @app.post(
+        "/api/import",
+        summary="Import files, all or nothing (`lottrace import --json`)",
+        tags=["import"],
+        responses={422: {"description": "Every bad row, in file and line order"}},
+    )
+    async def api_import(
+        user: User,
+        files: list[UploadFile],
+        type: str | None = None,
+    ) -> Any:
+        import tempfile
+
+        access.check_write(user, [])
+        with tempfile.TemporaryDirectory(prefix="lottrace-upload-") as folder:
+            paths = []
+            for i, upload in enumerate(files):
+                name = Path(upload.filename or "").name or f"upload-{i}"
+                path = Path(folder) / str(i) / name  # each file under the name it was sent
+                path.parent.mkdir()
+                path.write_bytes(await upload.read())
+                paths.append(path)
+            hidden = re.compile(re.escape(folder) + r"/\d+/")
+            try:
+                report = await _in_thread(_import_files, db, user, access, paths, type)
+            except LottraceError as exc:
+                return _problem(exc, db, lambda text: hidden.sub("", text))
+        return report.as_dict() | {"warning_list": [str(w) for w in report.warnings]}
+
+    # ------------------------------------------------------------------ the passport resolver
+
+    @app.get("/lot/{lot}", response_class=HTMLResponse, tags=["passport"])
+    def resolve_lot(
+        request: Request,
+        lot: str,
+        credentials: Credentials,
+        lang: Annotated[str, Query(pattern="^(en|es)$")] = "en",
+    ) -> HTMLResponse:
+        """The live passport a QR code points at: public if its owner made it so."""
+        with reading() as ledger:
+            if not access.is_public(lot):
+                user = access.identify(credentials.credentials if credentials else None)
+                check_lot(ledger, user, lot)
+            else:
+                ledger.require_lot(lot)
+            return _passport(ledger, request, lot, lang, public_url)
+
+    @app.get("/01/{gtin}/10/{lot}", response_class=HTMLResponse, tags=["passport"])
+    def resolve_digital_link(
+        request: Request,
+        gtin: Annotated[str, PathParam(pattern=r"^\d{8,14}$")],
+        lot: str,
+        credentials: Credentials,
+    ) -> HTMLResponse:
+        """A GS1 Digital Link (GTIN and batch/lot) resolved to the lot's passport."""
+        return resolve_lot(request, lot, credentials)
+
+    # The outermost layer: a body over the limit is refused before any route reads it.
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    return app
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking ledger work off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
+
+
+def _import_files(
+    db: Path, user: Identity, access: AccessFile, paths: list[Path], default_type: str | None
+) -> AppendReport:
+    """The library's import of uploaded files: in one process (a server must not fork)."""
+    from .importing import ReadOptions, import_files
+
+    with Ledger(db) as ledger:
+        return import_files(
+            ledger,
+            paths,
+            ReadOptions(default_type=default_type),
+            parallel=False,
+            transform=_as_written_by(user, access),
+        )
+
+
+def _as_written_by(user: Identity, access: AccessFile) -> Callable[[str, Any], Any]:
+    """Each event as written through the server: at the caller's sites, the caller its actor."""
+
+    def stamp(where: str, ev: Any) -> Any:
+        from .ledger import WholeInputs
+
+        if isinstance(ev, WholeInputs):
+            access.check_write(user, [str(ev.record.get("site", ""))])
+            return WholeInputs({**ev.record, "actor": user.actor}, ev.whole)
+        access.check_write(user, [ev.site])
+        return ev.model_copy(update={"actor": user.actor})
+
+    return stamp
+
+
+def _passport(
+    ledger: Ledger, request: Request, lot: str, lang: str, public_url: str | None
+) -> HTMLResponse:
+    from .passport import passport
+
+    base = (public_url or str(request.base_url)).rstrip("/")
+    return HTMLResponse(passport(ledger, lot, lang=lang, url=f"{base}/lot/{lot}"))
+
+
+def _only_visible(answer: dict[str, Any], lots: set[str]) -> dict[str, Any]:
+    """A downstream answer cut to the lots the caller may see."""
+    out = dict(answer)
+    for key, value in answer.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "lot" in value[0]:
+            out[key] = [row for row in value if row["lot"] in lots]
+    return out
+
+
+def _keep(
+    jobs: OrderedDict[str, dict[str, Any]], lock: threading.Lock, job: dict[str, Any]
+) -> None:
+    with lock:
+        jobs[job["captureID"]] = job
+        while len(jobs) > _JOBS:
+            jobs.popitem(last=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: {value!r} is not a date or time like 2025-06-01") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+_TOKEN_KEY = secrets.token_bytes(16)
+
+
+def _params_key(params: dict[str, str], user: Identity) -> str:
+    text = orjson.dumps(params, option=orjson.OPT_SORT_KEYS) + user.org.encode()
+    return hashlib.sha256(_TOKEN_KEY + text).hexdigest()[:16]
+
+
+def _make_token(offset: int, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{offset}:{key}".encode()).decode().rstrip("=")
+
+
+def _read_token(token: str, key: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        offset, _, found = text.partition(":")
+        if found != key or not offset.isdigit():
+            raise ValueError
+        return int(offset)
+    except ValueError:
+        raise InvalidEvent(
+            "nextPageToken: not a token this server gave for this query", field="nextPageToken"
+        ) from None
