@@ -193,6 +193,16 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: The body of a capture: an EPCIS 2.0 JSON-LD document or event, or EPCIS 2.0 / 1.2 XML.
+_EPCIS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/ld+json": {"schema": {"type": "object"}},
+        "application/json": {"schema": {"type": "object"}},
+        "application/xml": {"schema": {"type": "string"}},
+    },
+}
+
 _SECURITY = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -347,6 +357,7 @@ def create_app(
         summary="Capture an EPCIS document, all or nothing",
         tags=["EPCIS"],
         responses={400: {"description": "A problem, naming its JSON path or XML line"}},
+        openapi_extra={"requestBody": _EPCIS_BODY},
     )
     async def capture_document(request: Request, user: User) -> Response:
         raw = await request.body()
@@ -382,7 +393,13 @@ def create_app(
             raise UnknownEvent(f"no capture job {captureID}")
         return {k: v for k, v in job.items() if not k.startswith("_")}
 
-    @app.post("/events", status_code=201, summary="Capture one EPCIS event", tags=["EPCIS"])
+    @app.post(
+        "/events",
+        status_code=201,
+        summary="Capture one EPCIS event",
+        tags=["EPCIS"],
+        openapi_extra={"requestBody": _EPCIS_BODY},
+    )
     async def capture_event(request: Request, user: User) -> Response:
         raw = await request.body()
         report = await _in_thread(capture, user, raw, "event")
