@@ -189,7 +189,9 @@ def run(events: int, seed: int, folder: Path) -> dict[str, Any]:
 
     # The same file again: every event is a duplicate, counted and skipped.
     t0 = time.perf_counter()
-    subprocess.run(_lottrace("--db", str(db), "import", str(jsonl)), check=True, capture_output=True)
+    subprocess.run(
+        _lottrace("--db", str(db), "import", str(jsonl)), check=True, capture_output=True
+    )
     r["reimport_s"] = round(time.perf_counter() - t0, 2)
 
     raw_rate, raw_n = _raw_insert(db, folder)
