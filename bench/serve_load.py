@@ -13,8 +13,9 @@ One run, in a fresh folder:
    over the baseline's);
 4. the load: ``--clients`` threads for ``--seconds`` on the first ledger,
    one in four capturing documents (fresh ones each time), the others asking
-   for an export lot's ``upstream``; every answer's status is counted, every
-   latency kept;
+   for an export lot's ``upstream``, each pausing ``--think-ms`` (on average)
+   between requests (0 by default: every client always has one in flight);
+   every answer's status is counted, every latency kept;
 5. afterwards the ledger must hold exactly the events the captures were
    answered for (``lost_events``: 0), ``verify`` must pass, and the server's
    peak memory (VmHWM) is read from /proc.
@@ -145,8 +146,15 @@ def _quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else 0.0
 
 
-def run(events: int, clients: int, seconds: float, docs: int, folder: Path) -> dict[str, Any]:
-    r: dict[str, Any] = {"events": events, "clients": clients, "seconds": seconds}
+def run(
+    events: int, clients: int, seconds: float, docs: int, folder: Path, think_ms: float = 0.0
+) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "events": events,
+        "clients": clients,
+        "seconds": seconds,
+        "think_ms": think_ms,
+    }
     season, db = folder / "season.jsonl", folder / "served.db"
     write_jsonl(season, events // 20 + 1, seed=0, max_events=events)
     _lottrace(db, "init")
@@ -220,6 +228,8 @@ def run(events: int, clients: int, seconds: float, docs: int, folder: Path) -> d
                     resp = c.get(f"/api/lots/{rng.choice(lots)}/upstream")
                     kind = "upstream"
                 ms = (time.perf_counter() - t0) * 1000
+                if think_ms:
+                    time.sleep(think_ms / 1000 * rng.uniform(0.5, 1.5))
                 with lock:
                     latencies[kind].append(ms)
                     key = f"{kind} {resp.status_code}"
@@ -272,11 +282,17 @@ def main() -> None:
     ap.add_argument(
         "--docs", type=int, default=5, help="1,000-event documents for the capture ratio"
     )
+    ap.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="each client's pause between requests (0: every client always waiting on one)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="lottrace-load-"))
     try:
-        result = run(args.events, args.clients, args.seconds, args.docs, folder)
+        result = run(args.events, args.clients, args.seconds, args.docs, folder, args.think_ms)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if args.json:

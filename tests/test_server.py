@@ -520,3 +520,39 @@ def test_a_server_killed_during_a_capture_leaves_the_document_whole_or_absent(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_partners_event_is_found_by_its_own_event_id(served: Served) -> None:
+    """A partner's eventID (urn:uuid) survives capture, and GET /events/{eventID} finds it."""
+    eid = "urn:uuid:3f1c2b9e-5d7a-4c1e-9b2a-0c8d7e6f5a41"
+    doc = {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2025-06-01T10:05:00Z",
+        "epcisBody": {
+            "eventList": [
+                {
+                    "type": "ObjectEvent",
+                    "eventID": eid,
+                    "eventTime": "2025-06-01T10:00:00Z",
+                    "eventTimeZoneOffset": "+00:00",
+                    "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"],
+                    "action": "OBSERVE",
+                    "bizStep": "inspecting",
+                    "readPoint": {"id": "urn:epc:id:sgln:0614141.07346.1234"},
+                }
+            ]
+        },
+    }
+    r = served.client("qc").post("/capture", content=json.dumps(doc))
+    assert r.status_code == 202, r.text
+    found = served.client("admin").get("/events/" + quote(eid, safe=""))
+    assert found.status_code == 200, found.text
+    assert found.json()["eventID"] == eid
+    listed = served.client("admin").get("/events", params={"EQ_eventID": eid}).json()
+    assert [
+        e["eventID"] for e in listed["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    ] == [eid]
+    # a buyer sees no such event: it touches none of its lots
+    assert served.client("buyer").get("/events/" + quote(eid, safe="")).status_code == 404

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .epcis import export_document
-from .errors import InvalidEvent, UnknownLot
+from .errors import InvalidEvent, UnknownEvent, UnknownLot
 from .ledger import Ledger
 
 __all__ = ["PARAMETERS", "query_events"]
@@ -77,7 +77,7 @@ def query_events(
             f"{unknown[0]}: not a query parameter this server knows", field=unknown[0]
         )
     test = _matcher(params)
-    doc = _selection(ledger, lots)
+    doc = _selection(ledger, lots, params)
     matched = [e for e in doc["epcisBody"]["eventList"] if test(e)]
     page = matched[offset : offset + limit]
     return {
@@ -91,9 +91,29 @@ def query_events(
     }, offset + limit < len(matched)
 
 
-def _selection(ledger: Ledger, lots: set[str] | None) -> dict[str, Any]:
-    """The export document of the whole ledger, or of ``lots`` only (each event once)."""
+def _selection(ledger: Ledger, lots: set[str] | None, params: Mapping[str, str]) -> dict[str, Any]:
+    """The export document of the whole ledger, or of ``lots`` only (each event once).
+
+    Narrowed first where a parameter allows it: one ``EQ_eventID`` is found
+    through the ledger's id indexes, and ``GE_eventTime`` starts the export at
+    that time; the filters then apply as ever.
+    """
+    one = params.get("EQ_eventID", "")
+    if one and "|" not in one:
+        try:  # a partner's eventID or Event Hash ID, or lottrace's own id, by the indexes
+            found = export_document(ledger, event_id=one)
+        except UnknownEvent:
+            found = None  # perhaps the Event Hash ID of one of lottrace's own: look on
+        if found is not None and any(e["eventID"] == one for e in found["epcisBody"]["eventList"]):
+            if lots is None:
+                return found
+            ids = {e["eventID"] for e in _selection(ledger, lots, {})["epcisBody"]["eventList"]}
+            kept = [e for e in found["epcisBody"]["eventList"] if e["eventID"] in ids]
+            return {**found, "epcisBody": {"eventList": kept}}
     if lots is None:
+        since = params.get("GE_eventTime")
+        if since:
+            return export_document(ledger, since=_when("GE_eventTime", since).isoformat())
         return export_document(ledger)
     merged: dict[str, Any] | None = None
     seen: set[str] = set()
