@@ -1517,12 +1517,12 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     rejects the whole batch, naming its JSON path.
     """
     from .contexts import ContextRegistry
-    from .epcis import document_to_events, load_document
+    from .epcis import import_documents, load_document
 
     contexts = ContextRegistry(ctx.obj["db"]).contexts()
     docs = [(str(p), load_document(str(p), contexts=contexts)) for p in files]
     with _open(ctx, write=True) as ledger:
-        report = ledger.append(item for name, doc in docs for item in document_to_events(doc, name))
+        report = import_documents(ledger, docs)
     _print_report(report, as_json)
 
 
