@@ -20,7 +20,14 @@ IDs in either form:
 document as EPCIS 2.0 XML (or 1.2, where the events allow) that GS1's XSDs
 accept and that reads back to the same events.
 
-The header (``EPCISHeader``, master data, SBDH) is not read.
+The header is read and written too (:class:`_Header`): the SBDH's sender,
+receiver and instance identifier are the JSON-LD document's ``sender``,
+``receiver`` and ``instanceIdentifier`` (an SBDH that says more is kept
+whole, as canonical XML text in ``epcisHeader``'s ``lt:sbdh``), and
+``EPCISHeader/extension/EPCISMasterData`` is ``epcisHeader.epcisMasterData``:
+each ``VocabularyElement``'s ``attribute`` elements are its ``attributes``
+(``{id, attribute}``, the value text, or an object of its child elements),
+its ``children/id`` its ``children``.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         line = exc.position[0] if exc.position else exc.lineno
         msg = str(exc.msg).split(" (line")[0].split(", line")[0]
         raise InvalidInput(f"{name}:{line}: not well-formed XML: {msg}") from None
-    if root.getroottree().docinfo.internalDTD is not None or any(
+    if _declares(root.getroottree().docinfo) or any(
         isinstance(node, etree._Entity) for node in root.iter()
     ):
         raise InvalidInput(
@@ -117,7 +124,9 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         holder = rb if rb is not None else body
     event_list = _child(holder, "EventList")
     events = [] if event_list is None else reader.events(event_list)
-    text = json.dumps(events)
+    header = _child(root, "EPCISHeader")
+    head = {} if header is None else _read_header(reader, header, root.get("creationDate"))
+    text = json.dumps([events, head])
     for prefix, namespace in (root.nsmap or {}).items():
         # a prefix of the root used in values (a sensor type example:Abc), not in names
         if (
@@ -133,6 +142,7 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         "type": qname.localname,
         "schemaVersion": "2.0",
         "creationDate": root.get("creationDate", "1970-01-01T00:00:00Z"),
+        **head,
     }
     if query:
         results_obj: dict[str, Any] = {"resultsBody": {"eventList": events}}
@@ -145,6 +155,15 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         doc["epcisBody"] = {"eventList": events}
     root_line: int = getattr(root, "sourceline", None) or 1
     return XmlDocument(doc, root_line, reader.lines)
+
+
+def _declares(info: Any) -> bool:
+    """Whether a DOCTYPE declares anything or names a DTD (a bare ``<!DOCTYPE x>``,
+    as in GS1's masterdata_all_possible_fields.xml, declares nothing)."""
+    dtd = info.internalDTD
+    if dtd is None:
+        return False
+    return bool(list(dtd.entities()) or list(dtd.elements()) or info.system_url or info.public_id)
 
 
 class XmlDocument(dict[str, Any]):
@@ -612,6 +631,7 @@ class _Writer:
         exact = sorted(iri for iri in self.namespaces.values() if not iri.endswith(("/", "#", ":")))
         if exact:  # JSON-LD prefixes that end otherwise: read back as written
             root.set(_LT_EXACT, " ".join(exact))
+        _write_header(self, root, doc)
         event_list = etree.SubElement(etree.SubElement(root, "EPCISBody"), "EventList")
         for i, event in enumerate(events):
             self.where = f"event {i + 1} ({event.get('type')} {event.get('eventID', '')})"
@@ -826,3 +846,270 @@ def _cbv_urn(vocabulary: str, value: Any) -> str:
     """A bare CBV word as its URN (``shipping`` -> ``urn:epcglobal:cbv:bizstep:shipping``)."""
     text = str(value)
     return text if ":" in text else f"urn:epcglobal:cbv:{vocabulary}:{text}"
+
+
+# --------------------------------------------------------------------------- header
+
+_SBDH = "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader"
+#: JSON-LD document fields an EPCISHeader carries as ``lt:`` attributes when no SBDH
+#: can (an SBDH needs a sender, a receiver and an instance identifier).
+_LT_FIELDS = ("id", "sender", "receiver", "instanceIdentifier")
+
+
+def _strip(el: Any) -> Any:
+    """A copy of an element without comments and whitespace-only text, for comparing."""
+    copy = etree.fromstring(etree.tostring(el))
+    for node in list(copy.iter()):
+        if not isinstance(node.tag, str):
+            parent = node.getparent()
+            if parent is not None:
+                tail = node.tail
+                prev = node.getprevious()
+                parent.remove(node)
+                if tail and tail.strip():
+                    if prev is not None:
+                        prev.tail = (prev.tail or "") + tail
+                    else:
+                        parent.text = (parent.text or "") + tail
+            continue
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return copy
+
+
+def _c14n(el: Any) -> str:
+    """An element as exclusive canonical XML, whitespace between elements left out."""
+    out: bytes = etree.tostring(_strip(el), method="c14n", exclusive=True, with_comments=False)
+    return out.decode()
+
+
+def _sbdh_element(sender: str, receiver: str, instance: str, created: str, v1: bool) -> Any:
+    """The SBDH lottrace writes for a sender, a receiver and an instance identifier."""
+    sbdh = etree.Element(f"{{{_SBDH}}}StandardBusinessDocumentHeader", nsmap={"sbdh": _SBDH})
+
+    def sub(parent: Any, name: str, text: str | None = None) -> Any:
+        el = etree.SubElement(parent, f"{{{_SBDH}}}{name}")
+        if text is not None:
+            el.text = text
+        return el
+
+    sub(sbdh, "HeaderVersion", "1.0")
+    sub(sub(sbdh, "Sender"), "Identifier", sender)
+    sub(sub(sbdh, "Receiver"), "Identifier", receiver)
+    ident = sub(sbdh, "DocumentIdentification")
+    sub(ident, "Standard", "EPCglobal")
+    sub(ident, "TypeVersion", "1.0" if v1 else "2.0")
+    sub(ident, "InstanceIdentifier", instance)
+    sub(ident, "Type", "Events")
+    sub(ident, "CreationDateAndTime", created)
+    return sbdh
+
+
+def _read_header(reader: _Reader, header: Any, created: str | None) -> dict[str, Any]:
+    """The JSON-LD document fields an ``EPCISHeader`` stands for."""
+    out: dict[str, Any] = {}
+    epcis_header: dict[str, Any] = {}
+    for key, value in header.attrib.items():
+        q = etree.QName(key)
+        if q.namespace == _LT and q.localname in _LT_FIELDS:
+            out[q.localname] = value
+        elif q.namespace is not None:
+            epcis_header[f"{reader.prefix(header, q.namespace)}:{q.localname}"] = value
+    sbdh = _child(header, "StandardBusinessDocumentHeader", namespace=True)
+    if sbdh is not None:
+        found: dict[str, str] = {}
+        for path, key in (
+            ("sbdh:Sender/sbdh:Identifier", "sender"),
+            ("sbdh:Receiver/sbdh:Identifier", "receiver"),
+            ("sbdh:DocumentIdentification/sbdh:InstanceIdentifier", "instanceIdentifier"),
+        ):
+            el = sbdh.find(path, {"sbdh": _SBDH})
+            if el is not None and _text(el):
+                found[key] = _text(el)
+        out.update(found)
+        v1 = etree.QName(header.getparent()).namespace == _V1
+        ours = None
+        if len(found) == 3 and created is not None:
+            ours = _sbdh_element(
+                found["sender"], found["receiver"], found["instanceIdentifier"], created, v1
+            )
+        if ours is None or _c14n(ours) != _c14n(sbdh):  # more than lottrace writes: keep it
+            epcis_header[f"{reader.prefix(header, _LT)}:sbdh"] = _c14n(sbdh)
+    ext = _child(header, "extension")
+    master = _child(ext, "EPCISMasterData") if ext is not None else None
+    vlist = _child(master, "VocabularyList") if master is not None else None
+    if vlist is not None:
+        vocabularies = []
+        for v in _elements(vlist):
+            vocabulary: dict[str, Any] = {"type": v.get("type", "")}
+            elist = _child(v, "VocabularyElementList")
+            elements = [] if elist is None else [_read_element(reader, e) for e in _elements(elist)]
+            vocabulary["vocabularyElementList"] = elements
+            vocabularies.append(vocabulary)
+        epcis_header["epcisMasterData"] = {"vocabularyList": vocabularies}
+    if epcis_header:
+        out["epcisHeader"] = epcis_header
+    return out
+
+
+def _read_element(reader: _Reader, el: Any) -> dict[str, Any]:
+    element: dict[str, Any] = {"id": el.get("id", "")}
+    for key, value in el.attrib.items():
+        q = etree.QName(key)
+        if q.namespace is not None:
+            element[f"{reader.prefix(el, q.namespace)}:{q.localname}"] = value
+    attributes: list[dict[str, Any]] = []
+    listed: dict[str, Any] = {}
+    for c in _elements(el):
+        local = _local(c)
+        if local == "attribute" and _is_epcis(c):
+            value = _read_attribute_value(reader, c)
+            mark = c.get(_LT_LIST)
+            ident = c.get("id", "")
+            if mark in ("0", "1"):  # lottrace's export: the items of one array value
+                before = listed.get(ident)
+                if before is None:
+                    before = listed[ident] = {"id": ident, "attribute": []}
+                    attributes.append(before)
+                if mark == "1":
+                    before["attribute"].append(value)
+                continue
+            attr: dict[str, Any] = {"id": ident}
+            if value is not None:
+                attr["attribute"] = value
+            attributes.append(attr)
+        elif local == "children" and _is_epcis(c):
+            element["children"] = [_text(i) for i in _elements(c)]
+        elif local == "extension" and _is_epcis(c):
+            for x in _elements(c):
+                reader.put(element, x)
+        elif not _is_epcis(c):
+            reader.put(element, c)
+    if attributes:
+        element["attributes"] = attributes
+    return element
+
+
+def _read_attribute_value(reader: _Reader, c: Any) -> Any:
+    children = _elements(c)
+    if not children:
+        if c.get(_LT_JSON) is None and not _text(c):
+            return None  # an attribute without a value
+        return reader.typed(c)
+    obj: dict[str, Any] = {}
+    for x in children:
+        reader.put(obj, x)
+    return obj
+
+
+def _write_header(writer: _Writer, root: Any, doc: dict[str, Any]) -> None:
+    epcis_header = doc.get("epcisHeader")
+    epcis_header = dict(epcis_header) if isinstance(epcis_header, dict) else {}
+    fields = {k: doc[k] for k in _LT_FIELDS if isinstance(doc.get(k), str)}
+    if not fields and not epcis_header:
+        return
+    writer.where = "the header"
+    header = etree.SubElement(root, "EPCISHeader")
+    sbdh_key = next(
+        (k for k in epcis_header if k.endswith(":sbdh") and writer.namespaces.get(k[:-5]) == _LT),
+        None,
+    )
+    master = epcis_header.pop("epcisMasterData", None)
+    if sbdh_key is not None:
+        text = epcis_header.pop(sbdh_key)
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        try:
+            header.append(etree.fromstring(str(text).encode(), parser))
+        except etree.XMLSyntaxError:
+            raise XmlExportError(f"cannot write XML: the header's {sbdh_key} is not XML") from None
+        for key in ("sender", "receiver", "instanceIdentifier"):
+            fields.pop(key, None)  # in the SBDH
+    elif all(k in fields for k in ("sender", "receiver", "instanceIdentifier")):
+        header.append(
+            _sbdh_element(
+                fields.pop("sender"),
+                fields.pop("receiver"),
+                fields.pop("instanceIdentifier"),
+                doc["creationDate"],
+                writer.v1,
+            )
+        )
+    for key, value in fields.items():
+        writer.set(header, f"{{{_LT}}}{key}", value)
+    for key, value in epcis_header.items():
+        if ":" not in key or not isinstance(value, str):
+            raise XmlExportError(
+                f"cannot write XML: the header's {key!r} is not an extension attribute (text)"
+            )
+        writer.set(header, writer.qname(key), value)
+    if not isinstance(master, dict) or not master.get("vocabularyList"):
+        return
+    vlist = etree.SubElement(
+        etree.SubElement(etree.SubElement(header, "extension"), "EPCISMasterData"),
+        "VocabularyList",
+    )
+    for i, vocabulary in enumerate(master["vocabularyList"]):
+        writer.where = f"vocabulary {i + 1} of the master data"
+        v = etree.SubElement(vlist, "Vocabulary")
+        writer.set(v, "type", str(vocabulary.get("type", "")))
+        elements = vocabulary.get("vocabularyElementList") or []
+        if not elements:
+            continue
+        elist = etree.SubElement(v, "VocabularyElementList")
+        for element in elements:
+            _write_element(writer, etree.SubElement(elist, "VocabularyElement"), element)
+
+
+def _write_element(writer: _Writer, el: Any, element: dict[str, Any]) -> None:
+    writer.set(el, "id", str(element.get("id", "")))
+    for attr in element.get("attributes") or []:
+        ident = str(attr.get("id", ""))
+        if "attribute" not in attr:
+            writer.set(etree.SubElement(el, "attribute"), "id", ident)
+            continue
+        value = attr["attribute"]
+        if isinstance(value, list):  # an array value: one element per item, marked
+            if not value:
+                a = etree.SubElement(el, "attribute")
+                writer.set(a, "id", ident)
+                a.set(_LT_LIST, "0")
+            for item in value:
+                a = etree.SubElement(el, "attribute")
+                writer.set(a, "id", ident)
+                a.set(_LT_LIST, "1")
+                _write_value(writer, a, item)
+            continue
+        a = etree.SubElement(el, "attribute")
+        writer.set(a, "id", ident)
+        _write_value(writer, a, value)
+    if "children" in element:
+        children = etree.SubElement(el, "children")
+        for child in element["children"]:
+            writer.text(etree.SubElement(children, "id"), child)
+    for key, value in element.items():
+        if key in ("id", "attributes", "children"):
+            continue
+        if ":" not in key or key.startswith("@"):
+            raise XmlExportError(
+                f"cannot write XML: {writer.where}: element {element.get('id')!r} has {key!r}"
+            )
+        if isinstance(value, str) and writer.namespaces.get(key.split(":")[0]) == _LT:
+            writer.set(el, writer.qname(key), value)  # lt:time: an attribute
+        else:
+            writer.extension(el, writer.qname(key), value)
+
+
+def _write_value(writer: _Writer, a: Any, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, v in value.items():
+            writer.extension(a, writer.qname(key) if ":" in key else key, v)
+        return
+    # a scalar: as an extension element's text, with lt:json for a non-string
+    tmp = etree.Element("tmp")
+    writer.extension(tmp, "v", value)
+    made = tmp[0]
+    a.text = made.text
+    for k, v in made.attrib.items():
+        a.set(k, v)
