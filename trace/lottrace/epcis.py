@@ -470,7 +470,7 @@ def export_document(
     for epcis, partner in events:
         epcis["eventID"] = partner or event_hash_id(epcis, context)
     whole = wanted is None and floor is None and event_id is None
-    header, header_context = export_header(ledger, [e for e, _ in events], whole=whole)
+    header, header_context = export_header(ledger, whole=whole)
     for prefix, iri in header_context.items():
         if context.setdefault(prefix, iri) != iri:
             raise LottraceError(

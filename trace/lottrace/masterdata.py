@@ -344,43 +344,28 @@ def party_name(found: dict[str, str], party: str | None) -> str | None:
 # --------------------------------------------------------------------------- export
 
 
-def _strings(value: Any, into: set[str]) -> None:
-    if isinstance(value, str):
-        into.add(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _strings(v, into)
-    elif isinstance(value, list):
-        for v in value:
-            _strings(v, into)
-
-
-def export_header(
-    ledger: Ledger, events: list[dict[str, Any]], *, whole: bool
-) -> tuple[dict[str, Any], dict[str, str]]:
+def export_header(ledger: Ledger, *, whole: bool) -> tuple[dict[str, Any], dict[str, str]]:
     """The header fields of an export and the prefixes they use.
 
     ``whole``: the export holds the whole ledger: every current vocabulary
     element, and the document fields of the one document imported (of
     several, none: a sender or an instanceIdentifier is one document's).
-    Otherwise only the elements the exported ``events`` name. Each element
+    Otherwise nothing: reading master data is a scan of the log, which a
+    one-lot export does not make (its cost follows the lineage). Each element
     carries its version's time as ``lt:time``, the header its document's
     ``creationDate`` as ``lt:creationDate``, so that importing the export
     gives the same events.
     """
-    named: set[str] = set()
     if not whole:
-        _strings(events, named)
+        return {}, {}
     context: dict[str, str] = {}
     vocabularies: dict[str, list[dict[str, Any]]] = {}
-    for (vocabulary, ident), e in current(ledger).items():
-        if not whole and ident not in named:
-            continue
+    for (vocabulary, _ident), e in current(ledger).items():
         vocabularies.setdefault(vocabulary, []).append({**e.element, "lt:time": e.time})
         context.update(e.context)
     out: dict[str, Any] = {}
     epcis_header: dict[str, Any] = {}
-    headers = _headers(ledger) if whole else []
+    headers = _headers(ledger)
     if len(headers) == 1:
         h = headers[0]
         out.update({k: h.header[k] for k in HEADER_KEYS if k in h.header})
