@@ -1098,6 +1098,7 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
                 "ico_mark",
                 "vessel",
                 "buyer",
+                *(["buyer_name"] if any(x.get("buyer_name") for x in data["exports"]) else []),
                 "destination",
                 "kg_from_lot",
             ],
@@ -1254,6 +1255,8 @@ def _delays_table(rows: list[dict[str, Any]], by: str) -> None:
         + (["from_site", "to_site"] if by == "site" else [])
         + (["month"] if by == "month" else [])
     )
+    if any(r.get("from_site_name") or r.get("to_site_name") for r in rows):
+        keys += ["from_site_name", "to_site_name"]  # from partners' master data
     split = (
         ["wait_hours", "transit_hours"]
         if any(r.get("transit_hours") is not None for r in rows)

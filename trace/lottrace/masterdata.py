@@ -146,9 +146,7 @@ def document_records(
             continue
         elements = vocabulary.get("vocabularyElementList") or ()
         for j, element in enumerate(elements):
-            where = (
-                f"$.epcisHeader.epcisMasterData.vocabularyList[{i}].vocabularyElementList[{j}]"
-            )
+            where = f"$.epcisHeader.epcisMasterData.vocabularyList[{i}].vocabularyElementList[{j}]"
             if not isinstance(element, dict):
                 out.append((where, {"type": "master_data", "element": element}))
                 continue
