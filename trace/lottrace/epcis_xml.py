@@ -74,6 +74,11 @@ _CBV_URN = re.compile(r"^urn:epcglobal:cbv:(?:bizstep|disp|btt|sdt|er):(.+)$")
 _LT_JSON = "{https://lottrace.org/epcis/}json"
 _LT_LIST = "{https://lottrace.org/epcis/}list"
 _LT_EXACT = "{https://lottrace.org/epcis/}exactNamespaces"
+#: ``lt:prefixed="type"`` on a sensor report: its ``type`` is written ``gs1:Angle`` in
+#: JSON-LD too (GS1's XML writes every type so, its JSON-LD the bare word).
+_LT_PREFIXED = "{https://lottrace.org/epcis/}prefixed"
+#: ``lt:context`` on an event: the ``@context`` a JSON-LD event declares for itself.
+_LT_CONTEXT = "{https://lottrace.org/epcis/}context"
 _NUMBER_ATTRS = frozenset(
     ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue")
 )
@@ -262,6 +267,12 @@ class _Reader:
 
     def event(self, el: Any) -> dict[str, Any]:
         ev: dict[str, Any] = {"type": _local(el)}
+        own = el.get(_LT_CONTEXT)
+        if own is not None:  # lottrace's export: the event's own @context, as JSON
+            try:
+                ev["@context"] = json.loads(own)
+            except ValueError:
+                raise InvalidInput(f"{self.name}:{el.sourceline}: lt:context is not JSON") from None
         self.fields(el, ev)
         lines = {"": el.sourceline}
         for c in _fields_of(el):
@@ -357,8 +368,11 @@ class _Reader:
 
     def attributes(self, el: Any) -> dict[str, Any]:
         obj: dict[str, Any] = {}
+        prefixed = el.get(_LT_PREFIXED) == "type"  # lottrace's export: gs1:Angle as written
         for key, value in el.attrib.items():
             q = etree.QName(key)
+            if key == _LT_PREFIXED:
+                continue
             if q.namespace is not None:
                 name = f"{self.prefix(el, q.namespace)}:{q.localname}"
                 obj[name] = value
@@ -368,7 +382,7 @@ class _Reader:
                 obj[local] = _number(value, self.name, el.sourceline, local)
             elif local == "booleanValue":
                 obj[local] = value.strip() in ("true", "1")
-            elif local == "type" and value.startswith("gs1:"):
+            elif local == "type" and value.startswith("gs1:") and not prefixed:
                 obj[local] = value[4:]
             else:
                 obj[local] = value
@@ -597,6 +611,16 @@ def document_to_xml(doc: dict[str, Any], *, version: str = "2.0") -> bytes:
     for node in doc["@context"] if isinstance(doc["@context"], list) else [doc["@context"]]:
         if isinstance(node, dict):
             context.update({k: v for k, v in node.items() if isinstance(v, str)})
+    body = doc.get("epcisBody") or {}
+    events = body.get("eventList") or (body.get("queryResults") or {}).get("resultsBody", {})
+    for event in events.get("eventList", []) if isinstance(events, dict) else events:
+        # prefixes an event declares for itself (OpenEPCIS's Namespaces_at_different_level)
+        nodes = event.get("@context") if isinstance(event, dict) else None
+        for node in nodes if isinstance(nodes, list) else [nodes]:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if isinstance(v, str):
+                        context.setdefault(k, v)
     writer = _Writer(context, version)
     return writer.document(doc)
 
@@ -667,6 +691,8 @@ class _Writer:
                     f"has {key!r}, which a {kind} does not have in XML"
                 )
         el = etree.SubElement(parent, kind)
+        if "@context" in event:
+            el.set(_LT_CONTEXT, json.dumps(event["@context"], separators=(",", ":")))
         for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
             if key in event:
                 self.field(el, key, event[key])
@@ -755,6 +781,9 @@ class _Writer:
                 text = repr(value)
             elif key == "type" and isinstance(value, str) and ":" not in value:
                 text = f"gs1:{value}"  # a GS1 sensor type: gs1:Temperature
+            elif key == "type" and isinstance(value, str) and value.startswith("gs1:"):
+                text = value
+                el.set(_LT_PREFIXED, "type")
             else:
                 text = str(value)
             self.set(el, self.qname(key) if ":" in key else key, text)
