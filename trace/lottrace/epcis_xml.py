@@ -944,6 +944,8 @@ def _read_header(reader: _Reader, header: Any, created: str | None) -> dict[str,
         q = etree.QName(key)
         if q.namespace == _LT and q.localname in _LT_FIELDS:
             out[q.localname] = value
+        elif q.namespace == _LT:
+            epcis_header[_lt_key(reader, header, q.localname)] = value
         elif q.namespace is not None:
             epcis_header[f"{reader.prefix(header, q.namespace)}:{q.localname}"] = value
     sbdh = _child(header, "StandardBusinessDocumentHeader", namespace=True)
@@ -965,7 +967,7 @@ def _read_header(reader: _Reader, header: Any, created: str | None) -> dict[str,
                 found["sender"], found["receiver"], found["instanceIdentifier"], created, v1
             )
         if ours is None or _c14n(ours) != _c14n(sbdh):  # more than lottrace writes: keep it
-            epcis_header[f"{reader.prefix(header, _LT)}:sbdh"] = _c14n(sbdh)
+            epcis_header[_lt_key(reader, header, "sbdh")] = _c14n(sbdh)
     ext = _child(header, "extension")
     master = _child(ext, "EPCISMasterData") if ext is not None else None
     vlist = _child(master, "VocabularyList") if master is not None else None
@@ -981,6 +983,13 @@ def _read_header(reader: _Reader, header: Any, created: str | None) -> dict[str,
     if epcis_header:
         out["epcisHeader"] = epcis_header
     return out
+
+
+def _lt_key(reader: _Reader, el: Any, name: str) -> str:
+    """``lt:NAME``, the ``lt`` prefix declared for lottrace's namespace (if free)."""
+    if reader.prefixes.setdefault("lt", _LT) == _LT:
+        return f"lt:{name}"
+    return f"{reader.prefix(el, _LT)}:{name}"
 
 
 def _read_element(reader: _Reader, el: Any) -> dict[str, Any]:
