@@ -600,7 +600,7 @@ def log(
     from .fieldlog import describe_event, resolve_type, say
 
     type = resolve_type(type)
-    if type == "epcis":
+    if type in ("epcis", "master_data", "epcis_header"):
         raise click.BadParameter(
             "foreign EPCIS events come in with 'lottrace epcis import FILE', not from the field",
             param_hint="TYPE",
