@@ -405,7 +405,8 @@ def bottlenecks(
     Returns
     -------
     list of dict
-        The keys of :func:`delays` ``by="site"``, plus ``baseline_hours``,
+        The keys of :func:`delays` ``by="site"`` (less the site names),
+        plus ``baseline_hours``,
         ``excess_hours`` and ``rank`` (1 = worst). Only routes with some
         excess are listed, worst first.
 
