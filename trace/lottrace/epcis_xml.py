@@ -162,6 +162,22 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
     return XmlDocument(doc, root_line, reader.lines)
 
 
+def _own_prefixes(context: Any) -> dict[str, str]:
+    """The prefixes an event's own ``@context`` declares (OpenEPCIS's
+    Namespaces_at_different_level.json has events that declare their own)."""
+    out: dict[str, str] = {}
+    for node in context if isinstance(context, list) else [context]:
+        if isinstance(node, dict):
+            out.update(
+                {
+                    k: v
+                    for k, v in node.items()
+                    if isinstance(v, str) and re.fullmatch(r"[A-Za-z_][\w.-]*", k)
+                }
+            )
+    return out
+
+
 def _declares(info: Any) -> bool:
     """Whether a DOCTYPE declares anything or names a DTD (a bare ``<!DOCTYPE x>``,
     as in GS1's masterdata_all_possible_fields.xml, declares nothing)."""
@@ -251,6 +267,7 @@ class _Reader:
         self.prefixes: dict[str, str] = {}
         self.exact = exact  # namespaces to take as written (see document_to_xml)
         self.lines: list[dict[str, int]] = []  # per event: its line, and its fields' lines
+        self.own: dict[str, str] = {}  # the prefixes of the event being read's own @context
 
     def events(self, event_list: Any) -> list[dict[str, Any]]:
         out = []
@@ -273,7 +290,11 @@ class _Reader:
                 ev["@context"] = json.loads(own)
             except ValueError:
                 raise InvalidInput(f"{self.name}:{el.sourceline}: lt:context is not JSON") from None
-        self.fields(el, ev)
+            self.own = _own_prefixes(ev["@context"])
+        try:
+            self.fields(el, ev)
+        finally:
+            self.own = {}
         lines = {"": el.sourceline}
         for c in _fields_of(el):
             q = etree.QName(c)
@@ -395,6 +416,9 @@ class _Reader:
         takes GS1's prefix, undeclared; an XML prefix that is a protected
         term of GS1's context but names another namespace is renamed.
         """
+        for own, own_iri in self.own.items():  # the event's own: not the document's
+            if own_iri == namespace:
+                return own
         bare = namespace.rstrip(":/#")
         for term, iri in PROTECTED.items():
             if iri is not None and ":" in iri and iri.rstrip(":/#") == bare:
@@ -611,16 +635,6 @@ def document_to_xml(doc: dict[str, Any], *, version: str = "2.0") -> bytes:
     for node in doc["@context"] if isinstance(doc["@context"], list) else [doc["@context"]]:
         if isinstance(node, dict):
             context.update({k: v for k, v in node.items() if isinstance(v, str)})
-    body = doc.get("epcisBody") or {}
-    events = body.get("eventList") or (body.get("queryResults") or {}).get("resultsBody", {})
-    for event in events.get("eventList", []) if isinstance(events, dict) else events:
-        # prefixes an event declares for itself (OpenEPCIS's Namespaces_at_different_level)
-        nodes = event.get("@context") if isinstance(event, dict) else None
-        for node in nodes if isinstance(nodes, list) else [nodes]:
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    if isinstance(v, str):
-                        context.setdefault(k, v)
     writer = _Writer(context, version)
     return writer.document(doc)
 
@@ -690,33 +704,39 @@ class _Writer:
                     f"cannot write EPCIS {'1.2' if self.v1 else '2.0'} XML: {self.where} "
                     f"has {key!r}, which a {kind} does not have in XML"
                 )
-        el = etree.SubElement(parent, kind)
+        prefixes = _own_prefixes(event.get("@context"))  # declared on the event element
+        el = etree.SubElement(parent, kind, nsmap=prefixes or None)
         if "@context" in event:
             el.set(_LT_CONTEXT, json.dumps(event["@context"], separators=(",", ":")))
-        for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
-            if key in event:
-                self.field(el, key, event[key])
-        if self.v1:
-            if "eventID" in event or "errorDeclaration" in event:
-                base = etree.SubElement(el, "baseExtension")
-                for key in ("eventID", "errorDeclaration"):
+        saved = self.namespaces
+        self.namespaces = {**saved, **prefixes}
+        try:
+            for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
+                if key in event:
+                    self.field(el, key, event[key])
+            if self.v1:
+                if "eventID" in event or "errorDeclaration" in event:
+                    base = etree.SubElement(el, "baseExtension")
+                    for key in ("eventID", "errorDeclaration"):
+                        if key in event:
+                            self.field(base, key, event[key])
+            else:
+                for key in ("eventID", "errorDeclaration", "certificationInfo"):
                     if key in event:
-                        self.field(base, key, event[key])
-        else:
-            for key in ("eventID", "errorDeclaration", "certificationInfo"):
+                        self.field(el, key, _one_certification(event[key], self.where))
+            for key in own:
                 if key in event:
-                    self.field(el, key, _one_certification(event[key], self.where))
-        for key in own:
-            if key in event:
-                self.field(el, key, event[key])
-            elif key in required:
-                etree.SubElement(el, key)
-        if any(key in event for key in ext):
-            holder = etree.SubElement(el, "extension")
-            for key in ext:
-                if key in event:
-                    self.field(holder, key, event[key])
-        self.extensions(el, event)
+                    self.field(el, key, event[key])
+                elif key in required:
+                    etree.SubElement(el, key)
+            if any(key in event for key in ext):
+                holder = etree.SubElement(el, "extension")
+                for key in ext:
+                    if key in event:
+                        self.field(holder, key, event[key])
+            self.extensions(el, event)
+        finally:
+            self.namespaces = saved
 
     def field(self, parent: Any, key: str, value: Any) -> None:
         if key in _TEXT_LISTS:
