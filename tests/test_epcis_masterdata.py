@@ -504,3 +504,12 @@ def test_master_data_is_no_checkpoint_and_the_ledger_verifies_and_rebuilds(
     assert _cli(named_ledger, "verify").exit_code == 0
     r = _cli(named_ledger, "stuck", "--as-of", "2025-12-01", "--json")
     assert r.exit_code == 0 and "epcis:unknown" not in r.output
+
+
+@pytest.mark.parametrize("kind", ["master_data", "epcis_header"])
+def test_master_data_is_not_logged_from_the_field(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "l.db"
+    _cli(db, "init")
+    r = _cli(db, "log", kind, "--site", "farm:X")
+    assert r.exit_code == 2 and "lottrace epcis import" in r.output
+    assert _ids(db) == []

@@ -1516,8 +1516,9 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
 
     Documents lottrace exported come back as the same coffee events; events
     of other documents are kept as 'epcis' events whose lot lineage joins
-    upstream and downstream. Each document is checked first: a problem
-    rejects the whole batch, naming its JSON path.
+    upstream and downstream; their master data and header (sender, receiver,
+    SBDH) as 'master_data' and 'epcis_header' events. Each document is
+    checked first: a problem rejects the whole batch, naming its JSON path.
     """
     from .contexts import ContextRegistry
     from .epcis import import_documents, load_document
