@@ -19,10 +19,11 @@ from lxml import etree
 
 from lottrace.cli import cli
 from lottrace.delays import delays
-from lottrace.epcis import export_document, import_documents, load_document
+from lottrace.epcis import export_document, load_document
 from lottrace.epcis_xml import document_to_xml
 from lottrace.errors import LottraceError, RuleViolation
 from lottrace.events import MasterData
+from lottrace.importing import import_documents
 from lottrace.ledger import Ledger
 from lottrace.masterdata import current, parties, sites
 from lottrace.passport import passport, passport_data

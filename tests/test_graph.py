@@ -9,12 +9,14 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from lottrace.errors import UnknownLot
+from lottrace.errors import IntegrityViolation, UnknownLot
 from lottrace.graph import (
+    ancestor_inputs,
     ancestors_graph,
     descendants_graph,
     shares_from,
     shares_into,
+    source_shares,
     timelines,
 )
 from lottrace.ledger import Ledger
@@ -155,10 +157,48 @@ def test_unknown_lots_raise(ledger: Ledger) -> None:
     with pytest.raises(UnknownLot):
         descendants_graph(ledger, "M9")
     assert UnknownLot.exit_code == 2
-    with pytest.raises(nx.NetworkXError):
-        shares_into(nx.DiGraph(), "X")
-    with pytest.raises(nx.NetworkXError):
-        shares_from(nx.DiGraph(), "X")
+
+
+def test_networkx_errors_are_lottrace_errors(ledger: Ledger) -> None:
+    """An unknown node and a cycle in a graph given to the shares: never a networkx error."""
+    ledger.append(batch(*chain()))
+    G = ancestors_graph(ledger, "M1")
+    for shares in (shares_into, shares_from):
+        with pytest.raises(UnknownLot, match="no lot 'X' in the lineage graph of 'M1'"):
+            shares(G, "X")
+        with pytest.raises(UnknownLot, match=r"no lot 'X' in the lineage graph$"):
+            shares(nx.DiGraph(), "X")
+    looped = nx.DiGraph()
+    looped.add_edge("H1", "A", kg=10.0)
+    looped.add_edge("A", "B", kg=10.0)
+    looped.add_edge("B", "A", kg=5.0)
+    looped.add_edge("B", "E", kg=15.0)
+    for shares, lot in ((shares_into, "E"), (shares_from, "H1")):
+        with pytest.raises(IntegrityViolation, match="lineage cycle through lots A, B,"):
+            shares(looped, lot)
+    assert shares_into(looped, "H1") == {"H1": 1}  # a cycle elsewhere in G is not walked
+    assert shares_from(looped, "E") == {"E": 1}
+    inputs = {v: {u: looped.edges[u, v]["kg"] for u in looped.pred[v]} for v in looped}
+    with pytest.raises(IntegrityViolation, match="lineage cycle through lots A, B,"):
+        source_shares(inputs, "E")
+
+
+def test_the_three_share_paths_agree_on_a_diamond(ledger: Ledger) -> None:
+    """One rule, read up (graph and plain dicts) and down, gives one share for each pair.
+
+    H1 reaches E by two routes (through M1 and M2), and E also takes M3 (from H3).
+    """
+    ledger.append(batch(*_diamond()))
+    up = shares_into(ancestors_graph(ledger, "E"), "E")
+    fast = source_shares(ancestor_inputs(ledger, "E"), "E")
+    assert {k: Fraction(n, d) for k, (n, d) in fast.items()} == up
+    assert up == {"H1": Fraction(38, 75), "H2": Fraction(19, 75), "H3": Fraction(6, 25)}
+    for source, share in up.items():
+        down = shares_from(descendants_graph(ledger, source), source)
+        assert down["E"] == share, source
+    down = shares_from(descendants_graph(ledger, "G1"), "G1")
+    assert down["E"] == Fraction(19, 25)  # 150/250 through M1 + 40/250 through M2
+    assert list(down) == ["G1", "M1", "M2", "E"] or list(down) == ["G1", "M2", "M1", "E"]
 
 
 def _unrelated(n: int) -> list[dict[str, Any]]:

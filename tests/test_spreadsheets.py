@@ -28,7 +28,7 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "cp1252") -> Pat
 def reader_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every import here runs twice: read in this process, and in a forked one (lottrace.pipeline)."""
     if request.param == "parallel":
-        monkeypatch.setattr("lottrace.cli.PARALLEL_BYTES", 0)
+        monkeypatch.setattr("lottrace.importing.PARALLEL_BYTES", 0)
 
 
 @pytest.fixture

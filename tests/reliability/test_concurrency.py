@@ -196,7 +196,7 @@ def test_verify_reads_one_snapshot_while_another_process_appends(tmp_path: Path)
     with Ledger.create(db) as led:
         led.append(batch(*chain()))
     reader = Ledger(db)
-    original = reader._recorded_head
+    original = reader.store.recorded_head
     committed = []
 
     def head_after_a_commit() -> tuple[int, str]:
@@ -205,7 +205,7 @@ def test_verify_reads_one_snapshot_while_another_process_appends(tmp_path: Path)
                 committed.append(writer.append(batch(*season("GAP", 7))).added)
         return original()
 
-    reader._recorded_head = head_after_a_commit  # type: ignore[method-assign]
+    reader.store.recorded_head = head_after_a_commit  # type: ignore[method-assign]
     try:
         assert reader.verify().events == 7
     finally:

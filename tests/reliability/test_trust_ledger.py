@@ -26,7 +26,8 @@ import pytest
 
 from lottrace.errors import IntegrityViolation, LedgerError
 from lottrace.events import event_id, parse_event
-from lottrace.ledger import MIGRATION_NAMES, Ledger
+from lottrace.ledger import Ledger
+from lottrace.storage.sqlite_schema import MIGRATION_NAMES
 
 from ._helpers import FIGURES, derived_digest, invoke, run_cli, state
 from ._season import season

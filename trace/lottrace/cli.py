@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from .errors import LottraceError
+from .errors import BadRows, LottraceError
 
 if TYPE_CHECKING:
     from .ledger import AppendReport, Ledger
@@ -34,6 +34,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BadRows as exc:
+            _list_bad_rows(exc)
+            ctx.exit(exc.exit_code)
         except LottraceError as exc:
             click.echo(f"Error: {shown(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
@@ -52,13 +55,8 @@ class _Group(click.Group):
             click.echo(f"Error: {_os_error(exc)}", err=True)
             ctx.exit(1)
         except Exception as exc:
-            import sqlite3
-
             if os.environ.get("LOTTRACE_DEBUG"):
                 raise
-            if isinstance(exc, sqlite3.Error):
-                click.echo(f"Error: ledger {ctx.obj['db']}: {exc}", err=True)
-                ctx.exit(1)
             click.echo(
                 f"Error: internal error {type(exc).__name__}: {exc} "
                 "(please report it; LOTTRACE_DEBUG=1 shows the traceback)",
@@ -276,11 +274,6 @@ def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -
     )
 
 
-#: Inputs at least this big (bytes, about 4,000 events) are read and
-#: validated in a second process while this one checks rules and writes.
-PARALLEL_BYTES = 1_000_000
-
-
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--type", "default_type", help="Event type for rows that have no 'type' column.")
@@ -333,9 +326,8 @@ def import_(
     files are read through a column map: --map, or the one --suggest-map
     prints, which is used as it is when every column is recognised.
     """
-    from .errors import InvalidEvent, RuleViolation
-    from .pipeline import Hooks, prepared_events
-    from .sheets import iter_import, suggested_toml
+    from .importing import ReadOptions, import_files
+    from .sheets import suggested_toml
 
     def note(message: str) -> None:
         click.echo(f"note: {message}", err=True)
@@ -348,62 +340,22 @@ def import_(
             click.echo(toml, nl=False)
         return
 
-    bad: list[InvalidEvent] = []  # every row that breaks the contract, and the first rule broken
-
     def used_map(name: str, toml: str) -> None:
         click.echo(f"note: {name}: every column recognised; read with this map:", err=True)
         click.echo(toml, err=True, nl=False)
 
+    options = ReadOptions(default_type, encoding, delimiter, map_path, sheet)
     total = sum(p.stat().st_size for p in files if p.is_file())
     show_bar = sys.stderr.isatty() and total > 1_000_000 and not as_json
     with (
         click.progressbar(length=total, label="importing", file=sys.stderr)
         if show_bar
-        else _NoBar() as bar
+        else _NoBar() as bar,
+        _open(ctx, write=True) as ledger,
     ):
-
-        def read(hooks: Hooks) -> Iterator[Any]:  # in a second process for a large input
-            yield from iter_import(
-                files,
-                map_path=map_path,
-                default_type=default_type,
-                encoding=encoding,
-                delimiter=delimiter,
-                sheet=sheet,
-                progress=hooks.progress,
-                on_error=hooks.on_error,
-                on_note=hooks.on_note,
-                on_map=used_map,
-            )
-
-        hooks = Hooks(on_error=bad.append, on_note=note, progress=bar.update)
-        # Forks now: before the batch's transaction begins, and before this
-        # process opens the ledger, which the reader process looks ids up in.
-        prepared = prepared_events(
-            read, hooks, parallel=total >= PARALLEL_BYTES, ledger=ctx.obj["db"]
+        report = import_files(
+            ledger, files, options, on_note=note, on_map=used_map, progress=bar.update
         )
-
-        def events() -> Iterator[Any]:
-            for item in prepared:
-                if not bad:  # after a bad row, only look for more bad rows
-                    yield item
-            if bad:  # raised inside the batch, so nothing is written
-                _reject_bad_rows(bad)
-
-        stream = events()
-        try:
-            with _open(ctx, write=True) as ledger:
-                report = ledger.append_prepared(stream)
-        except RuleViolation as exc:  # rolled back; list the other bad rows with it
-            bad.append(exc)
-            for _ in stream:
-                pass
-            if len(bad) == 1:
-                raise
-            order = {str(p): i for i, p in enumerate(files)}
-            _reject_bad_rows(sorted(bad, key=lambda e: _where_key(getattr(e, "where", ""), order)))
-        finally:
-            prepared.close()  # the reader process, even if the batch never began
     _print_report(report, as_json)
 
 
@@ -431,25 +383,14 @@ def template(type: str, lang: str, output: Path | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
-def _where_key(where: str, order: dict[str, int]) -> tuple[int, int]:
-    """Sort key for a ``file:line`` location: files in the order given, then lines."""
-    path, _, line = where.rpartition(":")
-    return order.get(path, len(order)), int(line) if line.isdigit() else 0
-
-
-def _reject_bad_rows(bad: Sequence[LottraceError], limit: int = 50) -> None:
-    """List every problem of every bad row on stderr (one line each), then fail the batch."""
-    if len(bad) == 1:
-        raise bad[0]
-    rows = len({getattr(e, "where", "") or id(e) for e in bad})
-    what = "bad rows" if rows == len(bad) else "problems"
-    for exc in bad[:limit]:
-        click.echo(shown(str(exc)), err=True)
-    if len(bad) > limit:
-        click.echo(f"... and {len(bad) - limit} more {what}", err=True)
-    if rows == len(bad):
-        raise LottraceError(f"{len(bad)} bad rows (listed above); nothing was written")
-    raise LottraceError(f"{len(bad)} problems in {rows} rows (listed above); nothing was written")
+def _list_bad_rows(exc: BadRows, limit: int = 50) -> None:
+    """Every problem of every bad row on stderr, one line each, then what they come to."""
+    what = "bad rows" if exc.rows == len(exc.problems) else "problems"
+    for problem in exc.problems[:limit]:
+        click.echo(shown(str(problem)), err=True)
+    if len(exc.problems) > limit:
+        click.echo(f"... and {len(exc.problems) - limit} more {what}", err=True)
+    click.echo(f"Error: {shown(exc.counted)} (listed above); nothing was written", err=True)
 
 
 class _NoBar:
@@ -1521,7 +1462,8 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     checked first: a problem rejects the whole batch, naming its JSON path.
     """
     from .contexts import ContextRegistry
-    from .epcis import import_documents, load_document
+    from .epcis import load_document
+    from .importing import import_documents
 
     contexts = ContextRegistry(ctx.obj["db"]).contexts()
     docs = [(str(p), load_document(str(p), contexts=contexts)) for p in files]
@@ -1543,14 +1485,11 @@ def epcis_hash(ctx: click.Context, file: Path, as_json: bool) -> None:
     """
     from .contexts import ContextRegistry
     from .epcis import load_document
-    from .epcis_hash import document_hash_ids
+    from .epcis_check import document_hashes
 
     contexts = ContextRegistry(ctx.obj["db"]).contexts()
     doc = load_document(str(file), check=False, contexts=contexts)
-    try:
-        hashes = document_hash_ids(doc)
-    except ValueError as exc:
-        raise LottraceError(f"{file}: {exc}") from None
+    hashes = document_hashes(doc, where=str(file))
     if as_json:
         click.echo(_dumps(hashes))
     else:

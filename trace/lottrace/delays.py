@@ -34,17 +34,16 @@ default): the p50 of 24 and 48 hours is 36.
 
 from __future__ import annotations
 
-import gc
 import heapq
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import ceil, floor
 from typing import Any
 
 from .events import STAGE_ORDER
+from .gcpause import collector_paused
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .rules import time_key
@@ -425,7 +424,7 @@ def bottlenecks(
     # a leg into transit and waiting); the returned routes' lots are walked
     # again with them for their transit and wait hours.
     lo, hi = _bound(since), _bound(until)
-    with _collector_paused():
+    with collector_paused():
         ids, hours_by, leg_lots, leg_ids = _route_legs(ledger, lo, hi)
     routes = dict(zip(ids, hours_by, strict=True))
     pooled: dict[tuple[str, ...], list[float]] = {}
@@ -643,24 +642,6 @@ def stuck(ledger: Ledger, as_of: datetime | str, *, min_kg: float = 0.0) -> list
                 }
             )
     return rows
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one scan, and restore it as it was.
-
-    The scan makes no reference cycles (reference counting frees all it
-    drops), but each full collection on the way walks every container that
-    lives on: with the collector on, ``bottlenecks`` at 1M events runs two or
-    three of them, for nothing.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:

@@ -33,8 +33,8 @@ from urllib.parse import quote, unquote
 import orjson
 
 from .contexts import protected_problem, resolve, unresolved
-from .epcis_check import EPCIS_CONTEXT, first_problem
-from .epcis_hash import document_context, document_events, document_hash_ids, event_hash_id
+from .epcis_check import EPCIS_CONTEXT, document_hashes, first_problem
+from .epcis_hash import document_context, document_events, event_hash_id
 from .epcis_xml import XmlDocument, looks_like_xml, xml_to_document
 from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
@@ -49,8 +49,8 @@ from .events import (
     parse_event,
     record_time,
 )
-from .ledger import AppendReport, Ledger, StoredEvent
-from .masterdata import document_records, export_header, fresh
+from .ledger import Ledger, StoredEvent
+from .masterdata import document_records, export_header
 from .readers import repeated_key
 from .rules import facts_of, lots_of, time_key
 
@@ -64,7 +64,6 @@ __all__ = [
     "Mapping",
     "document_to_events",
     "export_document",
-    "import_documents",
     "is_single_event",
     "load_document",
     "mapping_table",
@@ -776,18 +775,6 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
     return iter(header + events)
 
 
-def import_documents(ledger: Ledger, docs: Iterable[tuple[str, dict[str, Any]]]) -> AppendReport:
-    """Append the events, header and master data of checked documents (``(name, doc)``,
-    from :func:`load_document`) in one batch, all or nothing.
-
-    Master data the ledger holds already (the same element content, a
-    header equal to a stored one) is counted as a duplicate, whatever the
-    document's date (:func:`lottrace.masterdata.fresh`).
-    """
-    items = (item for name, doc in docs for item in document_to_events(doc, name))
-    return ledger.append(fresh(ledger, items))
-
-
 def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBase]]:
     context: dict[str, str] = {}
     body = doc["epcisBody"]
@@ -795,17 +782,8 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
     for node in (doc, body, results, results.get("resultsBody") or {}):
         if "@context" in node:
             context.update(document_context(node))
-    try:
-        hash_ids = document_hash_ids(doc)  # as `lottrace epcis hash` prints them
-    except ValueError as exc:
-        urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
-        hint = (
-            f" ({', '.join(urls)}: lottrace never fetches a context; register a local "
-            "copy with 'lottrace epcis context add URL FILE')"
-            if urls and "not declared" in str(exc)
-            else ""
-        )
-        raise InvalidInput(f"{name}: cannot compute the event hash ids: {exc}{hint}") from None
+    urls = [u for _w, n in _context_nodes(doc) for u in unresolved(n.get("@context"))]
+    hash_ids = document_hashes(doc, where=name, remote=urls)  # as `lottrace epcis hash` prints
     base = (
         "$.epcisBody.eventList"
         if "eventList" in body

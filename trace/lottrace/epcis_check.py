@@ -21,7 +21,10 @@ lottrace needs neither the schema file nor a schema library at run time:
   ``errorDeclaration``, sensor elements and sensor reports.
 
 It does not resolve ``@context`` or check that prefixes are declared; the
-hash (``epcis_hash.py``) does that for the events it hashes.
+hash (``epcis_hash.py``) does that for the events it hashes. That module is
+a standalone leaf raising :class:`ValueError`; :func:`event_hash` and
+:func:`document_hashes` are how lottrace calls it, the one place where its
+errors become an :class:`~lottrace.errors.InvalidEvent`.
 
 >>> first_problem({"type": "EPCISDocument"})
 ('$', "'@context' is required")
@@ -30,11 +33,15 @@ hash (``epcis_hash.py``) does that for the events it hashes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-__all__ = ["EPCIS_CONTEXT", "first_problem"]
+from .epcis_hash import document_hash_ids, event_hash_id
+from .errors import InvalidEvent
+
+__all__ = ["EPCIS_CONTEXT", "document_hashes", "event_hash", "first_problem"]
 
 #: GS1's EPCIS 2.0 JSON-LD context: the one lottrace writes and knows built in.
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -810,3 +817,62 @@ def _epcis_header(header: dict[str, Any]) -> None:
                         f"must be a number, a string or an object, not {_kind(a['attribute'])}",
                     )
             _each(e.get("children", []), f"{epath}.children", _uri)
+
+
+def event_hash(
+    event: Mapping[str, Any], context: Mapping[str, str] | None = None, *, where: str = ""
+) -> str:
+    """The CBV 2.0 Event Hash ID of one event (:func:`lottrace.epcis_hash.event_hash_id`).
+
+    Raises
+    ------
+    InvalidEvent
+        If the event cannot be hashed (an undeclared prefix, a bad time ...),
+        naming `where` and why.
+
+    Examples
+    --------
+    >>> event_hash({"type": "ObjectEvent", "action": "OBSERVE",
+    ...             "eventTime": "2020-03-04T11:00:30+01:00"})
+    'ni:///sha-256;1d0d468717725aa74a85175f9b53ed797dc1cd8a492386b6852232ea672b2bbd?ver=CBV2.0'
+    >>> event_hash({"type": "ObjectEvent", "nope:x": 1}, where="in.jsonl:3")
+    Traceback (most recent call last):
+    ...
+    lottrace.errors.InvalidEvent: in.jsonl:3: cannot compute the Event Hash ID: cannot hash field 'nope:x' in event: namespace prefix 'nope' is not declared in @context
+    """
+    with _unhashable(where, ()):
+        return event_hash_id(event, context)
+
+
+def document_hashes(doc: Mapping[str, Any], *, where: str, remote: Sequence[str] = ()) -> list[str]:
+    """The Event Hash ID of every event of a document, in order.
+
+    :func:`lottrace.epcis_hash.document_hash_ids`, as lottrace calls it.
+    `remote` are the document's ``@context`` URLs that no local copy
+    resolved: an undeclared prefix's error names them, with how to register one.
+
+    Raises
+    ------
+    InvalidEvent
+        If the document has no event list or an event cannot be hashed,
+        naming `where` and the event's position.
+    """
+    with _unhashable(where, remote):
+        return document_hash_ids(doc)
+
+
+@contextmanager
+def _unhashable(where: str, remote: Sequence[str]) -> Iterator[None]:
+    """Where the hash's :class:`ValueError` becomes lottrace's :class:`InvalidEvent`, once."""
+    try:
+        yield
+    except ValueError as exc:
+        hint = (
+            f" ({', '.join(remote)}: lottrace never fetches a context; register a local "
+            "copy with 'lottrace epcis context add URL FILE')"
+            if remote and "not declared" in str(exc)
+            else ""
+        )
+        raise InvalidEvent(
+            f"cannot compute the Event Hash ID: {exc}{hint}", where=where, field="event"
+        ) from None

@@ -6,6 +6,7 @@ non-zero; a Python caller can catch the root or any child::
 
     LottraceError                 root: anything lottrace reports to a user
     ├── InvalidInput              a file cannot be read at all (missing, binary, encoding)
+    │   └── BadRows               an import's bad rows, each one listed in ``problems``
     ├── InvalidEvent              one record is broken: bad JSON or CSV, or a bad field
     │   └── RuleViolation         a well-formed event breaks a ledger rule
     ├── UnknownLot                a query names a lot the ledger has never seen
@@ -21,6 +22,7 @@ problems, so a quality manager can open the spreadsheet at the right row.
 from __future__ import annotations
 
 __all__ = [
+    "BadRows",
     "IntegrityViolation",
     "InvalidEvent",
     "InvalidInput",
@@ -45,6 +47,26 @@ class LottraceError(Exception):
 
 class InvalidInput(LottraceError):
     """A file cannot be read: unknown format, bad encoding, broken JSON or CSV."""
+
+
+class BadRows(InvalidInput):
+    """Several rows of one import are bad; nothing was written.
+
+    ``problems`` holds each one (an :class:`InvalidEvent` naming its file,
+    line and field, or the first :class:`RuleViolation`), in file and line
+    order. The message counts them; a face shows each problem, then it.
+    """
+
+    def __init__(self, problems: list[LottraceError]) -> None:
+        self.problems = problems
+        self.rows = len({getattr(e, "where", "") or id(e) for e in problems})
+        #: What went wrong, counted: ``3 bad rows``, ``6 problems in 5 rows``.
+        self.counted = (
+            f"{len(problems)} bad rows"
+            if self.rows == len(problems)
+            else f"{len(problems)} problems in {self.rows} rows"
+        )
+        super().__init__(f"{self.counted}; nothing was written")
 
 
 class InvalidEvent(LottraceError):

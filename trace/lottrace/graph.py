@@ -11,8 +11,14 @@ ledger's derived tables, so they are not in the graph either.
 
 :func:`ancestor_inputs` and :func:`source_shares` are the exception: the
 same links and shares as plain dicts and integers, without a networkx graph,
-because building the graph costs more than the rest of the hottest query
-(``lottrace upstream``, which needs the shares only).
+because importing networkx and building the graph cost more than the rest of
+the hottest query (``lottrace upstream``, which needs the shares only). The
+shares themselves are computed in one place, ``_spread``: the graph path
+(:func:`shares_into`, :func:`shares_from`) gives it networkx's topological
+order of the lot's ancestors or descendants, the fast path the standard
+library's (:mod:`graphlib`). No networkx error leaves this module: an
+unknown lot is :class:`~lottrace.errors.UnknownLot`, a cycle an
+:class:`~lottrace.errors.IntegrityViolation` naming its lots.
 
 Node attributes (from the ledger's ``lots`` table)
     ``kg``, ``drawn_kg``, ``stage`` (number, see ``STAGE_ORDER``),
@@ -42,12 +48,13 @@ Edge attributes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
+from graphlib import CycleError, TopologicalSorter
 from math import gcd
 from typing import Any
 
-from .errors import IntegrityViolation
+from .errors import IntegrityViolation, LottraceError, UnknownLot
 from .events import STAGE_ORDER
 from .ledger import Ledger, StoredEvent
 from .rules import FOREIGN_STAGE, LotState
@@ -231,6 +238,13 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
     dict
         Source lot code to its exact share (a :class:`fractions.Fraction`).
 
+    Raises
+    ------
+    UnknownLot
+        If `lot` is not a node of `G`.
+    IntegrityViolation
+        If `lot`'s ancestors in `G` hold a cycle (named).
+
     Examples
     --------
     >>> import networkx as nx
@@ -250,14 +264,84 @@ def shares_into(G: Any, lot: str) -> dict[str, Fraction]:
 
     See Also
     --------
-    shares_from
+    shares_from, source_shares
     """
     import networkx as nx  # not at the top: `lottrace upstream` never needs it
 
-    if lot not in G:
-        raise nx.NetworkXError(f"The node {lot} is not in the graph.")
-    inputs = {v: {u: G.edges[u, v]["kg"] for u in G.predecessors(v)} for v in G}
-    return {src: Fraction(n, d) for src, (n, d) in source_shares(inputs, lot).items()}
+    order = _order(G, lot, nx.ancestors)
+    order.reverse()  # `lot` first, each lot after every lot it went into
+    pred = G.pred
+    share = _spread(lot, order, lambda v: _split({u: d["kg"] for u, d in pred[v].items()}))
+    return {u: Fraction(n, d) for u, (n, d) in share.items() if not pred[u]}
+
+
+def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
+    """The fraction of each descendant of `lot` that came from `lot`.
+
+    The same rule as :func:`shares_into`, read the other way: a formed lot
+    takes from each input the input's share times link kg / all link kg into
+    it (the node attribute ``inflow_kg``, which counts links from lots outside
+    `G` too; without it, the kg on its edges in `G`). `lot` itself has share 1.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        A lineage graph holding `lot`'s descendants, as from
+        :func:`descendants_graph`.
+    lot : node in `G`
+
+    Returns
+    -------
+    dict
+        Lot code to its exact share (a :class:`fractions.Fraction`), in
+        topological order from `lot`.
+
+    Raises
+    ------
+    UnknownLot
+        If `lot` is not a node of `G`.
+    IntegrityViolation
+        If `lot`'s descendants in `G` hold a cycle (named).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> G = nx.DiGraph()
+    >>> G.add_edge("H1", "G1", kg=200.0)
+    >>> G.add_edge("G1", "E", kg=300.0)
+    >>> G.nodes["G1"]["inflow_kg"] = 300.0  # 100 kg came from another harvest
+    >>> G.nodes["E"]["inflow_kg"] = 400.0   # and 100 kg from another lot
+    >>> {k: str(v) for k, v in shares_from(G, "H1").items()}
+    {'H1': '1', 'G1': '2/3', 'E': '1/2'}
+
+    See Also
+    --------
+    shares_into
+    """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
+    order = _order(G, lot, nx.descendants)
+    inflow: dict[str, Fraction] = {}
+
+    def into(w: str) -> Fraction:  # the kg on all links into w
+        if w not in inflow:
+            stated = G.nodes[w].get("inflow_kg")
+            inflow[w] = (
+                Fraction(stated)
+                if stated
+                else sum((Fraction(d["kg"]) for d in G.pred[w].values()), Fraction(0))
+            )
+        return inflow[w]
+
+    def links(v: str) -> list[tuple[str, int, int]]:
+        out = []
+        for w, d in G.succ[v].items():
+            f = Fraction(d["kg"]) / into(w)
+            out.append((w, f.numerator, f.denominator))
+        return out
+
+    share = _spread(lot, order, links)
+    return {v: Fraction(*share[v]) for v in order if v in share}
 
 
 def ancestor_inputs(ledger: Ledger, lot: str) -> dict[str, dict[str, float]]:
@@ -299,13 +383,23 @@ def ancestor_inputs(ledger: Ledger, lot: str) -> dict[str, dict[str, float]]:
 def source_shares(inputs: dict[str, dict[str, float]], lot: str) -> dict[str, tuple[int, int]]:
     """The exact share of `lot` that came from each of its source lots, as integer pairs.
 
-    The rule of :func:`shares_into`, over plain dicts (``{lot: {input lot:
-    kg}}``, as from :func:`ancestor_inputs`) and in integer arithmetic: kg
-    values are floats, so each is an exact binary fraction, and every share
-    is a ratio of integers. Each share is ``(numerator, denominator)`` in
-    lowest terms, so ``n / d`` is the float nearest to it, exactly what
+    :func:`shares_into` over plain dicts (``{lot: {input lot: kg}}``, as from
+    :func:`ancestor_inputs`), without a networkx graph: the fast path of
+    ``lottrace upstream``. Importing networkx alone costs that command more
+    than a third of its run, and building the graph more than the rest of
+    the answer, so the order comes from the standard library's
+    :class:`graphlib.TopologicalSorter` over the formed lots (sources need no
+    place in it), and the arithmetic is the same function :func:`shares_into`
+    and :func:`shares_from` use. Each share is ``(numerator, denominator)``
+    in lowest terms, so ``n / d`` is the float nearest to it, exactly what
     ``float(Fraction(n, d))`` gives, at a fraction of the cost of
-    :class:`fractions.Fraction` arithmetic.
+    :class:`fractions.Fraction` arithmetic. Lots of `inputs` that do not
+    reach `lot` are ignored, but a cycle among them is named too.
+
+    Raises
+    ------
+    IntegrityViolation
+        If `inputs` hold a lineage cycle (named).
 
     Examples
     --------
@@ -314,51 +408,95 @@ def source_shares(inputs: dict[str, dict[str, float]], lot: str) -> dict[str, tu
     >>> sorted(source_shares(inputs, "E").items())
     [('H1', (7, 15)), ('H2', (7, 30)), ('H3', (3, 10))]
     """
-    keep = {lot}
-    todo = [lot]
-    while todo:
-        for u in inputs.get(todo.pop(), ()):
-            if u not in keep:
-                keep.add(u)
-                todo.append(u)
-    waiting = dict.fromkeys(keep, 0)  # successors in `keep` not yet handed on
-    for v in keep:
-        for u in inputs.get(v, ()):
-            waiting[u] += 1
+    formed = {v: [u for u in srcs if inputs.get(u)] for v, srcs in inputs.items() if srcs}
+    try:
+        order = list(TopologicalSorter(formed).static_order())
+    except CycleError as exc:
+        raise _cycle_error(sorted(set(exc.args[1])), []) from None
+    order.reverse()  # `lot` first, each lot after every lot it went into
+    share = _spread(lot, order, lambda v: _split(inputs[v]))
+    return {u: s for u, s in share.items() if not inputs.get(u)}
+
+
+_Links = Callable[[str], Iterable[tuple[str, int, int]]]
+
+
+def _spread(lot: str, order: Iterable[str], links: _Links) -> dict[str, tuple[int, int]]:
+    """The one share computation: `lot`'s share handed along links, exactly, in integers.
+
+    `lot` has share 1. Each lot of `order` that was reached hands its share
+    on along its ``links(v)``: ``(w, n, d)`` gives `w` the share times
+    ``n / d``, the fraction of the formed lot that its link carries. Shares
+    reaching a lot add up over routes, so `order` must list a lot only after
+    every lot that hands it a share (a topological order); lots reached but
+    not in `order` only receive. :func:`shares_into` and :func:`source_shares`
+    hand shares up from a lot to its inputs, :func:`shares_from` down to what
+    a lot went into; all three give their order and links and call this.
+
+    Returns every lot reached, `lot` first, each share ``(n, d)`` in lowest
+    terms (as integer pairs: much cheaper than :class:`fractions.Fraction`).
+    """
     share: dict[str, tuple[int, int]] = {lot: (1, 1)}
-    sources: dict[str, tuple[int, int]] = {}
-    ready = [lot] if waiting[lot] == 0 else []
-    while ready:
-        v = ready.pop()
+    for v in order:
+        if v not in share:
+            continue  # not reached from `lot`
         a, b = share[v]
         g = gcd(a, b)
         a, b = a // g, b // g
-        preds = inputs.get(v)
-        if not preds:
-            sources[v] = (a, b)
-            continue
-        if len(preds) == 1:  # the whole share goes to the one input
-            ints: Iterable[tuple[str, int]] = ((u, 1) for u in preds)
-            total = 1
-        else:
-            ratios = [(u, kg.as_integer_ratio()) for u, kg in preds.items()]
-            scale = max(d for _, (_, d) in ratios)  # powers of two: all divide the largest
-            ints = [(u, n * (scale // d)) for u, (n, d) in ratios]
-            total = sum(k for _, k in ints)
-        den = b * total
-        for u, k in ints:
-            num = a * k
+        share[v] = (a, b)
+        for u, k, total in links(v):
+            num, den = a * k, b * total
             if u in share:
                 n0, d0 = share[u]
                 share[u] = (n0 * den + num * d0, d0 * den)
             else:
                 share[u] = (num, den)
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                ready.append(u)
-    if any(waiting.values()):  # lots that never became ready lie on or behind a cycle
-        raise _cycle_error(sorted(u for u, n in waiting.items() if n), [])
-    return sources
+    for v, (a, b) in share.items():
+        g = gcd(a, b)
+        if g != 1:
+            share[v] = (a // g, b // g)
+    return share
+
+
+def _split(kgs: dict[str, float]) -> Iterable[tuple[str, int, int]]:
+    """Each input's fraction of the lot formed from `kgs` (input lot to kg): its kg over their sum.
+
+    Exact: each float kg is a binary fraction, so scaled to the largest
+    denominator (a power of two, which all the others divide) every kg is an
+    integer ``k`` and the fraction is ``(u, k, total)``.
+    """
+    if len(kgs) <= 1:  # a source hands on nothing; one input takes the whole share
+        return [(u, 1, 1) for u in kgs]
+    ratios = [(u, kg.as_integer_ratio()) for u, kg in kgs.items()]
+    scale = max(d for _, (_, d) in ratios)
+    ints = [(u, n * (scale // d)) for u, (n, d) in ratios]
+    total = sum(k for _, k in ints)
+    return [(u, k, total) for u, k in ints]
+
+
+def _order(G: Any, lot: str, reach: Callable[[Any, str], set[str]]) -> list[str]:
+    """`lot` and the lots ``reach(G, lot)`` finds in `G`, in networkx's topological order.
+
+    Where networkx's errors become lottrace's, so none leaves this module:
+    `lot` missing from `G` is :class:`UnknownLot`, a cycle (networkx's
+    ``NetworkXUnfeasible``) an :class:`IntegrityViolation` naming its lots,
+    any other networkx error a :class:`LottraceError`.
+    """
+    import networkx as nx  # not at the top: `lottrace upstream` never needs it
+
+    if lot not in G:
+        of = G.graph.get("lot")
+        named = f" of {of!r}" if of is not None and of != lot else ""
+        raise UnknownLot(f"no lot {lot!r} in the lineage graph{named}")
+    try:
+        sub = G.subgraph(reach(G, lot) | {lot})
+        try:
+            return list(nx.topological_sort(sub))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(sub)
+            raise _cycle_error(sorted({u for u, *_ in cycle}), []) from None
+    except nx.NetworkXException as exc:
+        raise LottraceError(f"the lineage graph of {lot!r}: {exc}") from None
 
 
 def _cycle_error(lots: list[str], events: list[str]) -> IntegrityViolation:
@@ -369,57 +507,6 @@ def _cycle_error(lots: list[str], events: list[str]) -> IntegrityViolation:
         f"the ledger holds a lineage cycle through lots {shown}{named}, written before "
         "lottrace refused cycles; void one of its events with a correction"
     )
-
-
-def shares_from(G: Any, lot: str) -> dict[str, Fraction]:
-    """The fraction of each descendant of `lot` that came from `lot`.
-
-    The same rule as :func:`shares_into`, read the other way: a formed lot
-    takes from each input the input's share times link kg / all link kg into
-    it (the node attribute ``inflow_kg``, which counts links from lots outside
-    `G` too). `lot` itself has share 1.
-
-    Parameters
-    ----------
-    G : networkx.DiGraph
-        A lineage graph holding `lot`'s descendants, as from
-        :func:`descendants_graph`.
-    lot : node in `G`
-
-    Returns
-    -------
-    dict
-        Lot code to its exact share (a :class:`fractions.Fraction`).
-
-    Examples
-    --------
-    >>> import networkx as nx
-    >>> G = nx.DiGraph()
-    >>> G.add_edge("H1", "G1", kg=200.0)
-    >>> G.add_edge("G1", "E", kg=300.0)
-    >>> G.nodes["G1"]["inflow_kg"] = 300.0  # 100 kg came from another harvest
-    >>> G.nodes["E"]["inflow_kg"] = 400.0   # and 100 kg from another lot
-    >>> {k: str(v) for k, v in shares_from(G, "H1").items()}
-    {'H1': '1', 'G1': '2/3', 'E': '1/2'}
-
-    See Also
-    --------
-    shares_into
-    """
-    import networkx as nx  # not at the top: `lottrace upstream` never needs it
-
-    if lot not in G:
-        raise nx.NetworkXError(f"The node {lot} is not in the graph.")
-    keep = nx.descendants(G, lot) | {lot}
-    share: dict[str, Fraction] = {}
-    for node in nx.topological_sort(G.subgraph(keep)):
-        if node == lot:
-            share[node] = Fraction(1)
-            continue
-        preds = [(u, Fraction(G.edges[u, node]["kg"])) for u in G.predecessors(node)]
-        total = G.nodes[node].get("inflow_kg") or sum(kg for _, kg in preds)
-        share[node] = sum(share.get(u, Fraction(0)) * kg for u, kg in preds) / Fraction(total)
-    return share
 
 
 def _lineage(

@@ -1,68 +1,38 @@
-"""The ledger: an append-only, hash-chained SQLite log of events, and its derived tables.
+"""The ledger: an append-only, hash-chained log of events, checked against the rules, and its derived tables.
 
-This is the only module that speaks SQL. Its tables:
+:class:`Ledger` is the core every face calls. It holds a
+:class:`~lottrace.storage.Storage` (SQLite by default,
+:class:`~lottrace.storage.sqlite.SqliteStorage`), and does, the same on
+every backend, what makes the log trustworthy:
 
-``events`` (the log, never updated or deleted; triggers abort both)
-    ``seq`` (1, 2, 3 ...), ``event_id`` (sha256 of the canonical body),
-    ``type``, ``time`` (UTC sort key), ``lot``, ``body`` (canonical JSON),
-    ``prev_hash`` and ``hash`` = sha256(prev_hash || event_id).
-``meta``
-    ``ledger_id``, a random id whose hash starts the chain, so two files'
-    chains cannot be swapped unnoticed; ``head``, the ``seq hash`` of the
-    newest event, written in the same transaction as each batch, so a tail
-    cut off or rows added outside lottrace do not pass ``verify``.
-``lots``, ``event_lots``, ``links``, ``voided`` (derived)
-    Each lot's folded state, every (lot, event) pair, every kg link from an
-    input lot to the lot it formed, and every voided event. They are kept on
-    append and can be rebuilt from the log alone (:meth:`Ledger.rebuild`).
+- **append** a batch atomically: each event checked against the rules
+  (:func:`lottrace.rules.check`) and the state so far, chained
+  (:mod:`lottrace.chain`), and folded into the derived tables
+  (:func:`lottrace.rules.fold`); an event already in the log is counted as a
+  duplicate; the first rule broken writes nothing;
+- **verify** everything the queries read: every body, id and chain link,
+  the recorded head, the schema, and every derived row (the verified log is
+  folded again into scratch tables and compared);
+- **rebuild** the derived tables from the log alone, putting the schema
+  back to lottrace's first.
 
-A batch is one ``BEGIN IMMEDIATE`` transaction: all of it lands, or none.
-Schema versions are ``sqlite_utils`` migrations recorded in the file itself.
-A file that records a migration this lottrace does not know (a newer
-lottrace wrote it) is refused before anything runs, and a migration is only
-applied to a file whose schema is exactly what its recorded migrations make,
-so a record deleted to have a migration run again is refused, not replayed.
-
-:meth:`Ledger.verify` proves everything the queries read: every body, id and
-chain link, the recorded head, the schema (``sqlite_master`` must equal what
-the migrations make when applied to an empty in-memory database: no trigger,
-index, view or table added, dropped or changed), and every derived row (the
-verified log is folded again, as :meth:`Ledger.rebuild` folds it, into TEMP
-tables, which SQLite keeps outside the ledger file, and each derived table is
-compared with them; the first differing row is named by its key). :meth:`Ledger.rebuild`
-repairs what it can: it drops what is not lottrace's, restores lottrace's
-dropped triggers and indexes, and refolds the derived tables.
-
-Opened with ``read_only=True`` (every command that only reads), a ledger is
-opened ``mode=ro``, or ``immutable=1`` where SQLite cannot make the ``-shm``
-beside it, and nothing is written to the file: no journal-mode switch, no
-migration. ``verify`` never writes to the file either way.
+Its reads (a lot's state, its events, its lineage's links, the leg scans)
+are the storage's, with lottrace's errors for an unknown lot or event.
 """
 
 from __future__ import annotations
 
-import functools
-import gc
-import hashlib
 import itertools
-import multiprocessing
 import os
-import re
-import sqlite3
-import uuid
-import weakref
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
+from .chain import genesis, link, prev_message
 from .errors import (
     IntegrityViolation,
     InvalidEvent,
@@ -73,6 +43,7 @@ from .errors import (
     UnknownLot,
 )
 from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event, record_time
+from .gcpause import collector_paused
 from .rules import (
     FOREIGN_STAGE,
     Facts,
@@ -83,293 +54,31 @@ from .rules import (
     fold,
     lots_of,
 )
+from .storage import NeedsUpgrade, Rows, Storage, StoredEvent
+from .storage.sqlite import BUSY_TIMEOUT_S, SqliteStorage
 
 __all__ = [
     "BUSY_TIMEOUT_S",
-    "EVENTS_TABLE_SQL",
     "AppendReport",
     "Ledger",
     "Prepared",
     "RuleWarning",
     "StoredEvent",
-    "StoredIds",
     "VerifyReport",
+    "WholeInputs",
     "prepare",
 ]
 
-#: How long a writer waits for another process's batch to finish before giving up.
-BUSY_TIMEOUT_S = 60.0
 #: Rows buffered before they are written (and lot states flushed) inside a batch.
 _CHUNK = 5000
-#: SQLite page cache (MB) while a batch is appended: most of the log's id index and
-#: the derived tables' keys at a million events, and import memory under 400 MB.
-#: ``LOTTRACE_CACHE_MB`` sets it.
-CACHE_MB = 192
-#: Page cache (KiB) of the scratch tables ``verify`` refolds the log into.
-_SCRATCH_CACHE_KIB = 32 * 1024
+
+
 #: Lot states a batch keeps in memory (about 300 bytes each).
 _STATES = 50_000
+
+
 #: Events read ahead so their duplicates and lot states are looked up in one query each.
 _LOOKAHEAD = 1000
-
-#: Schema migrations, in order. ``sqlite_utils`` (which pulls in numpy) is
-#: imported only when one is pending, so opening an up-to-date ledger stays cheap.
-MIGRATION_NAMES = (
-    "001_log_and_derived_tables",
-    "002_head_in_meta",
-    "003_drop_seq_indexes",
-    "004_lot_base_kg",
-    "005_epcis_id_indexes",
-)
-#: Migrations after which the derived tables are folded again from the log
-#: (in the same transaction), because what a fold computes changed.
-_REFOLD_AFTER = {"004_lot_base_kg"}
-
-
-def _migrations() -> Any:
-    import sqlite_utils
-
-    migrations = sqlite_utils.Migrations("lottrace")
-    for name, fn in zip(MIGRATION_NAMES, _MIGRATION_FUNCTIONS, strict=True):
-        migrations(name=name)(fn)
-    return migrations
-
-
-def _applied(conn: sqlite3.Connection) -> list[str]:
-    """The names of our migrations recorded in ``_sqlite_migrations``, in the order applied."""
-    if not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_sqlite_migrations'"
-    ).fetchone():
-        return []
-    return [
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'lottrace' ORDER BY rowid"
-        )
-    ]
-
-
-def _pending(conn: sqlite3.Connection) -> bool:
-    """Whether a migration of ours is not yet recorded in ``_sqlite_migrations``."""
-    return not set(MIGRATION_NAMES) <= set(_applied(conn))
-
-
-class _Schema(NamedTuple):
-    """What the first ``k`` migrations make of an empty file."""
-
-    #: ``name: (type, tbl_name, sql)`` of every object in ``sqlite_master`` (SQLite's own left out)
-    objects: dict[str, tuple[str, str, str]]
-    #: the ``meta`` keys the migrations write
-    meta_keys: frozenset[str]
-
-
-def _norm_sql(sql: str | None) -> str:
-    """SQL text with its layout ignored, so reindented migration code still matches old files."""
-    text = re.sub(r"\s+", " ", sql or "").strip()
-    return re.sub(r" ?([(),]) ?", r"\1", text)
-
-
-def _schema_of(conn: sqlite3.Connection, schema: str = "main") -> dict[str, tuple[str, str, str]]:
-    return {
-        name: (typ, tbl, _norm_sql(sql))
-        for typ, name, tbl, sql in conn.execute(
-            f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master "
-            "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-        )
-    }
-
-
-def _ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _migrated_memory(k: int) -> sqlite3.Connection:
-    """An in-memory database that the first ``k`` of our migrations were applied to."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    if k:
-        import sqlite_utils
-
-        stop = MIGRATION_NAMES[k] if k < len(MIGRATION_NAMES) else None
-        _migrations().apply(sqlite_utils.Database(conn), stop_before=stop)
-    return conn
-
-
-class _Executes:
-    """The one method of ``sqlite_utils.Database`` our migrations call."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
-
-
-@functools.cache
-def _objects_made() -> dict[str, tuple[str, str, str]]:
-    """The objects every migration makes (not sqlite_utils' ``_sqlite_migrations``),
-    made by running them on an in-memory database without sqlite_utils."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        for fn in _MIGRATION_FUNCTIONS:
-            fn(_Executes(conn))
-        return _schema_of(conn)
-    finally:
-        conn.close()
-
-
-@functools.cache
-def _expected_schema(k: int) -> _Schema:
-    """The schema lottrace gives a file once its first ``k`` migrations ran: read from
-    the migrations themselves, applied to an empty in-memory database."""
-    conn = _migrated_memory(k)
-    try:
-        keys = frozenset(r[0] for r in conn.execute("SELECT key FROM meta")) if k else frozenset()
-        return _Schema(_schema_of(conn), keys)
-    finally:
-        conn.close()
-
-
-_KIND_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
-#: Tables that hold the log and its records: a rebuild cannot restore them.
-_LOG_TABLES = ("events", "meta", "_sqlite_migrations")
-
-
-def _schema_differences(
-    actual: dict[str, tuple[str, str, str]], expected: dict[str, tuple[str, str, str]]
-) -> list[tuple[str, str, str]]:
-    """``(kind, name, what)`` for each object that differs, tables first, then by name."""
-    found = []
-    for name in actual.keys() | expected.keys():
-        a, e = actual.get(name), expected.get(name)
-        if a == e:
-            continue
-        kind = (a or e or ("table",))[0]
-        if e is None:
-            on = f" on {a[1]}" if a and a[0] in ("index", "trigger") else ""
-            what = f"{kind} {name}{on} is not lottrace's (added behind its back)"
-        elif a is None:
-            what = f"lottrace's {kind} {name} is missing (dropped behind its back)"
-        else:
-            what = f"{kind} {name} is not as lottrace made it (changed behind its back)"
-        found.append((kind, name, what))
-    return sorted(found, key=lambda f: (_KIND_ORDER.get(f[0], 9), f[1]))
-
-
-class _NeedsUpgrade(LedgerError):
-    """A ledger opened read-only needs a migration first (see :meth:`Ledger.reader`)."""
-
-
-#: The log's table as the first migration creates it (bench/run.py builds
-#: its raw-SQLite baseline from it, so the two cannot drift).
-EVENTS_TABLE_SQL = """CREATE TABLE events (
-            seq INTEGER PRIMARY KEY,
-            event_id TEXT NOT NULL UNIQUE,
-            type TEXT NOT NULL,
-            time TEXT NOT NULL,
-            lot TEXT,
-            body TEXT NOT NULL,
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL)"""
-
-
-def _m001(db: sqlite_utils.Database) -> None:
-    for sql in (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        EVENTS_TABLE_SQL,
-        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-           BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END""",
-        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
-           BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END""",
-        """CREATE TABLE lots (
-            lot TEXT PRIMARY KEY,
-            created_by TEXT NOT NULL,
-            stage INTEGER NOT NULL,
-            first_time TEXT NOT NULL,
-            last_time TEXT NOT NULL,
-            kg REAL NOT NULL,
-            drawn_kg REAL NOT NULL,
-            last_qc TEXT,
-            last_site TEXT NOT NULL,
-            last_event TEXT NOT NULL,
-            n_events INTEGER NOT NULL) WITHOUT ROWID""",
-        """CREATE TABLE event_lots (
-            lot TEXT NOT NULL,
-            time TEXT NOT NULL,
-            type TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            role TEXT NOT NULL,
-            site TEXT NOT NULL,
-            PRIMARY KEY (lot, time, type, seq, role)) WITHOUT ROWID""",
-        "CREATE INDEX event_lots_seq ON event_lots (seq)",
-        """CREATE TABLE links (
-            dst TEXT NOT NULL,
-            src TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            kg REAL NOT NULL,
-            time TEXT NOT NULL,
-            PRIMARY KEY (dst, src, seq)) WITHOUT ROWID""",
-        "CREATE INDEX links_src ON links (src, dst)",
-        "CREATE INDEX links_seq ON links (seq)",
-        """CREATE TABLE voided (
-            event_id TEXT NOT NULL,
-            lot TEXT NOT NULL,
-            by_event_id TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (event_id, lot)) WITHOUT ROWID""",
-        "CREATE INDEX voided_lot ON voided (lot)",
-    ):
-        db.execute(sql)
-    db.execute("INSERT INTO meta VALUES ('ledger_id', ?)", [uuid.uuid4().hex])
-
-
-def _m002(db: sqlite_utils.Database) -> None:
-    # The head (seq and hash) is recorded in ``meta`` with every batch, so
-    # ``verify`` notices rows cut off the tail or added behind lottrace's back.
-    ledger_id = db.execute("SELECT value FROM meta WHERE key='ledger_id'").fetchone()[0]
-    row = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, head = row or (0, hashlib.sha256(f"lottrace:{ledger_id}".encode()).hexdigest())
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", [f"{seq} {head}"])
-
-
-def _m003(db: sqlite_utils.Database) -> None:
-    # Only voiding an event looked rows up by seq alone, and it knows the event's
-    # lots: the (lot, ...) keys serve it. The two indexes were 12 % of the file
-    # and of what an import writes.
-    db.execute("DROP INDEX IF EXISTS event_lots_seq")
-    db.execute("DROP INDEX IF EXISTS links_seq")
-
-
-def _m004(db: sqlite_utils.Database) -> None:
-    # The lowest weight stated for each lot: restatements are measured against
-    # it, not the last one. Filled by the refold that follows (_REFOLD_AFTER),
-    # which also applies the rules' new fold of foreign events.
-    db.execute("ALTER TABLE lots ADD COLUMN base_kg REAL NOT NULL DEFAULT 0")
-
-
-#: The expressions the two indexes of migration 005 are on: a foreign event's
-#: Event Hash ID and its partner's eventID. Queries must spell them exactly so.
-_HASH_ID_SQL = "json_extract(body, '$.hash_id')"
-_PARTNER_ID_SQL = "json_extract(body, '$.partner_event_id')"
-
-
-def _m005(db: sqlite_utils.Database) -> None:
-    # Foreign EPCIS events are found by their Event Hash ID (a second capture of
-    # the same event) and by their partner's eventID (history/export --event-id,
-    # correctiveEventIDs). Partial indexes: only 'epcis' rows are in them.
-    for name, expr in (("events_hash_id", _HASH_ID_SQL), ("events_partner_id", _PARTNER_ID_SQL)):
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON events ({expr}) WHERE type = 'epcis'")
-
-
-#: The migration functions, in the order of :data:`MIGRATION_NAMES`.
-_MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (_m001, _m002, _m003, _m004, _m005)
-
-
-DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
-_LOT_COLUMNS = (
-    "lot, created_by, stage, first_time, last_time, kg, drawn_kg, "
-    "last_qc, last_site, last_event, n_events, base_kg"
-)
 
 
 @dataclass(frozen=True)
@@ -416,24 +125,6 @@ class VerifyReport:
     head: str
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as the ledger holds it."""
-
-    seq: int
-    event_id: str
-    event: EventBase
-    void: bool = False
-    role: str = "subject"
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"seq": self.seq, "event_id": self.event_id}
-        d.update(self.event.model_dump(mode="json", exclude_none=True))
-        if self.void:
-            d["void"] = True
-        return d
-
-
 class Prepared(NamedTuple):
     """One event ready for the log: its origin, canonical body, id and facts.
 
@@ -446,16 +137,6 @@ class Prepared(NamedTuple):
     body: str  #: canonical JSON
     eid: str  #: sha256 of the body
     facts: Facts
-    #: Set by an import's reader process: ``(reader, n, new)``. ``reader`` names
-    #: the reader and the ledger head it looked ids up at (:class:`StoredIds`),
-    #: ``n`` counts its events, and ``new`` is True if this id was neither in the
-    #: ledger then nor earlier in the reader's input, False if it was in the
-    #: ledger, None if the reader does not know (it may have been earlier in the
-    #: input, or the reader was behind the writer and left the look-up to it).
-    #: A batch trusts marks only while all its events so far came from one
-    #: reader, in its order, and that reader looked at the head the batch
-    #: starts from.
-    mark: tuple[str, int, bool | None] | None = None
 
 
 class WholeInputs(NamedTuple):
@@ -508,8 +189,7 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
     ids as URIs), its ``time`` is the event's ``eventTime``, its quantities
     are finite, and its ``hash_id`` is its Event Hash ID, recomputed.
     """
-    from .epcis_check import EPCIS_CONTEXT, first_problem
-    from .epcis_hash import event_hash_id
+    from .epcis_check import EPCIS_CONTEXT, event_hash, first_problem
 
     context: list[Any] = [EPCIS_CONTEXT]
     if ev.context:
@@ -546,15 +226,7 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
                     where=where,
                     field=f"event.{name}[{i}].quantity",
                 )
-    try:
-        computed = event_hash_id(ev.event, ev.context)
-    except ValueError as exc:
-        raise RuleViolation(
-            f"its Event Hash ID cannot be computed: {exc}",
-            rule="epcis-hash",
-            where=where,
-            field="event",
-        ) from None
+    computed = event_hash(ev.event, ev.context, where=where)
     if computed != ev.hash_id:
         raise RuleViolation(
             f"hash_id {ev.hash_id} is not the event's Event Hash ID {computed}",
@@ -564,119 +236,17 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
         )
 
 
-#: Ledger files this process has open as a :class:`Ledger`, by (device, inode).
-_OPEN_HERE: Counter[tuple[int, int]] = Counter()
-
-
-def _file_key(path: str | os.PathLike[str]) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def open_here(path: str | os.PathLike[str]) -> bool:
-    """Whether this process has the ledger file at ``path`` open as a :class:`Ledger`."""
-    try:
-        return _OPEN_HERE[_file_key(path)] > 0
-    except OSError:
-        return False
-
-
-def _head_text(seq: int, head: str) -> str:
-    """A head as ``meta`` records it (``seq hash``), and as the reader's marks name it."""
-    return f"{seq} {head}"
-
-
-def _read_only_uri(path: str | os.PathLike[str]) -> str:
-    """An SQLite URI that opens ``path`` read-only (``?`` or ``#`` in a folder name included)."""
-    return Path(path).absolute().as_uri() + "?mode=ro"
-
-
-def _stored_among(conn: sqlite3.Connection, eids: list[str]) -> set[str]:
-    """Which of ``eids`` the log holds (one indexed look-up each, in one query)."""
-    return {
-        r[0]
-        for r in conn.execute(
-            "SELECT event_id FROM json_each(?) j CROSS JOIN events e ON e.event_id = j.value",
-            [orjson.dumps(eids).decode()],
-        )
-    }
-
-
-class StoredIds:
-    """Which event ids a ledger holds, as of its recorded head, for another process.
-
-    An import reads its input in a second process (:mod:`lottrace.pipeline`),
-    which opens one of these after it forks, in its own read-only connection
-    that stays on one snapshot, and marks each event whose id is neither in
-    the ledger nor earlier in the input as new (``Prepared.mark``), so the
-    writer does not look those ids up again. The writer trusts the marks only
-    if its batch starts from this same :attr:`head`: a batch that another
-    process added in between makes every mark stale, and every id is looked up.
-    A process must not open one for a file it has open as a :class:`Ledger`
-    (:func:`open_here`): SQLite's record of its locks on a file is shared by
-    the process's connections, and a forked child inherits the parent's.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._conn = sqlite3.connect(_read_only_uri(path), uri=True)
-        try:
-            # Outside WAL mode this reader's lock would stall the writer's commit.
-            wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            self._conn.execute("BEGIN")  # one snapshot for the head and every look-up
-            row = self._conn.execute("SELECT value FROM meta WHERE key='head'").fetchone()
-        except sqlite3.Error:
-            self._conn.close()
-            raise
-        why = ""
-        if not wal:
-            why = "is not in WAL mode"
-        elif row is None:
-            why = "has no recorded head (an old schema)"
-        else:  # a log that is not at its recorded head is for the writer to refuse
-            last = self._conn.execute(
-                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            at = _head_text(*last) if last else None
-            if row[0] != at and not (at is None and row[0].startswith("0 ")):
-                why = "is not at the head lottrace recorded"
-        if why:
-            self._conn.close()
-            raise LedgerError(f"{path} {why}")
-        #: The recorded head, ``seq hash``, as :meth:`Ledger.append_prepared` compares it.
-        self.head: str = row[0]
-        #: Whether the ledger was empty: then :meth:`among` costs nothing.
-        self.empty = self.head.startswith("0 ")
-
-    def among(self, eids: list[str]) -> set[str]:
-        """Which of ``eids`` the ledger held at :attr:`head`."""
-        return set() if self.empty else _stored_among(self._conn, eids)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def _stored_facts(body: str | bytes) -> Facts:
     """The facts of an event as the log stores it."""
     return facts_of(parse_event(orjson.loads(body), stored=True))
 
 
-def _cache_mb() -> int:
-    value = os.environ.get("LOTTRACE_CACHE_MB", "").strip()
-    if not value:
-        return CACHE_MB
-    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
-        raise LedgerError(
-            f"LOTTRACE_CACHE_MB must be a whole number of megabytes (1 or more), not {value!r}"
-        )
-    return int(value)
-
-
-def _chain(prev: str, eid: str) -> str:
-    return hashlib.sha256(bytes.fromhex(prev + eid)).hexdigest()
-
-
 class Ledger:
-    """An open ledger file.
+    """An open ledger.
+
+    ``Ledger(path)`` opens the SQLite ledger at ``path`` for writing;
+    :meth:`create` makes one, :meth:`reader` opens one read-only. Use it as
+    a context manager, or :meth:`close` it.
 
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "doc.db")
@@ -693,25 +263,21 @@ class Ledger:
         read_only: bool = False,
         _create: bool = False,
     ):
+        self.store: Storage = SqliteStorage(
+            path,
+            refold=_fold_log,
+            busy_timeout_s=busy_timeout_s,
+            read_only=read_only,
+            create=_create,
+        )
         self.path = Path(path)
-        #: Opened with ``read_only``: nothing is ever written to the file (no
-        #: journal-mode switch, no migration), so a file on a read-only mount,
-        #: without write permission, in a read-only folder or on a full disk
-        #: can be read and verified.
+        #: Opened with ``read_only``: nothing is ever written (no journal-mode
+        #: switch, no migration), so a ledger on a read-only mount, without
+        #: write permission, in a read-only folder or on a full disk can be
+        #: read and verified.
         self.read_only = read_only
         #: What the last :meth:`rebuild` dropped or restored to make the schema lottrace's.
         self.repaired: list[str] = []
-        if not self.path.exists():
-            if not self.path.parent.is_dir():
-                raise LedgerError(
-                    f"no ledger at {self.path}: folder {self.path.parent} does not exist"
-                )
-            raise LedgerError(
-                f"no ledger at {self.path}: run 'lottrace init' first, or pass --db PATH"
-            )
-        if self.path.is_dir():
-            raise LedgerError(f"{self.path} is a folder, not a ledger file")
-        self._open(busy_timeout_s, _create)
 
     @classmethod
     def reader(cls, path: str | os.PathLike[str], *, upgrade: bool = True) -> Ledger:
@@ -724,7 +290,7 @@ class Ledger:
         """
         try:
             return cls(path, read_only=True)
-        except _NeedsUpgrade:
+        except NeedsUpgrade:
             if not upgrade or not os.access(path, os.W_OK):
                 raise
         cls(path).close()  # migrates, in one transaction
@@ -737,198 +303,15 @@ class Ledger:
         An existing file is only ever opened if it is empty or already a
         lottrace ledger: another program's SQLite file is left untouched.
         """
-        p = Path(path)
-        if not p.exists():
-            if not p.parent.is_dir():
-                raise LedgerError(f"cannot create {p}: folder {p.parent} does not exist")
-            try:
-                p.touch()
-            except OSError as exc:
-                raise LedgerError(f"cannot create {p}: {exc.strerror}") from None
-        return cls(p, _create=True)
+        return cls(path, _create=True)
 
-    def _connect_read_only(self, busy_timeout_s: float) -> sqlite3.Connection:
-        """A read-only connection: ``mode=ro``, or ``immutable=1`` where SQLite cannot
-        create the ``-shm`` it needs beside a WAL file (a read-only folder or mount)."""
-        self._uri = _read_only_uri(self.path)
-        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
-        try:
-            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:
-            conn.close()
-        wal = Path(f"{self.path}-wal")
-        if wal.exists() and wal.stat().st_size > 0:
-            raise LedgerError(
-                f"cannot read {self.path} read-only: its -wal file holds changes not yet "
-                "in it, and SQLite cannot create the -shm it needs to read them (a read-only "
-                "folder?); copy the ledger with its -wal to a writable folder"
-            )
-        # Nothing waits in a WAL, and no writer can be at work where no -wal can be made.
-        self._uri += "&immutable=1"
-        return sqlite3.connect(self._uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
-
-    def _open(self, busy_timeout_s: float, create: bool) -> None:
-        try:
-            key = _file_key(self.path)
-            if self.read_only:
-                self.conn = self._connect_read_only(busy_timeout_s)
-            else:
-                self._uri = _read_only_uri(self.path)
-                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
-        except (OSError, sqlite3.Error) as exc:
-            raise LedgerError(f"cannot open {self.path}: {exc}") from None
-        _OPEN_HERE[key] += 1  # see open_here; released by close() or, failing that, by GC
-        self._release = weakref.finalize(self, _OPEN_HERE.subtract, [key])
-        try:
-            self.busy_timeout_s = busy_timeout_s
-            # Look before touching anything: no PRAGMA that writes (journal
-            # mode) runs on a file that is not, or not yet, a lottrace ledger.
-            tables = {
-                r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            if "events" not in tables or "meta" not in tables:
-                if tables:
-                    raise LedgerError(f"{self.path} is an SQLite file, but not a lottrace ledger")
-                if not create:
-                    raise LedgerError(
-                        f"{self.path} is empty, not a lottrace ledger: run 'lottrace init' to make it one"
-                    )
-            if tables:
-                self._check_migrations()
-            if not self.read_only:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
-                if _pending(self.conn):
-                    self._migrate()
-            self._ledger_id = self.conn.execute(
-                "SELECT value FROM meta WHERE key='ledger_id'"
-            ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            text = str(exc)
-            if not self.read_only and ("readonly" in text or "unable to open" in text):
-                raise LedgerError(
-                    f"cannot write {self.path}: the file, its folder or its disk is read-only "
-                    f"({text}); read commands such as verify and history work on it"
-                ) from None
-            raise LedgerError(f"{self.path} is not a usable lottrace ledger: {exc}") from None
-        except BaseException:
-            self.close()
-            raise
-
-    def _check_migrations(self) -> None:
-        """Refuse a ledger a newer lottrace wrote, and one whose migration records lie.
-
-        Runs before anything is written. A migration is only ever applied to a
-        file whose schema is exactly what the migrations recorded in it make:
-        a record deleted to have a migration run again (and rewrite, say, the
-        recorded head) is an integrity violation, not an old file. A ledger
-        opened read-only is never migrated: an old one must be upgraded first.
-        """
-        applied = _applied(self.conn)
-        newer = [n for n in applied if n not in MIGRATION_NAMES]
-        if newer:
-            raise LedgerError(
-                f"{self.path} was written by a newer lottrace (migration {newer[0]}); "
-                "upgrade lottrace"
-            )
-        k = 0
-        while k < len(MIGRATION_NAMES) and MIGRATION_NAMES[k] in applied:
-            k += 1
-        if k == len(MIGRATION_NAMES):
-            return
-        later = [n for n in MIGRATION_NAMES[k + 1 :] if n in applied]
-        if later:
-            raise IntegrityViolation(
-                f"{self.path}: migration record {MIGRATION_NAMES[k]} is missing from "
-                f"_sqlite_migrations, but the later {later[0]} is recorded (deleted behind "
-                "lottrace's back, to have the migration run again); nothing was changed. "
-                "Restore the file from a backup and check it with 'lottrace verify --expect HASH'"
-            )
-        self._check_schema(k)
-        if self.read_only:
-            raise _NeedsUpgrade(
-                f"{self.path} was written by an older lottrace (migration "
-                f"{MIGRATION_NAMES[k]} not yet applied) and is opened read-only: "
-                "run 'lottrace init' on it (or on a writable copy) to upgrade it"
-            )
-
-    def _check_schema_quickly(self) -> None:
-        """:meth:`_check_schema` for an append: the same objects, compared without
-        importing sqlite_utils (what its own ``_sqlite_migrations`` table is made of is
-        left to ``verify``), so ``lottrace log`` stays quick."""
-        actual = {
-            name: obj
-            for name, obj in _schema_of(self.conn).items()
-            if obj[1] != "_sqlite_migrations"
-        }
-        differences = _schema_differences(actual, _objects_made())
-        if differences:
-            kind, name, what = differences[0]
-            repair = "" if kind == "table" and name in _LOG_TABLES else "; run 'lottrace rebuild'"
-            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
-
-    def _check_schema(self, k: int = len(MIGRATION_NAMES)) -> None:
-        """Compare ``sqlite_master`` and ``meta``'s keys with what the first ``k``
-        migrations make; raise :class:`IntegrityViolation` naming the first difference."""
-        if (
-            k == 0
-            and not self.conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                "AND name != '_sqlite_migrations'"
-            ).fetchone()
-        ):
-            return  # an empty file (or one whose first migration did not start)
-        expected = _expected_schema(k)
-        actual = _schema_of(self.conn)
-        if k == 0:
-            actual.pop("_sqlite_migrations", None)
-        differences = _schema_differences(actual, expected.objects)
-        recorded = f" (migrations up to {MIGRATION_NAMES[k - 1]})" if k else " (no migrations)"
-        if differences:
-            kind, name, what = differences[0]
-            if k < len(MIGRATION_NAMES):
-                raise IntegrityViolation(
-                    f"{self.path}: schema: {what}; it is not what the migrations recorded "
-                    f"in it make{recorded}: a migration record was deleted behind lottrace's back"
-                )
-            repair = "" if kind == "table" and name in _LOG_TABLES else "; run 'lottrace rebuild'"
-            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
-        if "meta" in actual:
-            all_keys = _expected_schema(len(MIGRATION_NAMES)).meta_keys
-            keys = {r[0] for r in self.conn.execute("SELECT key FROM meta")} & all_keys
-            if keys != expected.meta_keys:
-                key = sorted(keys ^ expected.meta_keys)[0]
-                state = "present" if key in keys else "missing"
-                raise IntegrityViolation(
-                    f"{self.path}: meta row {key!r} is {state}, which the migrations recorded "
-                    f"in it{recorded} do not give: a migration record was deleted behind "
-                    "lottrace's back"
-                )
-
-    def _migrate(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            import sqlite_utils
-
-            done = set(_applied(self.conn))
-            _migrations().apply(sqlite_utils.Database(self.conn))
-            if "001_log_and_derived_tables" in done and _REFOLD_AFTER - done:
-                self._ledger_id = self.conn.execute(
-                    "SELECT value FROM meta WHERE key='ledger_id'"
-                ).fetchone()[0]
-                for t in DERIVED_TABLES:
-                    self.conn.execute(f"DELETE FROM {t}")
-                self._fold_log()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+    @property
+    def conn(self) -> Any:
+        """The SQLite backend's connection: for tests and tools that look under the hood."""
+        return self.store.conn  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self.conn.close()
-        self._release()  # once: a finalizer runs at most once
+        self.store.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -941,75 +324,51 @@ class Ledger:
     @property
     def genesis(self) -> str:
         """The hash the chain starts from: sha256 of this ledger's random id."""
-        return hashlib.sha256(f"lottrace:{self._ledger_id}".encode()).hexdigest()
+        return genesis(self.store.ledger_id)
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest event, or (0, genesis) for an empty log."""
-        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, self.genesis)
+        return self.store.head()
 
     def verify(self, *, expect: str | None = None, workers: int | None = None) -> VerifyReport:
         """Recompute every event id and the whole chain; raise on the first bad row.
 
         Then the schema must be exactly what lottrace's migrations make (no
         trigger, index, table or view added, dropped or changed), and the
-        derived tables must hold exactly what folding the verified log gives
-        (:meth:`_check_derived`): what every query reads is proven, not only
-        the log. Nothing is ever written to the file.
+        derived tables must hold exactly what folding the verified log gives:
+        what every query reads is proven, not only the log. Nothing is ever
+        written.
 
         ``expect`` is a head hash published earlier (``verify --anchor``): the
         chain must still pass through it. Each body is hashed on its own, so
-        a large log is checked in ``workers`` processes (default: one per
-        core, at most 4, from 200,000 events), each over a range of rows; the
-        seams between ranges are checked here. The first bad row is named
-        either way. It reads one snapshot (a read transaction): a batch
-        another process commits meanwhile is neither half-seen nor mistaken
-        for a cut tail.
+        a large log is checked in ``workers`` processes, each over a range of
+        rows; the seams between ranges are checked here. The first bad row is
+        named either way. It reads one snapshot: a batch another process
+        commits meanwhile is neither half-seen nor mistaken for a cut tail.
         """
-        own = not self.conn.in_transaction
-        if own:
-            # One read snapshot: row count, recorded head, schema and derived rows agree.
-            self.conn.execute("BEGIN")
-        try:
-            report = self._verify_snapshot(expect, workers)
-            self._check_schema()
-            self._check_derived()
+        with self.store.read_snapshot():
+            report = self._verify_chain(expect, workers)
+            self.store.check_schema()
+            with self.store.scratch_derived():
+                _fold_log(self.store)  # into the scratch tables
+                self.store.compare_derived()
             return report
-        finally:
-            if own:
-                self.conn.execute("COMMIT")
 
-    def _verify_snapshot(self, expect: str | None, workers: int | None) -> VerifyReport:
-        genesis = self.genesis
-        first, last, count = self.conn.execute(
-            "SELECT MIN(seq), MAX(seq), COUNT(*) FROM events"
-        ).fetchone()
-        if workers is None:
-            workers = min(os.cpu_count() or 1, 4) if count >= _PARALLEL_VERIFY else 1
-        if workers < 2 or count < 2 * workers or first != 1 or last != count:
-            cur = self.conn.execute(_VERIFY_SQL + " ORDER BY seq")
-            part = _check_rows(cur, genesis, 1, expect)
-            parts = [part]
-        else:
-            step = -(-count // workers)
-            bounds = [(lo, min(lo + step - 1, count)) for lo in range(1, count + 1, step)]
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(len(bounds)) as pool:
-                parts = pool.starmap(
-                    _verify_range, [(self._uri, lo, hi, expect) for lo, hi in bounds]
-                )
+    def _verify_chain(self, expect: str | None, workers: int | None) -> VerifyReport:
+        start = self.genesis
+        parts = self.store.check_chain(start, expect, workers)
         failures = [p.failure for p in parts if p.failure is not None]
-        prev = genesis
+        prev = start
         for p in parts:  # the seams: each range starts where the one before ended
             if p.rows and p.first_prev != prev:
-                failures.append((p.first_seq, 3, _prev_msg(p.first_seq)))
+                failures.append((p.first_seq, 3, prev_message(p.first_seq)))
             prev = p.last_hash
         if failures:
             seq, _stage, message = min(failures)
             raise IntegrityViolation(message, seq=seq)
         n = sum(p.rows for p in parts)
         self._check_recorded_head(n)
-        if not (expect is None or expect == genesis or any(p.saw_expect for p in parts)):
+        if not (expect is None or expect == start or any(p.saw_expect for p in parts)):
             raise IntegrityViolation(
                 f"the log never reached the expected head {expect}: "
                 "events after it were removed, or this is another ledger"
@@ -1022,7 +381,7 @@ class Ledger:
         Called once every row's hash is known to be right, so the stored hash
         at the recorded seq can be trusted.
         """
-        recorded_seq, recorded_head = self._recorded_head()
+        recorded_seq, recorded_head = self.store.recorded_head()
         if recorded_seq > n:
             raise IntegrityViolation(
                 f"row seq {n + 1}: missing; the log ends at seq {n} but lottrace recorded "
@@ -1035,26 +394,13 @@ class Ledger:
                 f"{recorded_seq} but the log has {n} rows (rows were added behind its back)",
                 seq=recorded_seq + 1,
             )
-        found = self.genesis
-        if recorded_seq:
-            found = self.conn.execute(
-                "SELECT hash FROM events WHERE seq = ?", [recorded_seq]
-            ).fetchone()[0]
+        found = self.store.hash_at(recorded_seq) if recorded_seq else self.genesis
         if found != recorded_head:
             raise IntegrityViolation(
                 f"row seq {n}: the chain's head differs from the head lottrace recorded "
                 "(the chain was rewritten at or before this row)",
                 seq=n,
             )
-
-    def _recorded_head(self) -> tuple[int, str]:
-        """The ``(seq, hash)`` that the last batch recorded in ``meta``."""
-        value = self.meta("head") or ""
-        seq, _, head = value.partition(" ")
-        if not seq.isdigit() or len(head) != 64:
-            state = "malformed" if value else "missing"
-            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is {state}")
-        return int(seq), head
 
     # ------------------------------------------------------------------ append
 
@@ -1086,79 +432,37 @@ class Ledger:
 
         The facts are trusted to be those of the body, as :func:`prepare` makes
         them: the rules and the derived tables read the facts, the log stores the body.
-        The cyclic garbage collector is off, for the whole process, until the
-        batch ends.
+        The cyclic garbage collector is paused while the events are checked
+        and queued (:func:`~lottrace.gcpause.collector_paused`), and restored
+        as it was, on error too.
         """
         now = now or datetime.now(UTC)
         report = AppendReport()
-        # The indexes of a large log outgrow SQLite's default 2 MB page cache,
-        # and every id and lot lookup then reads from disk.
-        cache_kib = _cache_mb() * 1024
-        self._begin()
-        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA cache_size=-{cache_kib}")
-        # Appending makes no reference cycles (tests/test_ledger.py checks), so the
-        # cyclic collector would find nothing; its full passes over the cached lot
-        # states and buffered rows took a tenth of a large import. (A bad row read
-        # in this process leaves its exception's cycle, kept until the batch ends,
-        # as the row's report is.)
-        collecting = gc.isenabled()
-        gc.disable()
+        store = self.store
+        store.begin_write()
         try:
             # Nothing is appended through a trigger or index planted behind our back.
-            self._check_schema_quickly()
-            batch = _Batch(self, report, now)
-            if (batch.seq, batch.prev) != self._recorded_head():
+            store.check_schema_quickly()
+            batch = _Batch(store, report, now)
+            if (batch.seq, batch.prev) != store.recorded_head():
                 raise IntegrityViolation(
                     f"{self.path}: the log's head is not the one lottrace recorded; "
                     "nothing added (run 'lottrace verify')"
                 )
-            chunk: list[Prepared] = []
-            try:
-                for item in items:
-                    chunk.append(item)
-                    if len(chunk) == _LOOKAHEAD:
-                        batch.add_many(chunk)
-                        chunk.clear()
-                        if progress is not None:
-                            progress(_LOOKAHEAD)
-            except LottraceError:
-                # The input failed part-way. Check the events read before it
-                # first, so an earlier broken rule is the one reported, as it
-                # would be without the lookahead. Nothing is written either way.
-                batch.add_many(chunk)
-                raise
-            batch.add_many(chunk)
+            # Appending makes no reference cycles (tests/test_ledger.py checks), so
+            # the cyclic collector would find nothing; its full passes over the
+            # cached lot states and buffered rows took a tenth of a large import.
+            with collector_paused():
+                _add_all(batch, items, progress)
             batch.flush()
             report.head = batch.prev
             if report.added:
-                self.conn.execute(
-                    "UPDATE meta SET value=? WHERE key='head'", [_head_text(batch.seq, batch.prev)]
-                )
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):  # a constraint of the log
-                raise IntegrityViolation(
-                    f"{self.path}: {exc}; nothing added (a bug in lottrace, or the "
-                    "ledger's tables were changed outside it: run 'lottrace verify')"
-                ) from None
+                store.record_head(batch.seq, batch.prev)
+            store.commit()
+        except BaseException:
+            store.rollback()
             raise
-        finally:
-            if collecting:
-                gc.enable()
-            self.conn.execute(f"PRAGMA cache_size={int(cache)}")
         return report
-
-    def _begin(self) -> None:
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise LedgerError(
-                f"{self.path} stayed locked by another writer for more than "
-                f"{self.busy_timeout_s:g} s: {exc}"
-            ) from None
 
     # ------------------------------------------------------------------ derived tables
 
@@ -1171,215 +475,57 @@ class Ledger:
         indexes that were dropped are made again, and the derived tables are
         dropped and created anew from the migrations' definitions, then filled
         by folding the log. What was removed or restored is in
-        :attr:`repaired`. The log's own tables (``events``, ``meta``,
-        ``_sqlite_migrations``) cannot be rebuilt: if one of them is not as
-        lottrace made it, nothing is changed and :class:`IntegrityViolation`
-        says so.
+        :attr:`repaired`. The log's own tables cannot be rebuilt: if one of
+        them is not as lottrace made it, nothing is changed and
+        :class:`IntegrityViolation` says so.
         """
         if self.read_only:
             raise LedgerError(f"{self.path} is open read-only: rebuild needs to write it")
-        self._begin()
+        self.store.begin_write()
         try:
-            self.repaired = self._restore_schema()
-            n = self._fold_log()
-            self.conn.execute("COMMIT")
+            self.repaired = self.store.restore_schema()
+            n = _fold_log(self.store)
+            self.store.commit()
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            self.store.rollback()
             raise
         return n
 
-    def _restore_schema(self) -> list[str]:
-        """Inside a write transaction: make the schema exactly lottrace's, derived tables empty."""
-        expected = _expected_schema(len(MIGRATION_NAMES)).objects
-        actual = _schema_of(self.conn)
-        for name in _LOG_TABLES:
-            if actual.get(name) != expected[name]:
-                raise IntegrityViolation(
-                    f"{self.path}: table {name} is not as lottrace made it, and rebuild "
-                    "cannot restore the log; nothing was changed"
-                )
-        done: list[str] = []
-        # Triggers, views and indexes first (a trigger or view may name a table),
-        # then tables; an object of lottrace's own that was changed goes too, and
-        # is made again below.
-        for kind, name, _what in _schema_differences(actual, expected):
-            if name in actual and kind in ("trigger", "view", "index"):
-                self.conn.execute(f"DROP {kind.upper()} IF EXISTS {_ident(name)}")
-                done.append(f"dropped {kind} {name}")
-        for kind, name, _what in _schema_differences(_schema_of(self.conn), expected):
-            if kind == "table" and name not in expected:
-                self.conn.execute(f"DROP TABLE {_ident(name)}")
-                done.append(f"dropped table {name}")
-        for t in DERIVED_TABLES:  # with their indexes and any trigger on them
-            self.conn.execute(f"DROP TABLE IF EXISTS {t}")
-        memory = _migrated_memory(len(MIGRATION_NAMES))
-        try:
-            made = memory.execute(
-                "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table' DESC, rowid"
-            ).fetchall()
-        finally:
-            memory.close()
-        present = _schema_of(self.conn)
-        for kind, name, tbl, create in made:
-            if name not in present:
-                self.conn.execute(create)
-                if tbl not in DERIVED_TABLES:
-                    done.append(f"restored {kind} {name}")
-        return done
-
-    def _fold_log(self) -> int:
-        """Fold every event of the log into the (empty) derived tables; the count."""
-        voided = dict(self._scan_corrections())
-        report = AppendReport()
-        batch = _Batch(self, report, datetime.now(UTC), rebuilding=True)
-        n = 0
-        # Streamed: a cursor on the log while the batch writes the derived tables.
-        for seq, eid, body in self.conn.execute(
-            "SELECT seq, event_id, body FROM events ORDER BY seq"
-        ):
-            batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
-            n += 1
-        batch.flush()
-        return n
-
-    def _check_derived(self) -> None:
-        """Fold the log again into scratch tables and compare every derived table with them.
-
-        Called inside :meth:`verify`'s read snapshot, once the log and the
-        schema are verified. The scratch tables are TEMP tables of this
-        connection (SQLite keeps them in a private temporary file, never in
-        the ledger, so a read-only ledger can be checked and memory stays
-        bounded by the page cache); their names shadow the derived tables', so
-        the fold :meth:`rebuild` runs writes into them and reads the log from
-        the file. Tables are compared in a fixed order (``lots``,
-        ``event_lots``, ``links``, ``voided``) by set difference both ways, and
-        the first differing row, by key, is named.
-        """
-        conn = self.conn
-        try:
-            conn.execute(f"PRAGMA temp.cache_size=-{_SCRATCH_CACHE_KIB}")
-            for name in DERIVED_TABLES:
-                create = conn.execute(
-                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", [name]
-                ).fetchone()[0]
-                conn.execute(re.sub(r"^CREATE TABLE", "CREATE TEMP TABLE", create))
-            self._fold_log()  # into the TEMP tables, which shadow the file's
-            for table in DERIVED_TABLES:
-                self._compare_table(conn, table)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot check {self.path}'s derived tables: {exc}") from None
-        finally:
-            for name in DERIVED_TABLES:
-                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
-
-    def _compare_table(self, conn: sqlite3.Connection, table: str) -> None:
-        """Raise :class:`IntegrityViolation` naming the first row of the ledger's ``table``
-        that differs from the refolded ``temp.table``."""
-        info = conn.execute(f"PRAGMA main.table_info({table})").fetchall()
-        cols = [r[1] for r in info]
-        keys = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-        listed = ", ".join(cols)
-        order = ", ".join(str(cols.index(k) + 2) for k in keys)
-        rows = conn.execute(
-            f"SELECT 0, * FROM (SELECT {listed} FROM main.{table} EXCEPT "
-            f"SELECT {listed} FROM temp.{table}) UNION ALL "
-            f"SELECT 1, * FROM (SELECT {listed} FROM temp.{table} EXCEPT "
-            f"SELECT {listed} FROM main.{table}) ORDER BY {order}, 1 LIMIT 2"
-        ).fetchall()
-        if not rows:
-            return
-        first = rows[0]
-        key_of = [cols.index(k) + 1 for k in keys]
-        key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
-        if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
-            had, gives = first[1:], rows[1][1:]
-            col = next(
-                (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
-                cols[0],
-            )
-            how = (
-                f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
-                f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
-            )
-        elif first[0] == 0:
-            how = "is not what the log gives (added behind lottrace's back)"
-        else:
-            how = "is missing (the log gives it: deleted behind lottrace's back)"
-        raise IntegrityViolation(
-            f"{self.path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
-        )
-
-    def _scan_corrections(self) -> Iterator[tuple[str, str]]:
-        # From the bodies, not the type column: the body is what the chain protects.
-        for (body,) in self.conn.execute(
-            "SELECT body FROM events WHERE json_extract(body, '$.type') = 'correction'"
-        ):
-            yield orjson.loads(body)["corrects"], body
-
     def derived_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every derived table's rows, sorted: for comparing maintained and rebuilt state."""
-        return {
-            t: sorted(self.conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-            for t in DERIVED_TABLES
-        }
+        return self.store.derived_snapshot()
 
     # ------------------------------------------------------------------ reads
 
     def lot(self, code: str) -> LotState | None:
-        row = self.conn.execute(f"SELECT {_LOT_COLUMNS} FROM lots WHERE lot=?", [code]).fetchone()
-        return LotState(*row) if row else None
+        """The lot's state, or None if the ledger has never seen it."""
+        return self.store.lot(code)
 
     def require_lot(self, code: str) -> LotState:
-        st = self.lot(code)
+        """The lot's state; :class:`UnknownLot` (with a hint) if the ledger has never seen it."""
+        st = self.store.lot(code)
         if st is None:
-            raise UnknownLot(f"no lot {code!r} in {self.path}{self._lot_hint(code)}")
+            like = self.store.lot_hint(code)
+            hint = f" (did you mean {', '.join(like)}?)" if like else ""
+            raise UnknownLot(f"no lot {code!r} in {self.path}{hint}")
         return st
 
-    def _lot_hint(self, code: str) -> str:
-        rows = self.conn.execute(
-            "SELECT lot FROM lots WHERE lot LIKE ? ORDER BY lot LIMIT 3",
-            [f"%{code[-6:].replace('%', '').replace('_', '')}%"],
-        ).fetchall()
-        return f" (did you mean {', '.join(r[0] for r in rows)}?)" if rows else ""
-
     def event(self, eid: str) -> StoredEvent:
-        row = self.conn.execute(
-            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
-            "FROM events e WHERE event_id=?",
-            [eid],
-        ).fetchone()
-        if row is None:
+        """The event with lottrace's id ``eid``; :class:`UnknownEvent` if there is none."""
+        found = self.store.event(eid)
+        if found is None:
             raise UnknownEvent(f"no event {eid} in {self.path}")
-        return StoredEvent(
-            row[0], row[1], parse_event(orjson.loads(row[2]), stored=True), bool(row[3])
-        )
+        return found
 
     def find_events(self, some_id: str) -> list[StoredEvent]:
         """The events an id names, in log order: lottrace's own event id, a
         foreign event's Event Hash ID (the event and any error declaration of it)
         or a partner's eventID."""
-        rows = self.conn.execute(
-            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
-            "FROM events e WHERE event_id = ?1 "
-            f"OR (type = 'epcis' AND {_HASH_ID_SQL} = ?1) "
-            f"OR (type = 'epcis' AND {_PARTNER_ID_SQL} = ?1) ORDER BY seq",
-            [some_id],
-        ).fetchall()
-        return [
-            StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
-            for seq, eid, body, void in rows
-        ]
+        return self.store.find_events(some_id)
 
     def iter_events(self) -> Iterator[StoredEvent]:
         """Every event in log order, void ones flagged (what an export reads)."""
-        rows = self.conn.execute(
-            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
-            "FROM events e ORDER BY seq"
-        )
-        for seq, eid, body, void in rows:
-            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+        return self.store.iter_events()
 
     def events_of_types(self, types: Iterable[str]) -> Iterator[StoredEvent]:
         """Every event of these types, in log order, void ones flagged.
@@ -1388,138 +534,61 @@ class Ledger:
         describe things rather than move a lot. A scan of the log's ``type``
         column, so keep it to types that are few.
         """
-        wanted = sorted(set(types))
-        if not wanted:
-            return
-        marks = ",".join("?" * len(wanted))
-        rows = self.conn.execute(
-            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
-            f"FROM events e WHERE type IN ({marks}) ORDER BY seq",
-            wanted,
-        )
-        for seq, eid, body, void in rows:
-            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+        return self.store.events_of_types(list(types))
 
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
-        row = self.conn.execute(
-            "SELECT by_event_id FROM voided WHERE event_id=? LIMIT 1", [eid]
-        ).fetchone()
-        return row[0] if row else None
+        return self.store.voided_by(eid)
 
     def lot_events(self, code: str) -> list[StoredEvent]:
         """The lot's own non-void events (it is subject, input or output), in time order."""
         self.require_lot(code)
-        rows = self.conn.execute(
-            "SELECT e.seq, e.event_id, e.body, el.role FROM event_lots el "
-            "JOIN events e ON e.seq = el.seq WHERE el.lot=? ORDER BY el.time, el.seq",
-            [code],
-        ).fetchall()
-        return [
-            StoredEvent(s, i, parse_event(orjson.loads(b), stored=True), False, r)
-            for s, i, b, r in rows
-        ]
+        return self.store.lot_events(code)
 
     def voided_for_lot(self, code: str) -> list[str]:
         """Ids of void events that named this lot (their links are gone)."""
-        rows = self.conn.execute(
-            "SELECT v.event_id FROM voided v JOIN events e ON e.event_id = v.event_id "
-            "WHERE v.lot = ? ORDER BY e.seq",
-            [code],
-        ).fetchall()
-        return [r[0] for r in rows]
+        return self.store.voided_for_lot(code)
 
     def meta(self, key: str) -> str | None:
-        """A value from the ``meta`` table (``ledger_id``, ``demo``), or None."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
-        return row[0] if row else None
+        """A value kept beside the log (``ledger_id``, ``head``, ``demo``), or None."""
+        return self.store.meta(key)
 
     def mark_demo(self) -> None:
-        """Flag this file as a demo ledger, which ``lottrace demo`` may add to."""
-        self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('demo', '1')")
+        """Flag this ledger as a demo ledger, which ``lottrace demo`` may add to."""
+        self.store.mark_demo()
 
     def stats(self) -> dict[str, Any]:
-        by_type = dict(
-            self.conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type")
-        )
-        first, last = self.conn.execute("SELECT MIN(time), MAX(time) FROM events").fetchone()
+        """Counts: events (by type), lots, voided events, the first and last times, the head."""
         seq, head = self.head()
-        return {
-            "events": seq,
-            "by_type": by_type,
-            "lots": self.conn.execute("SELECT COUNT(*) FROM lots").fetchone()[0],
-            "voided": self.conn.execute("SELECT COUNT(DISTINCT event_id) FROM voided").fetchone()[
-                0
-            ],
-            "first_time": first,
-            "last_time": last,
-            "head": head,
-        }
+        counts = self.store.counts()
+        return {"events": seq, **counts, "head": head}
 
     def sites(self) -> list[str]:
         """Every site an event happened at, most used first (then by name): what ``log`` offers."""
-        return [
-            site
-            for site, _n in self.conn.execute(
-                "SELECT site, COUNT(*) AS n FROM event_lots GROUP BY site ORDER BY n DESC, site"
-            )
-        ]
-
-    # ------------------------------------------------------------------ lineage reads
+        return self.store.sites()
 
     def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
         """Every kg link in the lineage of ``code``, as ``(src, dst, kg, seq, time)`` rows.
 
         ``direction="up"`` follows links into the lot, back to its harvests;
         ``"down"`` follows them out of it, to the lots and exports it went into.
-        A recursive query walks only the lots it reaches, through the
-        ``links`` indexes, so the cost follows the size of the lineage, not of
-        the log. Voided events' links are already gone.
+        The cost follows the size of the lineage, not of the log. Voided
+        events' links are already gone.
         """
-        if direction == "up":
-            sql = (
-                "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
-                "SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot) "
-                "SELECT l.src, l.dst, l.kg, l.seq, l.time "
-                "FROM reach CROSS JOIN links l ON l.dst = reach.lot ORDER BY l.seq, l.src, l.dst"
-            )
-        elif direction == "down":
-            sql = (
-                "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
-                "SELECT l.dst FROM reach CROSS JOIN links l ON l.src = reach.lot) "
-                "SELECT l.src, l.dst, l.kg, l.seq, l.time "
-                "FROM reach CROSS JOIN links l ON l.src = reach.lot ORDER BY l.seq, l.src, l.dst"
-            )
-        else:
+        if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
-        return self.conn.execute(sql, [code]).fetchall()
+        return self.store.lineage_links(code, direction=direction)
 
     def link_path(self, src: str, dst: str) -> list[str] | None:
         """The ids of the events whose links lead from lot ``src`` down to ``dst``, or None.
 
         One path, the first found breadth-first, in the order the coffee flows.
         """
-        parent: dict[str, tuple[str, int]] = {}
-        for s, d, _kg, seq, _t in self.lineage_links(src, direction="down"):
-            parent.setdefault(d, (s, seq))
-        if dst not in parent or dst == src:
-            return None
-        seqs, lot, seen = [], dst, set()
-        while lot != src and lot not in seen:
-            seen.add(lot)
-            lot, seq = parent[lot]
-            seqs.append(seq)
-        return self.event_ids_at(list(reversed(seqs)))
+        return _link_path(self.store, src, dst)
 
     def event_ids_at(self, seqs: list[int]) -> list[str]:
         """The event ids of the rows ``seqs``, in that order."""
-        rows = dict(
-            self.conn.execute(
-                "SELECT seq, event_id FROM json_each(?) j JOIN events ON seq = j.value",
-                [orjson.dumps(seqs).decode()],
-            ).fetchall()
-        )
-        return [rows[q] for q in seqs]
+        return self.store.event_ids_at(seqs)
 
     def ancestor_link_kgs(self, code: str) -> list[tuple[str, str, float]]:
         """``(src, dst, kg)`` for every link into ``code`` or into one of its ancestors.
@@ -1527,21 +596,11 @@ class Ledger:
         The links of :meth:`lineage_links` ``direction="up"``, only the
         columns shares need; rows of one (src, dst) pair come in log order.
         """
-        return self.conn.execute(
-            "WITH RECURSIVE reach(lot) AS (SELECT ? UNION "
-            "SELECT l.src FROM reach CROSS JOIN links l ON l.dst = reach.lot) "
-            "SELECT l.src, l.dst, l.kg FROM reach CROSS JOIN links l ON l.dst = reach.lot "
-            "ORDER BY l.dst, l.src, l.seq",
-            [code],
-        ).fetchall()
+        return self.store.ancestor_link_kgs(code)
 
     def lots_states(self, codes: Iterable[str]) -> dict[str, LotState]:
         """The states of the named lots that exist, by lot code (one indexed lookup each)."""
-        rows = self.conn.execute(
-            f"SELECT {_LOT_COLUMNS} FROM json_each(?) j CROSS JOIN lots ON lots.lot = j.value",
-            [orjson.dumps(sorted(set(codes))).decode()],
-        ).fetchall()
-        return {r[0]: LotState(*r) for r in rows}
+        return self.store.lots_states(codes)
 
     def lots_events(
         self, codes: Iterable[str], *, own_types: Iterable[str] | None = None
@@ -1554,22 +613,7 @@ class Ledger:
         the lots' own events (not draws, role ``input``) of those types,
         filtered through the index so the others are never read or parsed.
         """
-        parsed: dict[int, EventBase] = {}
-        where, args = "", [orjson.dumps(sorted(set(codes))).decode()]
-        if own_types is not None:
-            where = "WHERE el.type IN (SELECT value FROM json_each(?)) AND el.role != 'input' "
-            args.append(orjson.dumps(sorted(set(own_types))).decode())
-        rows = self.conn.execute(
-            "SELECT el.lot, el.role, e.seq, e.event_id, e.body "
-            "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
-            f"JOIN events e ON e.seq = el.seq {where}ORDER BY el.lot, el.time, el.seq",
-            args,
-        )
-        for lot, role, seq, eid, body in rows:
-            ev = parsed.get(seq)
-            if ev is None:
-                ev = parsed[seq] = parse_event(orjson.loads(body), stored=True)
-            yield lot, StoredEvent(seq, eid, ev, False, role)
+        return self.store.lots_events(codes, own_types=own_types)
 
     def own_event_bodies(
         self, codes: Iterable[str], types: Iterable[str]
@@ -1581,77 +625,36 @@ class Ledger:
         and seq. The body is the stored canonical JSON, unparsed: for readers
         that need a few fields of many events (bodies were validated on append).
         """
-        return self.conn.execute(
-            "SELECT el.lot, el.role, el.time, e.seq, e.body "
-            "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
-            "JOIN events e ON e.seq = el.seq "
-            "WHERE el.type IN (SELECT value FROM json_each(?)) AND el.role != 'input' "
-            "ORDER BY el.lot, el.time, el.seq",
-            [orjson.dumps(sorted(set(codes))).decode(), orjson.dumps(sorted(set(types))).decode()],
-        ).fetchall()
+        return self.store.own_event_bodies(codes, types)
 
     def voided_for_lots(self, codes: Iterable[str]) -> list[str]:
         """Ids of void events that named any of these lots, in log order, each once."""
-        rows = self.conn.execute(
-            "SELECT v.event_id FROM json_each(?) j CROSS JOIN voided v ON v.lot = j.value "
-            "JOIN events e ON e.event_id = v.event_id GROUP BY v.event_id ORDER BY MIN(e.seq)",
-            [orjson.dumps(sorted(set(codes))).decode()],
-        ).fetchall()
-        return [r[0] for r in rows]
+        return self.store.voided_for_lots(codes)
 
     def link_inflows(self, codes: Iterable[str]) -> dict[str, float]:
         """For each named lot formed from inputs, the total kg on the links into it."""
-        rows = self.conn.execute(
-            "SELECT l.dst, SUM(l.kg) FROM json_each(?) j CROSS JOIN links l ON l.dst = j.value "
-            "GROUP BY l.dst",
-            [orjson.dumps(sorted(set(codes))).decode()],
-        ).fetchall()
-        return dict(rows)
+        return self.store.link_inflows(codes)
 
     def leg_rows(self) -> Iterator[tuple[str, str, str, str, str]]:
         """Stream ``(lot, time, type, role, site)`` for every (lot, event) pair, by lot, time.
 
-        One pass over the ``event_lots`` index: what delay statistics scan,
-        without loading event bodies or building any graph.
+        One pass over the lot timelines: what delay statistics scan, without
+        loading event bodies or building any graph.
         """
-        yield from self.conn.execute(
-            "SELECT lot, time, type, role, site FROM event_lots ORDER BY lot, time, seq"
-        )
+        return self.store.leg_rows()
 
     def leg_scan(
         self, lot: str | None = None, *, marks: bool = True
     ) -> Iterator[tuple[str, str, str, str, str]]:
         """Stream ``(lot, time, type, role, site)`` for every (lot, event) pair.
 
-        :meth:`leg_rows` without its sort: rows come in the order of the
-        ``event_lots`` key, by lot, time, type, seq and role, so events of one
-        lot at the same time come by type, not seq (sorting the whole scan by
-        seq costs a third of it). With ``lot``, only that lot's rows, by
-        time and seq. Without ``marks``, the whole scan leaves out dispatch
-        and arrival rows (two rows in five: the legs' hours do not need them).
+        :meth:`leg_rows` without its sort: rows come by lot, time, type, seq
+        and role, so events of one lot at the same time come by type, not seq
+        (sorting the whole scan by seq costs a third of it). With ``lot``, only
+        that lot's rows, by time and seq. Without ``marks``, the whole scan
+        leaves out dispatch and arrival rows (the legs' hours do not need them).
         """
-        if not marks and lot is None:
-            return iter(
-                self.conn.execute(
-                    "SELECT lot, time, type, role, site FROM event_lots "
-                    "WHERE type NOT IN ('dispatch', 'arrival') "
-                    "ORDER BY lot, time, type, seq, role"
-                )
-            )
-        if lot is not None:
-            return iter(
-                self.conn.execute(
-                    "SELECT lot, time, type, role, site FROM event_lots WHERE lot = ? "
-                    "ORDER BY time, seq, type, role",
-                    [lot],
-                )
-            )
-        return iter(
-            self.conn.execute(
-                "SELECT lot, time, type, role, site FROM event_lots "
-                "ORDER BY lot, time, type, seq, role"
-            )
-        )
+        return self.store.leg_scan(lot, marks=marks)
 
     def open_lot_checkpoints(
         self, types: Iterable[str]
@@ -1663,133 +666,64 @@ class Ledger:
         exports (with the rules' 1e-6 relative tolerance); "own" means the lot
         was the event's subject or output, not an input drawn into another lot.
         """
-        wanted = orjson.dumps(sorted(set(types))).decode()
-        return self.conn.execute(
-            "SELECT l.lot, l.kg - l.drawn_kg, l.last_qc, el.type, el.time, el.site "
-            "FROM lots l JOIN event_lots el ON el.lot = l.lot AND el.seq = ("
-            "  SELECT e2.seq FROM event_lots e2 WHERE e2.lot = l.lot AND e2.role != 'input' "
-            "  AND e2.type IN (SELECT value FROM json_each(?)) "
-            "  ORDER BY e2.time DESC, e2.seq DESC LIMIT 1) "
-            "WHERE l.kg - l.drawn_kg > 1e-6 * max(1.0, l.kg) "
-            "ORDER BY el.time, l.lot",
-            [wanted],
-        ).fetchall()
+        return self.store.open_lot_checkpoints(types)
 
 
-# ---------------------------------------------------------------------- verify, row by row
-
-#: Logs at least this long are verified in one process per core.
-_PARALLEL_VERIFY = 200_000
-_VERIFY_SQL = (
-    "SELECT seq, event_id, CAST(body AS BLOB), prev_hash, hash, type, time, lot FROM events"
-)
-#: The form of the ``time`` column (rules.time_key): fromisoformat alone accepts more.
-_TIME_KEY = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-_PREV_MSG = (
-    "row seq {seq}: prev_hash does not match the hash of the row before "
-    "(rows were inserted, removed or moved)"
-)
-
-
-def _prev_msg(seq: int) -> str:
-    if seq == 1:  # the chain starts from sha256 of meta's ledger_id
-        return (
-            "row seq 1: prev_hash is not this ledger's genesis (sha256 of meta's ledger_id): "
-            "the ledger_id was edited, or the rows come from another ledger"
-        )
-    return _PREV_MSG.format(seq=seq)
+def _link_path(store: Storage, src: str, dst: str) -> list[str] | None:
+    """See :meth:`Ledger.link_path`."""
+    parent: dict[str, tuple[str, int]] = {}
+    for s, d, _kg, seq, _t in store.lineage_links(src, direction="down"):
+        parent.setdefault(d, (s, seq))
+    if dst not in parent or dst == src:
+        return None
+    seqs, lot, seen = [], dst, set()
+    while lot != src and lot not in seen:
+        seen.add(lot)
+        lot, seq = parent[lot]
+        seqs.append(seq)
+    return store.event_ids_at(list(reversed(seqs)))
 
 
-@dataclass
-class _Checked:
-    """What checking a run of rows found: the first failure, and the ends of its chain."""
-
-    failure: tuple[int, int, str] | None  #: (seq, which check, message)
-    rows: int
-    first_seq: int
-    first_prev: str
-    last_hash: str
-    saw_expect: bool
-
-
-def _verify_range(uri: str, lo: int, hi: int, expect: str | None) -> _Checked:
-    """Check rows ``lo``..``hi`` in a worker process; the seam before ``lo`` is checked by the caller."""
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        cur = conn.execute(_VERIFY_SQL + " WHERE seq BETWEEN ? AND ? ORDER BY seq", [lo, hi])
-        return _check_rows(cur, None, lo, expect)
-    finally:
-        conn.close()
-
-
-def _check_rows(rows: Iterable[Any], prev: str | None, n: int, expect: str | None) -> _Checked:
-    """Check each row's seq, body, columns, id and chain link, stopping at the first bad one.
-
-    ``prev`` is the hash the first row must link to, or None to take its
-    ``prev_hash`` as given (a worker's range: the caller checks that seam).
-    The body is re-serialised to see whether it is canonical only when it
-    does not hash to its id: lottrace wrote the id as the hash of the
-    canonical body, so a body that hashes to it is that body.
-    """
-    sha, fromhex, loads, is_key = hashlib.sha256, bytes.fromhex, orjson.loads, _TIME_KEY.fullmatch
-    fromiso = datetime.fromisoformat
-    first_seq, first_prev, count, saw = n, "", 0, False
-    bad: tuple[int, int, str] | None = None
-    for seq, eid, raw, prev_hash, h, typ, t, lot in rows:
-        if count == 0:
-            first_seq, first_prev = seq, prev_hash
-            if prev is None:
-                prev = prev_hash
-        count += 1
-        if seq != n:
-            bad = (seq, 0, f"row seq {seq}: expected seq {n}; rows are missing or reordered")
-            break
-        n += 1
+def _add_all(
+    batch: _Batch, items: Iterable[Prepared], progress: Callable[[int], None] | None
+) -> None:
+    """Check and queue every item, ``_LOOKAHEAD`` at a time (one id and lot look-up each)."""
+    chunk: list[Prepared] = []
+    it = iter(items)
+    while True:
         try:
-            d = loads(raw)
-            # The time column is the body's time as a UTC key: same instant, same form.
-            columns_ok = (
-                d["type"] == typ
-                and d.get("lot") == lot
-                and is_key(t) is not None
-                and fromiso(d["time"]) == fromiso(t)
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            columns_ok = False
-        if not columns_ok or sha(raw).hexdigest() != eid:
-            if not columns_ok or not _canonical(raw):
-                bad = (
-                    seq,
-                    1,
-                    f"row seq {seq}: the body is not a canonical event, or its type, time or lot "
-                    "column disagrees with it (the row was edited)",
-                )
-            else:
-                bad = (
-                    seq,
-                    2,
-                    f"row seq {seq}: body does not hash to its event_id {eid[:12]}... "
-                    "(the event was edited)",
-                )
+            item = next(it)
+        except StopIteration:
             break
-        if prev_hash != prev:
-            bad = (seq, 3, _prev_msg(seq))
-            break
-        prev = sha(fromhex(prev_hash + eid)).hexdigest()
-        if h != prev:
-            bad = (seq, 4, f"row seq {seq}: stored hash is wrong")
-            break
-        if prev == expect:
-            saw = True
-    return _Checked(bad, count, first_seq, first_prev, prev or "", saw)
+        except LottraceError:
+            # The input failed part-way. Check the events read before it
+            # first, so an earlier broken rule is the one reported, as it
+            # would be without the lookahead. Nothing is written either way.
+            batch.add_many(chunk)
+            raise
+        chunk.append(item)
+        if len(chunk) == _LOOKAHEAD:
+            batch.add_many(chunk)
+            chunk.clear()
+            if progress is not None:
+                progress(_LOOKAHEAD)
+    batch.add_many(chunk)
 
 
-def _canonical(raw: bytes) -> bool:
-    """Whether ``raw`` is a JSON object written the canonical way (sorted keys, no spaces)."""
-    try:
-        return orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS) == raw
-    except orjson.JSONDecodeError:
-        return False
+def _fold_log(store: Storage) -> int:
+    """Fold every event of the log into the (empty) derived tables; the count.
+
+    What ``rebuild`` runs, what a migration that changes the fold runs, and
+    what ``verify`` runs into scratch tables to compare.
+    """
+    voided = dict(store.corrections())
+    batch = _Batch(store, AppendReport(), datetime.now(UTC), rebuilding=True)
+    n = 0
+    for seq, eid, body in store.log_rows():
+        batch.derive(seq, eid, _stored_facts(body), void=eid in voided)
+        n += 1
+    batch.flush()
+    return n
 
 
 class _Batch:
@@ -1800,19 +734,14 @@ class _Batch:
     """
 
     def __init__(
-        self, ledger: Ledger, report: AppendReport, now: datetime, *, rebuilding: bool = False
+        self, store: Storage, report: AppendReport, now: datetime, *, rebuilding: bool = False
     ):
-        self.ledger = ledger
-        self.conn = ledger.conn
+        self.store = store
         self.report = report
         self.now = now
         self.rebuilding = rebuilding
         self.where = ""
-        self.seq, self.prev = ledger.head()
-        self.start = _head_text(self.seq, self.prev)  #: the head it starts from
-        self.trust = True  # see _marked
-        self.reader: str | None = None
-        self.last_n = -1
+        self.seq, self.prev = store.head()
         self.states: dict[str, LotState | None] = {}
         self.dirty: set[str] = set()
         self.pending_ids: dict[str, tuple[Facts, bool]] = {}
@@ -1828,64 +757,48 @@ class _Batch:
     def lot(self, code: str) -> LotState | None:
         if code in self.states:
             return self.states[code]
-        st = self.ledger.lot(code)
+        st = self.store.lot(code)
         self.states[code] = st
         return st
 
     def event(self, eid: str) -> tuple[Facts, bool] | None:
         if eid in self.pending_ids:
             return self.pending_ids[eid]
-        row = self.conn.execute(
-            "SELECT body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
-            "FROM events e WHERE event_id=?",
-            [eid],
-        ).fetchone()
+        row = self.store.event_row(eid)
         if row is None:
             return None
-        return _stored_facts(row[0]), bool(row[1])
+        return _stored_facts(row[0]), row[1]
 
     def voided(self, code: str) -> bool:
         self.flush()
-        return (
-            self.conn.execute("SELECT 1 FROM voided WHERE lot=? LIMIT 1", [code]).fetchone()
-            is not None
-        )
+        return self.store.lot_has_void(code)
 
     def holds_coffee(self, code: str) -> bool:
         # Rare (a foreign event's inputs): write what is pending, then walk up.
         self.flush()
-        lots = {code} | {src for src, *_ in self.ledger.lineage_links(code, direction="up")}
-        return any(st.stage != FOREIGN_STAGE for st in self.ledger.lots_states(lots).values())
+        lots = {code} | {src for src, *_ in self.store.lineage_links(code, direction="up")}
+        return any(st.stage != FOREIGN_STAGE for st in self.store.lots_states(lots).values())
 
     def path(self, src: str, dst: str) -> list[str] | None:
         # Rare (an aggregation into an existing parent): write what is pending, then walk.
         self.flush()
-        return self.ledger.link_path(src, dst)
+        return _link_path(self.store, src, dst)
 
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
-        # Ids the reader process marked new or stored need no look-up (Prepared.mark).
-        ask, stored = [], set()
-        for p in chunk:
-            new = self._marked(p.mark)
-            if new is None:
-                ask.append(p.eid)
-            elif not new:
-                stored.add(p.eid)
-        if ask:
-            stored |= _stored_among(self.conn, ask)
+        stored = self.store.stored_among([p.eid for p in chunk if p.eid != UNRESOLVED])
         # Not ``set - self.states.keys()``: that walks every cached state.
         states = self.states
         codes = {lot for p in chunk for lot, _role in p.facts.lots if lot not in states}
         if codes:
-            found = self.ledger.lots_states(codes)
+            found = self.store.lots_states(codes)
             for code in codes:
                 self.states[code] = found.get(code)
         for p in chunk:
             if p.eid == UNRESOLVED:
                 p = self.resolve(p)
                 known = p.eid in stored or p.eid in self.pending_ids
-                if not known and _stored_among(self.conn, [p.eid]):
+                if not known and self.store.stored_among([p.eid]):
                     stored.add(p.eid)
             # A flush inside the chunk may forget pending ids: remember this chunk's own.
             self.add(p, p.eid in stored)
@@ -1937,29 +850,9 @@ class _Batch:
                 )  # fmt: skip
         return prepare(p.where, parse_event(rec, where=p.where))
 
-    def _marked(self, mark: tuple[str, int, bool | None] | None) -> bool | None:
-        """What a reader's mark says of an event's id: new (True), stored (False), or None.
-
-        None unless every event of the batch so far came from one reader, in
-        the order it read them (some may be left out), and that reader looked
-        ids up at the head the batch starts from: a reader's "new" says
-        nothing of another reader's events, nor of its own events sent twice.
-        """
-        if not self.trust or mark is None:
-            self.trust = False
-            return None
-        reader, n, new = mark
-        if self.reader is None:  # the batch's first event names its reader
-            self.reader = reader
-            self.trust = reader.startswith(self.start + " ")
-        else:
-            self.trust = reader == self.reader and n > self.last_n
-        self.last_n = n
-        return new if self.trust else None
-
     def add(self, p: Prepared, stored: bool) -> None:
         """Check one event against the state so far and queue its rows; skip a duplicate."""
-        where, body, eid, ev, _mark = p
+        where, body, eid, ev = p
         if stored or eid in self.pending_ids:
             self._met_again(where, eid)
             return
@@ -1977,7 +870,7 @@ class _Batch:
                     lot = f"lot {ev.subject}: " if ev.subject else ""
                     self.report.warnings.append(RuleWarning(where, f.rule, lot + f.message))
         self.seq += 1
-        new = _chain(self.prev, eid)
+        new = link(self.prev, eid)
         self.event_rows.append((self.seq, eid, ev.type, ev.time, ev.subject, body, self.prev, new))
         self.prev = new
         self.report.added += 1
@@ -2011,11 +904,7 @@ class _Batch:
         key = (body["hash_id"], "errorDeclaration" in body["event"])
         before = self.hash_keys.get(key)
         if before is None:
-            rows = self.conn.execute(
-                f"SELECT event_id, body FROM events WHERE type = 'epcis' AND {_HASH_ID_SQL} = ?",
-                [key[0]],
-            ).fetchall()
-            for eid, stored in rows:
+            for eid, stored in self.store.epcis_by_hash(key[0]):
                 other = orjson.loads(stored)
                 if ("errorDeclaration" in other["event"]) == key[1]:
                     before = (f"event {eid} of the ledger", other, eid)
@@ -2038,24 +927,20 @@ class _Batch:
             field="event",
         )
 
-    #: The ids in ``voided`` as of ``_voided_at`` (the connection's total_changes).
-    _voided: frozenset[str] = frozenset()
-    _voided_at = -1
+    #: The voided ids as the storage last gave them, or None once this batch voided more.
+    _voided: frozenset[str] | None = None
 
     def _is_void(self, eid: str) -> bool:
         """Whether a correction voided event ``eid``, in this batch or before.
 
-        ``voided`` is small, so it is read once and again only after this
-        connection wrote something: a file of duplicates reads it once.
+        The voided ids are few, so they are read once, and again only after
+        this batch voided more: a file of duplicates reads them once.
         """
         pending = self.pending_ids.get(eid)
         if pending is not None and pending[1]:
             return True
-        if self._voided_at != self.conn.total_changes:
-            self._voided = frozenset(
-                r[0] for r in self.conn.execute("SELECT DISTINCT event_id FROM voided")
-            )
-            self._voided_at = self.conn.total_changes
+        if self._voided is None:
+            self._voided = self.store.voided_ids()
         return eid in self._voided
 
     def derive(self, seq: int, eid: str, ev: Facts, *, void: bool) -> None:
@@ -2086,36 +971,22 @@ class _Batch:
 
     def _void(self, eid: str, ev: Facts) -> None:
         """Remove a voided event's rows and refold the lots it touched."""
-        seq = self.conn.execute("SELECT seq FROM events WHERE event_id=?", [eid]).fetchone()[0]
+        seq = self.store.seq_of(eid)
         if eid in self.pending_ids:
             self.pending_ids[eid] = (ev, True)
         lots = lots_of(ev)
-        # Through the (lot, ...) keys, as there is no index on seq alone; if the
-        # rows found are not the ones the event's facts say were written, every
-        # row of the event goes by a scan, so none is ever left behind.
-        before = self.conn.total_changes
-        self.conn.executemany(
-            "DELETE FROM event_lots WHERE lot=? AND seq=?", [(lot, seq) for lot, _role in lots]
+        self.store.delete_event_rows(
+            seq,
+            [lot for lot, _role in lots],
+            [lot for lot, _kg in ev.formed],
+            len(ev.formed) * len(ev.drawn),
         )
-        if self.conn.total_changes - before != len(lots):
-            self.conn.execute("DELETE FROM event_lots WHERE seq=?", [seq])
-        before = self.conn.total_changes
-        self.conn.executemany(
-            "DELETE FROM links WHERE dst=? AND seq=?", [(lot, seq) for lot, _kg in ev.formed]
-        )
-        if self.conn.total_changes - before != len(ev.formed) * len(ev.drawn):
-            self.conn.execute("DELETE FROM links WHERE seq=?", [seq])
         for lot, _role in lots:
             self._refold(lot)
 
     def _refold(self, lot: str) -> None:
-        rows = self.conn.execute(
-            "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq=el.seq "
-            "WHERE el.lot=? ORDER BY el.seq",
-            [lot],
-        ).fetchall()
         st: LotState | None = None
-        for eid, body, role in rows:
+        for eid, body, role in self.store.lot_fold_rows(lot):
             st = fold(st, lot, role, _stored_facts(body), eid)
         if st is not None and not self.rebuilding and (broken := check_refolded(st)):
             raise RuleViolation(
@@ -2126,29 +997,18 @@ class _Batch:
         self.flush()
 
     def flush(self) -> None:
-        c = self.conn
-        if self.event_rows:
-            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", self.event_rows)
-        if self.lot_rows:
-            c.executemany("INSERT INTO event_lots VALUES (?,?,?,?,?,?)", self.lot_rows)
-        if self.link_rows:
-            c.executemany("INSERT INTO links VALUES (?,?,?,?,?)", self.link_rows)
+        """Write the buffered rows and the changed lot states; forget the oldest states."""
         if self.void_rows:
-            c.executemany("INSERT INTO voided VALUES (?,?,?,?)", self.void_rows)
-        if self.dirty:
-            gone = [(lot,) for lot in self.dirty if self.states.get(lot) is None]
-            live = [st for lot in self.dirty if (st := self.states.get(lot)) is not None]
-            if gone:
-                c.executemany("DELETE FROM lots WHERE lot=?", gone)
-            if live:
-                c.executemany(
-                    f"INSERT OR REPLACE INTO lots ({_LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    live,
-                )
-        self.event_rows.clear()
-        self.lot_rows.clear()
-        self.link_rows.clear()
-        self.void_rows.clear()
+            self._voided = None  # this batch voided more
+        gone = [lot for lot in self.dirty if self.states.get(lot) is None]
+        live = [st for lot in self.dirty if (st := self.states.get(lot)) is not None]
+        self.store.write(
+            Rows(self.event_rows, self.lot_rows, self.link_rows, self.void_rows, gone, live)
+        )
+        self.event_rows = []
+        self.lot_rows = []
+        self.link_rows = []
+        self.void_rows = []
         self.dirty.clear()
         if len(self.states) > _STATES:  # forget the half least recently changed
             for lot in list(itertools.islice(self.states, len(self.states) // 2)):

@@ -14,17 +14,20 @@ caller cannot tell the two apart except by the time taken. An error raised by
 the reader is raised here after every event read before it. If the child dies,
 the import fails with a :class:`~lottrace.errors.LottraceError` and, since
 nothing is committed until the whole batch is in, nothing is written.
+
+The child never opens the ledger: it only reads the input and sends values
+(prepared events, bad rows, notes, progress) in order. The writer looks up
+every id itself, so no answer from another process can make it skip an
+event or store one twice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import multiprocessing
 import os
 import pickle
 import queue
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +36,7 @@ from typing import Any
 
 from .errors import InvalidEvent, LottraceError
 from .events import EventBase
-from .ledger import Prepared, StoredIds, open_here, prepare
+from .ledger import Prepared, prepare
 from .rules import Facts
 
 __all__ = ["Hooks", "PreparedStream", "prepared_events"]
@@ -44,10 +47,6 @@ _BATCH = 500
 _QUEUED = 40
 #: The pipe's buffer: Linux allows up to 1 MiB without privileges.
 _PIPE_BYTES = 1 << 20
-#: Messages queued for the parent beyond the pipe before the child looks ids
-#: up: it is then well ahead, the parent the slower side. Otherwise the parent,
-#: with its larger page cache, looks them up.
-_AHEAD = 4
 _ITEM, _BAD, _NOTE, _PROGRESS, _RAISE, _END = range(6)
 
 
@@ -90,22 +89,15 @@ class PreparedStream(Iterator[Prepared]):
             self._child.join()
 
 
-def prepared_events(
-    read: Read, hooks: Hooks, *, parallel: bool, ledger: str | os.PathLike[str] | None = None
-) -> PreparedStream:
+def prepared_events(read: Read, hooks: Hooks, *, parallel: bool) -> PreparedStream:
     """The events ``read(hooks)`` yields, prepared for :meth:`Ledger.append_prepared`.
 
-    With ``parallel``, ``read`` runs in a child process forked now (before
-    the caller opens a write transaction), and the hooks are called here as
-    the child reports. Without it, on one core, or where ``fork`` is not
-    available, it runs here, one event at a time.
-
-    Given the ``ledger`` the events go to, the child also looks their ids up
-    in it (:class:`~lottrace.ledger.StoredIds`) and marks the new ones
-    (``Prepared.mark``), so the writer need not look them up. Call this before
-    this process opens that ledger: SQLite's record of a process's connections
-    to a file must not cross a fork. If the ledger is open here already, the
-    child leaves the look-ups to the writer.
+    With ``parallel``, ``read`` runs in a child process forked now, and the
+    hooks are called here as the child reports. Without it, on one core, or
+    where ``fork`` is not available, it runs here, one event at a time. Fork
+    before a write transaction begins; a program with threads of its own (a
+    server) should pass ``parallel=False``, as forking a threaded process is
+    unsafe.
 
     >>> from lottrace.events import parse_event
     >>> ev = parse_event({"type": "drying", "time": "2025-06-02T09:30:00-05:00",
@@ -117,12 +109,10 @@ def prepared_events(
     one_core = (os.cpu_count() or 1) < 2
     if not parallel or one_core or "fork" not in multiprocessing.get_all_start_methods():
         return PreparedStream(prepare(where, ev) for where, ev in read(hooks))
-    if ledger is not None and open_here(ledger):
-        ledger = None
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     _widen(sender)
-    child = ctx.Process(target=_child, args=(read, sender, receiver, ledger), daemon=True)
+    child = ctx.Process(target=_child, args=(read, sender, receiver), daemon=True)
     try:
         child.start()
     finally:
@@ -154,8 +144,8 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
                 ) from None
             for op, value in ops:
                 if op == _ITEM:
-                    where, body, eid, facts, mark = value
-                    yield new(Prepared, (where, body, eid, new(Facts, facts), mark))
+                    where, body, eid, facts = value
+                    yield new(Prepared, (where, body, eid, new(Facts, facts)))
                 elif op == _PROGRESS:
                     hooks.progress(value)
                 elif op == _BAD:
@@ -173,48 +163,7 @@ def _receive(child: Any, receiver: Any, hooks: Hooks) -> Iterator[Prepared]:
         child.join()
 
 
-class _SeenBefore:
-    """Event ids met earlier in the input, in fixed memory: a Bloom filter of 2**26 bits.
-
-    :meth:`add` may answer "maybe" for an id never met, the more often the
-    longer the input (about 1 in 1,200 ids after a million, 1 in 9 after 14
-    million), and the writer then looks that id up as it would anyway. It
-    never answers "no" for an id that was met.
-
-    >>> seen = _SeenBefore()
-    >>> seen.add("8c" * 32), seen.add("8c" * 32)
-    (False, True)
-    """
-
-    BITS = 26
-
-    def __init__(self) -> None:
-        self._bits = bytearray(1 << (self.BITS - 3))
-        self._mask = (1 << self.BITS) - 1
-
-    def add(self, eid: str) -> bool:
-        """Remember ``eid``; whether it may have been met before."""
-        h = int(eid[:13], 16)  # 52 bits of a sha256: two independent 26-bit positions
-        a, b = h & self._mask, (h >> 26) & self._mask
-        bits, byte_a, bit_a, byte_b, bit_b = self._bits, a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
-        met = bits[byte_a] & bit_a and bits[byte_b] & bit_b
-        bits[byte_a] |= bit_a
-        bits[byte_b] |= bit_b
-        return bool(met)
-
-
-def _stored_ids(ledger: str | os.PathLike[str] | None) -> StoredIds | None:
-    if ledger is None:
-        return None
-    try:
-        return StoredIds(ledger)
-    except (LottraceError, sqlite3.Error):  # no ledger there yet, or an old one: the writer asks
-        return None
-
-
-def _child(
-    read: Read, sender: Any, receiver: Any, ledger: str | os.PathLike[str] | None = None
-) -> None:
+def _child(read: Read, sender: Any, receiver: Any) -> None:
     """In the child: read, prepare and send, in order, then an end mark (or the error).
 
     The child closes its copy of the parent's end of the pipe first, so that
@@ -224,12 +173,6 @@ def _child(
     receiver.close()
     gc.freeze()  # what the child inherited is not garbage: keep the collector off it
     ops: list[tuple[int, Any]] = []
-    items: list[int] = []  # where this message's events are in ops
-    stored = _stored_ids(ledger)  # None once closed, or if it cannot be read
-    # This reader's name in its marks: the head it looks ids up at, and a nonce.
-    reader = f"{stored.head} {os.urandom(8).hex()}" if stored is not None else None
-    seen = _SeenBefore() if stored is not None else None
-    counted = 0  # events marked so far
     # A thread writes to the pipe, so the reading goes on while the parent is busy
     # (writing a chunk to SQLite, say) instead of waiting for it to take one batch.
     outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
@@ -246,38 +189,7 @@ def _child(
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
 
-    def mark() -> None:
-        """Give each event of this message its mark (see ``Prepared.mark``), or None."""
-        nonlocal stored, counted
-        marked: list[tuple[str, int, bool | None] | None] = [None] * len(items)
-        if stored is not None and reader is not None and seen is not None and items:
-            # Look ids up only while ahead of the parent: when it waits for this
-            # process (many duplicates, say), it is quicker at them.
-            ahead = stored.empty or outbox.qsize() >= _AHEAD
-            try:
-                there = stored.among([ops[i][1][2] for i in items]) if ahead else set()
-            except sqlite3.Error:  # the writer looks the ids up instead
-                with contextlib.suppress(sqlite3.Error):
-                    stored.close()
-                stored = None
-            else:
-                for k, i in enumerate(items):
-                    eid = ops[i][1][2]
-                    # Every id, in order, or a later copy of one could pass as new.
-                    met = seen.add(eid)
-                    new: bool | None = None  # unknown: the writer looks it up
-                    if ahead and eid in there:
-                        new = False
-                    elif ahead and not met:
-                        new = True
-                    marked[k] = (reader, counted + k, new)
-                counted += len(items)
-        for i, m in zip(items, marked, strict=True):  # all at once: no half-marked message
-            ops[i] = (_ITEM, (*ops[i][1], m))
-        items.clear()
-
     def send() -> None:
-        mark()
         outbox.put(pickle.dumps(ops, protocol=pickle.HIGHEST_PROTOCOL))
         ops.clear()
 
@@ -294,20 +206,12 @@ def _child(
     try:
         for n, (where, ev) in enumerate(read(hooks), 1):
             p = prepare(where, ev)
-            items.append(len(ops))
             ops.append((_ITEM, (p.where, p.body, p.eid, tuple(p.facts))))
             if n % _BATCH == 0:
                 send()
-        mark()
         ops.append((_END, None))
     except BaseException as exc:  # raised in the parent, after the events before it
         ops.append((_RAISE, _portable(exc)))
-    finally:
-        # Before the end mark goes out, so the writer's commit need not wait for
-        # this snapshot to let the log's new pages into the file.
-        if stored is not None:
-            stored.close()
-            stored = None
     send()
     outbox.put(None)
     writer.join()

@@ -1,0 +1,322 @@
+"""Storage: the interface the ledger's core needs from a database, and the backends behind it.
+
+:class:`Storage` is everything :class:`lottrace.ledger.Ledger` asks of the
+place its log lives: the log's rows and their chain, the derived tables
+(each lot's state, each lot's events, the kg links, the voided events),
+write transactions, the schema and its migrations, and the reads the
+queries make. The ledger's own logic (the rules, folding events into lot
+states, the hash chain, what ``verify`` proves) is written once, above this
+interface, so every backend behaves the same.
+
+Backends: :class:`lottrace.storage.sqlite.SqliteStorage`, one SQLite file
+(the default). A second backend (PostgreSQL) lives beside it as another
+module of this package implementing the same class, and runs the same tests.
+
+SQL lives only in the backends. Every error of a database driver is mapped
+there into the :class:`~lottrace.errors.LottraceError` tree, naming the
+ledger, so nothing above this package imports a driver or catches its errors.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..chain import Checked
+from ..errors import LedgerError
+from ..events import EventBase
+from ..rules import LotState
+
+__all__ = ["DERIVED_TABLES", "NeedsUpgrade", "Rows", "Storage", "StoredEvent"]
+
+#: The tables folded from the log, in the order ``verify`` compares them.
+DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
+
+#: ``(lot, src, dst, kg, seq, time)``-style rows, as each backend returns them.
+Row = tuple[Any, ...]
+
+
+class NeedsUpgrade(LedgerError):
+    """A ledger opened read-only needs a migration first (see :meth:`Ledger.reader`)."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the ledger holds it."""
+
+    seq: int
+    event_id: str
+    event: EventBase
+    void: bool = False
+    role: str = "subject"
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"seq": self.seq, "event_id": self.event_id}
+        d.update(self.event.model_dump(mode="json", exclude_none=True))
+        if self.void:
+            d["void"] = True
+        return d
+
+
+@dataclass
+class Rows:
+    """The rows one batch writes, buffered until the next flush."""
+
+    #: ``(seq, event_id, type, time, lot, body, prev_hash, hash)``
+    events: list[Row]
+    #: ``(lot, time, type, seq, role, site)``
+    event_lots: list[Row]
+    #: ``(dst, src, seq, kg, time)``
+    links: list[Row]
+    #: ``(event_id, lot, by_event_id, reason)``
+    voided: list[Row]
+    #: lots whose state is gone (all their events voided)
+    lots_gone: list[str]
+    #: the new states of lots
+    lots_live: list[LotState]
+
+
+class Storage(abc.ABC):
+    """What the ledger's core needs from a database. One instance is one open connection.
+
+    A write happens only between :meth:`begin_write` and :meth:`commit` (or
+    :meth:`rollback`): one batch, all of it or none. Reads outside a write
+    see the last commit; :meth:`read_snapshot` holds one snapshot for
+    several reads (``verify``).
+    """
+
+    #: Where the ledger is, as messages name it.
+    path: Path
+    #: Opened read-only: nothing is ever written.
+    read_only: bool
+    #: The ledger's random id (its chain starts from the hash of it).
+    ledger_id: str
+
+    # ------------------------------------------------------------------ life
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    @property
+    @abc.abstractmethod
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection."""
+
+    @abc.abstractmethod
+    def begin_write(self) -> None:
+        """Begin a batch's write transaction, waiting for another writer up to the busy timeout."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Commit the write transaction."""
+
+    @abc.abstractmethod
+    def rollback(self) -> None:
+        """Roll the open transaction back, if there is one."""
+
+    @abc.abstractmethod
+    def read_snapshot(self) -> AbstractContextManager[None]:
+        """Hold one read snapshot for the ``with`` block (within a transaction already open, none)."""
+
+    # ------------------------------------------------------------------ schema
+
+    @abc.abstractmethod
+    def check_schema(self) -> None:
+        """Raise :class:`IntegrityViolation` naming the first object not as lottrace made it."""
+
+    @abc.abstractmethod
+    def check_schema_quickly(self) -> None:
+        """:meth:`check_schema` as cheap as an append can afford."""
+
+    @abc.abstractmethod
+    def restore_schema(self) -> list[str]:
+        """In a write transaction: make the schema lottrace's, derived tables empty; what changed."""
+
+    # ------------------------------------------------------------------ the log
+
+    @abc.abstractmethod
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the newest row, or ``(0, genesis)``."""
+
+    @abc.abstractmethod
+    def recorded_head(self) -> tuple[int, str]:
+        """The head the last batch recorded beside the log (raises if missing or malformed)."""
+
+    @abc.abstractmethod
+    def record_head(self, seq: int, head: str) -> None:
+        """In a write transaction: record the batch's head beside the log."""
+
+    @abc.abstractmethod
+    def hash_at(self, seq: int) -> str:
+        """The stored hash of row ``seq``."""
+
+    @abc.abstractmethod
+    def check_chain(self, genesis: str, expect: str | None, workers: int | None) -> list[Checked]:
+        """Check every row with :func:`lottrace.chain.check_rows`, in ranges; the seams are the caller's."""
+
+    @abc.abstractmethod
+    def log_rows(self) -> Iterator[tuple[int, str, str]]:
+        """``(seq, event_id, body)`` of every row, in log order, streamed."""
+
+    @abc.abstractmethod
+    def corrections(self) -> Iterator[tuple[str, str]]:
+        """``(voided event id, body)`` of every correction, from the bodies."""
+
+    @abc.abstractmethod
+    def stored_among(self, eids: list[str]) -> set[str]:
+        """Which of ``eids`` the log holds."""
+
+    @abc.abstractmethod
+    def event_row(self, eid: str) -> tuple[str, bool] | None:
+        """``(body, voided)`` of event ``eid``, or None."""
+
+    @abc.abstractmethod
+    def seq_of(self, eid: str) -> int:
+        """The row number of event ``eid``."""
+
+    @abc.abstractmethod
+    def epcis_by_hash(self, hash_id: str) -> list[tuple[str, str]]:
+        """``(event_id, body)`` of the foreign events with this Event Hash ID."""
+
+    @abc.abstractmethod
+    def event_ids_at(self, seqs: list[int]) -> list[str]:
+        """The event ids of the rows ``seqs``, in that order."""
+
+    # ------------------------------------------------------------------ derived tables
+
+    @abc.abstractmethod
+    def write(self, rows: Rows) -> None:
+        """In a write transaction: write a batch's buffered rows."""
+
+    @abc.abstractmethod
+    def voided_ids(self) -> frozenset[str]:
+        """Every voided event's id."""
+
+    @abc.abstractmethod
+    def lot_has_void(self, lot: str) -> bool:
+        """Whether a voided event named ``lot``."""
+
+    @abc.abstractmethod
+    def delete_event_rows(self, seq: int, lots: list[str], formed: list[str], links: int) -> None:
+        """Remove the derived rows of row ``seq`` (voided): its ``lots``' rows and its links into ``formed``."""
+
+    @abc.abstractmethod
+    def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
+        """``(event_id, body, role)`` of the lot's events, in log order: what its state folds."""
+
+    @abc.abstractmethod
+    def scratch_derived(self) -> AbstractContextManager[None]:
+        """For the block: writes to the derived tables go to private scratch copies."""
+
+    @abc.abstractmethod
+    def compare_derived(self) -> None:
+        """Raise :class:`IntegrityViolation` naming the first row where the derived tables and the scratch copies differ."""
+
+    @abc.abstractmethod
+    def derived_snapshot(self) -> dict[str, list[Row]]:
+        """Every derived table's rows, sorted: to compare maintained and rebuilt state."""
+
+    # ------------------------------------------------------------------ reads
+
+    @abc.abstractmethod
+    def meta(self, key: str) -> str | None:
+        """A value kept beside the log (``ledger_id``, ``head``, ``demo``), or None."""
+
+    @abc.abstractmethod
+    def mark_demo(self) -> None:
+        """Flag this ledger as a demo ledger."""
+
+    @abc.abstractmethod
+    def lot(self, code: str) -> LotState | None:
+        """One lot's state, or None."""
+
+    @abc.abstractmethod
+    def lots_states(self, codes: Iterable[str]) -> dict[str, LotState]:
+        """The states of the named lots that exist, by code."""
+
+    @abc.abstractmethod
+    def lot_hint(self, code: str) -> list[str]:
+        """Up to three lot codes like ``code``, for a "did you mean" hint."""
+
+    @abc.abstractmethod
+    def event(self, eid: str) -> StoredEvent | None:
+        """One event by lottrace's id, or None."""
+
+    @abc.abstractmethod
+    def find_events(self, some_id: str) -> list[StoredEvent]:
+        """Events named by lottrace's id, an Event Hash ID or a partner's eventID, in log order."""
+
+    @abc.abstractmethod
+    def iter_events(self) -> Iterator[StoredEvent]:
+        """Every event in log order, void ones flagged."""
+
+    @abc.abstractmethod
+    def events_of_types(self, types: list[str]) -> Iterator[StoredEvent]:
+        """Every event of these types in log order, void ones flagged."""
+
+    @abc.abstractmethod
+    def voided_by(self, eid: str) -> str | None:
+        """The correction that voided ``eid``, or None."""
+
+    @abc.abstractmethod
+    def lot_events(self, code: str) -> list[StoredEvent]:
+        """The lot's non-void events, in time order, with their roles."""
+
+    @abc.abstractmethod
+    def voided_for_lot(self, code: str) -> list[str]:
+        """Ids of void events that named this lot, in log order."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[str, Any]:
+        """``by_type``, ``lots``, ``voided``, ``first_time`` and ``last_time`` of the ledger."""
+
+    @abc.abstractmethod
+    def sites(self) -> list[str]:
+        """Every site an event happened at, most used first, then by name."""
+
+    @abc.abstractmethod
+    def lineage_links(self, code: str, *, direction: str) -> list[Row]:
+        """``(src, dst, kg, seq, time)`` of every link in the lot's lineage, ``up`` or ``down``."""
+
+    @abc.abstractmethod
+    def ancestor_link_kgs(self, code: str) -> list[Row]:
+        """``(src, dst, kg)`` of every link into the lot or one of its ancestors."""
+
+    @abc.abstractmethod
+    def lots_events(
+        self, codes: Iterable[str], *, own_types: Iterable[str] | None = None
+    ) -> Iterator[tuple[str, StoredEvent]]:
+        """``(lot, event)`` for the named lots' non-void events, by lot then time."""
+
+    @abc.abstractmethod
+    def own_event_bodies(self, codes: Iterable[str], types: Iterable[str]) -> list[Row]:
+        """``(lot, role, time key, seq, body)`` of the lots' own events of ``types``."""
+
+    @abc.abstractmethod
+    def voided_for_lots(self, codes: Iterable[str]) -> list[str]:
+        """Ids of void events that named any of these lots, in log order, each once."""
+
+    @abc.abstractmethod
+    def link_inflows(self, codes: Iterable[str]) -> dict[str, float]:
+        """For each named lot formed from inputs, the kg on the links into it."""
+
+    @abc.abstractmethod
+    def leg_rows(self) -> Iterator[Row]:
+        """``(lot, time, type, role, site)`` of every (lot, event) pair, by lot, time and seq."""
+
+    @abc.abstractmethod
+    def leg_scan(self, lot: str | None = None, *, marks: bool = True) -> Iterator[Row]:
+        """:meth:`leg_rows` in the derived key's order (see the SQLite backend)."""
+
+    @abc.abstractmethod
+    def open_lot_checkpoints(self, types: Iterable[str]) -> list[Row]:
+        """``(lot, kg_left, last_qc, type, time, site)`` of lots with kg left, oldest first."""
+
+
+#: What a backend calls to fold the whole log into its (empty) derived tables.
+Refold = Callable[[Storage], int]
