@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "delays": 6,
     "timeline": 6,
     "browse": 6,
+    "masterdata": 6,
     # services: reading, importing, EPCIS, the passport, charts, generated things
     "fieldlog": 7,
     "readers": 7,

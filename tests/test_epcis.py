@@ -34,6 +34,7 @@ from lottrace.epcis_hash import document_hash_ids
 from lottrace.errors import InvalidEvent, InvalidInput, LottraceError, RuleViolation
 from lottrace.events import EpcisEvent
 from lottrace.ledger import Ledger
+from lottrace.masterdata import document_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT.parent / "shared" / "conformance"
@@ -179,7 +180,9 @@ def test_mapping_table_lists_every_event_type() -> None:
     from lottrace.events import EVENT_MODELS
 
     table = mapping_table()
-    assert all(f"`{t}`" in table for t in EVENT_MODELS if t != "epcis")
+    # foreign events, and master data and headers (which are in the document's header)
+    foreign = ("epcis", "master_data", "epcis_header")
+    assert all(f"`{t}`" in table for t in EVENT_MODELS if t not in foreign)
 
 
 # --------------------------------------------------------------------------- schema (GS1)
@@ -217,8 +220,14 @@ def test_gs1_examples_import(
             doc["epcisBody"].get("eventList")
             or doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         )
+        # and the document's header (sender, receiver ...) and master data, if any
+        n += len(document_records(doc, {}))
         assert report.added + report.duplicates == n
-        stored = [s.event for s in ledger.iter_events()]
+        stored = [
+            s.event
+            for s in ledger.iter_events()
+            if s.event.type not in ("epcis_header", "master_data")
+        ]
         assert all(isinstance(e, EpcisEvent) for e in stored)
         assert {e.hash_id for e in stored} <= set(document_hash_ids(doc))  # type: ignore[attr-defined]
         again = ledger.append(document_to_events(doc, name))

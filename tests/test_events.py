@@ -48,6 +48,17 @@ def test_every_type_parses() -> None:
             "hash_id": f"ni:///sha-256;{'b' * 64}?ver=CBV2.0",
             "event": {"type": "ObjectEvent"},
         },
+        {
+            "type": "master_data",
+            "time": "2025-06-02T06:00:00-05:00",
+            "vocabulary": "urn:epcglobal:epcis:vtype:BusinessLocation",
+            "element": {"id": "urn:epc:id:sgln:0614141.07346.0"},
+        },
+        {
+            "type": "epcis_header",
+            "time": "2025-06-02T06:00:00-05:00",
+            "header": {"sender": "urn:epc:id:sgln:0614141.07346.0"},
+        },
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 

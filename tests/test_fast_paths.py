@@ -292,8 +292,9 @@ def _ref_delays(all_legs: list[Leg], by: str) -> list[dict[str, Any]]:
             head: dict[str, Any] = {"month": key[0], "from": key[1], "to": key[2]}
         else:
             head = {"from": key[0], "to": key[1]}
-            if by == "site":
+            if by == "site":  # names from master data: these ledgers have none
                 head.update(from_site=key[2], to_site=key[3])
+                head.update(from_site_name=None, to_site_name=None)
         rows.append(head | _stats(groups[key]))
     return rows
 

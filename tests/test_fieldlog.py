@@ -40,8 +40,10 @@ def events(db: Path, lot: str) -> list[dict[str, object]]:
 
 
 def test_every_alias_names_a_real_type_and_every_stage_has_one() -> None:
-    # foreign EPCIS events arrive through `lottrace epcis import`, never from the field
-    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - {"epcis"}
+    # foreign EPCIS events, master data and document headers arrive through
+    # `lottrace epcis import`, never from the field
+    foreign = {"epcis", "master_data", "epcis_header"}
+    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - foreign
     for spanish, english in STAGE_ALIASES.items():
         assert resolve_type(spanish) == english
     assert resolve_type("EXPORTACIÓN") == "export"

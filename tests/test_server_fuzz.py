@@ -49,6 +49,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_its_schema(
             text=True,
             timeout=900,
             check=False,
+            cwd=tmp_path,  # schemathesis keeps its example database in the working folder
         )
     finally:
         proc.terminate()

@@ -541,7 +541,7 @@ def log(
     from .fieldlog import describe_event, resolve_type, say
 
     type = resolve_type(type)
-    if type == "epcis":
+    if type in ("epcis", "master_data", "epcis_header"):
         raise click.BadParameter(
             "foreign EPCIS events come in with 'lottrace epcis import FILE', not from the field",
             param_hint="TYPE",
@@ -1033,6 +1033,7 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
                 "ico_mark",
                 "vessel",
                 "buyer",
+                *(["buyer_name"] if any(x.get("buyer_name") for x in data["exports"]) else []),
                 "destination",
                 "kg_from_lot",
             ],
@@ -1189,6 +1190,8 @@ def _delays_table(rows: list[dict[str, Any]], by: str) -> None:
         + (["from_site", "to_site"] if by == "site" else [])
         + (["month"] if by == "month" else [])
     )
+    if any(r.get("from_site_name") or r.get("to_site_name") for r in rows):
+        keys += ["from_site_name", "to_site_name"]  # from partners' master data
     split = (
         ["wait_hours", "transit_hours"]
         if any(r.get("transit_hours") is not None for r in rows)
@@ -1448,8 +1451,9 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
 
     Documents lottrace exported come back as the same coffee events; events
     of other documents are kept as 'epcis' events whose lot lineage joins
-    upstream and downstream. Each document is checked first: a problem
-    rejects the whole batch, naming its JSON path.
+    upstream and downstream; their master data and header (sender, receiver,
+    SBDH) as 'master_data' and 'epcis_header' events. Each document is
+    checked first: a problem rejects the whole batch, naming its JSON path.
     """
     from .contexts import ContextRegistry
     from .epcis import load_document

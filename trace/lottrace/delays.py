@@ -45,6 +45,7 @@ from typing import Any
 from .events import STAGE_ORDER
 from .gcpause import collector_paused
 from .ledger import Ledger
+from .masterdata import site_info, sites
 from .rules import time_key
 
 __all__ = [
@@ -337,8 +338,9 @@ def delays(
     Returns
     -------
     list of dict
-        One row per group: ``from``, ``to`` (+ ``from_site``, ``to_site`` or
-        ``month``), ``count``, ``mean_hours``, ``p50_hours``, ``p90_hours``,
+        One row per group: ``from``, ``to`` (+ ``from_site``, ``to_site``,
+        ``from_site_name``, ``to_site_name`` (the sites' names in partners'
+        master data, or ``None``; see ``masterdata.py``) or ``month``), ``count``, ``mean_hours``, ``p50_hours``, ``p90_hours``,
         ``max_hours``, and ``wait_hours``, ``transit_hours``: their averages
         over the legs that had a dispatch (``None`` if none did). Sorted by
         month, then stage order, then sites.
@@ -360,6 +362,7 @@ def delays(
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
     groups, trucks = _grouped_legs(ledger, by, _bound(since), _bound(until))
+    known = sites(ledger) if by == "site" else {}
     rows = []
     for key in sorted(groups, key=lambda k: _group_order(k, by)):
         if by == "month":
@@ -368,6 +371,9 @@ def delays(
             head = {"from": key[0], "to": key[1]}
             if by == "site":
                 head.update(from_site=key[2], to_site=key[3])
+                for end, site in (("from", key[2]), ("to", key[3])):
+                    info = site_info(known, site)
+                    head[f"{end}_site_name"] = info.name if info is not None else None
         rows.append(head | _stats(groups[key], trucks.get(key)))
     return rows
 
@@ -398,7 +404,8 @@ def bottlenecks(
     Returns
     -------
     list of dict
-        The keys of :func:`delays` ``by="site"``, plus ``baseline_hours``,
+        The keys of :func:`delays` ``by="site"`` (less the site names),
+        plus ``baseline_hours``,
         ``excess_hours`` and ``rank`` (1 = worst). Only routes with some
         excess are listed, worst first.
 

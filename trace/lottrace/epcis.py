@@ -42,12 +42,15 @@ from .events import (
     LOT_BASE,
     Correction,
     EpcisEvent,
+    EpcisHeader,
     EventBase,
+    MasterData,
     event_id,
     parse_event,
     record_time,
 )
 from .ledger import Ledger, StoredEvent
+from .masterdata import document_records, export_header
 from .readers import repeated_key
 from .rules import facts_of, lots_of, time_key
 
@@ -437,6 +440,8 @@ def export_document(
         source = _lineage_events(ledger, wanted)
     for stored in source:
         ev = stored.event
+        if isinstance(ev, MasterData | EpcisHeader):  # in the header (export_header)
+            continue
         if floor is not None and time_key(ev.time) < floor:
             continue
         target = None
@@ -446,6 +451,8 @@ def export_document(
                 if wanted is not None or floor is not None:
                     continue  # it voids an event outside the selection
                 target = ledger.event(ev.corrects).event
+                if isinstance(target, MasterData | EpcisHeader):
+                    continue  # a void version of master data is not exported
         elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
@@ -462,11 +469,20 @@ def export_document(
     created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     for epcis, partner in events:
         epcis["eventID"] = partner or event_hash_id(epcis, context)
+    whole = wanted is None and floor is None and event_id is None
+    header, header_context = export_header(ledger, whole=whole)
+    for prefix, iri in header_context.items():
+        if context.setdefault(prefix, iri) != iri:
+            raise LottraceError(
+                f"cannot export: prefix {prefix!r} means {context[prefix]} in one "
+                f"imported document and {iri} in another"
+            )
     return {
         "@context": [EPCIS_CONTEXT, context],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": created,
+        **header,
         "epcisBody": {"eventList": [_event_order(e) for e, _ in events]},
     }
 
@@ -756,7 +772,15 @@ def document_to_events(doc: dict[str, Any], name: str) -> Iterator[tuple[str, Ev
     events = list(_in_document(doc, name))
     if all(isinstance(ev, EpcisEvent) for _where, ev in events):
         events.sort(key=lambda item: item[1].time)
-    return iter(events)
+    context: dict[str, str] = {}
+    for _where, node in _context_nodes(doc):
+        if "@context" in node:
+            context.update(document_context(node))
+    header = []  # the header and master data first, before the events they describe
+    for path, record in document_records(doc, context):
+        where = f"{name}:{doc.line(path)[0]}" if isinstance(doc, XmlDocument) else f"{name}: {path}"
+        header.append((where, parse_event(record, where=where)))
+    return iter(header + events)
 
 
 def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBase]]:

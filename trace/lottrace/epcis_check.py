@@ -731,8 +731,11 @@ def _document(doc: Any) -> None:
         raise _fail("$.schemaVersion", f'{_show(d["schemaVersion"])} is not a version like "2.0"')
     if "creationDate" in d:
         _time(d["creationDate"], "$.creationDate")
+    for name in ("instanceIdentifier", "sender", "receiver"):
+        if name in d and not isinstance(d[name], str):
+            raise _fail(f"$.{name}", f"must be a string, not {_kind(d[name])}")
     if "epcisHeader" in d:
-        _object(d["epcisHeader"], "$.epcisHeader")
+        _epcis_header(_object(d["epcisHeader"], "$.epcisHeader"))
     body = _object(d["epcisBody"], "$.epcisBody")
     if kind == "EPCISDocument":
         _required(body, ("eventList",), "$.epcisBody")
@@ -779,6 +782,41 @@ def first_problem(doc: Any) -> Problem | None:
     except _Found as found:
         return found.path, found.message
     return None
+
+
+def _epcis_header(header: dict[str, Any]) -> None:
+    """``epcisHeader``: its master data as GS1's schema has it (vocabularies of
+    elements, each with an ``id``; attributes ``{id, attribute}``; children URIs)."""
+    _names(header, frozenset(["epcisMasterData"]), "$.epcisHeader")
+    if "epcisMasterData" not in header:
+        return
+    path = "$.epcisHeader.epcisMasterData"
+    master = _object(header["epcisMasterData"], path)
+    vocabularies = _list(master.get("vocabularyList", []), f"{path}.vocabularyList")
+    for i, vocabulary in enumerate(vocabularies):
+        vpath = f"{path}.vocabularyList[{i}]"
+        v = _object(vocabulary, vpath)
+        _required(v, ("type",), vpath)
+        _uri(v["type"], f"{vpath}.type")
+        elements = _list(v.get("vocabularyElementList", []), f"{vpath}.vocabularyElementList")
+        for j, element in enumerate(elements):
+            epath = f"{vpath}.vocabularyElementList[{j}]"
+            e = _object(element, epath)
+            _required(e, ("id",), epath)
+            _uri(e["id"], f"{epath}.id")
+            for k, attribute in enumerate(_list(e.get("attributes", []), f"{epath}.attributes")):
+                apath = f"{epath}.attributes[{k}]"
+                a = _object(attribute, apath)
+                _required(a, ("id",), apath)
+                _uri(a["id"], f"{apath}.id")
+                if "attribute" in a and (
+                    isinstance(a["attribute"], bool | list) or a["attribute"] is None
+                ):
+                    raise _fail(
+                        f"{apath}.attribute",
+                        f"must be a number, a string or an object, not {_kind(a['attribute'])}",
+                    )
+            _each(e.get("children", []), f"{epath}.children", _uri)
 
 
 def event_hash(

@@ -20,7 +20,14 @@ IDs in either form:
 document as EPCIS 2.0 XML (or 1.2, where the events allow) that GS1's XSDs
 accept and that reads back to the same events.
 
-The header (``EPCISHeader``, master data, SBDH) is not read.
+The header is read and written too (:class:`_Header`): the SBDH's sender,
+receiver and instance identifier are the JSON-LD document's ``sender``,
+``receiver`` and ``instanceIdentifier`` (an SBDH that says more is kept
+whole, as canonical XML text in ``epcisHeader``'s ``lt:sbdh``), and
+``EPCISHeader/extension/EPCISMasterData`` is ``epcisHeader.epcisMasterData``:
+each ``VocabularyElement``'s ``attribute`` elements are its ``attributes``
+(``{id, attribute}``, the value text, or an object of its child elements),
+its ``children/id`` its ``children``.
 """
 
 from __future__ import annotations
@@ -67,6 +74,11 @@ _CBV_URN = re.compile(r"^urn:epcglobal:cbv:(?:bizstep|disp|btt|sdt|er):(.+)$")
 _LT_JSON = "{https://lottrace.org/epcis/}json"
 _LT_LIST = "{https://lottrace.org/epcis/}list"
 _LT_EXACT = "{https://lottrace.org/epcis/}exactNamespaces"
+#: ``lt:prefixed="type"`` on a sensor report: its ``type`` is written ``gs1:Angle`` in
+#: JSON-LD too (GS1's XML writes every type so, its JSON-LD the bare word).
+_LT_PREFIXED = "{https://lottrace.org/epcis/}prefixed"
+#: ``lt:context`` on an event: the ``@context`` a JSON-LD event declares for itself.
+_LT_CONTEXT = "{https://lottrace.org/epcis/}context"
 _NUMBER_ATTRS = frozenset(
     ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue")
 )
@@ -90,7 +102,7 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         line = exc.position[0] if exc.position else exc.lineno
         msg = str(exc.msg).split(" (line")[0].split(", line")[0]
         raise InvalidInput(f"{name}:{line}: not well-formed XML: {msg}") from None
-    if root.getroottree().docinfo.internalDTD is not None or any(
+    if _declares(root.getroottree().docinfo) or any(
         isinstance(node, etree._Entity) for node in root.iter()
     ):
         raise InvalidInput(
@@ -117,7 +129,9 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         holder = rb if rb is not None else body
     event_list = _child(holder, "EventList")
     events = [] if event_list is None else reader.events(event_list)
-    text = json.dumps(events)
+    header = _child(root, "EPCISHeader")
+    head = {} if header is None else _read_header(reader, header, root.get("creationDate"))
+    text = json.dumps([events, head])
     for prefix, namespace in (root.nsmap or {}).items():
         # a prefix of the root used in values (a sensor type example:Abc), not in names
         if (
@@ -133,6 +147,7 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         "type": qname.localname,
         "schemaVersion": "2.0",
         "creationDate": root.get("creationDate", "1970-01-01T00:00:00Z"),
+        **head,
     }
     if query:
         results_obj: dict[str, Any] = {"resultsBody": {"eventList": events}}
@@ -145,6 +160,31 @@ def xml_to_document(raw: bytes, name: str) -> XmlDocument:
         doc["epcisBody"] = {"eventList": events}
     root_line: int = getattr(root, "sourceline", None) or 1
     return XmlDocument(doc, root_line, reader.lines)
+
+
+def _own_prefixes(context: Any) -> dict[str, str]:
+    """The prefixes an event's own ``@context`` declares (OpenEPCIS's
+    Namespaces_at_different_level.json has events that declare their own)."""
+    out: dict[str, str] = {}
+    for node in context if isinstance(context, list) else [context]:
+        if isinstance(node, dict):
+            out.update(
+                {
+                    k: v
+                    for k, v in node.items()
+                    if isinstance(v, str) and re.fullmatch(r"[A-Za-z_][\w.-]*", k)
+                }
+            )
+    return out
+
+
+def _declares(info: Any) -> bool:
+    """Whether a DOCTYPE declares anything or names a DTD (a bare ``<!DOCTYPE x>``,
+    as in GS1's masterdata_all_possible_fields.xml, declares nothing)."""
+    dtd = info.internalDTD
+    if dtd is None:
+        return False
+    return bool(list(dtd.entities()) or list(dtd.elements()) or info.system_url or info.public_id)
 
 
 class XmlDocument(dict[str, Any]):
@@ -227,6 +267,7 @@ class _Reader:
         self.prefixes: dict[str, str] = {}
         self.exact = exact  # namespaces to take as written (see document_to_xml)
         self.lines: list[dict[str, int]] = []  # per event: its line, and its fields' lines
+        self.own: dict[str, str] = {}  # the prefixes of the event being read's own @context
 
     def events(self, event_list: Any) -> list[dict[str, Any]]:
         out = []
@@ -243,7 +284,17 @@ class _Reader:
 
     def event(self, el: Any) -> dict[str, Any]:
         ev: dict[str, Any] = {"type": _local(el)}
-        self.fields(el, ev)
+        own = el.get(_LT_CONTEXT)
+        if own is not None:  # lottrace's export: the event's own @context, as JSON
+            try:
+                ev["@context"] = json.loads(own)
+            except ValueError:
+                raise InvalidInput(f"{self.name}:{el.sourceline}: lt:context is not JSON") from None
+            self.own = _own_prefixes(ev["@context"])
+        try:
+            self.fields(el, ev)
+        finally:
+            self.own = {}
         lines = {"": el.sourceline}
         for c in _fields_of(el):
             q = etree.QName(c)
@@ -338,8 +389,11 @@ class _Reader:
 
     def attributes(self, el: Any) -> dict[str, Any]:
         obj: dict[str, Any] = {}
+        prefixed = el.get(_LT_PREFIXED) == "type"  # lottrace's export: gs1:Angle as written
         for key, value in el.attrib.items():
             q = etree.QName(key)
+            if key == _LT_PREFIXED:
+                continue
             if q.namespace is not None:
                 name = f"{self.prefix(el, q.namespace)}:{q.localname}"
                 obj[name] = value
@@ -349,7 +403,7 @@ class _Reader:
                 obj[local] = _number(value, self.name, el.sourceline, local)
             elif local == "booleanValue":
                 obj[local] = value.strip() in ("true", "1")
-            elif local == "type" and value.startswith("gs1:"):
+            elif local == "type" and value.startswith("gs1:") and not prefixed:
                 obj[local] = value[4:]
             else:
                 obj[local] = value
@@ -362,6 +416,9 @@ class _Reader:
         takes GS1's prefix, undeclared; an XML prefix that is a protected
         term of GS1's context but names another namespace is renamed.
         """
+        for own, own_iri in self.own.items():  # the event's own: not the document's
+            if own_iri == namespace:
+                return own
         bare = namespace.rstrip(":/#")
         for term, iri in PROTECTED.items():
             if iri is not None and ":" in iri and iri.rstrip(":/#") == bare:
@@ -612,6 +669,7 @@ class _Writer:
         exact = sorted(iri for iri in self.namespaces.values() if not iri.endswith(("/", "#", ":")))
         if exact:  # JSON-LD prefixes that end otherwise: read back as written
             root.set(_LT_EXACT, " ".join(exact))
+        _write_header(self, root, doc)
         event_list = etree.SubElement(etree.SubElement(root, "EPCISBody"), "EventList")
         for i, event in enumerate(events):
             self.where = f"event {i + 1} ({event.get('type')} {event.get('eventID', '')})"
@@ -646,31 +704,39 @@ class _Writer:
                     f"cannot write EPCIS {'1.2' if self.v1 else '2.0'} XML: {self.where} "
                     f"has {key!r}, which a {kind} does not have in XML"
                 )
-        el = etree.SubElement(parent, kind)
-        for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
-            if key in event:
-                self.field(el, key, event[key])
-        if self.v1:
-            if "eventID" in event or "errorDeclaration" in event:
-                base = etree.SubElement(el, "baseExtension")
-                for key in ("eventID", "errorDeclaration"):
+        prefixes = _own_prefixes(event.get("@context"))  # declared on the event element
+        el = etree.SubElement(parent, kind, nsmap=prefixes or None)
+        if "@context" in event:
+            el.set(_LT_CONTEXT, json.dumps(event["@context"], separators=(",", ":")))
+        saved = self.namespaces
+        self.namespaces = {**saved, **prefixes}
+        try:
+            for key in ("eventTime", "recordTime", "eventTimeZoneOffset"):
+                if key in event:
+                    self.field(el, key, event[key])
+            if self.v1:
+                if "eventID" in event or "errorDeclaration" in event:
+                    base = etree.SubElement(el, "baseExtension")
+                    for key in ("eventID", "errorDeclaration"):
+                        if key in event:
+                            self.field(base, key, event[key])
+            else:
+                for key in ("eventID", "errorDeclaration", "certificationInfo"):
                     if key in event:
-                        self.field(base, key, event[key])
-        else:
-            for key in ("eventID", "errorDeclaration", "certificationInfo"):
+                        self.field(el, key, _one_certification(event[key], self.where))
+            for key in own:
                 if key in event:
-                    self.field(el, key, _one_certification(event[key], self.where))
-        for key in own:
-            if key in event:
-                self.field(el, key, event[key])
-            elif key in required:
-                etree.SubElement(el, key)
-        if any(key in event for key in ext):
-            holder = etree.SubElement(el, "extension")
-            for key in ext:
-                if key in event:
-                    self.field(holder, key, event[key])
-        self.extensions(el, event)
+                    self.field(el, key, event[key])
+                elif key in required:
+                    etree.SubElement(el, key)
+            if any(key in event for key in ext):
+                holder = etree.SubElement(el, "extension")
+                for key in ext:
+                    if key in event:
+                        self.field(holder, key, event[key])
+            self.extensions(el, event)
+        finally:
+            self.namespaces = saved
 
     def field(self, parent: Any, key: str, value: Any) -> None:
         if key in _TEXT_LISTS:
@@ -735,6 +801,9 @@ class _Writer:
                 text = repr(value)
             elif key == "type" and isinstance(value, str) and ":" not in value:
                 text = f"gs1:{value}"  # a GS1 sensor type: gs1:Temperature
+            elif key == "type" and isinstance(value, str) and value.startswith("gs1:"):
+                text = value
+                el.set(_LT_PREFIXED, "type")
             else:
                 text = str(value)
             self.set(el, self.qname(key) if ":" in key else key, text)
@@ -826,3 +895,279 @@ def _cbv_urn(vocabulary: str, value: Any) -> str:
     """A bare CBV word as its URN (``shipping`` -> ``urn:epcglobal:cbv:bizstep:shipping``)."""
     text = str(value)
     return text if ":" in text else f"urn:epcglobal:cbv:{vocabulary}:{text}"
+
+
+# --------------------------------------------------------------------------- header
+
+_SBDH = "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader"
+#: JSON-LD document fields an EPCISHeader carries as ``lt:`` attributes when no SBDH
+#: can (an SBDH needs a sender, a receiver and an instance identifier).
+_LT_FIELDS = ("id", "sender", "receiver", "instanceIdentifier")
+
+
+def _strip(el: Any) -> Any:
+    """A copy of an element without comments and whitespace-only text, for comparing."""
+    copy = etree.fromstring(etree.tostring(el))
+    for node in list(copy.iter()):
+        if not isinstance(node.tag, str):
+            parent = node.getparent()
+            if parent is not None:
+                tail = node.tail
+                prev = node.getprevious()
+                parent.remove(node)
+                if tail and tail.strip():
+                    if prev is not None:
+                        prev.tail = (prev.tail or "") + tail
+                    else:
+                        parent.text = (parent.text or "") + tail
+            continue
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return copy
+
+
+def _c14n(el: Any) -> str:
+    """An element as exclusive canonical XML, whitespace between elements left out."""
+    out: bytes = etree.tostring(_strip(el), method="c14n", exclusive=True, with_comments=False)
+    return out.decode()
+
+
+def _sbdh_element(sender: str, receiver: str, instance: str, created: str, v1: bool) -> Any:
+    """The SBDH lottrace writes for a sender, a receiver and an instance identifier."""
+    sbdh = etree.Element(f"{{{_SBDH}}}StandardBusinessDocumentHeader", nsmap={"sbdh": _SBDH})
+
+    def sub(parent: Any, name: str, text: str | None = None) -> Any:
+        el = etree.SubElement(parent, f"{{{_SBDH}}}{name}")
+        if text is not None:
+            el.text = text
+        return el
+
+    sub(sbdh, "HeaderVersion", "1.0")
+    sub(sub(sbdh, "Sender"), "Identifier", sender)
+    sub(sub(sbdh, "Receiver"), "Identifier", receiver)
+    ident = sub(sbdh, "DocumentIdentification")
+    sub(ident, "Standard", "EPCglobal")
+    sub(ident, "TypeVersion", "1.0" if v1 else "2.0")
+    sub(ident, "InstanceIdentifier", instance)
+    sub(ident, "Type", "Events")
+    sub(ident, "CreationDateAndTime", created)
+    return sbdh
+
+
+def _read_header(reader: _Reader, header: Any, created: str | None) -> dict[str, Any]:
+    """The JSON-LD document fields an ``EPCISHeader`` stands for."""
+    out: dict[str, Any] = {}
+    epcis_header: dict[str, Any] = {}
+    for key, value in header.attrib.items():
+        q = etree.QName(key)
+        if q.namespace == _LT and q.localname in _LT_FIELDS:
+            out[q.localname] = value
+        elif q.namespace == _LT:
+            epcis_header[_lt_key(reader, header, q.localname)] = value
+        elif q.namespace is not None:
+            epcis_header[f"{reader.prefix(header, q.namespace)}:{q.localname}"] = value
+    sbdh = _child(header, "StandardBusinessDocumentHeader", namespace=True)
+    if sbdh is not None:
+        found: dict[str, str] = {}
+        for path, key in (
+            ("sbdh:Sender/sbdh:Identifier", "sender"),
+            ("sbdh:Receiver/sbdh:Identifier", "receiver"),
+            ("sbdh:DocumentIdentification/sbdh:InstanceIdentifier", "instanceIdentifier"),
+        ):
+            el = sbdh.find(path, {"sbdh": _SBDH})
+            if el is not None and _text(el):
+                found[key] = _text(el)
+        out.update(found)
+        v1 = etree.QName(header.getparent()).namespace == _V1
+        ours = None
+        if len(found) == 3 and created is not None:
+            ours = _sbdh_element(
+                found["sender"], found["receiver"], found["instanceIdentifier"], created, v1
+            )
+        if ours is None or _c14n(ours) != _c14n(sbdh):  # more than lottrace writes: keep it
+            epcis_header[_lt_key(reader, header, "sbdh")] = _c14n(sbdh)
+    ext = _child(header, "extension")
+    master = _child(ext, "EPCISMasterData") if ext is not None else None
+    vlist = _child(master, "VocabularyList") if master is not None else None
+    if vlist is not None:
+        vocabularies = []
+        for v in _elements(vlist):
+            vocabulary: dict[str, Any] = {"type": v.get("type", "")}
+            elist = _child(v, "VocabularyElementList")
+            elements = [] if elist is None else [_read_element(reader, e) for e in _elements(elist)]
+            vocabulary["vocabularyElementList"] = elements
+            vocabularies.append(vocabulary)
+        epcis_header["epcisMasterData"] = {"vocabularyList": vocabularies}
+    if epcis_header:
+        out["epcisHeader"] = epcis_header
+    return out
+
+
+def _lt_key(reader: _Reader, el: Any, name: str) -> str:
+    """``lt:NAME``, the ``lt`` prefix declared for lottrace's namespace (if free)."""
+    if reader.prefixes.setdefault("lt", _LT) == _LT:
+        return f"lt:{name}"
+    return f"{reader.prefix(el, _LT)}:{name}"
+
+
+def _read_element(reader: _Reader, el: Any) -> dict[str, Any]:
+    element: dict[str, Any] = {"id": el.get("id", "")}
+    for key, value in el.attrib.items():
+        q = etree.QName(key)
+        if q.namespace is not None:
+            element[f"{reader.prefix(el, q.namespace)}:{q.localname}"] = value
+    attributes: list[dict[str, Any]] = []
+    listed: dict[str, Any] = {}
+    for c in _elements(el):
+        local = _local(c)
+        if local == "attribute" and _is_epcis(c):
+            value = _read_attribute_value(reader, c)
+            mark = c.get(_LT_LIST)
+            ident = c.get("id", "")
+            if mark in ("0", "1"):  # lottrace's export: the items of one array value
+                before = listed.get(ident)
+                if before is None:
+                    before = listed[ident] = {"id": ident, "attribute": []}
+                    attributes.append(before)
+                if mark == "1":
+                    before["attribute"].append(value)
+                continue
+            attr: dict[str, Any] = {"id": ident}
+            if value is not None:
+                attr["attribute"] = value
+            attributes.append(attr)
+        elif local == "children" and _is_epcis(c):
+            element["children"] = [_text(i) for i in _elements(c)]
+        elif local == "extension" and _is_epcis(c):
+            for x in _elements(c):
+                reader.put(element, x)
+        elif not _is_epcis(c):
+            reader.put(element, c)
+    if attributes:
+        element["attributes"] = attributes
+    return element
+
+
+def _read_attribute_value(reader: _Reader, c: Any) -> Any:
+    children = _elements(c)
+    if not children:
+        if c.get(_LT_JSON) is None and not _text(c):
+            return None  # an attribute without a value
+        return reader.typed(c)
+    obj: dict[str, Any] = {}
+    for x in children:
+        reader.put(obj, x)
+    return obj
+
+
+def _write_header(writer: _Writer, root: Any, doc: dict[str, Any]) -> None:
+    epcis_header = doc.get("epcisHeader")
+    epcis_header = dict(epcis_header) if isinstance(epcis_header, dict) else {}
+    fields = {k: doc[k] for k in _LT_FIELDS if isinstance(doc.get(k), str)}
+    if not fields and not epcis_header:
+        return
+    writer.where = "the header"
+    header = etree.SubElement(root, "EPCISHeader")
+    sbdh_key = next(
+        (k for k in epcis_header if k.endswith(":sbdh") and writer.namespaces.get(k[:-5]) == _LT),
+        None,
+    )
+    master = epcis_header.pop("epcisMasterData", None)
+    if sbdh_key is not None:
+        text = epcis_header.pop(sbdh_key)
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        try:
+            header.append(etree.fromstring(str(text).encode(), parser))
+        except etree.XMLSyntaxError:
+            raise XmlExportError(f"cannot write XML: the header's {sbdh_key} is not XML") from None
+        for key in ("sender", "receiver", "instanceIdentifier"):
+            fields.pop(key, None)  # in the SBDH
+    elif all(k in fields for k in ("sender", "receiver", "instanceIdentifier")):
+        header.append(
+            _sbdh_element(
+                fields.pop("sender"),
+                fields.pop("receiver"),
+                fields.pop("instanceIdentifier"),
+                doc["creationDate"],
+                writer.v1,
+            )
+        )
+    for key, value in fields.items():
+        writer.set(header, f"{{{_LT}}}{key}", value)
+    for key, value in epcis_header.items():
+        if ":" not in key or not isinstance(value, str):
+            raise XmlExportError(
+                f"cannot write XML: the header's {key!r} is not an extension attribute (text)"
+            )
+        writer.set(header, writer.qname(key), value)
+    if not isinstance(master, dict) or not master.get("vocabularyList"):
+        return
+    vlist = etree.SubElement(
+        etree.SubElement(etree.SubElement(header, "extension"), "EPCISMasterData"),
+        "VocabularyList",
+    )
+    for i, vocabulary in enumerate(master["vocabularyList"]):
+        writer.where = f"vocabulary {i + 1} of the master data"
+        v = etree.SubElement(vlist, "Vocabulary")
+        writer.set(v, "type", str(vocabulary.get("type", "")))
+        elements = vocabulary.get("vocabularyElementList") or []
+        if not elements:
+            continue
+        elist = etree.SubElement(v, "VocabularyElementList")
+        for element in elements:
+            _write_element(writer, etree.SubElement(elist, "VocabularyElement"), element)
+
+
+def _write_element(writer: _Writer, el: Any, element: dict[str, Any]) -> None:
+    writer.set(el, "id", str(element.get("id", "")))
+    for attr in element.get("attributes") or []:
+        ident = str(attr.get("id", ""))
+        if "attribute" not in attr:
+            writer.set(etree.SubElement(el, "attribute"), "id", ident)
+            continue
+        value = attr["attribute"]
+        if isinstance(value, list):  # an array value: one element per item, marked
+            if not value:
+                a = etree.SubElement(el, "attribute")
+                writer.set(a, "id", ident)
+                a.set(_LT_LIST, "0")
+            for item in value:
+                a = etree.SubElement(el, "attribute")
+                writer.set(a, "id", ident)
+                a.set(_LT_LIST, "1")
+                _write_value(writer, a, item)
+            continue
+        a = etree.SubElement(el, "attribute")
+        writer.set(a, "id", ident)
+        _write_value(writer, a, value)
+    if "children" in element:
+        children = etree.SubElement(el, "children")
+        for child in element["children"]:
+            writer.text(etree.SubElement(children, "id"), child)
+    for key, value in element.items():
+        if key in ("id", "attributes", "children"):
+            continue
+        if ":" not in key or key.startswith("@"):
+            raise XmlExportError(
+                f"cannot write XML: {writer.where}: element {element.get('id')!r} has {key!r}"
+            )
+        if isinstance(value, str) and writer.namespaces.get(key.split(":")[0]) == _LT:
+            writer.set(el, writer.qname(key), value)  # lt:time: an attribute
+        else:
+            writer.extension(el, writer.qname(key), value)
+
+
+def _write_value(writer: _Writer, a: Any, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, v in value.items():
+            writer.extension(a, writer.qname(key) if ":" in key else key, v)
+        return
+    # a scalar: as an extension element's text, with lt:json for a non-string
+    tmp = etree.Element("tmp")
+    writer.extension(tmp, "v", value)
+    made = tmp[0]
+    a.text = made.text
+    for k, v in made.attrib.items():
+        a.set(k, v)

@@ -56,6 +56,7 @@ __all__ = [
     "DryMill",
     "Drying",
     "EpcisEvent",
+    "EpcisHeader",
     "Event",
     "EventBase",
     "Export",
@@ -63,6 +64,7 @@ __all__ = [
     "Harvest",
     "HqQC",
     "LotInput",
+    "MasterData",
     "MillOutput",
     "Plot",
     "canonical_json",
@@ -805,6 +807,67 @@ class EpcisEvent(EventBase):
         )
 
 
+def _foreign_element(element: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """A vocabulary element names its id (a URI), and its children are URIs."""
+    ident = element.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise ValueError("a vocabulary element needs an 'id' (a URI)")
+    _foreign_id(ident, info)
+    for child in element.get("children") or ():
+        if isinstance(child, str):
+            _foreign_id(child, info)
+    return element
+
+
+class MasterData(EventBase):
+    """One version of one EPCIS master-data vocabulary element (see ``masterdata.py``).
+
+    A location, party, product class ... with its attributes and children,
+    as a partner's ``epcisHeader.epcisMasterData`` gave it, at the time of
+    the document that carried it. A later version of the same element
+    (same ``vocabulary`` and ``element.id``) is a later event; the current
+    view is the latest by time. It names no lot, so it joins no lineage and
+    no lot's timeline.
+    """
+
+    type: Literal["master_data"] = "master_data"
+    site: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_foreign_id)] = Field(
+        default="epcis:unknown", description="Always 'epcis:unknown': master data has no site."
+    )
+    vocabulary: Annotated[
+        str, Field(min_length=1, max_length=2000), AfterValidator(_foreign_id)
+    ] = Field(description="The vocabulary type, e.g. urn:epcglobal:epcis:vtype:BusinessLocation.")
+    element: Annotated[dict[str, Any], AfterValidator(_foreign_element)] = Field(
+        description="The vocabulary element as JSON-LD: id, attributes [{id, attribute}], "
+        "children [ids], extension keys."
+    )
+    context: dict[str, str] | None = Field(
+        default=None, description="The namespace prefixes the element uses."
+    )
+
+
+class EpcisHeader(EventBase):
+    """What a partner's EPCIS document says about itself: sender, receiver, ids.
+
+    ``header`` holds the document's ``id``, ``sender``, ``receiver``,
+    ``instanceIdentifier`` (in XML, the SBDH's) and the ``epcisHeader``
+    extension keys, as JSON-LD. One per imported document that has any;
+    ``time`` is the document's ``creationDate``. It names no lot.
+    """
+
+    type: Literal["epcis_header"] = "epcis_header"
+    site: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_foreign_id)] = Field(
+        default="epcis:unknown", description="Always 'epcis:unknown': a document has no site."
+    )
+    header: dict[str, Any] = Field(
+        description="The document's id, sender, receiver, instanceIdentifier and epcisHeader "
+        "extension keys, as JSON-LD."
+    )
+    context: dict[str, str] | None = Field(
+        default=None, description="The namespace prefixes the header uses."
+    )
+
+
 Event: TypeAlias = Annotated[
     Harvest
     | Drying
@@ -815,7 +878,9 @@ Event: TypeAlias = Annotated[
     | Dispatch
     | Arrival
     | Correction
-    | EpcisEvent,
+    | EpcisEvent
+    | MasterData
+    | EpcisHeader,
     Field(discriminator="type"),
 ]
 
@@ -832,6 +897,8 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
         Arrival,
         Correction,
         EpcisEvent,
+        MasterData,
+        EpcisHeader,
     )
 }
 

@@ -182,11 +182,16 @@ def import_documents(
     Each document is one that :func:`lottrace.epcis.load_document` read and
     checked (JSON-LD or XML); its events are mapped by
     :func:`lottrace.epcis.document_to_events` and appended in one batch.
-    ``transform`` is as for :func:`import_files`.
+    Master data the ledger holds already (the same element content, a
+    header equal to a stored one) is counted as a duplicate, whatever the
+    document's date (:func:`lottrace.masterdata.fresh`). ``transform`` is as
+    for :func:`import_files`, applied after that.
     """
     from .epcis import document_to_events
+    from .masterdata import fresh
 
     items = (item for name, doc in documents for item in document_to_events(doc, name))
+    items = fresh(ledger, items)
     if transform is not None:
         items = ((where, transform(where, ev)) for where, ev in items)
     return ledger.append(items)

@@ -40,6 +40,7 @@ from . import __version__
 from .compliance import certify, eudr
 from .errors import InvalidInput
 from .ledger import Ledger
+from .masterdata import site_info, sites
 from .numfmt import number
 from .provenance import downstream, upstream
 from .rules import STAGE_NAMES
@@ -251,7 +252,9 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
         from ``timeline``); ``certifications`` (scheme, certified, harvests,
         breaking: one per scheme any contributing harvest claims);
         ``eudr_plots`` and ``eudr_problems``; ``head`` (seq, hash) and
-        ``voided``.
+        ``voided``; ``sites``: what partners' master data says about the
+        sites of the steps and QC results (``{site: {name, latitude,
+        longitude}}``, only sites it knows; see ``masterdata.py``).
 
     Raises
     ------
@@ -289,6 +292,16 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
         answer = certify(ledger, lot, scheme)
         certs.append({k: answer[k] for k in ("scheme", "certified", "harvests", "breaking")})
     seq, head = ledger.head()
+    known = sites(ledger)
+    site_names: JSON = {}
+    for site in [s["site"] for s in path["steps"]] + [q["site"] for q in up["qc"]]:
+        info = site_info(known, site)
+        if info is not None:
+            site_names[site] = {
+                "name": info.name,
+                "latitude": info.latitude,
+                "longitude": info.longitude,
+            }
     return {
         "lot": lot,
         "kg": state.kg,
@@ -306,7 +319,24 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
         "eudr_problems": problems,
         "head": {"seq": seq, "hash": head},
         "voided": sorted(set(up["voided"]) | set(down["voided"])),
+        "sites": site_names,
     }
+
+
+def _site(data: JSON, site: str, lang: str) -> str:
+    """A site as the page shows it: its master-data name and coordinates, if known."""
+    info = data.get("sites", {}).get(site)
+    if not info:
+        return _e(site)
+    text = _e(site)
+    if info["name"]:
+        text = _e(info["name"]) + f' <span class="muted">({text})</span>'
+    if info["latitude"] is not None and info["longitude"] is not None:
+        text += (
+            f' <span class="muted">{_e(_num(info["latitude"], 4, lang))}, '
+            f"{_e(_num(info['longitude'], 4, lang))}</span>"
+        )
+    return text
 
 
 #: The longest passport URL (UTF-8 bytes) that fits a QR code at error level M (version 40: 2,331).
@@ -541,7 +571,7 @@ def _timeline(data: JSON, t: dict[str, str], lang: str) -> str:
         )
         items.append(
             f"<li><strong>{_e(t.get(step['stage'], step['stage']))}</strong>{after}<br>"
-            f'{_e(_when(step["time"]))} · {_e(step["site"])} · <span class="muted">'
+            f'{_e(_when(step["time"]))} · {_site(data, step["site"], lang)} · <span class="muted">'
             f"{_e(t['lot'])} {_e(step['lot'])}</span></li>"
         )
     parts.append(f'<ol class="steps">{"".join(items)}</ol>')
@@ -600,7 +630,7 @@ def _qc(data: JSON, t: dict[str, str], lang: str) -> str:
                 _e(_day(q["time"])),
                 f'<span class="code">{_e(q["lot"])}</span>',
                 _e(t.get(q["stage"], q["stage"]))
-                + f'<br><span class="muted">{_e(q["site"])}</span>',
+                + f'<br><span class="muted">{_site(data, q["site"], lang)}</span>',
                 badge,
                 _e(_num(q["moisture_pct"], 1, lang)),
                 _e(_num(q["water_activity"], 2, lang)),

@@ -34,6 +34,7 @@ from .graph import (
     source_shares,
 )
 from .ledger import Ledger, StoredEvent
+from .masterdata import parties, party_name
 from .rules import time_key
 
 __all__ = [
@@ -202,6 +203,8 @@ def downstream(ledger: Ledger, lot: str) -> JSON:
         ``lot``; ``lots`` (its descendant lot codes, sorted, without `lot`);
         ``exports`` (one per export event of `lot` or a descendant, in time
         order: lot, time, kg, container, ico_mark, vessel, buyer,
+        buyer_name (the name partners' master data gives a buyer named by
+        its id, a URI such as ``urn:epc:id:pgln:...``; else ``None``),
         destination, bags, share (the fraction of the exported lot that came
         from `lot`), kg_from_lot (share times the exported kg), event_id);
         ``voided``.
@@ -225,7 +228,12 @@ def downstream(ledger: Ledger, lot: str) -> JSON:
     G = descendants_graph(ledger, lot, timelines=True)
     share = shares_from(G, lot)
     exports: list[JSON] = []
-    for code, e in _own_events(G, ("export",)):
+    events = _own_events(G, ("export",))
+    # Master data names parties by URI; reading it is a scan of the log, made only
+    # when a buyer is named by one (a buyer written as a name needs none).
+    named = any(":" in str(getattr(e.event, "buyer", None) or "") for _c, e in events)
+    names = parties(ledger) if named else {}
+    for code, e in events:
         ev = e.event
         f = share.get(code, Fraction(0))
         kg = getattr(ev, "kg", None)
@@ -235,7 +243,9 @@ def downstream(ledger: Ledger, lot: str) -> JSON:
                 "time": ev.time.isoformat(),
                 "kg": kg,
                 **{k: getattr(ev, k, None) for k in ("container", "ico_mark", "vessel")},
-                **{k: getattr(ev, k, None) for k in ("buyer", "destination", "bags")},
+                "buyer": getattr(ev, "buyer", None),
+                "buyer_name": party_name(names, getattr(ev, "buyer", None)),
+                **{k: getattr(ev, k, None) for k in ("destination", "bags")},
                 "share": float(f),
                 "kg_from_lot": round(float(f * Fraction(kg)), 3) if kg is not None else None,
                 "event_id": e.event_id,

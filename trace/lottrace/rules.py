@@ -63,7 +63,8 @@ RULES: dict[str, str] = {
     "coffee (a lot out of the dry mill) is exported",
     "correction-balance": "a correction cannot leave a lot with more kg drawn from it than it had",
     "correction-target": "a correction names an existing event that is not already void "
-    "and is not itself a correction",
+    "and is not itself a correction, nor master data or a document header (a newer version "
+    "of a vocabulary element replaces it; master data names no lot a void could be kept for)",
     "correction-orphans": "an event that created a lot can only be voided once nothing "
     "else refers to that lot (void the later events first, newest first)",
     "weight-unstated": "a foreign (EPCIS) event that draws from a weighed lot states the kg it "
@@ -698,6 +699,15 @@ def _check_correction(ev: Facts, view: View, now: datetime) -> list[Finding]:
             Finding(
                 "correction-target",
                 f"event {ev.corrects[:12]}... is a correction; corrections cannot be voided",
+                "corrects",
+            )
+        ]
+    if body.type in ("master_data", "epcis_header"):
+        return [
+            Finding(
+                "correction-target",
+                f"event {ev.corrects[:12]}... is {body.type}; master data is not voided: "
+                "import a newer version of the element instead",
                 "corrects",
             )
         ]
