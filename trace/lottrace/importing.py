@@ -190,8 +190,9 @@ def import_documents(
     from .epcis import document_to_events
     from .masterdata import fresh
 
-    items = (item for name, doc in documents for item in document_to_events(doc, name))
-    items = fresh(ledger, items)
+    items: Iterator[tuple[str, Any]] = fresh(
+        ledger, (item for name, doc in documents for item in document_to_events(doc, name))
+    )
     if transform is not None:
         items = ((where, transform(where, ev)) for where, ev in items)
     return ledger.append(items)
