@@ -8,6 +8,7 @@ import pytest
 
 from lottrace.errors import InvalidEvent
 from lottrace.events import EVENT_MODELS, canonical_json, event_id, parse_event
+from records import record_samples
 
 from factories import drying, export, harvest, mill, qc
 
@@ -48,6 +49,7 @@ def test_every_type_parses() -> None:
             "hash_id": f"ni:///sha-256;{'b' * 64}?ver=CBV2.0",
             "event": {"type": "ObjectEvent"},
         },
+        *record_samples(),
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 

@@ -165,7 +165,8 @@ def test_every_problem_of_every_row_in_plain_words(db: Path, tmp_path: Path) -> 
         f'{p}:4: column "Resultado": "Quizás" is not one of: accepted, rejected, hold',
         f'{p}:5: column "Latitud": latitude -95.1 is outside -90..90 (positions are [lon, lat])',
         f'{p}:6: column "Etapa": "Molienda" is not a stage lottrace knows (harvest, drying, '
-        "gatherer_qc, hq_qc, dry_mill, export, dispatch, arrival, correction, epcis; or cosecha, "
+        "gatherer_qc, hq_qc, dry_mill, export, dispatch, arrival, correction, epcis, certificate, "
+        "transaction_certificate, purchase, payment, premium; or cosecha, "
         "secado, acopio ...); add it under [values.type] in the suggested map",
         "Error: 6 problems in 5 rows (listed above); nothing was written",
     ]

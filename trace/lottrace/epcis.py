@@ -40,6 +40,7 @@ from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
     EVENT_MODELS,
     LOT_BASE,
+    RECORD_TYPES,
     Correction,
     EpcisEvent,
     EventBase,
@@ -438,6 +439,8 @@ def export_document(
         ev = stored.event
         if floor is not None and time_key(ev.time) < floor:
             continue
+        if ev.type in RECORD_TYPES:  # certificates, purchases, payments: never exported
+            continue
         target = None
         if isinstance(ev, Correction):
             target = kept.get(ev.corrects)
@@ -445,6 +448,8 @@ def export_document(
                 if wanted is not None or floor is not None:
                     continue  # it voids an event outside the selection
                 target = ledger.event(ev.corrects).event
+                if target.type in RECORD_TYPES:
+                    continue
         elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
@@ -473,6 +478,12 @@ def export_document(
 def _named_events(ledger: Ledger, some_id: str) -> list[StoredEvent]:
     """The events an id names, with the corrections of any voided one, in log order."""
     found = {s.seq: s for s in ledger.find_events(some_id)}
+    private = [s for s in found.values() if s.event.type in RECORD_TYPES]
+    if private:
+        raise LottraceError(
+            f"event {private[0].event_id[:12]}... is a {private[0].event.type}: certificates, "
+            "purchases, payments and premiums are never exported to EPCIS"
+        )
     if not found:
         raise UnknownEvent(
             f"no event {some_id!r} in {ledger.path} (neither a lottrace event id, "
