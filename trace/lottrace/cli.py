@@ -1680,6 +1680,60 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     click.echo(f"wrote {output}: run datasette {ctx.obj['db']} --metadata {output}")
 
 
+# --------------------------------------------------------------------------- claims and money
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def claims(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """The claims LOT holds (organic, Café Femenino ...), and why it lacks the others."""
+    from .claims import claims as query
+
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
+        return
+    held = ", ".join(data["held"]) or "none"
+    click.echo(f"lot {data['lot']} holds: {held}")
+    if data["declared"]:
+        click.echo(f"declared a claim lot for: {', '.join(data['declared'])}")
+    for row in data["not_held"]:
+        at = f" (dropped at {', '.join(row['dropped_at'])})" if row["dropped_at"] else ""
+        click.echo(f"not {row['claim']}{at}: {row['reason']}")
+
+
+@cli.group()
+def certificates() -> None:
+    """Certificates recorded in the ledger (``certificate`` events)."""
+
+
+@certificates.command("expiring")
+@click.option("--within", default="60d", show_default=True, help="A span: 60d, 8w.")
+@click.option("--today", metavar="DATE", help="Count from this date (YYYY-MM-DD), not today.")
+@json_option
+@click.pass_context
+def certificates_expiring(
+    ctx: click.Context, within: str, today: str | None, as_json: bool
+) -> None:
+    """Certificates whose last valid day falls within --within (and those just expired)."""
+    from .certificates import expiring, parse_day, parse_within
+
+    data = _query(
+        ctx, expiring, parse_within(within), parse_day(today, "--today"), as_json=as_json
+    )
+    if data is None:
+        return
+    cols = ["valid_to", "days_left", "scheme", "number", "holder", "issued_by"]
+    if data["certificates"]:
+        click.echo(_table(data["certificates"], cols))
+    else:
+        click.echo(f"no certificate expires within {data['within_days']} days of {data['today']}")
+    if data["expired"]:
+        click.echo(f"\nexpired in the last {data['within_days']} days:")
+        click.echo(_table(data["expired"], cols))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

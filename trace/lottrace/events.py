@@ -629,8 +629,8 @@ class Correction(EventBase):
 
 # --------------------------------------------------------------------------- records
 # Certificates, purchases, payments and premiums describe things rather than move
-# a lot: they are no checkpoint, touch no lot's state or timeline (``subject`` is
-# None, nothing drawn or formed) and are read by registries
+# a lot: they are no checkpoint, touch no lot's state or timeline (nothing drawn
+# or formed, no (lot, role) in ``rules.facts_of``) and are read by registries
 # (``Ledger.events_of_types``). The lot they name is in ``refs``, which the rules
 # check exists.
 
@@ -666,11 +666,12 @@ _Ids: TypeAlias = Annotated[list[IdText], Field(max_length=5000)]
 
 
 class _Record(EventBase):
-    """An event that records a fact about lots or people, not a checkpoint of a lot."""
+    """An event that records a fact about lots or people, not a checkpoint of a lot.
 
-    @property
-    def subject(self) -> str | None:
-        return None
+    Its ``subject`` is the lot it names (the log's ``lot`` column), but it
+    involves no lot: ``rules.facts_of`` gives it no (lot, role), so it folds
+    into no lot's state or timeline.
+    """
 
     @property
     def drawn(self) -> tuple[LotInput, ...]:

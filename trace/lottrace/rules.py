@@ -259,7 +259,8 @@ def facts_of(ev: EventBase) -> Facts:
     outputs = get("outputs") if isinstance(ev, DryMill) else None
     drawn = tuple((i.lot, i.kg) for i in ev.drawn)
     formed, subject, touched = ev.formed, ev.subject, ev.touched
-    lots = _lots_of(drawn, formed, subject, touched)
+    # A record (a payment ...) names a lot but is none of its events.
+    lots = () if ev.type in RECORD_TYPES else _lots_of(drawn, formed, subject, touched)
     stated: tuple[tuple[str, float | None], ...] = ()
     adds_to: tuple[str, ...] = ()
     unstated: tuple[str, ...] = ()
