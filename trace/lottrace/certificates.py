@@ -25,9 +25,14 @@ JSON = dict[str, Any]
 
 @dataclass(frozen=True)
 class Registry:
-    """The ledger's non-void certificates, in log order."""
+    """The ledger's non-void certificates and transaction certificates, in log order.
 
-    certificates: tuple[Certificate, ...]
+    Read by one scan of the log's ``type`` column (:meth:`Ledger.events_of_types`),
+    whose cost grows with the log: a caller asking about many lots reads it once.
+    """
+
+    certificates: tuple[Certificate, ...] = ()
+    transactions: tuple[TransactionCertificate, ...] = ()
 
     def of(self, scheme: str) -> list[Certificate]:
         return [c for c in self.certificates if c.scheme == scheme]
@@ -38,13 +43,17 @@ class Registry:
 
 
 def registry(ledger: Ledger) -> Registry:
-    """Every certificate in the ledger that no correction voided."""
-    certs = [
-        s.event
-        for s in ledger.events_of_types(["certificate"])
-        if not s.void and isinstance(s.event, Certificate)
-    ]
-    return Registry(tuple(certs))
+    """Every certificate and transaction certificate in the ledger that no correction voided."""
+    certs: list[Certificate] = []
+    tcs: list[TransactionCertificate] = []
+    for s in ledger.events_of_types(["certificate", "transaction_certificate"]):
+        if s.void:
+            continue
+        if isinstance(s.event, Certificate):
+            certs.append(s.event)
+        elif isinstance(s.event, TransactionCertificate):
+            tcs.append(s.event)
+    return Registry(tuple(certs), tuple(tcs))
 
 
 def _covers(c: Certificate, ev: EventBase) -> bool:
@@ -139,12 +148,11 @@ def expiring(ledger: Ledger, within_days: int, today: date | None = None) -> JSO
     }
 
 
-def transaction_certificates(ledger: Ledger, lots: set[str]) -> list[JSON]:
+def transaction_certificates(reg: Registry, lots: set[str]) -> list[JSON]:
     """The transaction certificates (NOP import, EU COI ...) recorded for these lots."""
     out = []
-    for s in ledger.events_of_types(["transaction_certificate"]):
-        ev = s.event
-        if not s.void and isinstance(ev, TransactionCertificate) and ev.lot in lots:
+    for ev in reg.transactions:
+        if ev.lot in lots:
             out.append(
                 {
                     "lot": ev.lot,

@@ -1719,9 +1719,7 @@ def certificates_expiring(
     """Certificates whose last valid day falls within --within (and those just expired)."""
     from .certificates import expiring, parse_day, parse_within
 
-    data = _query(
-        ctx, expiring, parse_within(within), parse_day(today, "--today"), as_json=as_json
-    )
+    data = _query(ctx, expiring, parse_within(within), parse_day(today, "--today"), as_json=as_json)
     if data is None:
         return
     cols = ["valid_to", "days_left", "scheme", "number", "holder", "issued_by"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .certificates import Registry
+from .certificates import registry as read_registry
 from .events import Harvest
 from .graph import (
     ancestors_graph,
@@ -133,7 +135,7 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
     return {"type": "FeatureCollection", "features": features}, problems
 
 
-def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
+def certify(ledger: Ledger, lot: str, scheme: str, *, registry: Registry | None = None) -> JSON:
     """Does every harvest in a lot carry a certification? The lots that break it.
 
     Parameters
@@ -144,6 +146,9 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
         A lot code in the ledger.
     scheme : str
         A certification as harvests list it, e.g. ``organic``, ``fairtrade``.
+    registry : Registry, optional
+        The ledger's certificates, when the caller has read them
+        (:func:`lottrace.certificates.registry`, one scan of the log).
 
     Returns
     -------
@@ -206,7 +211,7 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
                 "reason": "unknown origin",
             }
         )
-    extra = _certificate_check(ledger, G, scheme, breaking)
+    extra = _certificate_check(registry or read_registry(ledger), G, scheme, breaking)
     return {
         "lot": lot,
         "scheme": scheme,
@@ -218,12 +223,11 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
     }
 
 
-def _certificate_check(ledger: Ledger, G: Any, scheme: str, breaking: list[JSON]) -> JSON:
+def _certificate_check(reg: Registry, G: Any, scheme: str, breaking: list[JSON]) -> JSON:
     """Check contributing events against certificates valid on their dates (adds to breaking)."""
     from . import certificates as certs
 
-    reg = certs.registry(ledger)
-    tcs = certs.transaction_certificates(ledger, set(G.nodes))
+    tcs = certs.transaction_certificates(reg, set(G.nodes))
     if not reg.of(scheme):
         return {
             "basis": "harvest certifications",
