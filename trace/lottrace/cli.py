@@ -1732,6 +1732,32 @@ def certificates_expiring(
         click.echo(_table(data["expired"], cols))
 
 
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def premiums(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """The premiums LOT earned: each producer's share by the kilos that reached it, paid, owed."""
+    from .money import premiums as query
+
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
+        return
+    cur = data["currency"]
+    for c in data["contracts"]:
+        lines = ", ".join(f"{x['kind']} {x['rate']}/{x['per']} = {x['amount']}" for x in c["lines"])
+        click.echo(f"contract {c['contract']} on {c['kg']:g} kg: {lines}")
+    click.echo(f"received {data['received']} {cur}\n")
+    cols = ["producer", "kg", "premium", "paid", "owed"]
+    click.echo(_table(data["producers"], cols))
+    t = data["totals"]
+    click.echo(f"\ntotal premium {t['premium']} {cur}, paid {t['paid']}, owed {t['owed']}")
+    if data["unallocated"]["lots"]:
+        u = data["unallocated"]
+        click.echo(f"unknown origin ({', '.join(u['lots'])}): {u['premium']} {cur} not allocated")
+    click.echo(f"rounding: {data['rounding']}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

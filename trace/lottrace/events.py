@@ -689,10 +689,13 @@ class _Record(EventBase):
         return None
 
     @property
-    def refs(self) -> tuple[tuple[str, str, int], ...]:
-        """The lots it names: ``(lot, field, stage the lot must have reached)``."""
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        """The lots it names: ``(lot, field, stage it must have reached, its harvest's producer)``.
+
+        The producer is ``""`` when any lot will do.
+        """
         lot = self.__dict__.get("lot")
-        return ((lot, "lot", 0),) if isinstance(lot, str) else ()
+        return ((lot, "lot", 0, ""),) if isinstance(lot, str) else ()
 
 
 class CertificateScope(_Part):
@@ -751,8 +754,8 @@ class TransactionCertificate(_Record):
     issued: date | None = Field(default=None, description="Date of issue.")
 
     @property
-    def refs(self) -> tuple[tuple[str, str, int], ...]:
-        return ((self.lot, "lot", STAGE_ORDER["export"]),)
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", STAGE_ORDER["export"], ""),)
 
 
 class Deduction(_Part):
@@ -776,6 +779,10 @@ class Purchase(_Record):
     price_per_kg: Money = Field(description="Price per kg paid, after deductions.")
     currency: Currency
     season: Text | None = Field(default=None, description="The season, e.g. 2025.")
+
+    @property
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", 0, self.producer),)
 
     @model_validator(mode="after")
     def _net(self) -> Purchase:
@@ -854,8 +861,8 @@ class Premium(_Record):
     buyer: Text | None = Field(default=None, description="Who paid them.")
 
     @property
-    def refs(self) -> tuple[tuple[str, str, int], ...]:
-        return ((self.lot, "lot", STAGE_ORDER["export"]),)
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", STAGE_ORDER["export"], ""),)
 
     def line_amount(self, line: PremiumLine) -> Decimal:
         """One line's amount, to the cent (half up): rate x pounds, x kg, or flat."""

@@ -79,7 +79,9 @@ RULES: dict[str, str] = {
     "claim-broken": "an event that declares claims (`claims`) forms a lot that holds each of "
     "them: a claim lot refuses a blend that breaks its claim (see Claims below)",
     "record-lot": "a certificate, purchase, payment or premium that names a lot names one that "
-    "exists and is not void; a premium or transaction certificate names an exported lot",
+    "exists and is not void; a premium or transaction certificate names an exported lot, a "
+    "premium is paid on at most its kg, and a purchase pays for the named producer's own "
+    "harvest lot",
 }
 
 #: Findings that are reported but do not block.
@@ -237,8 +239,9 @@ class Facts(NamedTuple):
     instances: tuple[str, ...] = ()
     #: EPCIS events: lots named by lottrace's own URI for them (they must exist)
     ours: tuple[str, ...] = ()
-    #: Records (certificates, payments ...): (lot, field, stage it must have reached)
-    refs: tuple[tuple[str, str, int], ...] = ()
+    #: Records (certificates, payments ...): (lot, field, stage it must have reached,
+    #: the producer whose harvest created it, or "")
+    refs: tuple[tuple[str, str, int, str], ...] = ()
     #: A harvest: what its claims rest on (see :mod:`lottrace.claimlogic`)
     origin: Origin | None = None
     #: The claims the event declares the lot it forms holds
@@ -269,7 +272,7 @@ def facts_of(ev: EventBase) -> Facts:
     if isinstance(ev, EpcisEvent):
         stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
         adds_to, unstated, instances, ours = ev.adds_to, ev.unstated, ev.instances, ev.ours
-    refs: tuple[tuple[str, str, int], ...] = (
+    refs: tuple[tuple[str, str, int, str], ...] = (
         getattr(ev, "refs", ()) if ev.type in RECORD_TYPES else ()
     )
     claims = tuple(get("claims") or ())
@@ -526,10 +529,36 @@ def _check_record(ev: Facts, view: View, now: datetime) -> list[Finding]:
         found.append(_site_finding(ev.type, ev.site, kinds))
     if ev.time > _future_key(now):
         found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
-    for code, field, stage in ev.refs:
+    for code, field, stage, producer in ev.refs:
         st = view.lot(code)
         if st is None:
             found.append(Finding("record-lot", f"lot {code} {_absent(code, view)}", field))
+        elif producer and (origin := _harvest_origin(st, view)) is None:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} was not created by a harvest; a purchase pays for a "
+                    "producer's own lot",
+                    field,
+                )
+            )
+        elif producer and origin is not None and origin.producer != producer:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} is producer {origin.producer}'s, not {producer}'s",
+                    "producer",
+                )
+            )
+        elif ev.type == "premium" and ev.kg is not None and ev.kg > st.kg * _WEIGHT_TOLERANCE:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} weighs {_kg_text(st.kg)} kg; a premium cannot be paid on "
+                    f"{_kg_text(ev.kg)} kg",
+                    "kg",
+                )
+            )
         elif st.stage < stage:
             found.append(
                 Finding(
@@ -540,6 +569,12 @@ def _check_record(ev: Facts, view: View, now: datetime) -> list[Finding]:
                 )
             )
     return found
+
+
+def _harvest_origin(st: LotState, view: View) -> Origin | None:
+    """The origin of the harvest that created the lot, or None if no harvest did."""
+    found = view.event(st.created_by)
+    return found[0].origin if found is not None else None
 
 
 def _check_claims(ev: Facts, view: View) -> list[Finding]:
