@@ -140,6 +140,20 @@ def test_allocate_largest_remainder() -> None:
     }  # exact 0.83, 1.67 and 2.5 cents: floors 0 + 1 + 2, the two cents left to A (.83) and B (.67)
 
 
+def test_cli_premiums(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.append(batch(premium("M1", 200)))
+    db = str(tmp_path / "m.db")
+    r = CliRunner().invoke(cli, ["--db", db, "premiums", "M1"])
+    assert r.exit_code == 0, r.output
+    assert "received 88.18 USD" in r.output and "PRD-H1" in r.output
+    assert "total premium 88.18 USD, paid 0.00, owed 88.18" in r.output
+    data = json.loads(CliRunner().invoke(cli, ["--db", db, "premiums", "M1", "--json"]).stdout)
+    assert data["received"] == "88.18"
+    r = CliRunner().invoke(cli, ["--db", db, "premiums", "G1"])
+    assert r.exit_code != 0
+    assert r.stderr == "Error: lot G1 has no premium recorded (a 'premium' event)\n"
+
+
 # --------------------------------------------------------------------------- generated seasons
 
 
