@@ -1758,6 +1758,63 @@ def premiums(ctx: click.Context, lot: str, as_json: bool) -> None:
     click.echo(f"rounding: {data['rounding']}")
 
 
+@cli.command("producer-statement")
+@click.argument("producer")
+@click.option("--season", required=True, help="The season, e.g. 2025.")
+@click.option("-o", "--output", type=_OutputPath(), help="Write the HTML statement here.")
+@click.option(
+    "--fx",
+    multiple=True,
+    metavar="CUR=RATE",
+    help="An exchange rate to the export price's currency, e.g. PEN=0.27 (repeatable).",
+)
+@click.option(
+    "--green-ratio",
+    default="0.8",
+    show_default=True,
+    help="Kg of green coffee per kg of parchment bought (farm-gate price per kg green).",
+)
+@click.option(
+    "--living-income",
+    metavar="AMOUNT CUR",
+    help="A living-income benchmark for the season, e.g. '12000 PEN': the gap is shown.",
+)
+@json_option
+@click.pass_context
+def producer_statement(
+    ctx: click.Context,
+    producer: str,
+    season: str,
+    output: Path | None,
+    fx: tuple[str, ...],
+    green_ratio: str,
+    living_income: str | None,
+    as_json: bool,
+) -> None:
+    """A producer's season statement in Spanish (HTML that prints well), or --json for analysts.
+
+    Deliveries, purchases with prices and deductions, premium shares,
+    payments and the balance; with --json also the farm-gate price as a share
+    of each export lot's FOB price and the gap to --living-income.
+    """
+    from .statement import assumptions, render_html, statement
+
+    if output is None and not as_json:
+        raise click.UsageError("give -o FILE.html for the statement, or --json")
+    assume = assumptions(fx, green_ratio, living_income)
+    with _open(ctx) as ledger:
+        data = statement(ledger, producer, season, assume)
+    if output is not None:
+        try:
+            output.write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
+    if as_json:
+        click.echo(_dumps(data))
+    else:
+        click.echo(f"wrote {output}: statement of producer {shown(producer)} for {season}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

@@ -859,6 +859,11 @@ class Premium(_Record):
         description="The premiums: `[{kind, rate, per}]`; rates come from the contract."
     )
     buyer: Text | None = Field(default=None, description="Who paid them.")
+    fob_price_per_lb: Money | None = Field(
+        default=None,
+        description="The contract's FOB price per pound of green, in the premium's currency "
+        "(for the farm-gate share of the export price).",
+    )
 
     @property
     def refs(self) -> tuple[tuple[str, str, int, str], ...]:
