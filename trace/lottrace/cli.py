@@ -1622,8 +1622,23 @@ def epcis_context_remove(ctx: click.Context, url: str) -> None:
     help="The passport's public URL, for its QR code; {lot} becomes the lot code "
     "(or set LOTTRACE_PASSPORT_URL). Without it, no QR code.",
 )
+@click.option(
+    "--farm-gate-share",
+    is_flag=True,
+    help="Add one aggregate line, the farm-gate price as a % of FOB (the cooperative's choice; "
+    "payments never appear).",
+)
+@click.option("--fx", multiple=True, metavar="CUR=RATE", help="For --farm-gate-share: PEN=0.27.")
 @click.pass_context
-def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: str | None) -> None:
+def passport(
+    ctx: click.Context,
+    lot: str,
+    output: Path | None,
+    lang: str,
+    url: str | None,
+    farm_gate_share: bool = False,
+    fx: tuple[str, ...] = (),
+) -> None:
     """A lot passport for buyers: one self-contained HTML file that works offline.
 
     The export and its containers, a timeline from the harvests to the port,
@@ -1634,8 +1649,13 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
     from .passport import passport_url
 
     link = passport_url(url, lot) if url else None
+    assume = None
+    if farm_gate_share:
+        from .statement import assumptions
+
+        assume = assumptions(fx, "0.8", None)
     with _open(ctx) as ledger:
-        page = render(ledger, lot, lang=lang, url=link)
+        page = render(ledger, lot, lang=lang, url=link, farm_gate=assume)
     out = output or check_output(
         Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html"), ctx.obj["db"]
     )

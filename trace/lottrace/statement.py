@@ -22,7 +22,7 @@ from .ledger import Ledger
 from .money import payments, premiums, premiums_of, purchases
 from .numfmt import number
 
-__all__ = ["Assumptions", "assumptions", "render_html", "statement"]
+__all__ = ["Assumptions", "assumptions", "farm_gate", "render_html", "statement"]
 
 JSON = dict[str, Any]
 
@@ -436,3 +436,45 @@ def assumptions(
             )
         amount, currency = _decimal(parts[0], "--living-income"), parts[1].upper()
     return Assumptions(rates, ratio, amount, currency)
+
+
+def farm_gate(ledger: Ledger, lot: str, assume: Assumptions | None = None) -> JSON:
+    """The farm-gate price of an exported lot as a share of its FOB price: one aggregate figure.
+
+    What a cooperative may choose to show on a passport: the purchases of the
+    lot's source lots (their amount over their net kg, in the FOB currency),
+    per kg of green (``green_per_parchment``), against the contract's
+    ``fob_price_per_lb``. No producer, amount or receipt is in the answer.
+
+    Returns
+    -------
+    dict
+        ``lot``, ``share_pct`` (None when it cannot be computed) and ``note``
+        (why not, or the basis).
+    """
+    from .money import source_producers
+
+    a = assume or Assumptions()
+    prices = [p for p in premiums_of(ledger) if p.lot == lot and p.fob_price_per_lb is not None]
+    if not prices:
+        return {"lot": lot, "share_pct": None, "note": "no FOB price (fob_price_per_lb)"}
+    fob_price, cur = prices[-1].fob_price_per_lb, prices[-1].currency
+    assert fob_price is not None
+    _shares, lots = source_producers(ledger, lot)
+    sources = {code for codes in lots.values() for code in codes}
+    bought = [p for p in purchases(ledger) if p.lot in sources]
+    if not bought:
+        return {"lot": lot, "share_pct": None, "note": "no purchase of its source lots"}
+    converted = [_convert(p.amount, p.currency, cur, a.fx) for p in bought]
+    if any(x is None for x in converted):
+        missing = sorted({p.currency for p in bought} - {cur} - set(a.fx))
+        return {"lot": lot, "share_pct": None, "note": f"no exchange rate for {', '.join(missing)}"}
+    per_kg = sum((x for x in converted if x is not None), Decimal(0)) / sum(
+        (p.net_kg for p in bought), Decimal(0)
+    )
+    share = per_kg / a.green_per_parchment / (fob_price / KG_PER_LB) * 100
+    return {
+        "lot": lot,
+        "share_pct": float(share.quantize(Decimal("0.1"))),
+        "note": f"{len(bought)} purchases of its source lots against the FOB price",
+    }
