@@ -151,3 +151,15 @@ def test_cli_producer_statement(ledger: Ledger, tmp_path: Path) -> None:
         ["--db", db, "producer-statement", "PRD-H1", "--season", "2025", "--json", "--fx", "x"],
     )
     assert r.exit_code == 1 and r.stderr == "Error: --fx 'x' is not CUR=RATE, e.g. PEN=0.27\n"
+
+
+def test_a_benchmark_in_the_farm_currency_converts_premiums_back(ledger: Ledger) -> None:
+    a = Assumptions({"PEN": Decimal("0.27")}, Decimal("0.8"), Decimal("5000"), "PEN")
+    income = statement(ledger, "PRD-H1", "2025", a)["analysis"]["income"]
+    # 2000 PEN bought + 58.79 USD premium / 0.27 = 217.74 PEN
+    assert income == {
+        "currency": "PEN",
+        "total": "2217.74",
+        "benchmark": "5000.00",
+        "gap": "2782.26",
+    }

@@ -1768,8 +1768,16 @@ def premiums(ctx: click.Context, lot: str, as_json: bool) -> None:
         lines = ", ".join(f"{x['kind']} {x['rate']}/{x['per']} = {x['amount']}" for x in c["lines"])
         click.echo(f"contract {c['contract']} on {c['kg']:g} kg: {lines}")
     click.echo(f"received {data['received']} {cur}\n")
+    from tabulate import tabulate
+
     cols = ["producer", "kg", "premium", "paid", "owed"]
-    click.echo(_table(data["producers"], cols))
+    rows = [
+        [r["producer"], f"{r['kg']:,.3f}", r["premium"], r["paid"], r["owed"]]
+        for r in data["producers"]
+    ]
+    click.echo(
+        tabulate(rows, headers=cols, disable_numparse=True, colalign=("left",) + ("right",) * 4)
+    )
     t = data["totals"]
     click.echo(f"\ntotal premium {t['premium']} {cur}, paid {t['paid']}, owed {t['owed']}")
     if data["unallocated"]["lots"]:

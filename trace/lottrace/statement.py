@@ -175,10 +175,17 @@ def statement(
 
 
 def _convert(amount: Decimal, cur: str, to: str, fx: dict[str, Decimal]) -> Decimal | None:
+    """``amount`` in ``cur`` as ``to``: ``fx`` maps currencies to their rate in one common
+    currency (the FOB's, which has no rate), so PEN=0.27 also turns USD into PEN."""
     if cur == to:
         return amount
-    rate = fx.get(cur)
-    return None if rate is None else amount * rate
+    if cur in fx and to in fx:
+        return amount * fx[cur] / fx[to]
+    if cur in fx:
+        return amount * fx[cur]
+    if to in fx:
+        return amount / fx[to]
+    return None
 
 
 def _analysis(
