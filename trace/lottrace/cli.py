@@ -1157,7 +1157,8 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
 @json_option
 @click.pass_context
 def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
-    """Does every harvest in LOT carry the SCHEME certification? Exits 1 if not."""
+    """Does every harvest in LOT carry the SCHEME certification (and, where the ledger
+    records certificates, one valid on its date)? Exits 1 if not."""
     from .compliance import certify as query
 
     with _open(ctx) as ledger:
