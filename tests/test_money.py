@@ -248,3 +248,50 @@ def test_generated_season_premiums_reconcile(season: Ledger) -> None:
         if extra and kept:
             frac = {p: exact[p] - exact[p].numerator // exact[p].denominator for p in exact}
             assert min(frac[p] for p in extra) >= max(frac[p] for p in kept)
+
+
+def _cli_import(
+    files: list[str], db: Path, parallel_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    monkeypatch.setattr("lottrace.cli.PARALLEL_BYTES", parallel_bytes)
+    assert CliRunner().invoke(cli, ["--db", str(db), "init"]).exit_code == 0
+    return CliRunner().invoke(cli, ["--db", str(db), "import", *files])
+
+
+def test_records_and_claims_through_the_reader_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample season (records, a claim lot, a correction) is the same ledger either way,
+    and a refused claim blend is refused the same way."""
+    from lottrace.demo import sample_files
+
+    files = [str(p) for p in sample_files()]
+    here = _cli_import(files, tmp_path / "here.db", 10**12, monkeypatch)
+    there = _cli_import(files, tmp_path / "there.db", 0, monkeypatch)
+    assert here.exit_code == there.exit_code == 0, there.output
+    with Ledger(tmp_path / "here.db") as a, Ledger(tmp_path / "there.db") as b:
+        rows = "SELECT seq, event_id, type, time, lot, body FROM events ORDER BY seq"
+        assert a.conn.execute(rows).fetchall() == b.conn.execute(rows).fetchall()
+        assert a.derived_snapshot() == b.derived_snapshot()
+        assert premiums(a, "EXP-25-JUM-01") == premiums(b, "EXP-25-JUM-01")
+    bad = tmp_path / "bad.jsonl"
+    blend = {
+        "type": "export",
+        "time": "2025-10-20T10:00:00-05:00",
+        "site": "port:PAITA",
+        "lot": "EXP-25-JUM-02",
+        "kg": 79.0,
+        "claims": ["cafe_femenino"],
+        "inputs": [
+            {"lot": "MILL-25-0471-G2", "kg": 49.0},
+            {"lot": "MILL-25-0433-G2", "kg": 30.0},
+        ],
+    }
+    bad.write_text(json.dumps(blend) + "\n")
+    a_err = _cli_import([*files, str(bad)], tmp_path / "a.db", 10**12, monkeypatch)
+    b_err = _cli_import([*files, str(bad)], tmp_path / "b.db", 0, monkeypatch)
+    assert a_err.exit_code == b_err.exit_code == 1
+    assert a_err.stderr == b_err.stderr
+    assert "[claim-broken] field 'claims': lot EXP-25-JUM-02 is declared cafe_femenino" in (
+        b_err.stderr
+    )
