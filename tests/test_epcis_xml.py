@@ -21,6 +21,7 @@ from lottrace.epcis import document_to_events, export_document, load_document
 from lottrace.epcis_hash import document_hash_ids
 from lottrace.epcis_xml import XmlExportError, document_to_xml, xml_to_document
 from lottrace.errors import LottraceError
+from lottrace.events import RECORD_TYPES
 from lottrace.ledger import Ledger
 from lottrace.masterdata import document_records
 
@@ -69,8 +70,9 @@ def _events(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _ids(db: Path) -> list[str]:
+    """The ids of the events an export carries (records, such as certificates, never go)."""
     with Ledger(db) as ledger:
-        return [s.event_id for s in ledger.iter_events()]
+        return [s.event_id for s in ledger.iter_events() if s.event.type not in RECORD_TYPES]
 
 
 def _import(db: Path, doc: dict[str, Any], name: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from lottrace.errors import InvalidEvent
 from lottrace.events import EVENT_MODELS, canonical_json, event_id, parse_event
+from records import record_samples
 
 from factories import drying, export, harvest, mill, qc
 
@@ -59,6 +60,7 @@ def test_every_type_parses() -> None:
             "time": "2025-06-02T06:00:00-05:00",
             "header": {"sender": "urn:epc:id:sgln:0614141.07346.0"},
         },
+        *record_samples(),
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
 

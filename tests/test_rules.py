@@ -35,6 +35,18 @@ def ledger(tmp_path: Any) -> Any:
 
 BASE = [harvest("H1", 1, 1000), drying("H1", 10, 200), harvest("H2", 2, 500), drying("H2", 11, 100)]
 
+_PURCHASE = {
+    "type": "purchase",
+    "time": t(12),
+    "site": "gatherer:G1",
+    "lot": "H1",
+    "producer": "PRD-H1",
+    "receipt": "R-1",
+    "kg": 200,
+    "price_per_kg": "9.50",
+    "currency": "PEN",
+}
+
 # rule -> (events before, good event, bad event, field named in the error)
 CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]] = {
     "lot-exists": (BASE, harvest("H3", 3), harvest("H1", 3, 10), "lot"),
@@ -138,6 +150,18 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         [foreign(aggregate(20, "urn:x:pallet", ["urn:x:box"]))],
         foreign(aggregate(21, "urn:x:pallet", ["urn:x:box-2"])),
         foreign(aggregate(21, "urn:x:box", ["urn:x:pallet"])),
+        "lot",
+    ),
+    "claim-broken": (  # H1 and H2 are two producers' lots
+        BASE,
+        qc("G1", 15, inputs=[("H1", 100)], claims=["single_producer"]),
+        qc("G1", 15, inputs=[("H1", 100), ("H2", 50)], claims=["single_producer"]),
+        "claims",
+    ),
+    "record-lot": (
+        BASE,
+        _PURCHASE,
+        {**_PURCHASE, "lot": "NOPE"},
         "lot",
     ),
 }

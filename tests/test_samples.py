@@ -112,3 +112,50 @@ def test_demo_never_writes_the_ledger_named_by_db(
     assert (tmp_path / "lottrace-demo.db").exists()
     quiet = CliRunner().invoke(cli, ["demo"])
     assert quiet.stderr == ""
+
+
+def test_sample_cafe_femenino_lot_holds_and_a_mans_coffee_is_refused(tmp_path: Path) -> None:
+    from lottrace.claims import claims
+    from lottrace.errors import RuleViolation
+    from lottrace.events import parse_event
+
+    path = tmp_path / "demo.db"
+    build_demo(path)
+    with Ledger(path) as ledger:
+        held = claims(ledger, "JUM-25-HQ-006")
+        assert held["declared"] == ["cafe_femenino"] and "cafe_femenino" in held["held"]
+        assert "cafe_femenino" in claims(ledger, "EXP-25-JUM-01")["held"]
+        n = ledger.stats()["events"]
+        blend = {  # the women's Grade 2 topped up with CECANOR's, shipped as Café Femenino
+            "type": "export",
+            "time": "2025-10-20T10:00:00-05:00",
+            "site": "port:PAITA",
+            "lot": "EXP-25-JUM-02",
+            "kg": 79.0,
+            "claims": ["cafe_femenino"],
+            "inputs": [
+                {"lot": "MILL-25-0471-G2", "kg": 49.0},
+                {"lot": "MILL-25-0433-G2", "kg": 30.0},
+            ],
+        }
+        with pytest.raises(RuleViolation) as info:
+            ledger.append([("test:1", parse_event(blend))])
+        assert str(info.value) == (
+            "test:1: [claim-broken] field 'claims': lot EXP-25-JUM-02 is declared cafe_femenino "
+            "but harvest lot CEC-25-H0112-1: producer CEC-0112 is not recorded as a woman "
+            "(women_producer)"
+        )
+        assert ledger.stats()["events"] == n
+
+
+def test_sample_expired_certificate_is_named(tmp_path: Path) -> None:
+    from lottrace.compliance import certify
+
+    path = tmp_path / "demo.db"
+    build_demo(path)
+    with Ledger(path) as ledger:
+        data = certify(ledger, "MILL-25-0412-G1", "organic")
+    assert data["certified"] is False
+    assert [(b["lot"], b["reason"]) for b in data["breaking"]] == [
+        ("APR-25-H0342-1", "certificate CU-PE-ORG-24-0342 expired on 2025-05-10")
+    ]

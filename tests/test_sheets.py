@@ -166,8 +166,8 @@ def test_every_problem_of_every_row_in_plain_words(db: Path, tmp_path: Path) -> 
         f'{p}:5: column "Latitud": latitude -95.1 is outside -90..90 (positions are [lon, lat])',
         f'{p}:6: column "Etapa": "Molienda" is not a stage lottrace knows (harvest, drying, '
         "gatherer_qc, hq_qc, dry_mill, export, dispatch, arrival, correction, epcis, "
-        "master_data, epcis_header; or cosecha, secado, acopio ...); add it under "
-        "[values.type] in the suggested map",
+        "master_data, epcis_header, certificate, transaction_certificate, purchase, payment, "
+        "premium; or cosecha, secado, acopio ...); add it under [values.type] in the suggested map",
         "Error: 6 problems in 5 rows (listed above); nothing was written",
     ]
     assert "Input should" not in r.stderr and "instance of" not in r.stderr

@@ -1093,7 +1093,8 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
 @json_option
 @click.pass_context
 def certify(ctx: click.Context, lot: str, scheme: str, as_json: bool) -> None:
-    """Does every harvest in LOT carry the SCHEME certification? Exits 1 if not."""
+    """Does every harvest in LOT carry the SCHEME certification (and, where the ledger
+    records certificates, one valid on its date)? Exits 1 if not."""
     from .compliance import certify as query
 
     with _open(ctx) as ledger:
@@ -1559,8 +1560,23 @@ def epcis_context_remove(ctx: click.Context, url: str) -> None:
     help="The passport's public URL, for its QR code; {lot} becomes the lot code "
     "(or set LOTTRACE_PASSPORT_URL). Without it, no QR code.",
 )
+@click.option(
+    "--farm-gate-share",
+    is_flag=True,
+    help="Add one aggregate line, the farm-gate price as a % of FOB (the cooperative's choice; "
+    "payments never appear).",
+)
+@click.option("--fx", multiple=True, metavar="CUR=RATE", help="For --farm-gate-share: PEN=0.27.")
 @click.pass_context
-def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: str | None) -> None:
+def passport(
+    ctx: click.Context,
+    lot: str,
+    output: Path | None,
+    lang: str,
+    url: str | None,
+    farm_gate_share: bool = False,
+    fx: tuple[str, ...] = (),
+) -> None:
     """A lot passport for buyers: one self-contained HTML file that works offline.
 
     The export and its containers, a timeline from the harvests to the port,
@@ -1571,8 +1587,13 @@ def passport(ctx: click.Context, lot: str, output: Path | None, lang: str, url: 
     from .passport import passport_url
 
     link = passport_url(url, lot) if url else None
+    assume = None
+    if farm_gate_share:
+        from .statement import assumptions
+
+        assume = assumptions(fx, "0.8", None)
     with _open(ctx) as ledger:
-        page = render(ledger, lot, lang=lang, url=link)
+        page = render(ledger, lot, lang=lang, url=link, farm_gate=assume)
     out = output or check_output(
         Path(re.sub(r"[^A-Za-z0-9._-]", "_", lot) + ".html"), ctx.obj["db"]
     )
@@ -1762,6 +1783,149 @@ def publish(ctx: click.Context, lot: str, private: bool) -> None:
         ledger.require_lot(lot)
     AccessFile(ctx.obj["db"]).publish(lot, public=not private)
     click.echo(f"the passport of {shown(lot)} is {'private' if private else 'public'}")
+
+
+# --------------------------------------------------------------------------- claims and money
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def claims(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """The claims LOT holds (organic, Café Femenino ...), and why it lacks the others."""
+    from .claims import claims as query
+
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
+        return
+    held = ", ".join(data["held"]) or "none"
+    click.echo(f"lot {data['lot']} holds: {held}")
+    if data["declared"]:
+        click.echo(f"declared a claim lot for: {', '.join(data['declared'])}")
+    for row in data["not_held"]:
+        at = f" (dropped at {', '.join(row['dropped_at'])})" if row["dropped_at"] else ""
+        click.echo(f"not {row['claim']}{at}: {row['reason']}")
+
+
+@cli.group()
+def certificates() -> None:
+    """Certificates recorded in the ledger (``certificate`` events)."""
+
+
+@certificates.command("expiring")
+@click.option("--within", default="60d", show_default=True, help="A span: 60d, 8w.")
+@click.option("--today", metavar="DATE", help="Count from this date (YYYY-MM-DD), not today.")
+@json_option
+@click.pass_context
+def certificates_expiring(
+    ctx: click.Context, within: str, today: str | None, as_json: bool
+) -> None:
+    """Certificates whose last valid day falls within --within (and those just expired)."""
+    from .certificates import expiring, parse_day, parse_within
+
+    data = _query(ctx, expiring, parse_within(within), parse_day(today, "--today"), as_json=as_json)
+    if data is None:
+        return
+    cols = ["valid_to", "days_left", "scheme", "number", "holder", "issued_by"]
+    if data["certificates"]:
+        click.echo(_table(data["certificates"], cols))
+    else:
+        click.echo(f"no certificate expires within {data['within_days']} days of {data['today']}")
+    if data["expired"]:
+        click.echo(f"\nexpired in the last {data['within_days']} days:")
+        click.echo(_table(data["expired"], cols))
+
+
+@cli.command()
+@click.argument("lot")
+@json_option
+@click.pass_context
+def premiums(ctx: click.Context, lot: str, as_json: bool) -> None:
+    """The premiums LOT earned: each producer's share by the kilos that reached it, paid, owed."""
+    from .money import premiums as query
+
+    data = _query(ctx, query, lot, as_json=as_json)
+    if data is None:
+        return
+    cur = data["currency"]
+    for c in data["contracts"]:
+        lines = ", ".join(f"{x['kind']} {x['rate']}/{x['per']} = {x['amount']}" for x in c["lines"])
+        click.echo(f"contract {c['contract']} on {c['kg']:g} kg: {lines}")
+    click.echo(f"received {data['received']} {cur}\n")
+    from tabulate import tabulate
+
+    cols = ["producer", "kg", "premium", "paid", "owed"]
+    rows = [
+        [r["producer"], f"{r['kg']:,.3f}", r["premium"], r["paid"], r["owed"]]
+        for r in data["producers"]
+    ]
+    click.echo(
+        tabulate(rows, headers=cols, disable_numparse=True, colalign=("left",) + ("right",) * 4)
+    )
+    t = data["totals"]
+    click.echo(f"\ntotal premium {t['premium']} {cur}, paid {t['paid']}, owed {t['owed']}")
+    if data["unallocated"]["lots"]:
+        u = data["unallocated"]
+        click.echo(f"unknown origin ({', '.join(u['lots'])}): {u['premium']} {cur} not allocated")
+    click.echo(f"rounding: {data['rounding']}")
+
+
+@cli.command("producer-statement")
+@click.argument("producer")
+@click.option("--season", required=True, help="The season, e.g. 2025.")
+@click.option("-o", "--output", type=_OutputPath(), help="Write the HTML statement here.")
+@click.option(
+    "--fx",
+    multiple=True,
+    metavar="CUR=RATE",
+    help="An exchange rate to the export price's currency, e.g. PEN=0.27 (repeatable).",
+)
+@click.option(
+    "--green-ratio",
+    default="0.8",
+    show_default=True,
+    help="Kg of green coffee per kg of parchment bought (farm-gate price per kg green).",
+)
+@click.option(
+    "--living-income",
+    metavar="AMOUNT CUR",
+    help="A living-income benchmark for the season, e.g. '12000 PEN': the gap is shown.",
+)
+@json_option
+@click.pass_context
+def producer_statement(
+    ctx: click.Context,
+    producer: str,
+    season: str,
+    output: Path | None,
+    fx: tuple[str, ...],
+    green_ratio: str,
+    living_income: str | None,
+    as_json: bool,
+) -> None:
+    """A producer's season statement in Spanish (HTML that prints well), or --json for analysts.
+
+    Deliveries, purchases with prices and deductions, premium shares,
+    payments and the balance; with --json also the farm-gate price as a share
+    of each export lot's FOB price and the gap to --living-income.
+    """
+    from .statement import assumptions, render_html, statement
+
+    if output is None and not as_json:
+        raise click.UsageError("give -o FILE.html for the statement, or --json")
+    assume = assumptions(fx, green_ratio, living_income)
+    with _open(ctx) as ledger:
+        data = statement(ledger, producer, season, assume)
+    if output is not None:
+        try:
+            output.write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
+    if as_json:
+        click.echo(_dumps(data))
+    else:
+        click.echo(f"wrote {output}: statement of producer {shown(producer)} for {season}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .certificates import Registry
+from .certificates import registry as read_registry
 from .events import Harvest
 from .graph import (
     ancestors_graph,
@@ -133,7 +135,7 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
     return {"type": "FeatureCollection", "features": features}, problems
 
 
-def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
+def certify(ledger: Ledger, lot: str, scheme: str, *, registry: Registry | None = None) -> JSON:
     """Does every harvest in a lot carry a certification? The lots that break it.
 
     Parameters
@@ -144,6 +146,9 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
         A lot code in the ledger.
     scheme : str
         A certification as harvests list it, e.g. ``organic``, ``fairtrade``.
+    registry : Registry, optional
+        The ledger's certificates, when the caller has read them
+        (:func:`lottrace.certificates.registry`, one scan of the log).
 
     Returns
     -------
@@ -152,7 +157,15 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
         ``harvests`` (how many harvest lots contribute), ``breaking`` (lot,
         producer, plot_id, certifications, reason: ``not certified``, or
         ``unknown origin`` for a source lot not created by a harvest) and
-        ``voided``.
+        ``voided``. When the ledger holds certificates of the scheme
+        (``certificate`` events), each contributing harvest, and each event at
+        a site if a certificate of the scheme names sites, must also fall on a
+        day a certificate covering it is valid: a breaking reason then names
+        the certificate (``certificate ORG-1 expired on 2025-03-31``). Also
+        ``basis`` (``certificates`` or ``harvest certifications``),
+        ``events_checked``, ``certificates`` (those covering a contributing
+        event) and ``transaction_certificates`` (the lot's NOP import
+        certificates, EU COI references ...).
 
     Raises
     ------
@@ -198,6 +211,7 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
                 "reason": "unknown origin",
             }
         )
+    extra = _certificate_check(registry or read_registry(ledger), G, scheme, breaking)
     return {
         "lot": lot,
         "scheme": scheme,
@@ -205,6 +219,56 @@ def certify(ledger: Ledger, lot: str, scheme: str) -> JSON:
         "harvests": len(harvests),
         "breaking": breaking,
         "voided": ledger.voided_for_lots(G.nodes),
+        **extra,
+    }
+
+
+def _certificate_check(reg: Registry, G: Any, scheme: str, breaking: list[JSON]) -> JSON:
+    """Check contributing events against certificates valid on their dates (adds to breaking)."""
+    from . import certificates as certs
+
+    tcs = certs.transaction_certificates(reg, set(G.nodes))
+    if not reg.of(scheme):
+        return {
+            "basis": "harvest certifications",
+            "events_checked": 0,
+            "certificates": [],
+            "transaction_certificates": tcs,
+        }
+    listed = {b["lot"] for b in breaking}
+    used: dict[str, JSON] = {}
+    checked = 0
+    sites = reg.site_scoped(scheme)
+    for code in sorted(G.nodes):
+        for e in G.nodes[code].get("timeline", []):
+            ev = e.event
+            if e.role not in ("output", "subject"):
+                continue
+            harvest = ev if isinstance(ev, Harvest) and e.role == "output" else None
+            if harvest is None and not (sites and certs.site_checked(ev)):
+                continue
+            checked += 1
+            status, cert = certs.coverage(reg, scheme, ev)
+            if cert is not None:
+                used.setdefault(cert.number, certs.summary(cert))
+            if status == "valid" or code in listed:
+                continue
+            listed.add(code)
+            why = certs.reason(status, cert, scheme, ev.time.date())
+            breaking.append(
+                {
+                    "lot": code,
+                    "producer": harvest.producer if harvest else None,
+                    "plot_id": harvest.plot.id if harvest else None,
+                    "certifications": list(harvest.certifications or []) if harvest else [],
+                    "reason": why if harvest else f"{ev.type} at {ev.site}: {why}",
+                }
+            )
+    return {
+        "basis": "certificates",
+        "events_checked": checked,
+        "certificates": sorted(used.values(), key=lambda c: c["number"]),
+        "transaction_certificates": tcs,
     }
 
 

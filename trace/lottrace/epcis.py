@@ -40,6 +40,7 @@ from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
     EVENT_MODELS,
     LOT_BASE,
+    RECORD_TYPES,
     Correction,
     EpcisEvent,
     EpcisHeader,
@@ -444,6 +445,8 @@ def export_document(
             continue
         if floor is not None and time_key(ev.time) < floor:
             continue
+        if ev.type in RECORD_TYPES:  # certificates, purchases, payments: never exported
+            continue
         target = None
         if isinstance(ev, Correction):
             target = kept.get(ev.corrects)
@@ -451,8 +454,8 @@ def export_document(
                 if wanted is not None or floor is not None:
                     continue  # it voids an event outside the selection
                 target = ledger.event(ev.corrects).event
-                if isinstance(target, MasterData | EpcisHeader):
-                    continue  # a void version of master data is not exported
+                if isinstance(target, MasterData | EpcisHeader) or target.type in RECORD_TYPES:
+                    continue  # a void version of master data, or a record, is not exported
         elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
@@ -490,6 +493,12 @@ def export_document(
 def _named_events(ledger: Ledger, some_id: str) -> list[StoredEvent]:
     """The events an id names, with the corrections of any voided one, in log order."""
     found = {s.seq: s for s in ledger.find_events(some_id)}
+    private = [s for s in found.values() if s.event.type in RECORD_TYPES]
+    if private:
+        raise LottraceError(
+            f"event {private[0].event_id[:12]}... is a {private[0].event.type}: certificates, "
+            "purchases, payments and premiums are never exported to EPCIS"
+        )
     if not found:
         raise UnknownEvent(
             f"no event {some_id!r} in {ledger.path} (neither a lottrace event id, "

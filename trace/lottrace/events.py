@@ -25,7 +25,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import unquote
 
@@ -46,10 +47,13 @@ from pydantic import (
 from .errors import InvalidEvent
 
 __all__ = [
+    "CLAIMS",
     "EVENT_MODELS",
     "LOT_BASE",
+    "RECORD_TYPES",
     "STAGE_ORDER",
     "Arrival",
+    "Certificate",
     "Correction",
     "Defects",
     "Dispatch",
@@ -66,7 +70,11 @@ __all__ = [
     "LotInput",
     "MasterData",
     "MillOutput",
+    "Payment",
     "Plot",
+    "Premium",
+    "Purchase",
+    "TransactionCertificate",
     "canonical_json",
     "event_id",
     "lot_id",
@@ -350,6 +358,11 @@ class Plot(_Part):
     altitude_m: Annotated[float, Field(ge=0, le=6000), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Altitude in metres above sea level."
     )
+    registered_to: IdText | None = Field(
+        default=None,
+        description="Whose name the land is registered in (title or possession record); "
+        "Café Femenino needs it to be the producer's own.",
+    )
 
 
 class Defects(_Part):
@@ -423,6 +436,27 @@ class EventBase(_Part):
 
 
 _INPUTS_DOC = "Input lots `[{lot, kg}]`: the event forms its `lot` from them."
+
+#: The claims a lot can carry (see ``docs/rules.md``, "Claims").
+CLAIMS = (
+    "organic",
+    "fairtrade",
+    "rainforest",
+    "cafe_femenino",
+    "single_producer",
+    "eudr_cleared",
+)
+Claim: TypeAlias = Literal[
+    "organic", "fairtrade", "rainforest", "cafe_femenino", "single_producer", "eudr_cleared"
+]
+_Claims: TypeAlias = Annotated[
+    list[Claim], Field(min_length=1, max_length=6), AfterValidator(lambda v: sorted(set(v)))
+]
+_CLAIMS_DOC = (
+    "Declares the lot this event forms a claim lot: it must hold each claim named "
+    "(organic, fairtrade, rainforest, cafe_femenino, single_producer, eudr_cleared), "
+    "or the event is refused (rule claim-broken)."
+)
 _Inputs: TypeAlias = Annotated[list[LotInput], Field(min_length=1, max_length=5000)]
 
 
@@ -454,6 +488,7 @@ class Harvest(EventBase):
     women_producer: bool | None = Field(
         default=None, description="True for a women producer's micro-lot (e.g. JUMARP)."
     )
+    claims: _Claims | None = Field(default=None, description=_CLAIMS_DOC)
 
     @property
     def formed(self) -> tuple[tuple[str, float | None], ...]:
@@ -472,6 +507,7 @@ class Drying(EventBase):
     moisture_pct: Percent | None = Field(default=None, description="Moisture at the end, %.")
     started: Timestamp | None = Field(default=None, description="When drying started.")
     inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
+    claims: _Claims | None = Field(default=None, description=_CLAIMS_DOC)
 
     @model_validator(mode="after")
     def _started_before_end(self) -> Drying:
@@ -501,6 +537,7 @@ class _QC(EventBase):
         default=None, description="Why the lot was rejected or put on hold."
     )
     inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
+    claims: _Claims | None = Field(default=None, description=_CLAIMS_DOC)
 
 
 class GathererQC(_QC):
@@ -526,6 +563,7 @@ class DryMill(EventBase):
     rejects_kg: Annotated[float, Field(ge=0, le=1e7), BeforeValidator(_not_bool)] | None = Field(
         default=None, description="Kilograms removed as husk, defects and screenings."
     )
+    claims: _Claims | None = Field(default=None, description=_CLAIMS_DOC)
 
     @model_validator(mode="after")
     def _distinct_outputs(self) -> DryMill:
@@ -559,6 +597,7 @@ class Export(EventBase):
     destination: Text | None = Field(default=None, description="Destination port or country.")
     buyer: Text | None = Field(default=None, description="The buyer.")
     inputs: _Inputs | None = Field(default=None, description=_INPUTS_DOC)
+    claims: _Claims | None = Field(default=None, description=_CLAIMS_DOC)
 
 
 class Dispatch(EventBase):
@@ -588,6 +627,264 @@ class Correction(EventBase):
     reason: Literal["did_not_occur", "incorrect_data"] = Field(
         description="did_not_occur, or incorrect_data (then log the right event)."
     )
+
+
+# --------------------------------------------------------------------------- records
+# Certificates, purchases, payments and premiums describe things rather than move
+# a lot: they are no checkpoint, touch no lot's state or timeline (nothing drawn
+# or formed, no (lot, role) in ``rules.facts_of``) and are read by registries
+# (``Ledger.events_of_types``). The lot they name is in ``refs``, which the rules
+# check exists.
+
+
+def _money_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be an amount, not true/false")
+    if isinstance(value, float):  # 12.5 as typed, never its binary expansion
+        return repr(value)
+    if isinstance(value, str) and "," in value:
+        raise ValueError(f"{value[:20]!r} is not an amount; write decimals with a dot, e.g. 12.50")
+    return value
+
+
+Money: TypeAlias = Annotated[
+    Decimal,
+    BeforeValidator(_money_text),
+    Field(gt=0, le=Decimal("1e12"), max_digits=18, decimal_places=6, allow_inf_nan=False),
+]
+"""An amount of money, > 0, as a decimal (``"12.50"``); read and summed as Decimal, never float."""
+Currency: TypeAlias = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code, e.g. PEN or USD.")
+]
+Scheme: TypeAlias = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9_]{1,40}$",
+        description="The scheme as harvests list it: organic, fairtrade, rainforest, "
+        "cafe_femenino ...",
+    ),
+]
+_Ids: TypeAlias = Annotated[list[IdText], Field(max_length=5000)]
+
+
+class _Record(EventBase):
+    """An event that records a fact about lots or people, not a checkpoint of a lot.
+
+    Its ``subject`` is the lot it names (the log's ``lot`` column), but it
+    involves no lot: ``rules.facts_of`` gives it no (lot, role), so it folds
+    into no lot's state or timeline.
+    """
+
+    @property
+    def drawn(self) -> tuple[LotInput, ...]:
+        return ()
+
+    @property
+    def formed(self) -> tuple[tuple[str, float | None], ...]:
+        return ()
+
+    @property
+    def stage(self) -> int | None:
+        return None
+
+    def kg_for(self, lot: str) -> float | None:
+        return None
+
+    @property
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        """The lots it names: ``(lot, field, stage it must have reached, its harvest's producer)``.
+
+        The producer is ``""`` when any lot will do.
+        """
+        lot = self.__dict__.get("lot")
+        return ((lot, "lot", 0, ""),) if isinstance(lot, str) else ()
+
+
+class CertificateScope(_Part):
+    """What a certificate covers: producers, plots, sites (``kind:ID``) and products."""
+
+    producers: _Ids = Field(default_factory=list, description="Producer ids it covers.")
+    plots: _Ids = Field(default_factory=list, description="Plot ids it covers.")
+    sites: list[SiteId] = Field(
+        default_factory=list, max_length=5000, description="Sites it covers (gatherers, mills)."
+    )
+    products: _Ids = Field(
+        default_factory=list, description="Products, e.g. 'green coffee', 'parchment'."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> CertificateScope:
+        if not (self.producers or self.plots or self.sites):
+            raise ValueError("a scope names at least one producer, plot or site")
+        return self
+
+
+class Certificate(_Record):
+    """A certificate held by a cooperative, producer or processor, valid for a span of dates."""
+
+    type: Literal["certificate"] = "certificate"
+    holder: IdText = Field(description="Who holds it (a cooperative, a producer, a mill).")
+    scheme: Scheme
+    standard: Text | None = Field(
+        default=None, description="The standard, e.g. 'EU 2018/848', 'USDA NOP', 'FLO'."
+    )
+    number: IdText = Field(description="The certificate number.")
+    issued_by: Text = Field(description="The certification body, e.g. 'Control Union Peru'.")
+    valid_from: date = Field(description="First day it is valid (YYYY-MM-DD).")
+    valid_to: date = Field(description="Last day it is valid (YYYY-MM-DD).")
+    scope: CertificateScope
+
+    @model_validator(mode="after")
+    def _span(self) -> Certificate:
+        if self.valid_to < self.valid_from:
+            raise ValueError("'valid_to' is before 'valid_from'")
+        return self
+
+
+class TransactionCertificate(_Record):
+    """A certificate for one shipment: a NOP import certificate, an EU COI reference."""
+
+    type: Literal["transaction_certificate"] = "transaction_certificate"
+    lot: LotCode = Field(description="The exported lot it certifies.")
+    scheme: Scheme
+    kind: Literal["nop_import_certificate", "eu_coi", "fairtrade_tc", "other"] = Field(
+        description="nop_import_certificate, eu_coi (EU certificate of inspection), "
+        "fairtrade_tc or other."
+    )
+    reference: IdText = Field(description="Its number or TRACES reference.")
+    issued_by: Text | None = Field(default=None, description="Who issued it.")
+    issued: date | None = Field(default=None, description="Date of issue.")
+
+    @property
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", STAGE_ORDER["export"], ""),)
+
+
+class Deduction(_Part):
+    """Kilograms deducted from a purchase: ``{"kind": "moisture", "kg": 3.5}``."""
+
+    kind: Literal["moisture", "defects", "tare", "other"]
+    kg: Kg
+
+
+class Purchase(_Record):
+    """Coffee bought from a producer at the gatherer: the receipt, linked to the lot."""
+
+    type: Literal["purchase"] = "purchase"
+    lot: LotCode = Field(description="The lot it pays for (the producer's lot).")
+    producer: IdText = Field(description="The producer paid.")
+    receipt: IdText = Field(description="The receipt number.")
+    kg: Kg = Field(description="Kilograms weighed (gross).")
+    deductions: Annotated[list[Deduction], Field(max_length=20)] = Field(
+        default_factory=list, description="Kilograms deducted: moisture, defects, tare."
+    )
+    price_per_kg: Money = Field(description="Price per kg paid, after deductions.")
+    currency: Currency
+    season: Text | None = Field(default=None, description="The season, e.g. 2025.")
+
+    @property
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", 0, self.producer),)
+
+    @model_validator(mode="after")
+    def _net(self) -> Purchase:
+        if sum(d.kg for d in self.deductions) >= self.kg:
+            raise ValueError("deductions weigh as much as the coffee bought")
+        return self
+
+    @property
+    def net_kg(self) -> Decimal:
+        """Kilograms paid for: weighed less every deduction."""
+        return _dec(self.kg) - sum((_dec(d.kg) for d in self.deductions), Decimal(0))
+
+    @property
+    def amount(self) -> Decimal:
+        """What the receipt pays: net kg x price, to the cent (half up)."""
+        return (self.net_kg * self.price_per_kg).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class Payment(_Record):
+    """Money paid to a producer: an advance, the final payment or a premium."""
+
+    type: Literal["payment"] = "payment"
+    producer: IdText = Field(description="The producer paid.")
+    kind: Literal["advance", "final", "premium"]
+    method: Literal["cash", "bank_transfer", "collector"] = Field(
+        description="cash, bank_transfer, or collector (paid through a collector)."
+    )
+    collector: IdText | None = Field(default=None, description="The collector, if via one.")
+    amount: Money
+    currency: Currency
+    reference: IdText = Field(description="Receipt number or bank reference.")
+    lot: LotCode | None = Field(default=None, description="The lot it pays for, if one.")
+    contract: IdText | None = Field(
+        default=None, description="A premium payment: the export contract it shares out."
+    )
+    season: Text | None = Field(default=None, description="The season, e.g. 2025.")
+
+    @model_validator(mode="after")
+    def _collector(self) -> Payment:
+        if self.method == "collector" and self.collector is None:
+            raise ValueError("a payment via a collector names the 'collector'")
+        return self
+
+
+class PremiumLine(_Part):
+    """One premium of a contract: a rate per lb or per kg of green, or a flat amount."""
+
+    kind: Literal["fairtrade", "organic", "cafe_femenino", "quality", "other"]
+    rate: Money = Field(description="The rate, in the premium's currency.")
+    per: Literal["lb", "kg", "flat"] = Field(
+        description="lb (per pound of green), kg (per kg of green) or flat (the whole amount)."
+    )
+
+
+#: Kilograms in a pound (avoirdupois, exact).
+KG_PER_LB = Decimal("0.45359237")
+CENT = Decimal("0.01")
+
+
+def _dec(x: float) -> Decimal:
+    """A weight as the decimal it was written as (12.5 -> Decimal('12.5'))."""
+    return Decimal(repr(x))
+
+
+class Premium(_Record):
+    """Premiums the cooperative received for an exported lot under an export contract."""
+
+    type: Literal["premium"] = "premium"
+    lot: LotCode = Field(description="The exported lot the premiums are paid on.")
+    contract: IdText = Field(description="The export contract.")
+    kg: Kg = Field(description="Kilograms of green coffee the premiums are paid on.")
+    currency: Currency
+    lines: Annotated[list[PremiumLine], Field(min_length=1, max_length=20)] = Field(
+        description="The premiums: `[{kind, rate, per}]`; rates come from the contract."
+    )
+    buyer: Text | None = Field(default=None, description="Who paid them.")
+    fob_price_per_lb: Money | None = Field(
+        default=None,
+        description="The contract's FOB price per pound of green, in the premium's currency "
+        "(for the farm-gate share of the export price).",
+    )
+
+    @property
+    def refs(self) -> tuple[tuple[str, str, int, str], ...]:
+        return ((self.lot, "lot", STAGE_ORDER["export"], ""),)
+
+    def line_amount(self, line: PremiumLine) -> Decimal:
+        """One line's amount, to the cent (half up): rate x pounds, x kg, or flat."""
+        if line.per == "flat":
+            base = Decimal(1)
+        elif line.per == "kg":
+            base = _dec(self.kg)
+        else:
+            base = _dec(self.kg) / KG_PER_LB
+        return (line.rate * base).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    @property
+    def amount(self) -> Decimal:
+        """The premium received: the sum of its lines' amounts."""
+        return sum((self.line_amount(x) for x in self.lines), Decimal(0))
 
 
 _BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
@@ -880,7 +1177,12 @@ Event: TypeAlias = Annotated[
     | Correction
     | EpcisEvent
     | MasterData
-    | EpcisHeader,
+    | EpcisHeader
+    | Certificate
+    | TransactionCertificate
+    | Purchase
+    | Payment
+    | Premium,
     Field(discriminator="type"),
 ]
 
@@ -899,8 +1201,16 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
         EpcisEvent,
         MasterData,
         EpcisHeader,
+        Certificate,
+        TransactionCertificate,
+        Purchase,
+        Payment,
+        Premium,
     )
 }
+
+#: The record types: no checkpoint of a lot (see ``_Record``).
+RECORD_TYPES = ("certificate", "transaction_certificate", "purchase", "payment", "premium")
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 _STORED = {"stored": True}

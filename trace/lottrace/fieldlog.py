@@ -62,6 +62,11 @@ STAGE_ALIASES: dict[str, str] = {
     "despacho": "dispatch",  # a truck leaves
     "llegada": "arrival",  # a truck arrives
     "correccion": "correction",  # voids a wrong event
+    "certificado": "certificate",  # a certificate (organic, Fairtrade ...) with its dates
+    "certificado_transaccion": "transaction_certificate",  # a shipment's NOP/EU certificate
+    "compra": "purchase",  # the gatherer's purchase receipt (boleta de compra)
+    "pago": "payment",  # money paid to a producer
+    "prima": "premium",  # premiums received on an export contract
 }
 
 

@@ -949,7 +949,8 @@ class _Batch:
             target = self.pending_ids.get(ev.corrects) or self.event(ev.corrects)
             if target is None:  # cannot happen: rules.check found it
                 return
-            for lot, _role in lots_of(target[0]):
+            # A record (a payment ...) names no lot: its void row has lot ''.
+            for lot, _role in lots_of(target[0]) or (("", ""),):
                 self.void_rows.append((ev.corrects, lot, eid, ev.reason or ""))
             if self.rebuilding:  # the target was skipped as void already
                 return

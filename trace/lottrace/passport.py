@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from . import __version__
+from .certificates import registry as read_registry
 from .compliance import certify, eudr
 from .errors import InvalidInput
 from .ledger import Ledger
@@ -288,8 +289,9 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     ]
     schemes = sorted({c for h in up["harvests"] for c in h["certifications"]})
     certs = []
+    registry = read_registry(ledger) if schemes else None  # one scan of the log for all
     for scheme in schemes:
-        answer = certify(ledger, lot, scheme)
+        answer = certify(ledger, lot, scheme, registry=registry)
         certs.append({k: answer[k] for k in ("scheme", "certified", "harvests", "breaking")})
     seq, head = ledger.head()
     known = sites(ledger)
@@ -368,9 +370,21 @@ def passport_url(template: str, lot: str) -> str:
     return url
 
 
-def passport(ledger: Ledger, lot: str, *, lang: str = "en", url: str | None = None) -> str:
-    """The passport of `lot` as one HTML document (see :func:`render_html`)."""
-    return render_html(passport_data(ledger, lot), lang=lang, url=url)
+def passport(
+    ledger: Ledger, lot: str, *, lang: str = "en", url: str | None = None, farm_gate: Any = None
+) -> str:
+    """The passport of `lot` as one HTML document (see :func:`render_html`).
+
+    Payment data never appear in it. ``farm_gate`` (a
+    :class:`lottrace.statement.Assumptions`) is the cooperative's choice to
+    add one aggregate line: the farm-gate price as a share of the FOB price.
+    """
+    data = passport_data(ledger, lot)
+    if farm_gate is not None:
+        from .statement import farm_gate as share
+
+        data["farm_gate"] = share(ledger, lot, farm_gate)
+    return render_html(data, lang=lang, url=url)
 
 
 # --------------------------------------------------------------------------- HTML
@@ -480,6 +494,7 @@ def render_html(data: JSON, *, lang: str = "en", url: str | None = None) -> str:
         _map_section(data, t, lang),
         _qc(data, t, lang),
         _certifications(data, t, lang),
+        _farm_gate(data, lang),
         _eudr(data, t),
         _ledger(data, t),
         f"<footer>{_e(t['made_by'].format(version=__version__))}</footer>",
@@ -662,6 +677,20 @@ def _certifications(data: JSON, t: dict[str, str], lang: str) -> str:
             f'<span class="muted">{_e(why)}</span></li>'
         )
     return _section("certifications", t["certifications"], f"<ul>{''.join(items)}</ul>")
+
+
+def _farm_gate(data: JSON, lang: str) -> str:
+    """The one aggregate money line a cooperative may choose to show (never payments)."""
+    fg = data.get("farm_gate")
+    if not fg or fg.get("share_pct") is None:
+        return ""
+    pct = _num(fg["share_pct"], 1, lang)
+    text = (
+        f"Precio en chacra: {pct} % del precio FOB"
+        if lang == "es"
+        else f"Farm-gate price: {pct} % of FOB"
+    )
+    return f'<p class="farm-gate" id="farm-gate">{_e(text)}</p>'
 
 
 def _eudr(data: JSON, t: dict[str, str]) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from .events import STAGE_ORDER, DryMill, EpcisEvent, EventBase
+from .claimlogic import Origin, blend, harvest_state, state_of
+from .events import RECORD_TYPES, STAGE_ORDER, DryMill, EpcisEvent, EventBase, Harvest
 
 __all__ = [
     "FOREIGN_STAGE",
@@ -76,6 +77,12 @@ RULES: dict[str, str] = {
     "captured again with the same eventID, or with none, is a duplicate whatever its "
     "representation (XML or JSON-LD, 200 or 200.0); with another eventID it is refused; an "
     "error declaration is the event's second form",
+    "claim-broken": "an event that declares claims (`claims`) forms a lot that holds each of "
+    "them: a claim lot refuses a blend that breaks its claim (see Claims below)",
+    "record-lot": "a certificate, purchase, payment or premium that names a lot names one that "
+    "exists and is not void; a premium or transaction certificate names an exported lot, a "
+    "premium is paid on at most its kg, and a purchase pays for the named producer's own "
+    "harvest lot",
 }
 
 #: Findings that are reported but do not block.
@@ -97,6 +104,7 @@ SITE_KINDS: dict[str, tuple[str, ...]] = {
     "hq_qc": ("hq",),
     "dry_mill": ("mill",),
     "export": ("port",),
+    "purchase": ("gatherer", "hq"),
 }
 
 _SKEW = timedelta(minutes=5)
@@ -232,6 +240,13 @@ class Facts(NamedTuple):
     instances: tuple[str, ...] = ()
     #: EPCIS events: lots named by lottrace's own URI for them (they must exist)
     ours: tuple[str, ...] = ()
+    #: Records (certificates, payments ...): (lot, field, stage it must have reached,
+    #: the producer whose harvest created it, or "")
+    refs: tuple[tuple[str, str, int, str], ...] = ()
+    #: A harvest: what its claims rest on (see :mod:`lottrace.claimlogic`)
+    origin: Origin | None = None
+    #: The claims the event declares the lot it forms holds
+    claims: tuple[str, ...] = ()
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -248,7 +263,8 @@ def facts_of(ev: EventBase) -> Facts:
     outputs = get("outputs") if isinstance(ev, DryMill) else None
     drawn = tuple((i.lot, i.kg) for i in ev.drawn)
     formed, subject, touched = ev.formed, ev.subject, ev.touched
-    lots = _lots_of(drawn, formed, subject, touched)
+    # A record (a payment ...) names a lot but is none of its events.
+    lots = () if ev.type in RECORD_TYPES else _lots_of(drawn, formed, subject, touched)
     stated: tuple[tuple[str, float | None], ...] = ()
     adds_to: tuple[str, ...] = ()
     unstated: tuple[str, ...] = ()
@@ -257,6 +273,10 @@ def facts_of(ev: EventBase) -> Facts:
     if isinstance(ev, EpcisEvent):
         stated = tuple((lot, ev.kg_for(lot)) for lot, role in lots if role == "subject")
         adds_to, unstated, instances, ours = ev.adds_to, ev.unstated, ev.instances, ev.ours
+    refs: tuple[tuple[str, str, int, str], ...] = (
+        getattr(ev, "refs", ()) if ev.type in RECORD_TYPES else ()
+    )
+    claims = tuple(get("claims") or ())
     return Facts(
         ev.type,
         time_key(ev.time),
@@ -283,6 +303,30 @@ def facts_of(ev: EventBase) -> Facts:
         unstated,
         instances,
         ours,
+        refs,
+        _origin(ev) if isinstance(ev, Harvest) else None,
+        claims,
+    )
+
+
+#: EUDR: a plot over this many hectares needs a polygon, not a point.
+_POINT_MAX_HA = 4.0
+
+
+def _origin(h: Harvest) -> Origin:
+    geom, plot = h.plot.geometry, h.plot
+    problem = None
+    if geom is None:
+        problem = f"plot {plot.id} has no geometry (point or polygon)"
+    elif geom.type == "Point" and (plot.area_ha or 0) > _POINT_MAX_HA:
+        problem = f"plot {plot.id} is {plot.area_ha:g} ha but given only as a Point"
+    return Origin(
+        h.producer,
+        plot.id,
+        bool(h.women_producer),
+        plot.registered_to,
+        tuple(h.certifications or ()),
+        problem,
     )
 
 
@@ -335,6 +379,8 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     """
     if ev.type == "correction":
         return _check_correction(ev, view, now)
+    if ev.type in RECORD_TYPES:
+        return _check_record(ev, view, now)
     foreign = ev.type == "epcis"
     found: list[Finding] = []
     t = ev.time
@@ -470,8 +516,104 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
                 found.extend(_check_restate(st, kg, ev))
 
     found.extend(_check_mass_balance(ev, formed, view))
+    if ev.claims and not any(f.severity == "error" for f in found):
+        found.extend(_check_claims(ev, view))
     found.extend(_warnings(ev, view))
     return found
+
+
+def _check_record(ev: Facts, view: View, now: datetime) -> list[Finding]:
+    """A record (certificate, purchase, payment, premium): its time and the lots it names."""
+    found: list[Finding] = []
+    kinds = SITE_KINDS.get(ev.type)
+    if kinds is not None and ev.site.partition(":")[0] not in kinds:
+        found.append(_site_finding(ev.type, ev.site, kinds))
+    if ev.time > _future_key(now):
+        found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
+    for code, field, stage, producer in ev.refs:
+        st = view.lot(code)
+        if st is None:
+            found.append(Finding("record-lot", f"lot {code} {_absent(code, view)}", field))
+        elif producer and (origin := _harvest_origin(st, view)) is None:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} was not created by a harvest; a purchase pays for a "
+                    "producer's own lot",
+                    field,
+                )
+            )
+        elif producer and origin is not None and origin.producer != producer:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} is producer {origin.producer}'s, not {producer}'s",
+                    "producer",
+                )
+            )
+        elif ev.type == "premium" and ev.kg is not None and ev.kg > st.kg * _WEIGHT_TOLERANCE:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} weighs {_kg_text(st.kg)} kg; a premium cannot be paid on "
+                    f"{_kg_text(ev.kg)} kg",
+                    "kg",
+                )
+            )
+        elif st.stage < stage:
+            found.append(
+                Finding(
+                    "record-lot",
+                    f"lot {code} is only at {STAGE_NAMES[st.stage]}; a {ev.type} is for "
+                    f"an exported lot",
+                    field,
+                )
+            )
+    return found
+
+
+def _harvest_origin(st: LotState, view: View) -> Origin | None:
+    """The origin of the harvest that created the lot, or None if no harvest did."""
+    found = view.event(st.created_by)
+    return found[0].origin if found is not None else None
+
+
+def _check_claims(ev: Facts, view: View) -> list[Finding]:
+    """A claim lot holds every claim its forming event declares (``claim-broken``)."""
+    if not ev.formed:
+        return [
+            Finding(
+                "claim-broken",
+                f"a {ev.type} that forms no lot cannot declare claims; declare them on "
+                "the event that forms the lot (a harvest, a merge, the dry mill)",
+                "claims",
+            )
+        ]
+
+    def creator(code: str) -> Facts | None:
+        st = view.lot(code)
+        if st is None:
+            return None
+        found = view.event(st.created_by)
+        return found[0] if found is not None else None
+
+    if ev.origin is not None:
+        state = harvest_state(ev.formed[0][0], ev.origin)
+    else:
+        memo: dict[str, Any] = {}
+        inputs = [(src, state_of(src, creator, memo)) for src, _kg in ev.drawn]
+        state = blend(ev.formed[0][0], inputs)
+    for claim in ev.claims:
+        if claim not in state.held:
+            lots = ", ".join(code for code, _kg in ev.formed)
+            return [
+                Finding(
+                    "claim-broken",
+                    f"lot {lots} is declared {claim} but {state.reason(claim)}",
+                    "claims",
+                )
+            ]
+    return []
 
 
 def _site_finding(kind: str, site: str, kinds: tuple[str, ...]) -> Finding:
