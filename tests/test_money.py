@@ -253,7 +253,7 @@ def test_generated_season_premiums_reconcile(season: Ledger) -> None:
 def _cli_import(
     files: list[str], db: Path, parallel_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    monkeypatch.setattr("lottrace.cli.PARALLEL_BYTES", parallel_bytes)
+    monkeypatch.setattr("lottrace.importing.PARALLEL_BYTES", parallel_bytes)
     assert CliRunner().invoke(cli, ["--db", str(db), "init"]).exit_code == 0
     return CliRunner().invoke(cli, ["--db", str(db), "import", *files])
 

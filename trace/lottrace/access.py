@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, LottraceError
+from .errors import InvalidInput, LedgerError, LottraceError
 from .ledger import Ledger
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "Identity",
     "NotAllowed",
     "NotAuthenticated",
+    "WriteGuard",
+    "site_key",
     "visible_lots",
 ]
 
@@ -60,7 +62,14 @@ ROLES = ("field", "qc", "analyst", "buyer", "admin")
 WRITERS = frozenset({"field", "qc", "admin"})
 #: Roles that read the delay analyses of their organisation.
 ANALYSTS = frozenset({"analyst", "admin", "qc"})
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
+_NAME = re.compile(r"[^\W_][\w .,'&@()-]{0,99}")
+#: lottrace's own sites as EPCIS names them (``epcis.SITE_BASE``).
+_SITE_URI = "https://lottrace.org/site/"
+
+
+def site_key(site: str) -> str:
+    """A site as the access file names it: ``hq:JUMARP`` for its EPCIS URI form too."""
+    return site.removeprefix(_SITE_URI)
 
 
 class NotAuthenticated(LottraceError):
@@ -98,8 +107,8 @@ class _Data:
 def _check_name(what: str, value: str) -> str:
     if not _NAME.fullmatch(value):
         raise InvalidInput(
-            f"{what} {value!r}: use 1-64 letters, digits, spaces and . _ @ - (starting with a "
-            "letter or digit)"
+            f"{what} {value!r}: use 1-100 letters, digits, spaces and . , ' & @ ( ) _ - "
+            "(starting with a letter or digit)"
         )
     return value
 
@@ -124,8 +133,8 @@ class AccessFile:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return _Data()
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{self.path}: cannot read the access file: {exc}") from None
+        except (OSError, ValueError) as exc:  # the server's own file: not the caller's doing
+            raise LedgerError(f"{self.path.name}: cannot read the access file: {exc}") from None
         return _Data(
             owner=raw.get("owner"),
             users=list(raw.get("users", [])),
@@ -213,7 +222,7 @@ class AccessFile:
         """Declare that ``site`` belongs to ``org`` (not to the ledger's owner)."""
         _check_name("organisation", org)
         data = self._load()
-        data.sites[site] = org
+        data.sites[site_key(site)] = org
         self._save(data)
 
     def publish(self, lot: str, public: bool = True) -> None:
@@ -239,9 +248,9 @@ class AccessFile:
         raise NotAuthenticated("the token is not a live user's")
 
     def site_org(self, site: str) -> str | None:
-        """The organisation a site belongs to."""
+        """The organisation a site belongs to (its EPCIS URI form counts as the site)."""
         data = self._load()
-        return data.sites.get(site, data.owner)
+        return data.sites.get(site_key(site), data.owner)
 
     def sites_of(self, org: str) -> set[str]:
         """The sites declared to belong to ``org`` (the owner's are all the others)."""
@@ -257,6 +266,48 @@ class AccessFile:
         for site in sites:
             if self.site_org(site) != who.org:
                 raise NotAllowed(f"site {site} is not {who.org}'s: {who.name} cannot write there")
+
+
+class WriteGuard:
+    """What one caller may write into one ledger, checked event by event.
+
+    An event is the caller's to write when the caller's role writes, its site
+    is the caller's organisation's, every lot it names that exists already is
+    one the caller may read (another organisation cannot draw from, move or
+    restate the owner's lots by writing at a site of its own), and a
+    correction voids only an event written at one of the caller's
+    organisation's sites.
+    """
+
+    def __init__(self, access: AccessFile, who: Identity, ledger: Ledger) -> None:
+        self.access = access
+        self.who = who
+        self.ledger = ledger
+        self._visible: set[str] | None = None
+        self._known = False
+        access.check_write(who, [])
+
+    def _may_read(self, lot: str) -> bool:
+        if not self._known:
+            self._visible = visible_lots(self.ledger, self.who, self.access)
+            self._known = True
+        return self._visible is None or lot in self._visible
+
+    def check(self, site: str, lots: list[str], corrects: str | None = None) -> None:
+        self.access.check_write(self.who, [site])
+        for lot in lots:
+            if self.ledger.lot(lot) is not None and not self._may_read(lot):
+                raise NotAllowed(f"lot {lot} is not {self.who.org}'s to write about")
+        if corrects:
+            try:
+                target = self.ledger.event(corrects).event
+            except LottraceError:
+                return  # no such event: the rules refuse the correction, naming it
+            if self.access.site_org(target.site) != self.who.org:
+                raise NotAllowed(
+                    f"event {corrects[:12]}... was written at {target.site}, not at a site of "
+                    f"{self.who.org}'s: {self.who.name} cannot void it"
+                )
 
 
 def visible_lots(ledger: Ledger, who: Identity, access: AccessFile) -> set[str] | None:

@@ -777,10 +777,38 @@ def first_problem(doc: Any) -> Problem | None:
     >>> first_problem(doc)
     ('$.epcisBody.eventList[0].eventTime', "'22-07-2026' is not an RFC 3339 date-time with an offset")
     """
+    deep = _too_deep(doc, "$", 0)
+    if deep is not None:
+        return deep, f"nested deeper than {MAX_DEPTH} levels"
     try:
         _document(doc)
     except _Found as found:
         return found.path, found.message
+    return None
+
+
+#: How deep objects and lists may nest in a document. GS1's examples nest
+#: about 8 levels; a far deeper event could be stored but not written out
+#: again (JSON writers stop at some depth), breaking every read of it.
+MAX_DEPTH = 48
+
+
+def _too_deep(value: Any, path: str, depth: int) -> str | None:
+    """The path of the first value nested deeper than :data:`MAX_DEPTH`, or None."""
+    if depth > MAX_DEPTH:
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list):
+                found = _too_deep(item, f"{path}.{key}", depth + 1)
+                if found is not None:
+                    return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, dict | list):
+                found = _too_deep(item, f"{path}[{i}]", depth + 1)
+                if found is not None:
+                    return found
     return None
 
 

@@ -30,9 +30,12 @@ Each query reads the selection whole, so it costs in proportion to it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from .epcis import export_document
 from .errors import InvalidEvent, UnknownEvent, UnknownLot
@@ -79,6 +82,8 @@ def query_events(
     test = _matcher(params)
     doc = _selection(ledger, lots, params)
     matched = [e for e in doc["epcisBody"]["eventList"] if test(e)]
+    if lots is not None:  # not an event that also names a lot the caller may not see
+        matched = [e for e in matched if _names_only(ledger, e, lots)]
     page = matched[offset : offset + limit]
     return {
         "@context": doc["@context"],
@@ -132,6 +137,22 @@ def _selection(ledger: Ledger, lots: set[str] | None, params: Mapping[str, str])
         merged = export_document(ledger, since="9999-01-01")  # an empty document
     events.sort(key=lambda e: (e.get("eventTime", ""), e["eventID"]))
     return {**merged, "epcisBody": {"eventList": events}}
+
+
+_LOT_URI = re.compile(r"https://lottrace\.org/lot/([^\"\s]+)")
+
+
+def _names_only(ledger: Ledger, event: dict[str, Any], lots: set[str]) -> bool:
+    """Whether every lot of the ledger that ``event`` names is one of ``lots``.
+
+    lottrace's own lots appear as ``https://lottrace.org/lot/CODE``; a
+    partner's lots as their own identifiers (EPCs, classes, parent ids).
+    """
+    named = set(_LOT_URI.findall(orjson.dumps(event).decode()))
+    named |= _ids(event, _EPC_LISTS) | _classes(event, ("quantityList", *_CLASS_LISTS))
+    if event.get("parentID"):
+        named.add(str(event["parentID"]))
+    return all(code in lots or ledger.lot(code) is None for code in named)
 
 
 def _values(value: str) -> set[str]:

@@ -45,6 +45,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
@@ -154,20 +155,30 @@ class _BodyLimit:
             await _too_large(send, self.limit)
             return
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    refused = True
+                    await _too_large(send, self.limit)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def quiet(message: Message) -> None:
+            if not refused:  # after the 413, nothing the app says is sent
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
+            await self.app(scope, limited, quiet)
+        except Exception:
+            if not refused:
+                raise
 
 
 class _TooLarge(Exception):
@@ -183,13 +194,10 @@ async def _too_large(send: Send, limit: int) -> None:
             "detail": f"the request body is over {limit} bytes",
         }
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/problem+json")],
-        }
-    )
+    headers = [(b"content-type", b"application/problem+json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (_SECURITY | EPCIS_HEADERS).items()]
+    headers.append((b"content-security-policy", _CSP_API.encode()))
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -267,6 +275,33 @@ def create_app(
     async def lottrace_error(_request: Request, exc: LottraceError) -> Response:
         return _problem(exc, db)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        return _JSON(
+            {
+                "type": "https://lottrace.org/problems/HTTP",
+                "title": str(exc.detail).lower(),
+                "status": exc.status_code,
+                "detail": str(exc.detail),
+            },
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}) | EPCIS_HEADERS,
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> Response:
+        log.error("internal error %s", type(exc).__name__)  # no message: it may name data
+        return _JSON(
+            {
+                "type": "https://lottrace.org/problems/InternalError",
+                "title": "internal error",
+                "status": 500,
+                "detail": f"internal error {type(exc).__name__} (please report it)",
+            },
+            status_code=500,
+            headers=EPCIS_HEADERS | _SECURITY,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
@@ -321,11 +356,19 @@ def create_app(
     def reading() -> Ledger:
         return Ledger.reader(db)
 
-    def check_lot(ledger: Ledger, user: Identity, lot: str) -> None:
-        ledger.require_lot(lot)  # 404 for a lot that does not exist
+    def check_lot(ledger: Ledger, user: Identity, lot: str) -> set[str] | None:
+        """404 for a lot that does not exist, and for one the caller may not see.
+
+        The same answer both ways, with no "did you mean" hint: a caller must
+        not learn which lots exist beyond its own. The lots the caller may
+        see are returned (None: all).
+        """
         lots = visible_lots(ledger, user, access)
-        if lots is not None and lot not in lots:
-            raise NotAllowed(f"lot {lot} is not visible to {user.org}")
+        if lots is None:
+            ledger.require_lot(lot)
+        elif lot not in lots:
+            raise UnknownLot(f"no lot {lot!r}")
+        return lots
 
     def need_analyst(user: Identity) -> None:
         if not (user.owner and user.role in ("analyst", "admin", "qc")):
@@ -339,7 +382,9 @@ def create_app(
         contexts = ContextRegistry(db).contexts()
         doc = parse_document(raw, name, contexts=contexts)
         with Ledger(db) as ledger:
-            return import_documents(ledger, [(name, doc)], transform=_as_written_by(user, access))
+            return import_documents(
+                ledger, [(name, doc)], transform=_as_written_by(user, access, ledger)
+            )
 
     # ------------------------------------------------------------------ EPCIS
 
@@ -360,6 +405,7 @@ def create_app(
         openapi_extra={"requestBody": _EPCIS_BODY},
     )
     async def capture_document(request: Request, user: User) -> Response:
+        access.check_write(user, [])  # no capture job for a role that does not write
         raw = await request.body()
         job_id = "c" + secrets.token_hex(8)
         created = _now()
@@ -383,7 +429,8 @@ def create_app(
             return _problem(exc, db)
         job.update(running=False, finishedAt=_now(), report=report.as_dict())
         _keep(jobs, jobs_lock, job)
-        return _JSON(job, status_code=202, headers={"Location": f"/capture/{job_id}"})
+        shown = {k: v for k, v in job.items() if not k.startswith("_")}
+        return _JSON(shown, status_code=202, headers={"Location": f"/capture/{job_id}"})
 
     @app.get("/capture/{captureID}", summary="A capture job's state", tags=["EPCIS"])
     def capture_job(captureID: str, user: User) -> dict[str, Any]:
@@ -452,14 +499,13 @@ def create_app(
         headers = {}
         if more:
             token = _make_token(offset + perPage, key)
-            query = "&".join(
-                f"{k}={v}" for k, v in request.query_params.items() if k != "nextPageToken"
+            from urllib.parse import urlencode
+
+            query = urlencode(
+                [(k, v) for k, v in request.query_params.items() if k != "nextPageToken"]
+                + [("nextPageToken", token)]
             )
-            link = (
-                f"/events?{query}&nextPageToken={token}"
-                if query
-                else f"/events?nextPageToken={token}"
-            )
+            link = f"/events?{query}"
             headers["Link"] = f'<{link}>; rel="next"'
             headers["GS1-Next-Page-Token-Expires"] = "never"
         return _JSON(doc, headers=headers, media_type=_JSON_LD)
@@ -485,8 +531,11 @@ def create_app(
         from .provenance import history
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
-            return history(ledger, lot)
+            lots = check_lot(ledger, user, lot)
+            answer = history(ledger, lot)
+        if lots is not None:  # not the events that formed lots the caller may not see
+            answer["events"] = [e for e in answer["events"] if _event_lots(e) <= lots]
+        return answer
 
     @app.get("/api/lots/{lot}/upstream", summary="`lottrace upstream --json`", tags=["lots"])
     def lot_upstream(lot: str, user: User) -> Any:
@@ -501,12 +550,8 @@ def create_app(
         from .provenance import downstream
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            lots = check_lot(ledger, user, lot)
             answer = downstream(ledger, lot)
-        lots = None
-        if not (user.owner and user.role != "buyer"):
-            with reading() as ledger:
-                lots = visible_lots(ledger, user, access)
         return answer if lots is None else _only_visible(answer, lots)
 
     @app.get("/api/lots/{lot}/eudr", summary="EUDR GeoJSON (`lottrace eudr`)", tags=["lots"])
@@ -622,7 +667,9 @@ def create_app(
         with tempfile.TemporaryDirectory(prefix="lottrace-upload-") as folder:
             paths = []
             for i, upload in enumerate(files):
-                name = Path(upload.filename or "").name or f"upload-{i}"
+                name = re.sub(r"[^\w.\- ]", "_", Path(upload.filename or "").name)[:100]
+                if name.strip(".") == "":
+                    name = f"upload-{i}"
                 path = Path(folder) / str(i) / name  # each file under the name it was sent
                 path.parent.mkdir()
                 path.write_bytes(await upload.read())
@@ -632,7 +679,8 @@ def create_app(
                 report = await _in_thread(_import_files, db, user, access, paths, type)
             except LottraceError as exc:
                 return _problem(exc, db, lambda text: hidden.sub("", text))
-        return report.as_dict() | {"warning_list": [str(w) for w in report.warnings]}
+        warnings = [hidden.sub("", str(w)) for w in report.warnings]
+        return report.as_dict() | {"warning_list": warnings}
 
     # ------------------------------------------------------------------ the passport resolver
 
@@ -658,9 +706,10 @@ def create_app(
         gtin: Annotated[str, PathParam(pattern=r"^\d{8,14}$")],
         lot: str,
         credentials: Credentials,
+        lang: Annotated[str, Query(pattern="^(en|es)$")] = "en",
     ) -> HTMLResponse:
         """A GS1 Digital Link (GTIN and batch/lot) resolved to the lot's passport."""
-        return resolve_lot(request, lot, credentials)
+        return resolve_lot(request, lot, credentials, lang)
 
     # The outermost layer: a body over the limit is refused before any route reads it.
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
@@ -689,20 +738,27 @@ def _import_files(
             paths,
             ReadOptions(default_type=default_type),
             parallel=False,
-            transform=_as_written_by(user, access),
+            transform=_as_written_by(user, access, ledger),
         )
 
 
-def _as_written_by(user: Identity, access: AccessFile) -> Callable[[str, Any], Any]:
-    """Each event as written through the server: at the caller's sites, the caller its actor."""
+def _as_written_by(user: Identity, access: AccessFile, ledger: Ledger) -> Callable[[str, Any], Any]:
+    """Each event as written through the server: checked by a :class:`WriteGuard`, the
+    caller its actor."""
+    from .access import WriteGuard
+    from .ledger import WholeInputs
+    from .rules import facts_of
+
+    guard = WriteGuard(access, user, ledger)
 
     def stamp(where: str, ev: Any) -> Any:
-        from .ledger import WholeInputs
-
         if isinstance(ev, WholeInputs):
-            access.check_write(user, [str(ev.record.get("site", ""))])
-            return WholeInputs({**ev.record, "actor": user.actor}, ev.whole)
-        access.check_write(user, [ev.site])
+            rec = ev.record
+            lots = [str(rec.get("lot", ""))] + [str(i.get("lot", "")) for i in rec["inputs"]]
+            guard.check(str(rec.get("site", "")), lots)
+            return WholeInputs({**rec, "actor": user.actor}, ev.whole)
+        facts = facts_of(ev)
+        guard.check(ev.site, [lot for lot, _role in facts.lots], facts.corrects)
         return ev.model_copy(update={"actor": user.actor})
 
     return stamp
@@ -711,19 +767,35 @@ def _as_written_by(user: Identity, access: AccessFile) -> Callable[[str, Any], A
 def _passport(
     ledger: Ledger, request: Request, lot: str, lang: str, public_url: str | None
 ) -> HTMLResponse:
+    from urllib.parse import quote
+
     from .passport import passport
 
     base = (public_url or str(request.base_url)).rstrip("/")
-    return HTMLResponse(passport(ledger, lot, lang=lang, url=f"{base}/lot/{lot}"))
+    return HTMLResponse(passport(ledger, lot, lang=lang, url=f"{base}/lot/{quote(lot, safe='')}"))
 
 
 def _only_visible(answer: dict[str, Any], lots: set[str]) -> dict[str, Any]:
-    """A downstream answer cut to the lots the caller may see."""
+    """A downstream answer cut to the lots the caller may see (rows and lists of codes)."""
     out = dict(answer)
     for key, value in answer.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict) and "lot" in value[0]:
+        if not isinstance(value, list) or not value:
+            continue
+        if isinstance(value[0], dict) and "lot" in value[0]:
             out[key] = [row for row in value if row["lot"] in lots]
+        elif isinstance(value[0], str) and key == "lots":
+            out[key] = [code for code in value if code in lots]
     return out
+
+
+def _event_lots(event: dict[str, Any]) -> set[str]:
+    """Every lot an event (as ``history`` shows it) names: its lot, inputs and outputs."""
+    found = {str(event["lot"])} if event.get("lot") else set()
+    for key in ("inputs", "outputs"):
+        for item in event.get(key) or ():
+            if isinstance(item, dict) and item.get("lot"):
+                found.add(str(item["lot"]))
+    return found
 
 
 def _keep(
@@ -746,6 +818,8 @@ def _time(value: str | None, name: str) -> datetime | None:
         t = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(f"{name}: {value!r} is not a date or time like 2025-06-01") from None
+    if not 1900 <= t.year <= 2200:
+        raise InvalidInput(f"{name}: {value!r} is not a year between 1900 and 2200")
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
