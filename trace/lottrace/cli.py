@@ -1680,6 +1680,87 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     click.echo(f"wrote {output}: run datasette {ctx.obj['db']} --metadata {output}")
 
 
+# --------------------------------------------------------------------------- EUDR plots
+
+
+@cli.group()
+def plots() -> None:
+    """The plot registry: plots as events, read from GeoJSON, KML or CSV, and checked."""
+
+
+@plots.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--site", default="hq:registry", show_default=True, help="Where it is recorded.")
+@click.option("--time", "when", help="The records' time (ISO with offset). Default: now.")
+@json_option
+@click.pass_context
+def plots_import(
+    ctx: click.Context, files: Sequence[Path], site: str, when: str | None, as_json: bool
+) -> None:
+    """Register or update plots from GeoJSON FeatureCollections, KML or CSV (lat/lon or wkt).
+
+    All files are read first: one bad record names its file, line or feature, and
+    field, and nothing is written. A plot whose record is unchanged is skipped.
+    """
+    from .plot_registry import import_plots
+
+    with _open(ctx, write=True) as ledger:
+        report = import_plots(ledger, files, site=site, time=when)
+    if as_json:
+        click.echo(_dumps(report))
+    else:
+        click.echo(f"plots added {report['added']}, unchanged {report['unchanged']}")
+
+
+@plots.command("list")
+@click.option("--as-of", help="The registry as of this date or time (default: now).")
+@json_option
+@click.pass_context
+def plots_list(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """The plot registry as of a date: each plot's record in force."""
+    from .plot_registry import as_of_key, registry
+
+    with _open(ctx) as ledger:
+        rows = [p.as_dict() for p in registry(ledger, as_of_key(as_of)).values()]
+    rows.sort(key=lambda r: (r["producer"], r["plot_id"]))
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    for r in rows:
+        r["geometry"] = r["geometry"]["type"] if r["geometry"] else None
+        r["lots"] = len(r["lots"])
+    click.echo(
+        _table(rows, ["producer", "plot_id", "geometry", "area_ha", "since", "versions", "lots"])
+    )
+
+
+@plots.command("check")
+@click.option("--as-of", help="Check the registry as of this date or time (default: now).")
+@json_option
+@click.pass_context
+def plots_check(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """What the EU information system would reject, per plot; exits 1 if anything.
+
+    Precision under six decimals, swapped longitude and latitude, rings not
+    closed, self-intersections, holes, spikes, a point for a plot over 4 ha,
+    area off the declared area, overlaps between producers, duplicate
+    geometries; each with every lot it blocks.
+    """
+    from .geometry import check_plots
+    from .plot_registry import as_of_key
+
+    with _open(ctx) as ledger:
+        problems = check_plots(ledger, as_of_key(as_of))
+    if as_json:
+        click.echo(_dumps(problems))
+    elif problems:
+        click.echo(_table(problems, ["producer", "plot_id", "code", "message", "lots"]))
+    else:
+        click.echo("no problems")
+    if problems:
+        raise LottraceError(f"{len(problems)} plot problem(s)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lottrace")

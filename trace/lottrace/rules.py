@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from .events import STAGE_ORDER, DryMill, EpcisEvent, EventBase
+from .events import REGISTRY_TYPES, STAGE_ORDER, DryMill, EpcisEvent, EventBase
 
 __all__ = [
     "FOREIGN_STAGE",
@@ -68,6 +68,8 @@ RULES: dict[str, str] = {
     "else refers to that lot (void the later events first, newest first)",
     "weight-unstated": "a foreign (EPCIS) event that draws from a weighed lot states the kg it "
     "draws (a quantity in KGM)",
+    "finding-target": "an eudr_resolution resolves an eudr_finding of the ledger that is not "
+    "void, and is not dated before it",
     "lineage-cycle": "no lot flows, through any chain of events, into a lot it came from",
     "epcis-hash": "a foreign (EPCIS) event's hash_id is its CBV 2.0 Event Hash ID, recomputed "
     "on append",
@@ -231,6 +233,8 @@ class Facts(NamedTuple):
     instances: tuple[str, ...] = ()
     #: EPCIS events: lots named by lottrace's own URI for them (they must exist)
     ours: tuple[str, ...] = ()
+    #: an eudr_resolution's finding (an event id)
+    refers: str | None = None
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -282,6 +286,7 @@ def facts_of(ev: EventBase) -> Facts:
         unstated,
         instances,
         ours,
+        get("finding") if ev.type == "eudr_resolution" else None,
     )
 
 
@@ -334,6 +339,8 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
     """
     if ev.type == "correction":
         return _check_correction(ev, view, now)
+    if ev.type in REGISTRY_TYPES:
+        return _check_registry(ev, view, now)
     foreign = ev.type == "epcis"
     found: list[Finding] = []
     t = ev.time
@@ -719,6 +726,37 @@ def _check_correction(ev: Facts, view: View, now: datetime) -> list[Finding]:
                     f"event {ev.corrects[:12]}... created lot {code}, which has "
                     f"{st.n_events - 1} later event(s); void those first",
                     "corrects",
+                )
+            )
+    return found
+
+
+def _check_registry(ev: Facts, view: View, now: datetime) -> list[Finding]:
+    """Plots, deforestation findings and statements: not in the future; a resolution
+    names a finding of the ledger that is not void."""
+    found: list[Finding] = []
+    if ev.time > _future_key(now):
+        found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
+    if ev.refers is not None:
+        got = view.event(ev.refers)
+        if got is None or got[0].type != "eudr_finding":
+            found.append(
+                Finding(
+                    "finding-target",
+                    f"no eudr_finding {ev.refers[:12]}... in the ledger",
+                    "finding",
+                )
+            )
+        elif got[1]:
+            found.append(
+                Finding("finding-target", f"finding {ev.refers[:12]}... is void", "finding")
+            )
+        elif ev.time < got[0].time:
+            found.append(
+                Finding(
+                    "finding-target",
+                    f"the resolution is dated before the finding it resolves ({got[0].time_iso})",
+                    "time",
                 )
             )
     return found
