@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -13,6 +15,7 @@ from lottrace.demo import build_demo
 from lottrace.ledger import Ledger
 from lottrace.plot_registry import as_of_key, registry
 
+JSONDict = dict[str, Any]
 DATA = Path(__file__).parent / "data" / "eudr"
 T1 = "2026-11-01T00:00:00Z"
 T2 = "2026-11-20T00:00:00Z"
@@ -207,3 +210,189 @@ def test_problem_names_every_lot_it_blocks(sample: Path) -> None:
     # as of before the update the registry (and the check) is the harvest's plot
     r = run(sample, "plots", "check", "--as-of", "2026-10-01")
     assert r.exit_code == 0
+
+
+# --------------------------------------------------------------------------- findings
+
+WHISP = DATA / "whisp_results.csv"
+WHISP_ARGS = ("--dataset", "whisp", "--dataset-version", "2.0.0", "--date", "2026-11-15")
+
+
+def test_lot_carries_worst_open_finding_and_eudr_refuses_it(sample: Path) -> None:
+    r = run(sample, "findings", "import", str(WHISP), *WHISP_ARGS)
+    assert (r.exit_code, r.output) == (0, "findings added 3, duplicates skipped 0\n")
+    data = json.loads(run(sample, "findings", "list", "EXP-25-JUM-01", "--json").output)
+    assert data["risk"] == "high"
+    assert [(f["plot_id"], f["producer"], f["risk"]) for f in data["findings"]] == [
+        ("JUM-P0041", "JUM-0041", "high"),
+        ("JUM-P0063", "JUM-0063", "medium"),
+    ]
+    high = data["findings"][0]
+    assert high["indicators"] == ["Ind_01_treecover", "Ind_04_disturbance_after_2020"]
+    assert (high["dataset"], high["dataset_version"], high["date"]) == (
+        "whisp",
+        "2.0.0",
+        "2026-11-15",
+    )
+    r = run(sample, "eudr", "EXP-25-JUM-01", "--check")
+    assert r.exit_code == 1
+    assert "plot JUM-P0041 has an open high-risk finding (whisp 2.0.0, 2026-11-15" in r.output
+    assert "JUM-P0063" not in r.output  # medium risk is carried, not refused
+    # another lot without those plots is not touched
+    assert run(sample, "eudr", "EXP-25-APR-02", "--check").exit_code == 0
+    # resolved with evidence: shade-grown agroforestry is not forest
+    r = run(sample, "findings", "resolve", high["event_id"][:12], "--evidence", "agroforestry",
+            "--document", "visita-2026-11-20.pdf", "--time", "2026-11-20T10:00:00-05:00")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert run(sample, "eudr", "EXP-25-JUM-01", "--check").exit_code == 0
+    assert (
+        json.loads(run(sample, "findings", "list", "EXP-25-JUM-01", "--json").output)["risk"]
+        == "medium"
+    )
+    # as of before the resolution, the lot is refused again: nothing was overwritten
+    assert run(sample, "eudr", "EXP-25-JUM-01", "--check", "--as-of", "2026-11-16").exit_code == 1
+
+
+def test_a_later_result_of_the_same_dataset_supersedes(sample: Path) -> None:
+    run(sample, "findings", "import", str(WHISP), *WHISP_ARGS)
+    later = sample.parent / "later.csv"
+    later.write_text("plotId,risk_pcrop\nJUM-P0041,low\n")
+    run(sample, "findings", "import", str(later), "--dataset", "whisp",
+        "--dataset-version", "2.1.0", "--date", "2026-11-28")  # fmt: skip
+    assert run(sample, "eudr", "EXP-25-JUM-01", "--check").exit_code == 0
+    # a result of another dataset does not
+    run(sample, "findings", "import", str(DATA / "whisp_results.geojson"))
+    data = json.loads(run(sample, "findings", "list", "--json").output)
+    assert sorted((f["plot_id"], f["dataset"], f["risk"]) for f in data["findings"]) == [
+        ("APR-P0231", "whisp", "low"),
+        ("JUM-P0041", "gfw", "low"),
+        ("JUM-P0041", "whisp", "low"),
+        ("JUM-P0063", "whisp", "medium"),
+    ]
+
+
+def test_bad_finding_row_is_one_line_and_nothing_written(sample: Path, tmp_path: Path) -> None:
+    n = events_count(sample)
+    f = tmp_path / "bad.csv"
+    f.write_text("plotId,risk_pcrop\nJUM-P0041,high\nJUM-P0063,maybe\n")
+    r = run(sample, "findings", "import", str(f), *WHISP_ARGS)
+    assert r.exit_code == 1
+    assert r.output.strip().startswith("Error: bad.csv:3: risk: 'maybe' is not one of")
+    r = run(sample, "findings", "import", str(WHISP))
+    assert r.output.strip() == (
+        "Error: whisp_results.csv:2: time: missing (a column analysis_date, date, or --date)"
+    )
+    assert events_count(sample) == n
+    r = run(sample, "findings", "resolve", "0123456789ab", "--evidence", "agroforestry")
+    assert r.exit_code != 0 and "no eudr_finding 0123456789ab" in r.output
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def _independent_lineage(db: Path, lot: str) -> tuple[float, list[JSONDict]]:
+    """The export's kg and the harvests behind it, from the raw log, without lottrace's graph."""
+    formed_from: dict[str, set[str]] = {}
+    harvests: dict[str, JSONDict] = {}
+    kg = 0.0
+    with Ledger.reader(db) as ledger:
+        for s in ledger.iter_events():
+            if s.void:
+                continue
+            body = s.event.model_dump(mode="json")
+            ins = {i["lot"] for i in body.get("inputs") or []}
+            outs = [o["lot"] for o in body.get("outputs") or []] or [body.get("lot")]
+            for out in outs:
+                if out is not None and ins:
+                    formed_from.setdefault(out, set()).update(ins)
+            if body["type"] == "harvest":
+                harvests[body["lot"]] = body
+            if body["type"] == "export" and body["lot"] == lot:
+                kg = body["kg"]
+    seen, todo = set(), [lot]
+    while todo:
+        code = todo.pop()
+        if code not in seen:
+            seen.add(code)
+            todo.extend(formed_from.get(code, ()))
+    return kg, [harvests[c] for c in sorted(seen & harvests.keys())]
+
+
+def test_statement_numbers_match_the_ledger(sample: Path, tmp_path: Path) -> None:
+    out, req = tmp_path / "statement.json", tmp_path / "request.json"
+    r = run(sample, "dds", "EXP-25-JUM-01", "--operator", "JUMARP", "--operator-id",
+            "PE20123456789", "-o", str(out), "--request", str(req))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    stmt = json.loads(out.read_text())
+    kg, harvests = _independent_lineage(sample, "EXP-25-JUM-01")
+    c = stmt["commodity"]
+    assert c["net_mass_kg"] == kg == 414
+    days = sorted(h["time"][:10] for h in harvests)  # local dates, as the times are given
+    assert c["production_period"] == {"start": days[0], "end": days[-1]}
+    plots = {h["plot"]["id"]: h["plot"] for h in harvests}
+    assert c["plots"] == len(plots) == 5
+    assert c["area_ha"] == pytest.approx(sum(p["area_ha"] for p in plots.values()))
+    assert c["hs_code"] == "090111" and c["countries_of_production"] == ["PE"]
+    assert stmt["operator"] == {"name": "JUMARP", "identifier": "PE20123456789", "country": "PE"}
+    assert stmt["activity"] == "export" and stmt["upstream_statements"] == []
+    features = c["geolocation"]["features"]
+    assert {f["properties"]["ProductionPlace"] for f in features} == set(plots)
+    assert '"coordinates": [\n' in out.read_text()
+    body = json.loads(req.read_text())
+    assert body["dry_run"] is True and "1.4" in body["model"]
+    sub = body["submitDds"]["statement"]
+    assert sub["commodities"][0]["descriptors"]["goodsMeasure"]["netWeight"] == 414
+    geo = json.loads(base64.b64decode(sub["commodities"][0]["producers"][0]["geometryGeojson"]))
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == 5
+    assert r.output.startswith(
+        f"wrote {out}: lot EXP-25-JUM-01, 414 kg, 5 plots (7.8 ha), harvested "
+    )
+
+
+def test_statement_life_and_downstream_numbers(sample: Path, tmp_path: Path) -> None:
+    # an upstream statement (the mill's grade, say by a trader) and the export's own
+    r = run(sample, "statement", "record", "submitted", "MILL-25-0471-G1", "--reference",
+            "26PEUP000001", "--verification", "VUP00001", "--time", "2026-11-01T09:00:00-05:00")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    stmt = json.loads(run(sample, "dds", "EXP-25-JUM-01", "--operator", "JUMARP").output)
+    assert stmt["upstream_statements"] == [
+        {"reference": "26PEUP000001", "verification": "VUP00001"}
+    ]
+    run(sample, "statement", "record", "submitted", "EXP-25-JUM-01", "--reference",
+        "26PEEX000002", "--verification", "VEX00002", "--time", "2026-11-02T09:00:00-05:00")  # fmt: skip
+    down = json.loads(run(sample, "downstream", "JUM-25-H0041-1", "--json").output)
+    assert down["exports"][0]["statements"] == ["26PEEX000002/VEX00002"]
+    assert {s["reference"] for s in down["statements"]} == {"26PEUP000001", "26PEEX000002"}
+    assert "26PEEX000002/VEX00002" in run(sample, "downstream", "JUM-25-H0041-1").output
+    # amended: a new verification number; withdrawn: no longer carried
+    run(sample, "statement", "record", "amended", "EXP-25-JUM-01", "--reference",
+        "26PEEX000002", "--verification", "VEX00003", "--time", "2026-11-03T09:00:00-05:00")  # fmt: skip
+    down = json.loads(run(sample, "downstream", "JUM-25-H0041-1", "--json").output)
+    assert down["exports"][0]["statements"] == ["26PEEX000002/VEX00003"]
+    page = tmp_path / "p.html"
+    run(sample, "passport", "EXP-25-JUM-01", "-o", str(page))
+    assert "26PEEX000002/VEX00003" in page.read_text()
+    run(sample, "statement", "record", "withdrawn", "EXP-25-JUM-01", "--reference",
+        "26PEEX000002", "--time", "2026-11-04T09:00:00-05:00")  # fmt: skip
+    down = json.loads(run(sample, "downstream", "JUM-25-H0041-1", "--json").output)
+    assert down["exports"][0]["statements"] == []
+    rows = json.loads(run(sample, "statement", "list", "--json").output)
+    ex = next(r for r in rows if r["reference"] == "26PEEX000002")
+    assert [h["status"] for h in ex["history"]] == ["submitted", "amended", "withdrawn"]
+    # a rejection carries the authority's message
+    r = run(sample, "statement", "record", "rejected", "EXP-25-JUM-01")
+    assert r.exit_code == 1 and "a rejected statement has the authority's message" in r.output
+    r = run(sample, "statement", "record", "rejected", "EXP-25-JUM-01", "--message",
+            "geolocation: polygon self-intersects")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run(sample, "statement", "record", "submitted", "NO-SUCH-LOT", "--reference", "X",
+            "--verification", "Y")  # fmt: skip
+    assert r.exit_code != 0 and "no lot 'NO-SUCH-LOT'" in r.output
+
+
+def test_statement_refused_for_an_unprovable_lot(sample: Path) -> None:
+    run(sample, "findings", "import", str(WHISP), *WHISP_ARGS)
+    r = run(sample, "dds", "EXP-25-JUM-01", "--operator", "JUMARP")
+    assert r.exit_code == 1
+    assert "lot EXP-25-JUM-01 cannot be proven EUDR-compliant" in r.output
+    assert "JUM-P0041" in r.output

@@ -32,6 +32,7 @@ __all__ = [
     "PlotState",
     "as_of_key",
     "decimals_of",
+    "fold",
     "import_plots",
     "read_plots",
     "registry",
@@ -134,8 +135,13 @@ def registry(ledger: Ledger, as_of: str | None = None) -> dict[str, PlotState]:
     >>> p.producer, p.geometry["type"], p.area_ha, p.source, p.lots
     ('JUM-0072', 'Polygon', 4.9, 'harvest JUM-25-H0072-1', ['JUM-25-H0072-1', 'JUM-25-H0072-2'])
     """
+    return fold(s for _key, s in _registry_events(ledger, as_of))
+
+
+def fold(events: Iterable[StoredEvent]) -> dict[str, PlotState]:
+    """The registry made by these ``plot`` and ``harvest`` events, given in time order."""
     plots: dict[str, PlotState] = {}
-    for _key, s in _registry_events(ledger, as_of):
+    for s in events:
         ev = s.event
         if isinstance(ev, PlotRecord):
             old = plots.get(ev.plot_id)
