@@ -396,3 +396,31 @@ def test_statement_refused_for_an_unprovable_lot(sample: Path) -> None:
     assert r.exit_code == 1
     assert "lot EXP-25-JUM-01 cannot be proven EUDR-compliant" in r.output
     assert "JUM-P0041" in r.output
+
+
+def test_registry_events_leave_lots_exports_verify_and_rebuild_alone(
+    sample: Path, tmp_path: Path
+) -> None:
+    before = json.loads(run(sample, "delays", "--json").output)
+    stuck = run(sample, "stuck").output
+    run(sample, "plots", "import", str(DATA / "ok.geojson"), "--time", T1)
+    run(sample, "findings", "import", str(WHISP), *WHISP_ARGS)
+    run(sample, "statement", "record", "submitted", "EXP-25-JUM-01", "--reference", "R1",
+        "--verification", "V1", "--time", T2)  # fmt: skip
+    with Ledger.reader(sample) as ledger:
+        plot_id = next(ledger.events_of_types(["plot"])).event_id
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"type": "correction", "time": T2, "site": "hq:registry",
+                             "corrects": plot_id, "reason": "incorrect_data"}) + "\n")  # fmt: skip
+    assert run(sample, "import", str(f)).exit_code == 0
+    with Ledger.reader(sample) as ledger:
+        assert "OK-P1" not in registry(ledger)  # the corrected record is void
+    assert json.loads(run(sample, "delays", "--json").output) == before
+    assert run(sample, "stuck").output == stuck
+    assert run(sample, "verify").exit_code == 0
+    assert run(sample, "rebuild").exit_code == 0
+    assert run(sample, "verify").exit_code == 0
+    out = tmp_path / "x.json"
+    r = run(sample, "epcis", "export", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert "85 EPCIS events" in r.output  # plots, findings and statements are not EPCIS events

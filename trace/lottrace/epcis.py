@@ -40,6 +40,7 @@ from .errors import InvalidEvent, InvalidInput, LottraceError, UnknownEvent
 from .events import (
     EVENT_MODELS,
     LOT_BASE,
+    REGISTRY_TYPES,
     Correction,
     EpcisEvent,
     EventBase,
@@ -438,6 +439,8 @@ def export_document(
         ev = stored.event
         if floor is not None and time_key(ev.time) < floor:
             continue
+        if ev.type in REGISTRY_TYPES:
+            continue  # plots, findings, statements: records of things, not EPCIS events
         target = None
         if isinstance(ev, Correction):
             target = kept.get(ev.corrects)
@@ -445,6 +448,8 @@ def export_document(
                 if wanted is not None or floor is not None:
                     continue  # it voids an event outside the selection
                 target = ledger.event(ev.corrects).event
+                if target.type in REGISTRY_TYPES:
+                    continue
         elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
