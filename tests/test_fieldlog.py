@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from lottrace import cli as cli_module
 from lottrace.cli import cli
-from lottrace.events import EVENT_MODELS
+from lottrace.events import EVENT_MODELS, REGISTRY_TYPES
 from lottrace.fieldlog import STAGE_ALIASES, missing_fields, resolve_type
 from lottrace.numfmt import NNBSP
 
@@ -40,8 +40,9 @@ def events(db: Path, lot: str) -> list[dict[str, object]]:
 
 
 def test_every_alias_names_a_real_type_and_every_stage_has_one() -> None:
-    # foreign EPCIS events arrive through `lottrace epcis import`, never from the field
-    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - {"epcis"}
+    # foreign EPCIS events arrive through `lottrace epcis import`, never from the field;
+    # plots, findings and statements are registry records, not stages
+    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - {"epcis"} - REGISTRY_TYPES
     for spanish, english in STAGE_ALIASES.items():
         assert resolve_type(spanish) == english
     assert resolve_type("EXPORTACIÓN") == "export"

@@ -199,6 +199,8 @@ def mapping_table() -> str:
         rows.append(
             f"| `{m.lottrace}` | {kind} | {m.action} | {m.biz_step} | {m.disposition} | {m.fields} |"
         )
+    for t in sorted(REGISTRY_TYPES):  # records of things, not of a lot's moves
+        rows.append(f"| `{t}` | (not exported: a registry record, not an EPCIS event) | | | | |")
     return "\n".join(rows) + "\n"
 
 
