@@ -374,23 +374,20 @@ def _kml_positions(text: str | None, where: str) -> list[list[float]]:
 def _kml_geometry(pm: Any, ns: str, where: str) -> tuple[JSON | None, list[str]]:
     texts: list[str] = []
 
+    def line_of(el: Any) -> str:
+        return f"{where.rsplit(':', 1)[0]}:{el.sourceline}"
+
     def coords(el: Any) -> list[list[float]]:
         c = el.find(f".//{ns}coordinates")
         if c is None:
-            raise InvalidInput(f"{name_of(el)}: coordinates: missing")
+            raise InvalidInput(f"{line_of(el)}: coordinates: missing")
         texts.append(c.text or "")
-        return _kml_positions(c.text, f"{where_of(c)}")
-
-    def name_of(el: Any) -> str:
-        return f"{where.rsplit(':', 1)[0]}:{el.sourceline}"
-
-    def where_of(el: Any) -> str:
-        return f"{where.rsplit(':', 1)[0]}:{el.sourceline}"
+        return _kml_positions(c.text, line_of(c))
 
     def polygon(el: Any) -> list[list[list[float]]]:
         outer = el.find(f"{ns}outerBoundaryIs")
         if outer is None:
-            raise InvalidInput(f"{name_of(el)}: outerBoundaryIs: missing")
+            raise InvalidInput(f"{line_of(el)}: outerBoundaryIs: missing")
         rings = [coords(outer)]
         rings += [coords(inner) for inner in el.findall(f"{ns}innerBoundaryIs")]
         return rings
@@ -404,7 +401,7 @@ def _kml_geometry(pm: Any, ns: str, where: str) -> tuple[JSON | None, list[str]]
     if pt is not None:
         positions = coords(pt)
         if len(positions) != 1:
-            raise InvalidInput(f"{where_of(pt)}: coordinates: a Point has one lon,lat")
+            raise InvalidInput(f"{line_of(pt)}: coordinates: a Point has one lon,lat")
         return {"type": "Point", "coordinates": positions[0]}, texts
     return None, texts
 
