@@ -282,6 +282,11 @@ def test_bad_finding_row_is_one_line_and_nothing_written(sample: Path, tmp_path:
     assert r.output.strip() == (
         "Error: whisp_results.csv:2: time: missing (a column analysis_date, date, or --date)"
     )
+    f.write_text("plotId,risk_pcrop\nJUM-P0041,high\nJUM-P9999,low\n")
+    r = run(sample, "findings", "import", str(f), *WHISP_ARGS)
+    assert r.output.strip() == (
+        "Error: bad.csv:3: plot_id: JUM-P9999 is not in the plot registry (see lottrace plots list)"
+    )
     assert events_count(sample) == n
     r = run(sample, "findings", "resolve", "0123456789ab", "--evidence", "agroforestry")
     assert r.exit_code != 0 and "no eudr_finding 0123456789ab" in r.output

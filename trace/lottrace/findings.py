@@ -26,7 +26,7 @@ from .errors import InvalidEvent, InvalidInput, UnknownEvent
 from .events import Harvest, RiskFinding, RiskResolution, parse_event
 from .graph import ancestors_graph
 from .ledger import Ledger
-from .plot_registry import void_ids
+from .plot_registry import registry, void_ids
 from .rules import time_key
 
 __all__ = [
@@ -165,10 +165,20 @@ def read_findings(
 
 
 def import_findings(ledger: Ledger, paths: Iterable[Path], **kw: Any) -> JSON:
-    """Append the findings of these files, all or nothing; ``added`` and ``duplicates``."""
+    """Append the findings of these files, all or nothing; ``added`` and ``duplicates``.
+
+    Every plot named must be in the plot registry.
+    """
     read: list[tuple[str, RiskFinding]] = []
     for p in paths:
         read.extend(read_findings(p, **kw))
+    known = registry(ledger)
+    for where, ev in read:  # a typo would otherwise never block anything
+        if ev.plot_id not in known:
+            raise InvalidEvent(
+                f"plot_id: {ev.plot_id} is not in the plot registry (see lottrace plots list)",
+                where=where,
+            )
     report = ledger.append(read)
     return {"added": report.added, "duplicates": report.duplicates}
 
