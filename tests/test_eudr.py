@@ -428,4 +428,18 @@ def test_registry_events_leave_lots_exports_verify_and_rebuild_alone(
     out = tmp_path / "x.json"
     r = run(sample, "epcis", "export", "-o", str(out))
     assert r.exit_code == 0, r.output
-    assert "85 EPCIS events" in r.output  # plots, findings and statements are not EPCIS events
+    # plots and findings are not EPCIS events; the statement is (an ObjectEvent on its lots)
+    assert "86 EPCIS events" in r.output
+    doc = json.loads(out.read_text())
+    [dds] = [e for e in doc["epcisBody"]["eventList"] if e.get("lt:type") == "dds"]
+    assert (dds["lt:reference"], dds["lt:verification"]) == ("R1", "V1")
+    assert dds["quantityList"] == [{"epcClass": "https://lottrace.org/lot/EXP-25-JUM-01"}]
+    other = tmp_path / "other.db"
+    run(other, "init")
+    assert run(other, "epcis", "import", str(out)).exit_code == 0
+    rows = json.loads(run(other, "statement", "list", "--json").output)
+    assert [(r["reference"], r["verification"], r["status"], r["lots"]) for r in rows] == [
+        ("R1", "V1", "submitted", ["EXP-25-JUM-01"])
+    ]
+    down = json.loads(run(other, "downstream", "JUM-25-H0041-1", "--json").output)
+    assert down["exports"][0]["statements"] == ["R1/V1"]
