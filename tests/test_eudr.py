@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -443,3 +444,59 @@ def test_registry_events_leave_lots_exports_verify_and_rebuild_alone(
     ]
     down = json.loads(run(other, "downstream", "JUM-25-H0041-1", "--json").output)
     assert down["exports"][0]["statements"] == ["R1/V1"]
+
+
+# --------------------------------------------------------------------------- TRACES GeoJSON
+
+
+def test_traces_geojson_uses_the_registry_and_six_decimals(sample: Path, tmp_path: Path) -> None:
+    # JUM-P0041 re-registered as two parcels (a MultiPolygon) of 0.6 ha each
+    lon, lat, dx, dy = -78.19638, -5.90341, 0.000697, 0.000697
+
+    def square(x: float) -> list[list[float]]:
+        return [[x, lat], [x + dx, lat], [x + dx, lat + dy], [x, lat + dy], [x, lat]]
+
+    geometry = {"type": "MultiPolygon", "coordinates": [[square(lon)], [square(lon + 0.002)]]}
+    f = tmp_path / "p.geojson"
+    f.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"ProductionPlace": "JUM-P0041", "ProducerName": "JUM-0041",
+                                       "Area": 1.2, "ProducerCountry": "PE"},
+                        "geometry": geometry,
+                    }
+                ],
+            }
+        )
+    )  # fmt: skip
+    assert run(sample, "plots", "import", str(f), "--time", T1).exit_code == 0
+    r = run(sample, "eudr", "EXP-25-JUM-01")
+    assert r.exit_code == 0, r.output
+    fc = json.loads(r.output)
+    first = fc["features"][0]
+    assert first["properties"] == {
+        "ProducerName": "JUM-0041",
+        "ProducerCountry": "PE",
+        "ProductionPlace": "JUM-P0041",
+        "Area": 1.2,
+    }
+    assert first["geometry"]["type"] == "MultiPolygon"
+    assert first["geometry"]["coordinates"][1][0][0] == [-78.19438, -5.90341]
+    numbers = re.findall(r"^\s+(-?\d+\.\d+),?$", r.output, re.M)
+    assert numbers and all(len(n.split(".")[1]) == 6 for n in numbers)
+    assert "-78.194380," in r.output  # written with six decimals, trailing zero kept
+    # every other plot is a Point with its Area (all are up to 4 ha)
+    assert all(
+        f["geometry"]["type"] == "Point" and f["properties"]["Area"] <= 4
+        for f in fc["features"][1:]
+    )
+    # as of before the record, the harvest's own point
+    old = json.loads(run(sample, "eudr", "EXP-25-JUM-01", "--as-of", "2026-10-01").output)
+    assert old["features"][0]["geometry"] == {
+        "type": "Point",
+        "coordinates": [-78.196382, -5.903417],
+    }
