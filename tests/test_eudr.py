@@ -364,6 +364,20 @@ def test_statement_life_and_downstream_numbers(sample: Path, tmp_path: Path) -> 
     assert stmt["upstream_statements"] == [
         {"reference": "26PEUP000001", "verification": "VUP00001"}
     ]
+    # the operator's own statement on the lot is not an upstream one; another operator's is
+    for who, ref in (("JUMARP", "26PEOWN00001"), ("Andes Trading SAC", "26PEOTH00001")):
+        r = run(sample, "statement", "record", "submitted", "EXP-25-JUM-01", "--operator", who,
+                "--reference", ref, "--verification", "V" + ref[-5:],
+                "--time", "2026-11-01T10:00:00-05:00")  # fmt: skip
+        assert r.exit_code == 0, r.output
+    stmt = json.loads(run(sample, "dds", "EXP-25-JUM-01", "--operator", "JUMARP").output)
+    assert [u["reference"] for u in stmt["upstream_statements"]] == [
+        "26PEOTH00001",
+        "26PEUP000001",
+    ]
+    for ref in ("26PEOWN00001", "26PEOTH00001"):
+        run(sample, "statement", "record", "withdrawn", "EXP-25-JUM-01", "--reference", ref,
+            "--time", "2026-11-01T11:00:00-05:00")  # fmt: skip
     run(sample, "statement", "record", "submitted", "EXP-25-JUM-01", "--reference",
         "26PEEX000002", "--verification", "VEX00002", "--time", "2026-11-02T09:00:00-05:00")  # fmt: skip
     down = json.loads(run(sample, "downstream", "JUM-25-H0041-1", "--json").output)

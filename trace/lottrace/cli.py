@@ -1943,7 +1943,8 @@ def dds(
             description=description,
             as_of=as_of_key(as_of),
         )
-    text = geojson_text(stmt) + "\n"  # coordinates with six decimals
+    # coordinates with six decimals; characters a terminal would act on escaped, as _dumps does
+    text = _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", geojson_text(stmt)) + "\n"
     for path, body in ((output, text), (request, _dumps(request_body(stmt)) + "\n")):
         if path is None:
             continue
@@ -1973,6 +1974,7 @@ def statement() -> None:
 @statement.command("record")
 @click.argument("status", type=click.Choice(["submitted", "amended", "withdrawn", "rejected"]))
 @click.argument("lots", nargs=-1, required=True)
+@click.option("--operator", help="The operator who filed it (as given to 'lottrace dds').")
 @click.option("--reference", help="The reference number the information system gave.")
 @click.option("--verification", help="The verification number it gave.")
 @click.option("--message", help="The authority's message (for a rejection).")
@@ -1983,6 +1985,7 @@ def statement_record(
     ctx: click.Context,
     status: str,
     lots: Sequence[str],
+    operator: str | None,
     reference: str | None,
     verification: str | None,
     message: str | None,
@@ -1997,6 +2000,7 @@ def statement_record(
             ledger,
             status,
             list(lots),
+            operator=operator,
             reference=reference,
             verification=verification,
             message=message,
@@ -2026,7 +2030,7 @@ def statement_list(ctx: click.Context, lot: str | None, as_of: str | None, as_js
     if as_json:
         click.echo(_dumps(rows))
         return
-    click.echo(_table(rows, ["reference", "verification", "status", "lots"]))
+    click.echo(_table(rows, ["reference", "verification", "status", "operator", "lots"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -83,9 +83,17 @@ def statements(ledger: Ledger, as_of: str | None = None) -> dict[str, JSON]:
         key = ev.reference or s.event_id
         st = out.setdefault(
             key,
-            {"reference": ev.reference, "verification": None, "lots": [], "history": []},
+            {
+                "reference": ev.reference,
+                "verification": None,
+                "operator": None,
+                "lots": [],
+                "history": [],
+            },
         )
         st["status"] = ev.status
+        if ev.operator:
+            st["operator"] = ev.operator
         if ev.verification:
             st["verification"] = ev.verification
         st["lots"] = sorted(set(ev.statement_lots))
@@ -134,7 +142,8 @@ def statement(
     last harvest date, local), ``producers``, ``plots``, ``area_ha`` (sum of
     the plots' areas) and ``geolocation``: the TRACES FeatureCollection),
     ``upstream_statements`` (reference and verification numbers of the
-    statements in force on lots upstream), ``lot`` and ``ledger_head``.
+    statements in force, filed by other operators, on the lot or the lots it
+    came from), ``lot`` and ``ledger_head``.
 
     Examples
     --------
@@ -174,7 +183,11 @@ def statement(
             {"name": p["ProducerName"], "country": p["ProducerCountry"], "plots": 0},
         )
         row["plots"] += 1
-    upstream = active_statements(ledger, set(G.nodes) - {lot}, as_of)
+    # statements of other operators on this lot or any lot it came from (an operator's own
+    # statement on the lot is the one being amended, not an upstream one)
+    upstream = [
+        u for u in active_statements(ledger, set(G.nodes), as_of) if u["operator"] != operator
+    ]
     seq, head = ledger.head()
     return {
         "lot": lot,
@@ -272,6 +285,7 @@ def record_status(
     status: str,
     lots: list[str],
     *,
+    operator: str | None = None,
     reference: str | None = None,
     verification: str | None = None,
     message: str | None = None,
@@ -290,7 +304,13 @@ def record_status(
         "status": status,
         "statement_lots": lots,
     }
-    for k, v in (("reference", reference), ("verification", verification), ("message", message)):
+    named = (
+        ("operator", operator),
+        ("reference", reference),
+        ("verification", verification),
+        ("message", message),
+    )
+    for k, v in named:
         if v is not None:
             body[k] = v
     ev = parse_event(body, where="statement")
@@ -309,6 +329,7 @@ def carry_statements(ledger: Ledger, down: JSON) -> JSON:
             f"{s['reference']}/{s['verification']}" for s in active if x["lot"] in s["lots"]
         ]
     down["statements"] = [
-        {k: s[k] for k in ("reference", "verification", "status", "lots")} for s in active
+        {k: s[k] for k in ("reference", "verification", "status", "operator", "lots")}
+        for s in active
     ]
     return down

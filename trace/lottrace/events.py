@@ -941,6 +941,7 @@ class StatementStatus(EventBase):
     statement_lots: Annotated[list[LotCode], Field(min_length=1, max_length=1000)] = Field(
         description="The lots the statement covers."
     )
+    operator: Text | None = Field(default=None, description="The operator who filed it.")
     reference: IdText | None = Field(default=None, description="The reference number.")
     verification: IdText | None = Field(default=None, description="The verification number.")
     message: LongText | None = Field(default=None, description="The authority's message.")
