@@ -73,7 +73,7 @@ def test_eudr_file_and_failures(small: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     fc = json.loads(out.read_text())
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 2
-    assert {f["properties"]["country"] for f in fc["features"]} == {"PE"}
+    assert {f["properties"]["ProducerCountry"] for f in fc["features"]} == {"PE"}
     assert run(small, "eudr", "M1", "--check").exit_code == 0
     # a harvest with no plot geometry makes any lot it reaches unprovable
     f = tmp_path / "more.jsonl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,8 +62,44 @@ def test_every_type_parses() -> None:
             "header": {"sender": "urn:epc:id:sgln:0614141.07346.0"},
         },
         *record_samples(),
+        *EUDR_SAMPLES,
     ]
     assert {parse_event(s).type for s in samples} == set(EVENT_MODELS)
+
+
+_T = "2026-11-02T09:00:00-05:00"
+EUDR_SAMPLES: list[dict[str, Any]] = [
+    {"type": "plot", "time": _T, "site": "hq:H", "plot_id": "P1", "producer": "A",
+     "geometry": {"type": "MultiPolygon", "coordinates": [[[[-78.1, -5.1], [-78.2, -5.1], [-78.2, -5.2]]]]}},
+    {"type": "eudr_finding", "time": _T, "site": "hq:H", "plot_id": "P1", "risk": "high",
+     "dataset": "whisp", "dataset_version": "2.3.1"},
+    {"type": "eudr_resolution", "time": _T, "site": "hq:H", "finding": "c" * 64,
+     "evidence": "agroforestry"},
+    {"type": "dds", "time": _T, "site": "hq:H", "status": "submitted", "statement_lots": ["E1"],
+     "reference": "R1", "verification": "V1"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"geometry": {"type": "Point", "coordinates": [-78.1]}}, "a position is [lon, lat]"),
+        ({"geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}, "at least three"),
+        ({"geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}, "geometry.type"),
+        ({"country": "Peru"}, "country"),
+    ],
+)
+def test_plot_records_are_checked(change: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidEvent, match=re.escape(words)):
+        parse_event({**EUDR_SAMPLES[0], **change})
+
+
+def test_statement_numbers_are_required_where_the_system_gives_them() -> None:
+    with pytest.raises(InvalidEvent, match="reference and verification"):
+        parse_event({**EUDR_SAMPLES[3], "verification": None})
+    with pytest.raises(InvalidEvent, match="authority's message"):
+        parse_event({**EUDR_SAMPLES[3], "status": "rejected"})
+    assert parse_event({**EUDR_SAMPLES[3], "status": "withdrawn", "verification": None})
 
 
 def test_models_are_frozen() -> None:

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from lottrace import cli as cli_module
 from lottrace.cli import cli
-from lottrace.events import EVENT_MODELS
+from lottrace.events import EVENT_MODELS, REGISTRY_TYPES
 from lottrace.fieldlog import STAGE_ALIASES, missing_fields, resolve_type
 from lottrace.numfmt import NNBSP
 
@@ -41,9 +41,10 @@ def events(db: Path, lot: str) -> list[dict[str, object]]:
 
 def test_every_alias_names_a_real_type_and_every_stage_has_one() -> None:
     # foreign EPCIS events, master data and document headers arrive through
-    # `lottrace epcis import`, never from the field
+    # `lottrace epcis import`, never from the field; plots, findings and statements
+    # are registry records, not stages
     foreign = {"epcis", "master_data", "epcis_header"}
-    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - foreign
+    assert set(STAGE_ALIASES.values()) == set(EVENT_MODELS) - foreign - REGISTRY_TYPES
     for spanish, english in STAGE_ALIASES.items():
         assert resolve_type(spanish) == english
     assert resolve_type("EXPORTACIÓN") == "export"

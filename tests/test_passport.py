@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from lottrace.cli import cli
 from lottrace.compliance import certify
+from lottrace.dds import carry_statements
 from lottrace.demo import build_demo
 from lottrace.errors import InvalidInput, UnknownLot
 from lottrace.ledger import Ledger
@@ -85,7 +86,7 @@ def test_data_comes_from_the_library_queries(sample: Path) -> None:
         d = passport_data(ledger, "EXP-25-CEC-01")
         up = upstream(ledger, "EXP-25-CEC-01")
         organic = certify(ledger, "EXP-25-CEC-01", "organic")
-        down = downstream(ledger, "EXP-25-CEC-01")
+        down = carry_statements(ledger, downstream(ledger, "EXP-25-CEC-01"))
         seq, head = ledger.head()
     assert d["head"] == {"seq": seq, "hash": head}
     assert [s["producer"] for s in d["shares"]] == [s["producer"] for s in up["shares"]]

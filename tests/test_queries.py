@@ -129,7 +129,7 @@ def test_upstream_of_a_mill_output(ledger: Ledger) -> None:
         "plot_id": "PLOT-H1",
         "area_ha": 2.0,
         "altitude_m": None,
-        "geometry": {"type": "Point", "coordinates": [-79.0, -5.1]},
+        "geometry": {"type": "Point", "coordinates": [-79.136615, -5.194686]},
         "lots": ["H1"],
     }
     assert [(q["lot"], q["stage"], q["result"], q["moisture_pct"]) for q in up["qc"]] == [
@@ -293,11 +293,11 @@ def test_eudr_compliant_lot(ledger: Ledger) -> None:
     ledger.append(
         batch(
             harvest("H1", 1, 1000, plot=plot("P1", point(-78.84621149, -5.62895449))),
-            harvest("H2", 2, 500, plot=plot("P2", SQUARE, area_ha=5.5), producer="PRD-H2"),
+            harvest("H2", 2, 500, plot=plot("P2", SQUARE, area_ha=1.7), producer="PRD-H2"),
             harvest(
                 "H3", 3, 500, plot=plot("P1", point(-78.84621149, -5.62895449)), producer="PRD-H1"
             ),
-            harvest("H4", 4, 500, plot=plot("P4", point(-79.0, -5.1), area_ha=4.0)),
+            harvest("H4", 4, 500, plot=plot("P4", point(-79.012345, -5.123456), area_ha=4.0)),
             *(drying(f"H{i}", 10 + i, 100) for i in range(1, 5)),
             qc("G1", 20, inputs=[(f"H{i}", 100) for i in range(1, 5)]),
         )
@@ -305,18 +305,16 @@ def test_eudr_compliant_lot(ledger: Ledger) -> None:
     fc, problems = eudr(ledger, "G1")
     assert problems == []
     assert fc["type"] == "FeatureCollection"
-    assert [f["properties"]["plot_id"] for f in fc["features"]] == ["P1", "P2", "P4"]
+    assert [f["properties"]["ProductionPlace"] for f in fc["features"]] == ["P1", "P2", "P4"]
     p1 = fc["features"][0]
     assert p1 == {
         "type": "Feature",
         "geometry": {"type": "Point", "coordinates": [-78.846211, -5.628954]},
         "properties": {
-            "producer": "PRD-H1",
-            "plot_id": "P1",
-            "area_ha": 2.0,
-            "country": "PE",
-            "harvest_dates": ["2025-05-01", "2025-05-03"],
-            "harvest_lots": ["H1", "H3"],
+            "ProducerName": "PRD-H1",
+            "ProducerCountry": "PE",
+            "ProductionPlace": "P1",
+            "Area": 2.0,
         },
     }
     ring = fc["features"][1]["geometry"]["coordinates"][0]
@@ -356,7 +354,7 @@ def test_eudr_problems_name_the_lot_and_producer(ledger: Ledger) -> None:
     assert problems[2]["message"].startswith("lot G2: producer unknown:")
     # the plot without geometry is still a feature, with a null geometry (RFC 7946 allows it)
     first = fc["features"][0]
-    assert (first["properties"]["plot_id"], first["geometry"]) == ("P1", None)
+    assert (first["properties"]["ProductionPlace"], first["geometry"]) == ("P1", None)
     assert fc["features"][1]["geometry"]["coordinates"] == [-79.123457, -5.1]
 
 

@@ -46,6 +46,16 @@ _PURCHASE = {
     "price_per_kg": "9.50",
     "currency": "PEN",
 }
+FINDING = {
+    "type": "eudr_finding",
+    "time": t(20),
+    "site": "hq:X",
+    "plot_id": "P1",
+    "risk": "high",
+    "dataset": "whisp",
+    "dataset_version": "3.0",
+}
+RESOLUTION = {"type": "eudr_resolution", "time": t(21), "site": "hq:X", "evidence": "agroforestry"}
 
 # rule -> (events before, good event, bad event, field named in the error)
 CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]] = {
@@ -99,6 +109,12 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str
         qc("G1", 15, inputs=[("H2", 100)]),
         qc("G1", 15, inputs=[("H1", 100)]),
         "inputs[0]",
+    ),
+    "finding-target": (
+        [*BASE, FINDING],
+        {**RESOLUTION, "finding": event_id(parse_event(FINDING))},
+        {**RESOLUTION, "finding": event_id(parse_event(BASE[0]))},  # a harvest, not a finding
+        "finding",
     ),
     "correction-target": (
         BASE,

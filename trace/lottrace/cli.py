@@ -1016,8 +1016,13 @@ def upstream(ctx: click.Context, lot: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
-    """Where LOT went: every descendant lot and every export (the recall query)."""
-    from .provenance import downstream as query
+    """Where LOT went: every descendant lot and every export (the recall query), with the
+    due diligence statements in force on them."""
+    from .dds import carry_statements
+    from .provenance import downstream
+
+    def query(ledger: Any, code: str) -> Any:
+        return carry_statements(ledger, downstream(ledger, code))
 
     data = _query(ctx, query, lot, as_json=as_json)
     if data is None:
@@ -1036,6 +1041,7 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
                 *(["buyer_name"] if any(x.get("buyer_name") for x in data["exports"]) else []),
                 "destination",
                 "kg_from_lot",
+                *(["statements"] if data["statements"] else []),
             ],
         )
     )
@@ -1051,19 +1057,25 @@ def downstream(ctx: click.Context, lot: str, as_json: bool) -> None:
     help="Write the GeoJSON here.",
 )
 @click.option("--check", is_flag=True, help="Only report whether the lot can be proven.")
+@click.option("--as-of", help="The plot registry and findings as of this date or time.")
 @click.pass_context
-def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None:
-    """EU Deforestation Regulation geolocation file (GeoJSON) for an export lot.
+def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool, as_of: str | None) -> None:
+    """EU Deforestation Regulation geolocation file (TRACES GeoJSON) for an export lot.
 
-    One feature per contributing plot, WGS84 [lon, lat]. Exits 1, naming each
-    offending lot and producer, when any contributing harvest has no plot
-    geometry, a plot over 4 ha is only a point, or an input is of unknown
-    origin: a single one makes the whole lot non-compliant.
+    One feature per contributing plot, WGS84 [lon, lat] with six decimals, the
+    Commission's property names (ProducerName, ProducerCountry,
+    ProductionPlace, Area). Exits 1, naming each offending lot, producer and
+    plot, when any contributing plot has no geometry, a plot over 4 ha is only
+    a point, a geometry TRACES would reject (see plots check), an open
+    high-risk deforestation finding, or an input of unknown origin: a single
+    one makes the whole lot non-compliant.
     """
-    from .compliance import eudr as query
+    from .compliance import geojson_text
+    from .dds import proof
+    from .plot_registry import as_of_key
 
     with _open(ctx) as ledger:
-        collection, problems = query(ledger, lot)
+        collection, problems = proof(ledger, lot, as_of_key(as_of))
     for pr in problems:
         click.echo(f"not provable: {shown(pr['message'])}", err=True)
     if problems:
@@ -1075,12 +1087,12 @@ def eudr(ctx: click.Context, lot: str, output: Path | None, check: bool) -> None
         click.echo(f"lot {lot}: EUDR geolocation complete for {n} plots")
     elif output is not None:
         try:
-            output.write_text(_dumps(collection) + "\n", encoding="utf-8")
+            output.write_text(geojson_text(collection) + "\n", encoding="utf-8")
         except OSError as exc:
             raise LottraceError(f"cannot write {output}: {exc.strerror}") from None
         click.echo(f"wrote {output}: {n} plots")
     else:
-        click.echo(_dumps(collection))
+        click.echo(geojson_text(collection))
 
 
 @cli.command()
@@ -1748,6 +1760,190 @@ def users_list(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+# --------------------------------------------------------------------------- EUDR plots
+
+
+@cli.group()
+def plots() -> None:
+    """The plot registry: plots as events, read from GeoJSON, KML or CSV, and checked."""
+
+
+@plots.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--site", default="hq:registry", show_default=True, help="Where it is recorded.")
+@click.option("--time", "when", help="The records' time (ISO with offset). Default: now.")
+@json_option
+@click.pass_context
+def plots_import(
+    ctx: click.Context, files: Sequence[Path], site: str, when: str | None, as_json: bool
+) -> None:
+    """Register or update plots from GeoJSON FeatureCollections, KML or CSV (lat/lon or wkt).
+
+    All files are read first: one bad record names its file, line or feature, and
+    field, and nothing is written. A plot whose record is unchanged is skipped.
+    """
+    from .plot_registry import import_plots
+
+    with _open(ctx, write=True) as ledger:
+        report = import_plots(ledger, files, site=site, time=when)
+    if as_json:
+        click.echo(_dumps(report))
+    else:
+        click.echo(f"plots added {report['added']}, unchanged {report['unchanged']}")
+
+
+@plots.command("list")
+@click.option("--as-of", help="The registry as of this date or time (default: now).")
+@json_option
+@click.pass_context
+def plots_list(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """The plot registry as of a date: each plot's record in force."""
+    from .plot_registry import as_of_key, registry
+
+    with _open(ctx) as ledger:
+        rows = [p.as_dict() for p in registry(ledger, as_of_key(as_of)).values()]
+    rows.sort(key=lambda r: (r["producer"], r["plot_id"]))
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    for r in rows:
+        r["geometry"] = r["geometry"]["type"] if r["geometry"] else None
+        r["lots"] = len(r["lots"])
+    click.echo(
+        _table(rows, ["producer", "plot_id", "geometry", "area_ha", "since", "versions", "lots"])
+    )
+
+
+@plots.command("check")
+@click.option("--as-of", help="Check the registry as of this date or time (default: now).")
+@json_option
+@click.pass_context
+def plots_check(ctx: click.Context, as_of: str | None, as_json: bool) -> None:
+    """What the EU information system would reject, per plot; exits 1 if anything.
+
+    Precision under six decimals, swapped longitude and latitude, rings not
+    closed, self-intersections, holes, spikes, a point for a plot over 4 ha,
+    area off the declared area, overlaps between producers, duplicate
+    geometries; each with every lot it blocks.
+    """
+    from .geometry import check_plots
+    from .plot_registry import as_of_key
+
+    with _open(ctx) as ledger:
+        problems = check_plots(ledger, as_of_key(as_of))
+    if as_json:
+        click.echo(_dumps(problems))
+    elif problems:
+        click.echo(_table(problems, ["producer", "plot_id", "code", "message", "lots"]))
+    else:
+        click.echo("no problems")
+    if problems:
+        raise LottraceError(f"{len(problems)} plot problem(s)")
+
+
+# --------------------------------------------------------------------------- EUDR findings
+
+
+@cli.group()
+def findings() -> None:
+    """Deforestation evidence: per-plot risk results (Whisp, GFW ...) and their resolutions."""
+
+
+@findings.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dataset", help="The analysis, e.g. whisp (unless a dataset column names it).")
+@click.option("--dataset-version", help="Its version (unless a dataset_version column does).")
+@click.option("--date", help="The analysis date (unless an analysis_date column gives it).")
+@click.option("--site", default="hq:registry", show_default=True, help="Where it is recorded.")
+@json_option
+@click.pass_context
+def findings_import(
+    ctx: click.Context,
+    files: Sequence[Path],
+    dataset: str | None,
+    dataset_version: str | None,
+    date: str | None,
+    site: str,
+    as_json: bool,
+) -> None:
+    """Add per-plot risk results from CSV or GeoJSON files (docs/guide-buyer.md lists the
+    columns), all or nothing."""
+    from .findings import import_findings
+
+    with _open(ctx, write=True) as ledger:
+        report = import_findings(
+            ledger, files, dataset=dataset, version=dataset_version, date=date, site=site
+        )
+    if as_json:
+        click.echo(_dumps(report))
+    else:
+        click.echo(f"findings added {report['added']}, duplicates skipped {report['duplicates']}")
+
+
+@findings.command("resolve")
+@click.argument("finding")
+@click.option(
+    "--evidence",
+    required=True,
+    type=click.Choice(
+        ["agroforestry", "not_forest", "before_cutoff", "field_visit", "false_positive"]
+    ),
+    help="What answers the finding.",
+)
+@click.option("--document", help="The evidence document (file, URL or archive reference).")
+@click.option("--note", help="Free text.")
+@click.option("--site", default="hq:registry", show_default=True, help="Where it is recorded.")
+@click.option("--time", "when", help="When it was resolved (ISO with offset). Default: now.")
+@click.pass_context
+def findings_resolve(
+    ctx: click.Context,
+    finding: str,
+    evidence: str,
+    document: str | None,
+    note: str | None,
+    site: str,
+    when: str | None,
+) -> None:
+    """Close FINDING (its event id, or 8 or more of its first characters) with evidence."""
+    from .findings import resolve_finding
+
+    with _open(ctx, write=True) as ledger:
+        done = resolve_finding(
+            ledger, finding, evidence=evidence, document=document, note=note, site=site, time=when
+        )
+    click.echo(f"resolved finding {done['finding'][:12]} ({evidence})")
+
+
+@findings.command("list")
+@click.argument("lot", required=False)
+@click.option("--as-of", help="As of this date or time (default: now).")
+@json_option
+@click.pass_context
+def findings_list(ctx: click.Context, lot: str | None, as_of: str | None, as_json: bool) -> None:
+    """Open findings: of the plots upstream of LOT (with the worst), or of every plot."""
+    from .findings import lot_findings, open_findings
+    from .plot_registry import as_of_key
+
+    with _open(ctx) as ledger:
+        if lot is not None:
+            data = lot_findings(ledger, lot, as_of_key(as_of))
+        else:
+            rows = [f for fs in open_findings(ledger, as_of_key(as_of)).values() for f in fs]
+            data = {"lot": None, "risk": None, "findings": sorted(rows, key=lambda r: r["plot_id"])}
+    if as_json:
+        click.echo(_dumps(data))
+        return
+    if lot is not None:
+        click.echo(f"lot {lot}: worst open finding: {data['risk'] or 'none'}")
+    for r in data["findings"]:
+        r["event_id"] = r["event_id"][:12]
+    click.echo(
+        _table(
+            data["findings"], ["plot_id", "risk", "dataset", "dataset_version", "date", "event_id"]
+        )
+    )
+
+
 @users.command("revoke")
 @click.argument("name")
 @click.pass_context
@@ -1926,6 +2122,163 @@ def producer_statement(
         click.echo(_dumps(data))
     else:
         click.echo(f"wrote {output}: statement of producer {shown(producer)} for {season}")
+
+
+# --------------------------------------------------------------------------- EUDR statements
+
+
+@cli.command()
+@click.argument("lot")
+@click.option("--operator", required=True, help="The operator's name.")
+@click.option("--operator-id", help="The operator's EORI number.")
+@click.option("--operator-country", default="PE", show_default=True, help="ISO 3166-1 alpha-2.")
+@click.option(
+    "--activity",
+    type=click.Choice(["export", "import", "domestic"]),
+    default="export",
+    show_default=True,
+)
+@click.option(
+    "--hs-code",
+    type=click.Choice(["090111", "090112", "090121", "090122", "090190"]),
+    default="090111",
+    show_default=True,
+    help="HS subheading of 0901.",
+)
+@click.option("--description", help="Description of the goods (default from the HS code).")
+@click.option("--as-of", help="Build it as of this date or time (default: now).")
+@click.option("-o", "--output", type=_OutputPath(), help="Write the statement JSON here.")
+@click.option(
+    "--request",
+    type=_OutputPath(),
+    help="Also write the EU information system request body here (a dry run; never sent).",
+)
+@click.pass_context
+def dds(
+    ctx: click.Context,
+    lot: str,
+    operator: str,
+    operator_id: str | None,
+    operator_country: str,
+    activity: str,
+    hs_code: str,
+    description: str | None,
+    as_of: str | None,
+    output: Path | None,
+    request: Path | None,
+) -> None:
+    """A due diligence statement for LOT, built from the ledger (exits 1 if not provable).
+
+    Operator and activity, HS code, description, net mass, countries of
+    production, the TRACES geolocation, the production period from the
+    harvests, and the reference and verification numbers of the statements
+    in force upstream. lottrace never sends it: record what the information
+    system answers with 'lottrace statement record'.
+    """
+    from .compliance import geojson_text
+    from .dds import request_body, statement
+    from .plot_registry import as_of_key
+
+    with _open(ctx) as ledger:
+        stmt = statement(
+            ledger,
+            lot,
+            operator=operator,
+            operator_id=operator_id,
+            operator_country=operator_country,
+            activity=activity,
+            hs_code=hs_code,
+            description=description,
+            as_of=as_of_key(as_of),
+        )
+    # coordinates with six decimals; characters a terminal would act on escaped, as _dumps does
+    text = _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", geojson_text(stmt)) + "\n"
+    for path, body in ((output, text), (request, _dumps(request_body(stmt)) + "\n")):
+        if path is None:
+            continue
+        try:
+            path.write_text(body, encoding="utf-8")
+        except OSError as exc:
+            raise LottraceError(f"cannot write {path}: {exc.strerror}") from None
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    c = stmt["commodity"]
+    period = c["production_period"] or {"start": "?", "end": "?"}
+    click.echo(
+        f"wrote {output}: lot {lot}, {c['net_mass_kg']:g} kg, {c['plots']} plots "
+        f"({c['area_ha']:g} ha), harvested {period['start']} to {period['end']}, "
+        f"{len(stmt['upstream_statements'])} upstream statements"
+    )
+    if request is not None:
+        click.echo(f"wrote {request}: request body (dry run, not sent)")
+
+
+@cli.group()
+def statement() -> None:
+    """Due diligence statements' life: submitted, amended, withdrawn, rejected."""
+
+
+@statement.command("record")
+@click.argument("status", type=click.Choice(["submitted", "amended", "withdrawn", "rejected"]))
+@click.argument("lots", nargs=-1, required=True)
+@click.option("--operator", help="The operator who filed it (as given to 'lottrace dds').")
+@click.option("--reference", help="The reference number the information system gave.")
+@click.option("--verification", help="The verification number it gave.")
+@click.option("--message", help="The authority's message (for a rejection).")
+@click.option("--site", default="hq:registry", show_default=True, help="Where it is recorded.")
+@click.option("--time", "when", help="When (ISO with offset). Default: now.")
+@click.pass_context
+def statement_record(
+    ctx: click.Context,
+    status: str,
+    lots: Sequence[str],
+    operator: str | None,
+    reference: str | None,
+    verification: str | None,
+    message: str | None,
+    site: str,
+    when: str | None,
+) -> None:
+    """Record what happened to the statement covering LOTS."""
+    from .dds import record_status
+
+    with _open(ctx, write=True) as ledger:
+        done = record_status(
+            ledger,
+            status,
+            list(lots),
+            operator=operator,
+            reference=reference,
+            verification=verification,
+            message=message,
+            site=site,
+            time=when,
+        )
+    ref = f" {done['reference']}" if done["reference"] else ""
+    click.echo(f"statement{ref} {status}: {', '.join(lots)}")
+
+
+@statement.command("list")
+@click.argument("lot", required=False)
+@click.option("--as-of", help="As of this date or time (default: now).")
+@json_option
+@click.pass_context
+def statement_list(ctx: click.Context, lot: str | None, as_of: str | None, as_json: bool) -> None:
+    """Statements and their latest status (of LOT and the lots downstream, if given)."""
+    from .dds import statements
+    from .graph import descendants_graph
+    from .plot_registry import as_of_key
+
+    with _open(ctx) as ledger:
+        rows = list(statements(ledger, as_of_key(as_of)).values())
+        if lot is not None:
+            near = set(descendants_graph(ledger, lot).nodes)
+            rows = [r for r in rows if near & set(r["lots"])]
+    if as_json:
+        click.echo(_dumps(rows))
+        return
+    click.echo(_table(rows, ["reference", "verification", "status", "operator", "lots"]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

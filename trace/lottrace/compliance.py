@@ -6,21 +6,25 @@ feed it and answer with plain data, as :mod:`lottrace.provenance` does.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from .certificates import Registry
 from .certificates import registry as read_registry
 from .events import Harvest
+from .geometry import plot_problems
 from .graph import (
     ancestors_graph,
 )
-from .ledger import Ledger
-from .provenance import _plots
+from .ledger import Ledger, StoredEvent
+from .plot_registry import PlotState, fold
 from .rules import time_key
 
 __all__ = [
     "certify",
     "eudr",
+    "geojson_text",
 ]
 
 JSON = dict[str, Any]
@@ -33,8 +37,14 @@ POINT_MAX_HA = 4.0
 COORD_DECIMALS = 6
 
 
-def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
-    """The plots behind a lot as an EUDR GeoJSON FeatureCollection, and what is missing.
+def eudr(
+    ledger: Ledger,
+    lot: str,
+    *,
+    plots: dict[str, PlotState] | None = None,
+    findings: dict[str, list[JSON]] | None = None,
+) -> tuple[JSON, list[JSON]]:
+    """The plots behind a lot as TRACES GeoJSON, and everything that stops its proof.
 
     Parameters
     ----------
@@ -42,22 +52,33 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
         An open ledger.
     lot : str
         A lot code in the ledger.
+    plots : dict, optional
+        The plot registry (:func:`lottrace.plot_registry.registry`) to read
+        plots from and check them against (overlaps, duplicates). By default
+        the plots the lineage's harvests carry, checked among themselves: this
+        query then reads only the lot's sub-graph.
+    findings : dict, optional
+        Open deforestation findings by plot
+        (:func:`lottrace.findings.open_findings`); by default none.
 
     Returns
     -------
     feature_collection : dict
-        An RFC 7946 FeatureCollection with one Feature per contributing plot
-        (a producer's plot id), sorted by producer and plot. Geometry is the
-        plot's WGS84 Point or Polygon, ``[lon, lat]`` rounded to
-        :data:`COORD_DECIMALS` decimals, or ``None`` when the plot has none;
-        properties are ``producer``, ``plot_id``, ``area_ha``, ``country``
-        (``"PE"``), ``harvest_dates`` (local dates) and ``harvest_lots``.
+        The FeatureCollection the EU information system (TRACES) takes: one
+        Feature per contributing plot, sorted by producer and plot, WGS84
+        ``[lon, lat]`` rounded to :data:`COORD_DECIMALS` decimals (write it with
+        :func:`geojson_text` to keep all six), the plot's registered geometry
+        (a Point up to 4 ha, a Polygon or MultiPolygon), and the Commission's
+        property names: ``ProducerName``, ``ProducerCountry``,
+        ``ProductionPlace`` (the plot id) and ``Area`` (hectares).
     problems : list of dict
         ``lot``, ``producer``, ``plot_id``, ``problem`` and a one-line
-        ``message``. ``problem`` is ``no-geometry`` (a contributing harvest's
-        plot has no geometry), ``point-over-4ha`` (a plot over 4 ha given only
-        as a Point) or ``unknown-origin`` (an ancestor lot, or `lot`, that was
-        not created by a harvest and has no input lots; producer ``None``).
+        ``message``. ``problem`` is ``no-geometry`` (a contributing plot has no
+        geometry), ``point-over-4ha`` (a plot over 4 ha given only as a
+        Point), ``unknown-origin`` (an ancestor lot, or `lot`, that was not
+        created by a harvest and has no input lots; producer ``None``), a code
+        of :data:`lottrace.geometry.CODES` for a geometry TRACES would reject,
+        or ``deforestation-risk`` (an open high-risk finding on the plot).
 
     Raises
     ------
@@ -72,55 +93,83 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
     >>> _ = build_demo(path)
     >>> with Ledger(path) as ledger:
     ...     fc, problems = eudr(ledger, "MILL-25-0412-G1")
-    >>> [(f["properties"]["producer"], f["geometry"]["type"]) for f in fc["features"]][:3]
+    >>> [(f["properties"]["ProducerName"], f["geometry"]["type"]) for f in fc["features"]][:3]
     [('APR-0187', 'Polygon'), ('APR-0231', 'Point'), ('APR-0342', 'Point')]
-    >>> fc["features"][1]["geometry"]["coordinates"], fc["features"][1]["properties"]["area_ha"]
-    ([-79.012437, -5.138842], 2.8)
-    >>> fc["features"][1]["properties"]["harvest_dates"]
-    ['2025-05-06']
+    >>> fc["features"][1]["geometry"]["coordinates"], fc["features"][1]["properties"]
+    ([-79.012437, -5.138842], {'ProducerName': 'APR-0231', 'ProducerCountry': 'PE', 'ProductionPlace': 'APR-P0231', 'Area': 2.8})
     >>> problems
     []
     """
     G = ancestors_graph(ledger, lot, timelines=True)
     harvests = _harvests(G)
+    lineage = fold(_harvest_events(G))
+    if plots is None:
+        plots = lineage
+    elif lineage.keys() - plots.keys():  # harvested after the registry's date
+        plots = {**lineage, **plots}
     problems: list[JSON] = []
     features: list[JSON] = []
-    in_time = sorted(harvests.items(), key=lambda kv: (time_key(kv[1].time), kv[0]))
-    for plot in _plots((code, h.producer, h.plot.model_dump()) for code, h in in_time):
-        geometry = plot["geometry"]
+    by_plot: dict[str, list[str]] = {}
+    for code, h in sorted(harvests.items()):
+        by_plot.setdefault(h.plot.id, []).append(code)
+    for pid in sorted(by_plot, key=lambda p: (plots[p].producer, p)):
+        st = plots[pid]
         features.append(
             {
                 "type": "Feature",
-                "geometry": _round_geometry(geometry) if geometry is not None else None,
+                "geometry": _round_geometry(st.geometry) if st.geometry is not None else None,
                 "properties": {
-                    "producer": plot["producer"],
-                    "plot_id": plot["plot_id"],
-                    "area_ha": plot["area_ha"],
-                    "country": "PE",
-                    "harvest_dates": sorted(
-                        {harvests[h].time.date().isoformat() for h in plot["lots"]}
-                    ),
-                    "harvest_lots": plot["lots"],
+                    "ProducerName": st.producer,
+                    "ProducerCountry": st.country,
+                    "ProductionPlace": pid,
+                    "Area": st.area_ha,
                 },
             }
         )
     for code, h in sorted(harvests.items()):
-        who = f"lot {code}: producer {h.producer}: plot {h.plot.id}"
-        geom = h.plot.geometry
+        st = plots[h.plot.id]
+        who = f"lot {code}: producer {st.producer}: plot {st.plot_id}"
+        geom = st.geometry
         if geom is None:
             problems.append(
                 _problem(code, h, "no-geometry", f"{who} has no geometry (point or polygon)")
             )
-        elif geom.type == "Point" and (h.plot.area_ha or 0) > POINT_MAX_HA:
+        elif geom["type"] == "Point" and (st.area_ha or 0) > POINT_MAX_HA:
             problems.append(
                 _problem(
                     code,
                     h,
                     "point-over-4ha",
-                    f"{who} is {h.plot.area_ha:g} ha but given only as a Point; "
+                    f"{who} is {st.area_ha:g} ha but given only as a Point; "
                     f"EUDR needs a polygon over {POINT_MAX_HA:g} ha",
                 )
             )
+    for pr in plot_problems(plots.values()):
+        lots = by_plot.get(pr["plot_id"])
+        if lots and pr["code"] not in ("no-geometry", "polygon-missing"):
+            problems.append(
+                {
+                    "lot": lots[0],
+                    "producer": pr["producer"],
+                    "plot_id": pr["plot_id"],
+                    "problem": pr["code"],
+                    "message": f"lot {lots[0]}: {pr['message']}",
+                }
+            )
+    for pid, lots in sorted(by_plot.items()):
+        for f in (findings or {}).get(pid, []):
+            if f["risk"] == "high":
+                problems.append(
+                    {
+                        "lot": lots[0],
+                        "producer": plots[pid].producer,
+                        "plot_id": pid,
+                        "problem": "deforestation-risk",
+                        "message": f"lot {lots[0]}: producer {plots[pid].producer}: plot {pid} "
+                        f"has an open high-risk finding ({f['dataset']} {f['dataset_version']}, "
+                        f"{f['date']}, event {f['event_id'][:12]})",
+                    }
+                )
     for code in _unknown_origins(G, harvests):
         problems.append(
             {
@@ -133,6 +182,39 @@ def eudr(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
             }
         )
     return {"type": "FeatureCollection", "features": features}, problems
+
+
+_COORD = re.compile(r'"@@(-?[0-9]+\.[0-9]+)@@"')
+
+
+def geojson_text(collection: JSON) -> str:
+    """A FeatureCollection as indented JSON, every coordinate with exactly six decimals.
+
+    >>> fc = {"type": "Point", "coordinates": [-78.1964, -5.9]}
+    >>> print(geojson_text(fc))
+    {
+      "type": "Point",
+      "coordinates": [
+        -78.196400,
+        -5.900000
+      ]
+    }
+    """
+
+    def mark(c: Any) -> Any:
+        if isinstance(c, list):
+            return [mark(x) for x in c]
+        return f"@@{c:.{COORD_DECIMALS}f}@@"
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: mark(v) if k == "coordinates" else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        return node
+
+    text = json.dumps(walk(collection), indent=2, ensure_ascii=False)
+    return _COORD.sub(lambda m: m.group(1), text)
 
 
 def certify(ledger: Ledger, lot: str, scheme: str, *, registry: Registry | None = None) -> JSON:
@@ -282,19 +364,30 @@ def _harvests(G: Any) -> dict[str, Harvest]:
     return out
 
 
+def _harvest_events(G: Any) -> list[StoredEvent]:
+    """The harvests that created lots of `G`, in time order."""
+    found = [
+        e
+        for code in G
+        for e in G.nodes[code].get("timeline", [])
+        if e.role == "output" and isinstance(e.event, Harvest)
+    ]
+    found.sort(key=lambda e: (time_key(e.event.time), e.seq))
+    return found
+
+
 def _unknown_origins(G: Any, harvests: dict[str, Harvest]) -> list[str]:
     """Lots of `G` not created by a harvest and with no input lots, sorted."""
     return sorted(n for n in G if G.in_degree(n) == 0 and n not in harvests)
 
 
 def _round_geometry(geometry: JSON) -> JSON:
-    def pos(p: list[float]) -> list[float]:
-        return [round(p[0], COORD_DECIMALS), round(p[1], COORD_DECIMALS)]
+    def walk(c: Any) -> Any:
+        if c and isinstance(c[0], int | float):
+            return [round(float(c[0]), COORD_DECIMALS), round(float(c[1]), COORD_DECIMALS)]
+        return [walk(x) for x in c]
 
-    coords = geometry["coordinates"]
-    if geometry["type"] == "Point":
-        return {"type": "Point", "coordinates": pos(coords)}
-    return {"type": geometry["type"], "coordinates": [[pos(p) for p in ring] for ring in coords]}
+    return {"type": geometry["type"], "coordinates": walk(geometry["coordinates"])}
 
 
 def _problem(lot: str, h: Harvest, problem: str, message: str) -> JSON:

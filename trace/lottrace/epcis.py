@@ -41,6 +41,7 @@ from .events import (
     EVENT_MODELS,
     LOT_BASE,
     RECORD_TYPES,
+    REGISTRY_TYPES,
     Correction,
     EpcisEvent,
     EpcisHeader,
@@ -172,6 +173,15 @@ MAPPINGS: dict[str, Mapping] = {
             "sourceList: from_site (location)",
         ),
         Mapping(
+            "dds",
+            "ObjectEvent",
+            "OBSERVE",
+            LT_NS + "BizStep-due_diligence_statement",
+            "",
+            "quantityList: the statement's lots (no kg); lt:status, lt:reference, "
+            "lt:verification, lt:message",
+        ),
+        Mapping(
             "correction",
             "(the voided event, repeated)",
             "",
@@ -203,6 +213,8 @@ def mapping_table() -> str:
         rows.append(
             f"| `{m.lottrace}` | {kind} | {m.action} | {m.biz_step} | {m.disposition} | {m.fields} |"
         )
+    for t in sorted(REGISTRY_TYPES - MAPPINGS.keys()):  # records of things, not lots' moves
+        rows.append(f"| `{t}` | (not exported: a registry record, not an EPCIS event) | | | | |")
     return "\n".join(rows) + "\n"
 
 
@@ -348,6 +360,9 @@ def to_epcis(ev: EventBase, ids: Identifiers, target: EventBase | None = None) -
             out["outputQuantityList"] = [_qty(ids, o["lot"], o["kg"]) for o in d["outputs"]]
         else:
             out["outputQuantityList"] = [_qty(ids, lot, kg)]
+    elif kind == "dds":  # a statement about lots: it observes them and moves nothing
+        out["action"] = m.action
+        out["quantityList"] = [_qty(ids, code, None) for code in d.pop("statement_lots")]
     else:
         out["action"] = m.action
         out["quantityList"] = [_qty(ids, lot, kg)]
@@ -447,6 +462,8 @@ def export_document(
             continue
         if ev.type in RECORD_TYPES:  # certificates, purchases, payments: never exported
             continue
+        if ev.type in REGISTRY_TYPES and ev.type not in MAPPINGS:
+            continue  # plots and findings: records of things, not EPCIS events
         target = None
         if isinstance(ev, Correction):
             target = kept.get(ev.corrects)
@@ -456,6 +473,8 @@ def export_document(
                 target = ledger.event(ev.corrects).event
                 if isinstance(target, MasterData | EpcisHeader) or target.type in RECORD_TYPES:
                     continue  # a void version of master data, or a record, is not exported
+                if target.type in REGISTRY_TYPES and target.type not in MAPPINGS:
+                    continue
         elif wanted is not None and not {code for code, _ in lots_of(facts_of(ev))} & wanted:
             continue
         kept[stored.event_id] = ev
@@ -713,6 +732,8 @@ def from_epcis(event: dict[str, Any], context: dict[str, str]) -> dict[str, Any]
             d["outputs"] = [dict(o, grade=grades[o["lot"]]) for o in outputs]
         else:
             d.update(outputs[0])
+    elif kind == "dds":
+        d["statement_lots"] = [_lot_kg(q)["lot"] for q in event["quantityList"]]
     else:
         d.update(_lot_kg(event["quantityList"][0]))
     disposition = event.get("disposition")

@@ -51,6 +51,7 @@ __all__ = [
     "EVENT_MODELS",
     "LOT_BASE",
     "RECORD_TYPES",
+    "REGISTRY_TYPES",
     "STAGE_ORDER",
     "Arrival",
     "Certificate",
@@ -72,8 +73,13 @@ __all__ = [
     "MillOutput",
     "Payment",
     "Plot",
+    "PlotGeometry",
+    "PlotRecord",
     "Premium",
     "Purchase",
+    "RiskFinding",
+    "RiskResolution",
+    "StatementStatus",
     "TransactionCertificate",
     "canonical_json",
     "event_id",
@@ -1165,6 +1171,156 @@ class EpcisHeader(EventBase):
     )
 
 
+# --------------------------------------------------------------------------- EUDR registry
+# Events that describe things (plots, deforestation findings, due diligence
+# statements) rather than move a lot: they name no lot as subject, input or
+# output, so they never enter a lot's timeline, its checkpoints or its delays.
+
+
+def _geo_position(value: Any, where: str) -> None:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)
+    ):
+        raise ValueError(f"{where}: a position is [lon, lat] (two numbers)")
+    lon, lat = value
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(f"{where}: [{lon}, {lat}] is outside [-180..180, -90..90]")
+
+
+def _geo_rings(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: a polygon is a list of rings")
+    for i, ring in enumerate(value):
+        if not isinstance(ring, list) or len(ring) < 3:
+            raise ValueError(f"{where}[{i}]: a ring has at least three positions")
+        for j, p in enumerate(ring):
+            _geo_position(p, f"{where}[{i}][{j}]")
+
+
+class PlotGeometry(_Part):
+    """A plot's GeoJSON Point, Polygon or MultiPolygon (WGS84, [lon, lat]) as its source gave it.
+
+    Unlike a harvest's inline geometry, rings need not be closed here: the
+    registry keeps what it was given, and ``lottrace plots check`` says what
+    is wrong with it.
+    """
+
+    type: Literal["Point", "Polygon", "MultiPolygon"]
+    coordinates: list[Any] = Field(description="GeoJSON coordinates for the type, [lon, lat].")
+
+    @model_validator(mode="after")
+    def _shape(self) -> PlotGeometry:
+        c = self.coordinates
+        if self.type == "Point":
+            _geo_position(c, "coordinates")
+        elif self.type == "Polygon":
+            _geo_rings(c, "coordinates")
+        else:
+            if not c:
+                raise ValueError("coordinates: a MultiPolygon has at least one polygon")
+            for k, poly in enumerate(c):
+                _geo_rings(poly, f"coordinates[{k}]")
+        return self
+
+
+class PlotRecord(EventBase):
+    """A plot registered, or its record updated: the whole record as of ``time``.
+
+    The registry as of a date is the last record of each plot up to then;
+    nothing is overwritten. A harvest carrying its plot inline registers it if
+    no record exists.
+    """
+
+    type: Literal["plot"] = "plot"
+    plot_id: IdText = Field(description="The plot's id in the cooperative's register.")
+    producer: IdText = Field(description="The producer's id or name.")
+    registered_name: Text | None = Field(
+        default=None, description="The name the land is registered in (title holder)."
+    )
+    geometry: PlotGeometry | None = Field(
+        default=None, description="GeoJSON Point, Polygon or MultiPolygon, WGS84, [lon, lat]."
+    )
+    area_ha: Annotated[float, Field(gt=0, le=10000), BeforeValidator(_not_bool)] | None = Field(
+        default=None, description="Declared area in hectares."
+    )
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = Field(
+        default="PE", description="ISO 3166-1 alpha-2 country of production."
+    )
+    organic_since: date | None = Field(
+        default=None, description="Date the plot's organic transition started."
+    )
+    decimals: Annotated[int, Field(ge=0, le=30)] | None = Field(
+        default=None,
+        description="The most decimal places any coordinate had in the source text "
+        "(None when unknown).",
+    )
+    source: Text | None = Field(default=None, description="Where the record was read (FILE:LINE).")
+
+
+class RiskFinding(EventBase):
+    """A deforestation risk result for one plot from an external analysis (e.g. FAO Whisp)."""
+
+    type: Literal["eudr_finding"] = "eudr_finding"
+    plot_id: IdText = Field(description="The plot analysed.")
+    risk: Literal["low", "medium", "high"] = Field(description="The analysis' risk class.")
+    dataset: Text = Field(description="The analysis or dataset, e.g. 'whisp', 'gfw'.")
+    dataset_version: Text = Field(description="Its version, as the analysis states it.")
+    indicators: Annotated[list[Text], Field(max_length=100)] | None = Field(
+        default=None, description="The indicators that raised the risk, as the analysis names them."
+    )
+    source: Text | None = Field(default=None, description="Where the result was read (FILE:LINE).")
+
+
+class RiskResolution(EventBase):
+    """Closes a deforestation finding with the evidence that answers it."""
+
+    type: Literal["eudr_resolution"] = "eudr_resolution"
+    finding: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="The event_id of the eudr_finding it resolves."
+    )
+    evidence: Literal[
+        "agroforestry", "not_forest", "before_cutoff", "field_visit", "false_positive"
+    ] = Field(
+        description="agroforestry (shade-grown coffee is not forest under the regulation), "
+        "not_forest, before_cutoff (cleared before 31 Dec 2020), field_visit, false_positive."
+    )
+    document: Text | None = Field(
+        default=None, description="The evidence document (file name, URL or archive reference)."
+    )
+
+
+class StatementStatus(EventBase):
+    """A due diligence statement's life in the EU information system (TRACES)."""
+
+    type: Literal["dds"] = "dds"
+    status: Literal["submitted", "amended", "withdrawn", "rejected"] = Field(
+        description="submitted, amended, withdrawn, or rejected by the authority."
+    )
+    statement_lots: Annotated[list[LotCode], Field(min_length=1, max_length=1000)] = Field(
+        description="The lots the statement covers."
+    )
+    operator: Text | None = Field(default=None, description="The operator who filed it.")
+    reference: IdText | None = Field(default=None, description="The reference number.")
+    verification: IdText | None = Field(default=None, description="The verification number.")
+    message: LongText | None = Field(default=None, description="The authority's message.")
+
+    @model_validator(mode="after")
+    def _numbers(self) -> StatementStatus:
+        if self.status in ("submitted", "amended") and not (self.reference and self.verification):
+            raise ValueError(
+                f"a {self.status} statement has its reference and verification numbers"
+            )
+        if self.status == "rejected" and not self.message:
+            raise ValueError("a rejected statement has the authority's message")
+        return self
+
+
+#: Event types that describe things rather than move a lot (never a checkpoint).
+REGISTRY_TYPES = frozenset(("plot", "eudr_finding", "eudr_resolution", "dds"))
+
+
 Event: TypeAlias = Annotated[
     Harvest
     | Drying
@@ -1182,7 +1338,11 @@ Event: TypeAlias = Annotated[
     | TransactionCertificate
     | Purchase
     | Payment
-    | Premium,
+    | Premium
+    | PlotRecord
+    | RiskFinding
+    | RiskResolution
+    | StatementStatus,
     Field(discriminator="type"),
 ]
 
@@ -1206,6 +1366,10 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
         Purchase,
         Payment,
         Premium,
+        PlotRecord,
+        RiskFinding,
+        RiskResolution,
+        StatementStatus,
     )
 }
 

@@ -38,7 +38,8 @@ from urllib.parse import quote, urlsplit
 
 from . import __version__
 from .certificates import registry as read_registry
-from .compliance import certify, eudr
+from .compliance import certify
+from .dds import carry_statements, proof
 from .errors import InvalidInput
 from .ledger import Ledger
 from .masterdata import site_info, sites
@@ -75,6 +76,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "destination": "Destination",
         "buyer": "Buyer",
         "ico_mark": "ICO mark",
+        "dds": "EUDR due diligence statement (reference/verification): {numbers}",
         "timeline": "Timeline: from the harvests to the port",
         "harvest_window": "{n} harvests, from {first} to {last}.",
         "critical_path": "The path below follows, at each blend, the input that arrived last.",
@@ -152,6 +154,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "destination": "Destino",
         "buyer": "Comprador",
         "ico_mark": "Marca OIC",
+        "dds": "Declaración de diligencia debida EUDR (referencia/verificación): {numbers}",
         "timeline": "Cronología: de la cosecha al puerto",
         "harvest_window": "{n} cosechas, del {first} al {last}.",
         "critical_path": "La ruta sigue, en cada mezcla, el lote que llegó último.",
@@ -279,9 +282,9 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     """
     state = ledger.require_lot(lot)
     up = upstream(ledger, lot)
-    down = downstream(ledger, lot)
+    down = carry_statements(ledger, downstream(ledger, lot))
     path = timeline(ledger, lot)
-    collection, problems = eudr(ledger, lot)
+    collection, problems = proof(ledger, lot)
     women = {h["lot"] for h in up["harvests"] if h["women_producer"]}
     shares = [
         {**s, "women": bool(women & set(s["lots"])), "women_lots": sorted(women & set(s["lots"]))}
@@ -565,7 +568,11 @@ def _exports(data: JSON, t: dict[str, str], lang: str) -> str:
         for x in data["exports"]
     ]
     head = ["date", "container", "bags", "kg", "vessel", "destination", "buyer", "ico_mark"]
-    return _section("exports", t["exports"], _table([t[h] for h in head], rows, {2, 3}))
+    body = _table([t[h] for h in head], rows, {2, 3})
+    numbers = sorted({n for x in data["exports"] for n in x.get("statements", [])})
+    if numbers:
+        body += f"<p>{_e(t['dds'].format(numbers=', '.join(numbers)))}</p>"
+    return _section("exports", t["exports"], body)
 
 
 def _timeline(data: JSON, t: dict[str, str], lang: str) -> str:

@@ -17,7 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from .claimlogic import Origin, blend, harvest_state, state_of
-from .events import RECORD_TYPES, STAGE_ORDER, DryMill, EpcisEvent, EventBase, Harvest
+from .events import (
+    RECORD_TYPES,
+    REGISTRY_TYPES,
+    STAGE_ORDER,
+    DryMill,
+    EpcisEvent,
+    EventBase,
+    Harvest,
+)
 
 __all__ = [
     "FOREIGN_STAGE",
@@ -70,6 +78,8 @@ RULES: dict[str, str] = {
     "else refers to that lot (void the later events first, newest first)",
     "weight-unstated": "a foreign (EPCIS) event that draws from a weighed lot states the kg it "
     "draws (a quantity in KGM)",
+    "finding-target": "an eudr_resolution resolves an eudr_finding of the ledger that is not "
+    "void, and is not dated before it",
     "lineage-cycle": "no lot flows, through any chain of events, into a lot it came from",
     "epcis-hash": "a foreign (EPCIS) event's hash_id is its CBV 2.0 Event Hash ID, recomputed "
     "on append",
@@ -247,6 +257,8 @@ class Facts(NamedTuple):
     origin: Origin | None = None
     #: The claims the event declares the lot it forms holds
     claims: tuple[str, ...] = ()
+    #: an eudr_resolution's finding (an event id)
+    refers: str | None = None
 
 
 def facts_of(ev: EventBase) -> Facts:
@@ -306,6 +318,7 @@ def facts_of(ev: EventBase) -> Facts:
         refs,
         _origin(ev) if isinstance(ev, Harvest) else None,
         claims,
+        get("finding") if ev.type == "eudr_resolution" else None,
     )
 
 
@@ -381,6 +394,8 @@ def check(ev: Facts, view: View, now: datetime) -> list[Finding]:
         return _check_correction(ev, view, now)
     if ev.type in RECORD_TYPES:
         return _check_record(ev, view, now)
+    if ev.type in REGISTRY_TYPES:
+        return _check_registry(ev, view, now)
     foreign = ev.type == "epcis"
     found: list[Finding] = []
     t = ev.time
@@ -871,6 +886,37 @@ def _check_correction(ev: Facts, view: View, now: datetime) -> list[Finding]:
                     f"event {ev.corrects[:12]}... created lot {code}, which has "
                     f"{st.n_events - 1} later event(s); void those first",
                     "corrects",
+                )
+            )
+    return found
+
+
+def _check_registry(ev: Facts, view: View, now: datetime) -> list[Finding]:
+    """Plots, deforestation findings and statements: not in the future; a resolution
+    names a finding of the ledger that is not void."""
+    found: list[Finding] = []
+    if ev.time > _future_key(now):
+        found.append(Finding("time-future", f"time {ev.time_iso} is in the future", "time"))
+    if ev.refers is not None:
+        got = view.event(ev.refers)
+        if got is None or got[0].type != "eudr_finding":
+            found.append(
+                Finding(
+                    "finding-target",
+                    f"no eudr_finding {ev.refers[:12]}... in the ledger",
+                    "finding",
+                )
+            )
+        elif got[1]:
+            found.append(
+                Finding("finding-target", f"finding {ev.refers[:12]}... is void", "finding")
+            )
+        elif ev.time < got[0].time:
+            found.append(
+                Finding(
+                    "finding-target",
+                    f"the resolution is dated before the finding it resolves ({got[0].time_iso})",
+                    "time",
                 )
             )
     return found

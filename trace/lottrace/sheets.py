@@ -43,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import InvalidEvent, InvalidInput
-from .events import EVENT_MODELS, EventBase, parse_event
+from .events import EVENT_MODELS, REGISTRY_TYPES, EventBase, parse_event
 from .fieldlog import STAGE_ALIASES, resolve_type
 from .ledger import WholeInputs
 from .readers import CsvReader, check_encoding, iter_events, number_fields, sniff_delimiter
@@ -838,7 +838,7 @@ class _Row:
         if fld == "type":
             kind = _stage(str(value))
             if kind is None:
-                known = ", ".join(EVENT_MODELS)
+                known = ", ".join(t for t in EVENT_MODELS if t not in REGISTRY_TYPES)
                 raise ValueError(
                     f"{_show(str(value))} is not a stage lottrace knows ({known}; or cosecha, secado, acopio ...); "
                     f"add it under [values.type] in {cm.source}"
