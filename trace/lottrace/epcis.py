@@ -67,6 +67,7 @@ __all__ = [
     "document_to_events",
     "export_document",
     "is_single_event",
+    "iter_events",
     "load_document",
     "mapping_table",
     "parse_document",
@@ -445,15 +446,51 @@ def export_document(
 
             wanted |= set(ancestors_graph(ledger, lot).nodes)
     floor = _since_key(since) if since else None
-    kept: dict[str, EventBase] = {}
     context: dict[str, str] = {"lt": LT_NS}
-    events: list[tuple[dict[str, Any], str | None]] = []
     if event_id is not None:
         source: Iterable[StoredEvent] = _named_events(ledger, event_id)
     elif wanted is None:
         source = ledger.iter_events()
     else:
         source = _lineage_events(ledger, wanted)
+    events = list(_exported(ledger, source, wanted, floor, ids, context))
+    created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    for epcis, partner in events:
+        epcis["eventID"] = partner or event_hash_id(epcis, context)
+    whole = wanted is None and floor is None and event_id is None
+    header, header_context = export_header(ledger, whole=whole)
+    for prefix, iri in header_context.items():
+        if context.setdefault(prefix, iri) != iri:
+            raise LottraceError(
+                f"cannot export: prefix {prefix!r} means {context[prefix]} in one "
+                f"imported document and {iri} in another"
+            )
+    return {
+        "@context": [EPCIS_CONTEXT, context],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created,
+        **header,
+        "epcisBody": {"eventList": [_event_order(e) for e, _ in events]},
+    }
+
+
+def _exported(
+    ledger: Ledger,
+    source: Iterable[StoredEvent],
+    wanted: set[str] | None,
+    floor: str | None,
+    ids: Identifiers,
+    context: dict[str, str],
+) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Each exported event of ``source`` as EPCIS, with its partner's eventID (or None).
+
+    What :func:`export_document` writes, one event at a time: master data,
+    records and registries are left out, a correction comes with the event it
+    voids, and ``context`` gathers every foreign prefix (a prefix meaning two
+    things is refused).
+    """
+    kept: dict[str, EventBase] = {}
     for stored in source:
         ev = stored.event
         if isinstance(ev, MasterData | EpcisHeader):  # in the header (export_header)
@@ -485,28 +522,34 @@ def export_document(
                         f"cannot export: prefix {prefix!r} means {context[prefix]} in one "
                         f"imported document and {iri} in another"
                     )
-        epcis = to_epcis(ev, ids, target)
         partner = ev.partner_event_id if isinstance(ev, EpcisEvent) else None
-        events.append((epcis, partner))
-    created = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    for epcis, partner in events:
+        yield to_epcis(ev, ids, target), partner
+
+
+def iter_events(
+    ledger: Ledger,
+    *,
+    lots: set[str] | None = None,
+    since: str | None = None,
+    context: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The events :func:`export_document` would write, one at a time, in log order.
+
+    What a query pages through without building the whole document: each
+    event with its eventID (a partner's, or its Event Hash ID). ``lots``
+    keeps the events of those lots only; ``since`` starts at a time.
+    ``context`` (a dict) is filled with the prefixes the events use, for the
+    document that carries them: ``[EPCIS_CONTEXT, context]``.
+    """
+    ids = Identifiers()
+    floor = _since_key(since) if since else None
+    if context is None:
+        context = {}
+    context.setdefault("lt", LT_NS)
+    source = ledger.iter_events() if lots is None else _lineage_events(ledger, lots)
+    for epcis, partner in _exported(ledger, source, lots, floor, ids, context):
         epcis["eventID"] = partner or event_hash_id(epcis, context)
-    whole = wanted is None and floor is None and event_id is None
-    header, header_context = export_header(ledger, whole=whole)
-    for prefix, iri in header_context.items():
-        if context.setdefault(prefix, iri) != iri:
-            raise LottraceError(
-                f"cannot export: prefix {prefix!r} means {context[prefix]} in one "
-                f"imported document and {iri} in another"
-            )
-    return {
-        "@context": [EPCIS_CONTEXT, context],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": created,
-        **header,
-        "epcisBody": {"eventList": [_event_order(e) for e, _ in events]},
-    }
+        yield _event_order(epcis)
 
 
 def _named_events(ledger: Ledger, some_id: str) -> list[StoredEvent]:

@@ -24,21 +24,23 @@ eventID), in log order, then filtered:
 
 Several values of one parameter are separated by ``|`` and any of them
 matches; identifiers match exactly (no ``idpat`` wildcards). Only the
-events of ``lots`` (when given: what the caller may see) are searched.
-Each query reads the selection whole, so it costs in proportion to it.
+events of ``lots`` (when given: what the caller may see) are searched, and
+an event that also names a lot beyond them is left out. Events stream from
+the ledger (:func:`lottrace.epcis.iter_events`) and a page stops when it is
+full: a late page of a broad query reads the events before it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from .epcis import export_document
-from .errors import InvalidEvent, UnknownEvent, UnknownLot
+from .epcis import EPCIS_CONTEXT, LT_NS, export_document, iter_events
+from .errors import InvalidEvent, UnknownEvent
 from .ledger import Ledger
 
 __all__ = ["PARAMETERS", "query_events"]
@@ -71,8 +73,11 @@ def query_events(
 ) -> tuple[dict[str, Any], bool]:
     """An EPCISQueryDocument of the matching events from ``offset``, and whether more follow.
 
-    Raises :class:`~lottrace.errors.InvalidEvent` naming a parameter that
-    is unknown or malformed.
+    The events stream from the ledger in log order and the query stops once
+    its page is full, so a page costs what the events before it and on it
+    cost, never the whole ledger at once. Raises
+    :class:`~lottrace.errors.InvalidEvent` naming a parameter that is unknown
+    or malformed.
     """
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
@@ -80,63 +85,57 @@ def query_events(
             f"{unknown[0]}: not a query parameter this server knows", field=unknown[0]
         )
     test = _matcher(params)
-    doc = _selection(ledger, lots, params)
-    matched = [e for e in doc["epcisBody"]["eventList"] if test(e)]
-    if lots is not None:  # not an event that also names a lot the caller may not see
-        matched = [e for e in matched if _names_only(ledger, e, lots)]
-    page = matched[offset : offset + limit]
+    context: dict[str, str] = {}
+    page: list[dict[str, Any]] = []
+    more = False
+    matched = 0
+    for event in _candidates(ledger, lots, params, context):
+        if not test(event):
+            continue
+        if lots is not None and not _names_only(ledger, event, lots):
+            continue  # not an event that also names a lot the caller may not see
+        if matched >= offset:
+            if len(page) == limit:
+                more = True
+                break
+            page.append(event)
+        matched += 1
+    created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     return {
-        "@context": doc["@context"],
+        "@context": [EPCIS_CONTEXT, context or {"lt": LT_NS}],
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
-        "creationDate": doc["creationDate"],
+        "creationDate": created,
         "epcisBody": {
             "queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": page}}
         },
-    }, offset + limit < len(matched)
+    }, more
 
 
-def _selection(ledger: Ledger, lots: set[str] | None, params: Mapping[str, str]) -> dict[str, Any]:
-    """The export document of the whole ledger, or of ``lots`` only (each event once).
+def _candidates(
+    ledger: Ledger, lots: set[str] | None, params: Mapping[str, str], context: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """The events a query looks at, narrowed where a parameter allows it.
 
-    Narrowed first where a parameter allows it: one ``EQ_eventID`` is found
-    through the ledger's id indexes, and ``GE_eventTime`` starts the export at
-    that time; the filters then apply as ever.
+    One ``EQ_eventID`` that is a partner's eventID, an Event Hash ID of a
+    partner's event or lottrace's own id is found through the ledger's
+    indexes; ``GE_eventTime`` starts the stream at that time.
     """
     one = params.get("EQ_eventID", "")
     if one and "|" not in one:
-        try:  # a partner's eventID or Event Hash ID, or lottrace's own id, by the indexes
+        try:
             found = export_document(ledger, event_id=one)
         except UnknownEvent:
             found = None  # perhaps the Event Hash ID of one of lottrace's own: look on
-        if found is not None and any(e["eventID"] == one for e in found["epcisBody"]["eventList"]):
-            if lots is None:
-                return found
-            ids = {e["eventID"] for e in _selection(ledger, lots, {})["epcisBody"]["eventList"]}
-            kept = [e for e in found["epcisBody"]["eventList"] if e["eventID"] in ids]
-            return {**found, "epcisBody": {"eventList": kept}}
-    if lots is None:
-        since = params.get("GE_eventTime")
-        if since:
-            return export_document(ledger, since=_when("GE_eventTime", since).isoformat())
-        return export_document(ledger)
-    merged: dict[str, Any] | None = None
-    seen: set[str] = set()
-    events: list[dict[str, Any]] = []
-    for lot in sorted(lots):
-        try:
-            part = export_document(ledger, lot=lot)
-        except UnknownLot:
-            continue
-        merged = merged or part
-        for e in part["epcisBody"]["eventList"]:
-            if e["eventID"] not in seen:
-                seen.add(e["eventID"])
-                events.append(e)
-    if merged is None:
-        merged = export_document(ledger, since="9999-01-01")  # an empty document
-    events.sort(key=lambda e: (e.get("eventTime", ""), e["eventID"]))
-    return {**merged, "epcisBody": {"eventList": events}}
+        if found is not None:
+            events = found["epcisBody"]["eventList"]
+            if any(e["eventID"] == one for e in events):
+                context.update(found["@context"][1])
+                yield from events
+                return
+    since = params.get("GE_eventTime")
+    start = _when("GE_eventTime", since).isoformat() if since else None
+    yield from iter_events(ledger, lots=lots, since=start, context=context)
 
 
 _LOT_URI = re.compile(r"https://lottrace\.org/lot/([^\"\s]+)")
