@@ -171,3 +171,23 @@ def test_a_driver_error_in_a_read_and_in_a_streamed_read_is_mapped(store: Storag
         list(rows)
     with pytest.raises(LedgerError, match=r"ledger .*s\.db"):
         store.leg_scan()
+
+
+def test_registries_are_read_through_an_index_not_a_scan_of_the_log(tmp_path: Path) -> None:
+    """Plots, certificates, payments, exports ... are found by type without reading the log."""
+    db = tmp_path / "i.db"
+    with Ledger.create(db) as ledger:
+        ledger.append(batch(*chain()))
+
+        def plan(types: list[str]) -> str:
+            captured: list[str] = []
+            ledger.conn.set_trace_callback(captured.append)
+            list(ledger.events_of_types(types))
+            ledger.conn.set_trace_callback(None)
+            sql = next(q for q in captured if "FROM events e WHERE type IN" in q)
+            return " ".join(str(r) for r in ledger.conn.execute("EXPLAIN QUERY PLAN " + sql))
+
+        for rare in (["certificate"], ["export"], ["plot", "dds", "master_data"]):
+            assert "events_by_rare_type" in plan(rare), rare
+        assert "SCAN" in plan(["harvest"])  # the many: a scan, as the index leaves them out
+        assert [s.event.type for s in ledger.events_of_types(["export"])] == ["export"]

@@ -270,6 +270,7 @@ def test_a_head_row_with_its_migration_unrecorded_is_refused(db: Path) -> None:
         "ALTER TABLE lots DROP COLUMN base_kg",
         "CREATE INDEX event_lots_seq ON event_lots (seq)",
         "CREATE INDEX links_seq ON links (seq)",
+        "DROP INDEX events_by_rare_type",
         "DROP INDEX events_hash_id",
         "DROP INDEX events_partner_id",
     )

@@ -32,6 +32,7 @@ MIGRATION_NAMES = (
     "003_drop_seq_indexes",
     "004_lot_base_kg",
     "005_epcis_id_indexes",
+    "006_events_by_rare_type",
 )
 
 
@@ -276,7 +277,39 @@ def _m005(db: sqlite_utils.Database) -> None:
 
 
 #: The migration functions, in the order of :data:`MIGRATION_NAMES`.
-MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (_m001, _m002, _m003, _m004, _m005)
+#: The types of the many (a season's checkpoints and partners' events): the index of
+#: migration 006 leaves them out, so it holds only the few (exports, corrections,
+#: registries: plots, certificates, payments, master data ...) and costs an import
+#: of checkpoints nothing. Queries must spell the condition exactly so.
+COMMON_TYPES = (
+    "harvest",
+    "drying",
+    "gatherer_qc",
+    "hq_qc",
+    "dry_mill",
+    "dispatch",
+    "arrival",
+    "epcis",
+)
+RARE_TYPE_SQL = "type NOT IN (" + ", ".join(f"'{t}'" for t in COMMON_TYPES) + ")"
+
+
+def _m006(db: sqlite_utils.Database) -> None:
+    # Registries (plots, certificates, payments, master data ...) and exports are
+    # read by type; a partial index finds them without scanning the log.
+    db.execute(
+        f"CREATE INDEX IF NOT EXISTS events_by_rare_type ON events (type, seq) WHERE {RARE_TYPE_SQL}"
+    )
+
+
+MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
+    _m001,
+    _m002,
+    _m003,
+    _m004,
+    _m005,
+    _m006,
+)
 
 
 LOT_COLUMNS = (
