@@ -269,7 +269,9 @@ def test_void_event_cannot_be_voided_again(ledger: Ledger) -> None:
 
 
 def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
-    rows = sqlite_ledger.conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
+    rows = sqlite_ledger.conn.execute(
+        "SELECT migration_set, name FROM _sqlite_migrations"
+    ).fetchall()
     assert rows == [
         ("lottrace", "001_log_and_derived_tables"),
         ("lottrace", "002_head_in_meta"),
