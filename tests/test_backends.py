@@ -138,3 +138,41 @@ def test_a_writer_killed_mid_batch_leaves_the_postgres_ledger_before_it(pg_uri: 
         # the server released the dead writer's lock: the next writer goes on
         assert led.append(batch(harvest("AFTER"))).added == 1
         assert led.verify().events == 2
+
+
+# --------------------------------------------------------------------------- --db as a URI
+
+URI = "postgresql://ana:pw@db.example/lots"
+
+
+def test_a_uri_has_no_folder_beside_it_for_contexts_unless_one_is_named(tmp_path: Path) -> None:
+    local = tmp_path / "ctx.jsonld"
+    local.write_text(json.dumps({"@context": {"ex": "https://example.org/ns#"}}))
+    url = "https://example.org/ctx.jsonld"
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--db", URI, "epcis", "context", "add", url, str(local)], env={})
+    assert r.exit_code == 1 and r.output.count("\n") == 1, r.output
+    assert (
+        r.output.startswith("Error: a PostgreSQL ledger has no folder")
+        and "LOTTRACE_CONTEXTS" in r.output
+    )
+    folder = tmp_path / "contexts"
+    env = {"LOTTRACE_CONTEXTS": str(folder)}
+    r = runner.invoke(cli, ["--db", URI, "epcis", "context", "add", url, str(local)], env=env)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["--db", URI, "epcis", "context", "list", "--json"], env=env)
+    assert [e["url"] for e in json.loads(r.output)] == [url]
+    assert (folder / "index.json").exists()
+
+
+def test_a_uri_is_kept_whole_and_other_schemes_are_refused(tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, ["--db", URI, "datasette-metadata"])
+    assert (
+        r.exit_code == 1
+        and r.output == "Error: Datasette reads SQLite files: datasette-metadata needs --db FILE\n"
+    )
+    r = CliRunner().invoke(cli, ["--db", "mysql://x/y", "stats"])
+    assert r.exit_code == 2 and "neither a file nor a postgresql://" in r.output
+    out = tmp_path / "schemas"
+    r = CliRunner().invoke(cli, ["--db", URI, "schema", "--write", str(out)])
+    assert r.exit_code == 0 and (out / "harvest.json").exists(), r.output  # output files checked
