@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "sheets": 7,
     "pipeline": 7,
     "importing": 7,
+    "copying": 7,
     "contexts": 7,
     "epcis_xml": 7,
     "epcis": 7,

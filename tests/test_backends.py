@@ -176,3 +176,44 @@ def test_a_uri_is_kept_whole_and_other_schemes_are_refused(tmp_path: Path) -> No
     out = tmp_path / "schemas"
     r = CliRunner().invoke(cli, ["--db", URI, "schema", "--write", str(out)])
     assert r.exit_code == 0 and (out / "harvest.json").exists(), r.output  # output files checked
+
+
+# --------------------------------------------------------------------------- copy
+
+
+def test_copy_moves_a_ledger_between_backends_keeping_its_chain(
+    tmp_path: Path, pg_uri: str
+) -> None:
+    file = str(tmp_path / "s.db")
+    _season(file)
+    r = run(file, "copy", file, pg_uri)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("copied 85 events from ") and "both verify" in r.output
+    for args in QUESTIONS:
+        assert _answer(pg_uri, args) == _answer(file, args), args
+    heads = {json.loads(run(db, "stats", "--json").output)["head"] for db in (file, pg_uri)}
+    assert len(heads) == 1  # the same chain, from the same ledger id
+    back = str(tmp_path / "back.db")
+    r = run(file, "copy", pg_uri, back, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["head"] in heads
+    with Ledger.reader(file) as a, Ledger.reader(back) as b:
+        rows = "SELECT * FROM events ORDER BY seq"
+        assert a.conn.execute(rows).fetchall() == b.conn.execute(rows).fetchall()
+        assert a.derived_snapshot() == b.derived_snapshot()
+    r = run(file, "copy", file, pg_uri)  # never into a ledger that holds events
+    assert r.exit_code == 1 and "already holds 85 events" in r.output, r.output
+
+
+def test_copy_refuses_a_source_that_does_not_verify(tmp_path: Path) -> None:
+    import sqlite3
+
+    src = str(tmp_path / "s.db")
+    _season(src)
+    con = sqlite3.connect(src)
+    con.execute("DROP TRIGGER events_no_update")
+    con.execute("UPDATE events SET body = replace(body, '\"kg\":', '\"kg\": ') WHERE seq = 3")
+    con.commit()
+    con.close()
+    r = run(src, "copy", src, str(tmp_path / "d.db"))
+    assert r.exit_code == 1 and "row seq 3" in r.output, r.output

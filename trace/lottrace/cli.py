@@ -976,6 +976,28 @@ def rebuild(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.argument("src", type=_LedgerTarget())
+@click.argument("dst", type=_LedgerTarget())
+@json_option
+def copy(src: Path | str, dst: Path | str, as_json: bool) -> None:
+    """Copy the ledger SRC into a new, empty ledger DST, keeping ids, order and the chain.
+
+    Each is a ledger file or a postgresql:// URI, so a cooperative's file can
+    move to a PostgreSQL server and back. SRC is verified first, DST after.
+    """
+    from .copying import copy_ledger
+
+    report = copy_ledger(src, dst)
+    if as_json:
+        click.echo(_dumps(report.__dict__))
+        return
+    click.echo(
+        f"copied {report.events} events from {report.source} to {report.target}; "
+        f"both verify, head {report.head}"
+    )
+
+
+@cli.command()
 @click.argument("type", required=False)
 @click.option(
     "--write",

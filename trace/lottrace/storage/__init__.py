@@ -243,6 +243,14 @@ class Storage(abc.ABC):
         """Flag this ledger as a demo ledger."""
 
     @abc.abstractmethod
+    def adopt_ledger_id(self, ledger_id: str) -> None:
+        """In a write transaction, on an empty log: take ``ledger_id`` as this ledger's id.
+
+        A copy of a ledger (``lottrace copy``) keeps its source's id, so its
+        chain, which starts from the hash of the id, is the source's.
+        """
+
+    @abc.abstractmethod
     def lot(self, code: str) -> LotState | None:
         """One lot's state, or None."""
 

@@ -589,6 +589,15 @@ class PostgresStorage(Storage):
         row = self.conn.execute("SELECT value FROM meta WHERE key = %s", [key]).fetchone()
         return str(row[0]) if row else None
 
+    def adopt_ledger_id(self, ledger_id: str) -> None:
+        if self.conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+            raise LedgerError(f"{self.path} holds events: only an empty ledger takes another's id")
+        self.conn.execute("UPDATE meta SET value = %s WHERE key = 'ledger_id'", [ledger_id])
+        self.conn.execute(
+            "UPDATE meta SET value = %s WHERE key = 'head'", [_head_text(0, genesis(ledger_id))]
+        )
+        self.ledger_id = ledger_id
+
     def mark_demo(self) -> None:
         self.conn.execute("INSERT INTO meta VALUES ('demo', '1') ON CONFLICT (key) DO NOTHING")
 
