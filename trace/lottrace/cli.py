@@ -261,6 +261,7 @@ plot_option = click.option(
 @click.option(
     "--db",
     type=_LedgerTarget(),
+    metavar="FILE|URI",
     envvar="LOTTRACE_DB",
     default="lottrace.db",
     show_default=True,
