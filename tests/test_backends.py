@@ -30,6 +30,7 @@ QUESTIONS = [
     ["delays", "--json"],
     ["bottlenecks", "--json"],
     ["stuck", "--json"],
+    ["certify", "EXP-25-APR-02", "--scheme", "organic", "--json"],
 ]
 
 
@@ -76,6 +77,17 @@ def test_both_backends_give_the_same_answers(tmp_path: Path, pg_uri: str) -> Non
     _season(pg_uri)
     for args in QUESTIONS:
         assert _answer(pg_uri, args) == _answer(file, args), args
+    docs = []
+    for db, name in ((file, "sqlite"), (pg_uri, "postgres")):
+        out = tmp_path / f"{name}.jsonld"
+        r = run(db, "epcis", "export", "--lot", "EXP-25-APR-02", "--upstream", "-o", str(out))
+        assert r.exit_code == 0, r.output
+        doc = json.loads(out.read_text())
+        doc.pop("creationDate", None)
+        docs.append(doc)
+        r = run(db, "passport", "EXP-25-APR-02", "-o", str(tmp_path / f"{name}.html"))
+        assert r.exit_code == 0 and "wrote" in r.output, r.output
+    assert docs[0] == docs[1]
 
 
 # --------------------------------------------------------------------------- writers at once
