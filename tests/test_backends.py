@@ -229,3 +229,9 @@ def test_copy_refuses_a_source_that_does_not_verify(tmp_path: Path) -> None:
     con.close()
     r = run(src, "copy", src, str(tmp_path / "d.db"))
     assert r.exit_code == 1 and "row seq 3" in r.output, r.output
+
+
+def test_the_demo_note_never_shows_a_password(tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d.db")], env={"LOTTRACE_DB": URI})
+    assert r.exit_code == 0, r.output
+    assert "never postgresql://ana@db.example/lots," in r.stderr and "pw" not in r.stderr

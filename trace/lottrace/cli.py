@@ -237,6 +237,14 @@ def _registry(ctx: click.Context) -> ContextRegistry:
     )
 
 
+def _shown_db(ctx: click.Context) -> str:
+    """``--db`` as messages show it: a URI without its password."""
+    from .storage import display_uri
+
+    db = ctx.obj["db"]
+    return str(db) if isinstance(db, Path) else display_uri(db)
+
+
 def _open(ctx: click.Context, *, write: bool = False, upgrade: bool = True) -> Ledger:
     """The ledger, read-only unless the command writes to it (a read changes no event or
     derived row; an older ledger's schema is upgraded first unless ``upgrade`` is off)."""
@@ -1365,7 +1373,7 @@ def demo(ctx: click.Context, out: Path) -> None:
     source = ctx.parent.get_parameter_source("db") if ctx.parent else None
     if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
         click.echo(
-            f"note: the demo builds its own ledger {out} (--out), never {ctx.obj['db']}, "
+            f"note: the demo builds its own ledger {out} (--out), never {_shown_db(ctx)}, "
             "so a real ledger gets no sample events",
             err=True,
         )

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..chain import Checked
 from ..errors import LedgerError
@@ -40,6 +41,7 @@ __all__ = [
     "Rows",
     "Storage",
     "StoredEvent",
+    "display_uri",
     "is_server_uri",
     "open_storage",
 ]
@@ -352,6 +354,25 @@ def is_server_uri(target: object) -> bool:
     (True, False)
     """
     return isinstance(target, str) and target.lower().startswith(SERVER_SCHEMES)
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` as messages show it: without its password (in the user part or the query).
+
+    >>> display_uri("postgresql://ana:s3cret@db.example/lots?sslmode=require&password=x")
+    'postgresql://ana@db.example/lots?sslmode=require'
+    >>> display_uri("postgresql:///lottrace?host=/var/run/postgresql")
+    'postgresql:///lottrace?host=/var/run/postgresql'
+    """
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = "&".join(
+        q for q in parts.query.split("&") if q and not q.lower().startswith("password=")
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def open_storage(

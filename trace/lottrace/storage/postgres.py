@@ -44,7 +44,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -54,7 +53,7 @@ from ..chain import Checked, check_rows, genesis
 from ..errors import IntegrityViolation, LedgerError
 from ..events import EventBase, parse_event
 from ..rules import LotState
-from . import DERIVED_TABLES, Refold, Rows, Storage, StoredEvent
+from . import DERIVED_TABLES, Refold, Rows, Storage, StoredEvent, display_uri
 from .postgres_schema import (
     LOG_TABLES,
     MIGRATION_NAMES,
@@ -68,7 +67,7 @@ from .postgres_schema import (
 )
 from .sqlite_schema import LOT_COLUMNS, schema_differences
 
-__all__ = ["PostgresStorage", "display_uri"]
+__all__ = ["PostgresStorage"]
 
 #: The advisory lock's first key (``lottrace`` in ASCII, truncated to 31 bits);
 #: the second is a hash of the ledger's schema name.
@@ -98,25 +97,6 @@ _EVENT_SQL = (
 )
 
 _cursor_ids = itertools.count(1)
-
-
-def display_uri(uri: str) -> str:
-    """``uri`` as messages show it: without its password (in the user part or the query).
-
-    >>> display_uri("postgresql://ana:s3cret@db.example/lots?sslmode=require&password=x")
-    'postgresql://ana@db.example/lots?sslmode=require'
-    >>> display_uri("postgresql:///lottrace?host=/var/run/postgresql")
-    'postgresql:///lottrace?host=/var/run/postgresql'
-    """
-    parts = urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}@{host}"
-    query = "&".join(
-        q for q in parts.query.split("&") if q and not q.lower().startswith("password=")
-    )
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _first_line(exc: BaseException) -> str:
