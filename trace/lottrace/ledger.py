@@ -308,7 +308,8 @@ class Ledger:
 
     @property
     def conn(self) -> Any:
-        """The SQLite backend's connection: for tests and tools that look under the hood."""
+        """The backend's connection (sqlite3's, or psycopg's on PostgreSQL): for tests and
+        tools that look under the hood."""
         return self.store.conn  # type: ignore[attr-defined]
 
     def close(self) -> None:
