@@ -258,3 +258,17 @@ def test_a_postgres_schema_with_other_tables_is_left_alone(pg_uri: str) -> None:
     for opener in (Ledger, Ledger.create):
         with pytest.raises(LedgerError, match="holds tables, but not a lottrace ledger"):
             opener(pg_uri)
+
+
+def test_postgres_streams_leave_no_cursor_open(pg_uri: str) -> None:
+    """Whole-ledger reads stream through server-side cursors, closed when done or dropped."""
+    with Ledger.create(pg_uri) as led:
+        led.append(batch(*chain()))
+    with Ledger.reader(pg_uri) as led:
+        rows = led.leg_scan()
+        next(rows)
+        assert led.conn.execute("SELECT count(*) FROM pg_cursors").fetchone()[0] == 1
+        assert led.stats()["events"] == 7  # the connection is free between fetches
+        rows.close()  # type: ignore[attr-defined]
+        assert len(list(led.iter_events())) == 7
+        assert led.conn.execute("SELECT count(*) FROM pg_cursors").fetchone()[0] == 0

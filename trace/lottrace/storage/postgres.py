@@ -335,14 +335,17 @@ class PostgresStorage(Storage):
     # ------------------------------------------------------------------ streams
 
     def _stream(self, sql: str, params: Any = None) -> Iterator[Any]:
-        """Run ``sql`` now and iterate its rows: through a server-side cursor inside a
-        transaction (rows fetched :data:`_ITERSIZE` at a time), else all at once."""
-        cur: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]
-        if self.in_transaction:
-            cur = self.conn.cursor(name=f"lottrace_{next(_cursor_ids)}")
-            cur.itersize = _ITERSIZE
-        else:
-            cur = self.conn.cursor()
+        """Run ``sql`` now and iterate its rows through a server-side cursor, fetched
+        :data:`_ITERSIZE` at a time, so memory stays flat however long the answer.
+
+        Outside a transaction the cursor is ``WITH HOLD``: the server keeps the whole
+        answer (spilling to its temporary files) and the connection stays free for
+        other statements between fetches. It is closed when the rows are done.
+        """
+        cur = self.conn.cursor(
+            name=f"lottrace_{next(_cursor_ids)}", withhold=not self.in_transaction
+        )
+        cur.itersize = _ITERSIZE
         cur.execute(sql, params)
         return _rows(self, cur)
 
@@ -805,9 +808,7 @@ def _mapped_error(store: PostgresStorage, exc: psycopg.Error) -> Exception:
     return LedgerError(f"ledger {store.path}: {_first_line(exc)}")
 
 
-def _rows(
-    store: PostgresStorage, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]
-) -> Iterator[Any]:
+def _rows(store: PostgresStorage, cursor: psycopg.ServerCursor[Any]) -> Iterator[Any]:
     """A cursor's rows with its errors mapped; closed when done (or abandoned)."""
     try:
         yield from cursor
