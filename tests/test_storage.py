@@ -272,3 +272,23 @@ def test_postgres_streams_leave_no_cursor_open(pg_uri: str) -> None:
         rows.close()  # type: ignore[attr-defined]
         assert len(list(led.iter_events())) == 7
         assert led.conn.execute("SELECT count(*) FROM pg_cursors").fetchone()[0] == 0
+
+
+def test_a_postgres_reader_in_a_snapshot_never_blocks_a_writer(pg_uri: str) -> None:
+    """MVCC: ``verify``'s snapshot (REPEATABLE READ, scratch tables made) holds no lock a
+    batch waits for, and it keeps seeing the ledger as it was when it began."""
+    with Ledger.create(pg_uri) as led:
+        led.append(batch(harvest("H1")))
+    with (
+        Ledger.reader(pg_uri) as reader,
+        Ledger(pg_uri, busy_timeout_s=2) as writer,
+        reader.store.read_snapshot(),
+    ):
+        before = reader.head()
+        with reader.store.scratch_derived():
+            assert writer.append(batch(harvest("H2"))).added == 1  # no wait
+            assert reader.head() == before
+        assert reader.head() == before
+        assert reader.verify().events == 1  # the snapshot it began with
+    with Ledger.reader(pg_uri) as after:
+        assert after.verify().events == 2
