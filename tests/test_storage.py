@@ -292,3 +292,35 @@ def test_a_postgres_reader_in_a_snapshot_never_blocks_a_writer(pg_uri: str) -> N
         assert reader.verify().events == 1  # the snapshot it began with
     with Ledger.reader(pg_uri) as after:
         assert after.verify().events == 2
+
+
+def test_a_postgres_role_that_only_owns_its_schema_can_append_verify_and_rebuild(
+    pg_uri: str,
+) -> None:
+    """What the migrations make is read in the session's temporary schema: no CREATE on
+    the database is needed, only the schema the ledger lives in."""
+    import uuid
+
+    import psycopg
+
+    role = f"lt_weak_{uuid.uuid4().hex[:8]}"
+    schema = pg_uri.rpartition("%3D")[2]
+    with psycopg.connect(pg_uri, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} NOLOGIN")
+        admin.execute(f"ALTER SCHEMA {schema} OWNER TO {role}")
+        admin.execute(f"GRANT {role} TO CURRENT_USER")
+        try:
+            weak = f"{pg_uri}%20-crole%3D{role}"
+            with Ledger.create(weak) as led:
+                assert led.conn.execute("SELECT current_user").fetchone()[0] == role
+                assert not led.conn.execute(
+                    "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
+                ).fetchone()[0], "PUBLIC may create schemas in the test database (not the default)"
+                led.append(batch(*chain()))
+                assert led.verify().events == 7
+                led.rebuild()
+        finally:
+            admin.execute(f"ALTER SCHEMA {schema} OWNER TO CURRENT_USER")
+            admin.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

@@ -8,7 +8,7 @@ every statement named by the object it makes, so ``rebuild`` can make a
 dropped trigger or index again from the very statement that made it.
 
 What a schema should be is read from the migrations themselves: they are
-applied to a scratch schema inside a savepoint that is rolled back
+applied to the session's temporary schema inside a savepoint that is rolled back
 (:func:`expected_schema`), and the objects PostgreSQL's catalog then shows
 (tables with their columns and constraints, indexes, triggers with their
 enabled state, rules, row security policies, views, sequences and
@@ -18,7 +18,6 @@ functions) are compared by name with the ledger's (:func:`schema_of`).
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -208,11 +207,18 @@ def applied(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[s
 
 
 def apply_migrations(
-    conn: psycopg.Connection[tuple[object, ...]], schema: str, ledger_id: str, genesis: str
+    conn: psycopg.Connection[tuple[object, ...]],
+    schema: str,
+    ledger_id: str,
+    genesis: str,
+    *,
+    functions_in: str = "",
 ) -> list[str]:
     """Apply the pending migrations to ``schema`` (the current one); their names.
 
-    The caller holds the transaction (and the writers' lock).
+    The caller holds the transaction (and the writers' lock). ``functions_in``
+    names the schema functions are made in and called from (``pg_temp``, which
+    PostgreSQL never searches for functions, must be named).
     """
     done = applied(conn, schema)
     if not done:
@@ -222,7 +228,12 @@ def apply_migrations(
         if name in done:
             continue
         for s in stmts:
-            conn.execute(s.sql)
+            sql = s.sql
+            if functions_in:
+                sql = sql.replace(
+                    "lottrace_append_only()", f"{functions_in}.lottrace_append_only()"
+                )
+            conn.execute(sql)
         if name == "001_ledger":
             conn.execute(
                 "INSERT INTO meta VALUES ('ledger_id', %s), ('head', %s)",
@@ -278,12 +289,16 @@ FROM pg_proc p WHERE p.pronamespace = %(ns)s
 """
 
 
-def schema_of(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> Objects:
-    """Every object of ``schema`` in the catalog, its definition with the schema's name left out."""
+def schema_of(
+    conn: psycopg.Connection[tuple[object, ...]], schema: str, alias: str = ""
+) -> Objects:
+    """Every object of ``schema`` in the catalog, its definition with the schema's name
+    (and ``alias``, another name it is printed by) left out."""
     ns = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
     if ns is None:
         return {}
-    prefix = re.compile(r"(?<![\w\"])" + re.escape(_quoted(schema)) + r"\.")
+    names = "|".join(re.escape(_quoted(n)) for n in (schema, alias) if n)
+    prefix = re.compile(r"(?<![\w\"])(?:" + names + r")\.")
     found: Objects = {}
     for kind, name, table, sql in conn.execute(_CATALOG, {"ns": ns[0]}):
         text = re.sub(r"\s+", " ", prefix.sub("", str(sql))).strip()
@@ -312,24 +327,27 @@ _EXPECTED: dict[str, Objects] = {}
 def expected_schema(conn: psycopg.Connection[tuple[object, ...]]) -> Objects:
     """What lottrace's migrations make, as the catalog shows it on this server.
 
-    The migrations are applied to a scratch schema inside a savepoint that is
-    rolled back (nothing stays), once per process and server version.
+    The migrations are applied to the session's own temporary schema
+    (``pg_temp``: no privilege beyond the TEMP one ``verify`` needs anyway)
+    inside a savepoint that is rolled back, so nothing stays; once per
+    process and server version.
     """
     version = str(conn.info.server_version)
     cached = _EXPECTED.get(version)
     if cached is not None:
         return cached
-    scratch = f"lottrace_expected_{uuid.uuid4().hex[:12]}"
     own = conn.info.transaction_status == 0  # idle: make one for the savepoint
     if own:
         conn.execute("BEGIN")
     try:
         conn.execute("SAVEPOINT lottrace_expected")
         try:
-            conn.execute(f"CREATE SCHEMA {scratch}")
-            conn.execute(f"SET LOCAL search_path TO {scratch}")
-            apply_migrations(conn, scratch, "0" * 32, "0" * 64)
-            made = schema_of(conn, scratch)
+            conn.execute("SET LOCAL search_path TO pg_temp")
+            apply_migrations(conn, "pg_temp", "0" * 32, "0" * 64, functions_in="pg_temp")
+            temp = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()"
+            ).fetchone()
+            made = schema_of(conn, str(temp[0]), alias="pg_temp") if temp else {}
         finally:
             conn.execute("ROLLBACK TO SAVEPOINT lottrace_expected")
             conn.execute("RELEASE SAVEPOINT lottrace_expected")  # search_path as it was
