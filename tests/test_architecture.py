@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "storage": 3,
     "storage.sqlite": 3,
     "storage.sqlite_schema": 3,
+    "storage.postgres": 3,
+    "storage.postgres_schema": 3,
     "ledger": 4,
     "graph": 5,
     "provenance": 6,
@@ -54,6 +56,7 @@ LAYERS: dict[str, int] = {
     "sheets": 7,
     "pipeline": 7,
     "importing": 7,
+    "copying": 7,
     "contexts": 7,
     "epcis_xml": 7,
     "epcis": 7,
@@ -169,7 +172,8 @@ def test_the_public_api_is_what_all_says_and_importing_it_stays_light() -> None:
         assert getattr(lottrace, name) is not None, name
     code = (
         "import sys, lottrace\n"
-        "heavy = [m for m in ('pydantic', 'networkx', 'sqlite_utils', 'orjson') if m in sys.modules]\n"
+        "heavy = [m for m in ('pydantic', 'networkx', 'sqlite_utils', 'orjson', 'psycopg') "
+        "if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -192,3 +196,19 @@ def test_the_library_example_in_the_architecture_doc_runs(tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert re.search(r"added \d+, duplicates 0", out.stdout), out.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--db", "some.db", "schema", "--help"]])
+def test_the_command_line_never_loads_the_postgres_driver_for_a_file(argv: list[str]) -> None:
+    """psycopg is imported only by the PostgreSQL backend, when a URI selects it."""
+    code = (
+        "import sys\n"
+        "from lottrace.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('PSYCOPG', 'psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "PSYCOPG False" in out.stdout

@@ -558,13 +558,17 @@ def _foreign_doc(prefix_iri: str, time: str) -> dict[str, Any]:
     return doc
 
 
-def test_foreign_events_can_be_corrected_and_exported(tmp_path: Path) -> None:
+def test_foreign_events_can_be_corrected_and_exported(ledger_target: str, tmp_path: Path) -> None:
+    """On each backend (``ledger_target``): found by Event Hash ID, corrected, exported."""
     from lottrace.events import parse_event
 
     doc = _foreign_doc("https://ns.example.com/a/", "2024-01-01T00:00:00Z")
-    with Ledger.create(tmp_path / "a.db") as ledger:
+    with Ledger.create(ledger_target) as ledger:
         ledger.append(document_to_events(doc, "a"))
         (stored,) = list(ledger.iter_events())
+        hash_id = stored.event.hash_id  # type: ignore[attr-defined]
+        assert [s.event_id for s in ledger.find_events(hash_id)] == [stored.event_id]
+        assert ledger.append(document_to_events(doc, "again")).duplicates == 1
         assert ledger.lot("urn:epc:id:sscc:0614141.1234567890") is not None
         down = ledger.lineage_links("urn:epc:class:lgtin:0614141.012345.LOT7", direction="down")
         assert [(r[0], r[1], r[2]) for r in down] == [

@@ -25,8 +25,9 @@ from factories import batch, chain, drying, export, harvest, mill, qc
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Any:
-    with Ledger.create(tmp_path / "l.db") as led:
+def ledger(ledger_target: str) -> Any:
+    """A fresh ledger on each backend."""
+    with Ledger.create(ledger_target) as led:
         yield led
 
 

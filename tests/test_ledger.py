@@ -1,4 +1,9 @@
-"""The ledger's guarantees: append-only, content-addressed, chained, atomic, rebuildable."""
+"""The ledger's guarantees: append-only, content-addressed, chained, atomic, rebuildable.
+
+The tests that take the ``ledger`` fixture run on every backend (SQLite and
+PostgreSQL, see ``conftest.BACKENDS``); those that look at SQLite's own
+files and migrations take ``sqlite_ledger`` or a file path.
+"""
 
 from __future__ import annotations
 
@@ -19,22 +24,50 @@ from factories import batch, chain, correction, drying, harvest
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Any:
+def ledger(ledger_target: str) -> Any:
+    """A fresh ledger on each backend."""
+    with Ledger.create(ledger_target) as led:
+        yield led
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Any:
     with Ledger.create(tmp_path / "l.db") as led:
         yield led
 
 
+def _on_postgres(ledger: Ledger) -> bool:
+    return type(ledger.store).__name__ == "PostgresStorage"
+
+
 def test_events_table_rejects_update_and_delete(ledger: Ledger) -> None:
     ledger.append(batch(*chain()))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        ledger.conn.execute("UPDATE events SET body='{}' WHERE seq=1")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        ledger.conn.execute("DELETE FROM events WHERE seq=1")
+    statements = ["UPDATE events SET body='{}' WHERE seq=1", "DELETE FROM events WHERE seq=1"]
+    refused: type[Exception] = sqlite3.IntegrityError
+    if _on_postgres(ledger):
+        import psycopg
+
+        refused = psycopg.IntegrityError
+        statements.append("TRUNCATE events")
+    for sql in statements:
+        with pytest.raises(refused, match="append-only"):
+            ledger.conn.execute(sql)
     assert ledger.verify().events == 7
 
 
-def _tamper(path: Path, *sql: str) -> None:
-    """Edit the file as a knowing tamperer would: the append-only triggers dropped, then put back."""
+def _tamper(where: Ledger | Path, *sql: str) -> None:
+    """Edit the ledger as a knowing tamperer would: the append-only triggers dropped (on
+    PostgreSQL, disabled), then put back."""
+    if isinstance(where, Ledger) and _on_postgres(where):
+        import psycopg
+
+        with psycopg.connect(where.store.uri) as pg:  # type: ignore[attr-defined]
+            pg.execute("ALTER TABLE events DISABLE TRIGGER USER")
+            for s in sql:
+                pg.execute(s)  # type: ignore[arg-type]
+            pg.execute("ALTER TABLE events ENABLE TRIGGER USER")
+        return
+    path = where.path if isinstance(where, Ledger) else where
     con = sqlite3.connect(path)
     guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
     con.execute("DROP TRIGGER IF EXISTS events_no_update")
@@ -50,7 +83,7 @@ def _tamper(path: Path, *sql: str) -> None:
 def test_verify_names_an_edited_row(ledger: Ledger) -> None:
     ledger.append(batch(*chain()))
     ledger.verify()
-    _tamper(ledger.path, "UPDATE events SET body=replace(body, '1000.0', '1500.0') WHERE seq=1")
+    _tamper(ledger, "UPDATE events SET body=replace(body, '1000.0', '1500.0') WHERE seq=1")
     with pytest.raises(IntegrityViolation, match=r"row seq 1: body does not hash") as info:
         ledger.verify()
     assert info.value.seq == 1
@@ -70,7 +103,7 @@ def test_verify_names_an_edited_row(ledger: Ledger) -> None:
 )
 def test_verify_names_first_bad_row(ledger: Ledger, sql: str, seq: int) -> None:
     ledger.append(batch(*chain()))
-    _tamper(ledger.path, sql)
+    _tamper(ledger, sql)
     with pytest.raises(IntegrityViolation) as info:
         ledger.verify()
     assert info.value.seq == seq
@@ -80,11 +113,11 @@ def test_verify_expect_detects_truncated_tail(ledger: Ledger) -> None:
     ledger.append(batch(*chain()))
     anchor = ledger.verify().head
     assert ledger.verify(expect=anchor).head == anchor
-    _tamper(ledger.path, "DELETE FROM events WHERE seq=7")
+    _tamper(ledger, "DELETE FROM events WHERE seq=7")
     with pytest.raises(IntegrityViolation, match="row seq 7: missing"):
         ledger.verify()  # the head recorded in meta says the log went on ...
     _tamper(
-        ledger.path,
+        ledger,
         "UPDATE meta SET value = '6 ' || (SELECT hash FROM events WHERE seq=6) WHERE key='head'",
     )
     with pytest.raises(IntegrityViolation, match="derived table lots: row lot=M1 differs"):
@@ -235,8 +268,10 @@ def test_void_event_cannot_be_voided_again(ledger: Ledger) -> None:
         ledger.append(batch(correction(eid, day=61)))
 
 
-def test_migrations_are_recorded(ledger: Ledger) -> None:
-    rows = ledger.conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall()
+def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
+    rows = sqlite_ledger.conn.execute(
+        "SELECT migration_set, name FROM _sqlite_migrations"
+    ).fetchall()
     assert rows == [
         ("lottrace", "001_log_and_derived_tables"),
         ("lottrace", "002_head_in_meta"),
@@ -344,7 +379,7 @@ def test_foreign_and_empty_files_are_left_untouched(tmp_path: Path) -> None:
 )
 def test_verify_checks_columns_against_the_body(ledger: Ledger, sql: str) -> None:
     ledger.append(batch(*chain()))
-    _tamper(ledger.path, sql)
+    _tamper(ledger, sql)
     with pytest.raises(
         IntegrityViolation, match="row seq 1: the body is not a canonical event"
     ) as info:
@@ -490,12 +525,12 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
         assert led.lot("H1").base_kg == 200  # type: ignore[union-attr]
 
 
-def test_foreign_events_are_found_by_hash_through_an_index(ledger: Ledger) -> None:
+def test_foreign_events_are_found_by_hash_through_an_index(sqlite_ledger: Ledger) -> None:
     """Migration 005: a second capture and ``--event-id`` look foreign events up by index."""
     for expr in ("$.hash_id", "$.partner_event_id"):
         plan = " ".join(
             str(r[-1])
-            for r in ledger.conn.execute(
+            for r in sqlite_ledger.conn.execute(
                 "EXPLAIN QUERY PLAN SELECT event_id FROM events "
                 f"WHERE type = 'epcis' AND json_extract(body, '{expr}') = 'x'"
             )
@@ -519,3 +554,77 @@ def test_events_of_types_reads_only_those_types_in_log_order(ledger: Ledger) -> 
     both = {s.event.type for s in ledger.events_of_types(["drying", "correction"])}
     assert both == {"drying", "correction"}
     assert list(ledger.events_of_types([])) == []
+
+
+# --------------------------------------------------------------------------- PostgreSQL's own
+
+
+@pytest.fixture
+def pg_ledger(pg_uri: str) -> Any:
+    with Ledger.create(pg_uri) as led:
+        yield led
+
+
+def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
+    rows = pg_ledger.conn.execute("SELECT n, name FROM _lottrace_migrations").fetchall()
+    assert rows == [(1, "001_ledger")]
+
+
+def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledger) -> None:
+    pg_ledger.conn.execute("SET enable_seqscan = off")
+    for key, index in (("hash_id", "events_hash_id"), ("partner_event_id", "events_partner_id")):
+        plan = " ".join(
+            str(r[0])
+            for r in pg_ledger.conn.execute(
+                "EXPLAIN SELECT event_id FROM events "
+                f"WHERE type = 'epcis' AND ((body::jsonb) ->> '{key}') = 'x'"
+            )
+        )
+        assert index in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("sql", "named", "repaired"),
+    [
+        (
+            "ALTER TABLE events DISABLE TRIGGER events_no_update",
+            "trigger events_no_update is not as lottrace made it",
+            "dropped trigger events_no_update",
+        ),
+        (
+            "CREATE TRIGGER lots_pass BEFORE INSERT ON lots FOR EACH ROW "
+            "EXECUTE FUNCTION lottrace_append_only()",
+            "trigger lots_pass on lots is not lottrace's",
+            "dropped trigger lots_pass",
+        ),
+        (
+            "CREATE RULE events_nothing AS ON INSERT TO events DO INSTEAD NOTHING",
+            "rule events_nothing is not lottrace's",
+            "dropped rule events_nothing",
+        ),
+        (
+            "DROP INDEX links_src",
+            "lottrace's index links_src is missing",
+            None,
+        ),
+        (
+            "CREATE VIEW lots_view AS SELECT * FROM lots",
+            "view lots_view is not lottrace's",
+            "dropped view lots_view",
+        ),
+    ],
+    ids=["disabled-trigger", "planted-trigger", "planted-rule", "dropped-index", "added-view"],
+)
+def test_postgres_verify_names_a_changed_schema_and_rebuild_restores_it(
+    pg_ledger: Ledger, sql: str, named: str, repaired: str | None
+) -> None:
+    pg_ledger.append(batch(*chain()))
+    pg_ledger.conn.execute(sql)
+    with pytest.raises(IntegrityViolation, match=named):
+        pg_ledger.verify()
+    with pytest.raises(IntegrityViolation, match=named):
+        pg_ledger.append(batch(harvest("H7", 70)))  # nothing appended through it
+    pg_ledger.rebuild()
+    if repaired is not None:
+        assert repaired in pg_ledger.repaired
+    assert pg_ledger.verify().events == 7

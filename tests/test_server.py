@@ -556,3 +556,57 @@ def test_a_partners_event_is_found_by_its_own_event_id(served: Served) -> None:
     ] == [eid]
     # a buyer sees no such event: it touches none of its lots
     assert served.client("buyer").get("/events/" + quote(eid, safe="")).status_code == 404
+
+
+def test_the_server_on_a_postgresql_ledger(pg_uri: str, tmp_path: Path) -> None:
+    """The same server on the PostgreSQL backend: users from LOTTRACE_ACCESS, capture, query."""
+    access = tmp_path / "access.json"
+    env = {**os.environ, "LOTTRACE_ACCESS": str(access)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lottrace", "--db", pg_uri, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+
+    assert run("init").returncode == 0
+    no_file = subprocess.run(
+        [sys.executable, "-m", "lottrace", "--db", pg_uri, "users", "list"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "LOTTRACE_ACCESS"},
+    )
+    assert no_file.returncode == 1 and "LOTTRACE_ACCESS" in no_file.stderr
+    token = run("users", "add", "f", "--org", OWNER, "--role", "field", "--owner").stdout.strip()
+    port = _free_port()
+    with open(tmp_path / "log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lottrace", "--db", pg_uri, "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url + "/", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {token}"}
+        doc = epcis_doc([harvest("PG-1", "farm:PG"), harvest("PG-2", "farm:PG")])
+        r = httpx.post(url + "/capture", content=json.dumps(doc), headers=headers, timeout=60)
+        assert r.status_code == 202, r.text
+        assert r.json()["report"]["added"] == 2
+        lot = httpx.get(url + "/api/lots/PG-1", headers=headers, timeout=60)
+        assert lot.status_code == 200 and lot.json()["events"][0]["actor"] == f"f ({OWNER}, field)"
+        assert "password" not in (tmp_path / "log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    with Ledger.reader(pg_uri) as ledger:
+        assert ledger.verify().events == 2

@@ -3,7 +3,8 @@
 A ledger belongs to one organisation, its **owner** (the cooperative that
 runs it), set when its first user is added (``lottrace users add NAME --org
 ORG --role admin --owner``) and kept in the access file beside the ledger,
-``LEDGER.access.json``. Its sites belong to the owner unless declared to
+``LEDGER.access.json`` (for a ledger on PostgreSQL, the file
+``LOTTRACE_ACCESS`` names). Its sites belong to the owner unless declared to
 belong to another organisation (``lottrace users site SITE --org ORG``).
 
 Roles and what they may do (see docs/deploying.md):
@@ -126,7 +127,19 @@ class AccessFile:
     """
 
     def __init__(self, ledger: str | os.PathLike[str]) -> None:
-        self.path = Path(f"{ledger}.access.json")
+        from .storage import is_server_uri
+
+        if is_server_uri(ledger):
+            # A ledger on a database server has no folder beside it: name the file.
+            named = os.environ.get("LOTTRACE_ACCESS")
+            if not named:
+                raise InvalidInput(
+                    "a ledger on a database server keeps its users in the file "
+                    "LOTTRACE_ACCESS names: set it (e.g. /etc/lottrace/access.json)"
+                )
+            self.path = Path(named)
+        else:
+            self.path = Path(f"{os.fspath(ledger)}.access.json")
 
     def _load(self) -> _Data:
         try:

@@ -23,6 +23,7 @@ from click.core import ParameterSource
 from .errors import BadRows, LottraceError
 
 if TYPE_CHECKING:
+    from .contexts import ContextRegistry
     from .ledger import AppendReport, Ledger
 
 __all__ = ["cli", "main"]
@@ -86,9 +87,10 @@ def _drop_unwritable_stdout() -> None:
             pass
 
 
-def check_output(path: Path, db: Path) -> Path:
+def check_output(path: Path, db: Path | str) -> Path:
     """Refuse to write ``path`` if it is the ledger ``db`` or its ``-wal``/``-shm``/``-journal``,
-    or any other SQLite database (another ledger the user forgot was there).
+    or any other SQLite database (another ledger the user forgot was there). A ledger on a
+    PostgreSQL server (``db`` a URI) is no file: only the second check applies.
 
     Compared by resolved name (through symlinks) and, where both exist, by
     device and inode (hard links). Every option naming a file lottrace
@@ -102,8 +104,12 @@ def check_output(path: Path, db: Path) -> Path:
     except (OSError, ValueError):
         out_stat = None
         out_real = os.path.abspath(path)
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        target = db.with_name(db.name + suffix) if suffix else db
+    files: list[tuple[str, Path]] = []
+    if isinstance(db, Path):  # a ledger file (a URI names a server's database)
+        files = [
+            (x, db.with_name(db.name + x) if x else db) for x in ("", "-wal", "-shm", "-journal")
+        ]
+    for suffix, target in files:
         same = os.path.realpath(target) == out_real
         if not same and out_stat is not None:
             try:
@@ -188,6 +194,57 @@ def _dumps(data: Any) -> str:
     return _UNSHOWN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # still the same JSON
 
 
+class _LedgerTarget(click.Path):
+    """``--db``: a ledger file (a :class:`Path`), or a ``postgresql://`` URI (kept as text)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "://" in value:
+            from .storage import is_server_uri
+
+            if is_server_uri(value):
+                return value
+            self.fail(
+                f"{value!r} is neither a file nor a postgresql:// (or postgres://) URI",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
+def _registry_if_any(ctx: click.Context) -> ContextRegistry | None:
+    """The partners' contexts registered for the ``--db`` ledger: the folder beside a ledger
+    file, or for a PostgreSQL ledger the folder ``LOTTRACE_CONTEXTS`` names (None without it)."""
+    from .contexts import ContextRegistry
+
+    db = ctx.obj["db"]
+    if isinstance(db, Path):
+        return ContextRegistry(db)
+    folder = os.environ.get("LOTTRACE_CONTEXTS", "").strip()
+    return ContextRegistry(folder=folder) if folder else None
+
+
+def _registry(ctx: click.Context) -> ContextRegistry:
+    """:func:`_registry_if_any`, or an error saying how to give a PostgreSQL ledger one."""
+    registry = _registry_if_any(ctx)
+    if registry is not None:
+        return registry
+    raise LottraceError(
+        "a PostgreSQL ledger has no folder beside it for partners' contexts: "
+        "set LOTTRACE_CONTEXTS to a folder to keep them in"
+    )
+
+
+def _shown_db(ctx: click.Context) -> str:
+    """``--db`` as messages show it: a URI without its password."""
+    from .storage import display_uri
+
+    db = ctx.obj["db"]
+    return str(db) if isinstance(db, Path) else display_uri(db)
+
+
 def _open(ctx: click.Context, *, write: bool = False, upgrade: bool = True) -> Ledger:
     """The ledger, read-only unless the command writes to it (a read changes no event or
     derived row; an older ledger's schema is upgraded first unless ``upgrade`` is off)."""
@@ -211,14 +268,15 @@ plot_option = click.option(
 @click.version_option(package_name="lottrace")
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_LedgerTarget(),
+    metavar="FILE|URI",
     envvar="LOTTRACE_DB",
     default="lottrace.db",
     show_default=True,
-    help="The ledger file (or set LOTTRACE_DB).",
+    help="The ledger file, or a postgresql:// URI (or set LOTTRACE_DB).",
 )
 @click.pass_context
-def cli(ctx: click.Context, db: Path) -> None:
+def cli(ctx: click.Context, db: Path | str) -> None:
     """lottrace: a traceability ledger for coffee lots.
 
     Log every checkpoint from harvest to export as an immutable event, then
@@ -244,11 +302,12 @@ def init(ctx: click.Context) -> None:
     """Create an empty ledger (or bring an old one's schema up to date)."""
     from .ledger import Ledger
 
-    existed = ctx.obj["db"].exists()
-    with Ledger.create(ctx.obj["db"]) as ledger:
+    db = ctx.obj["db"]
+    existed = db.exists() if isinstance(db, Path) else None
+    with Ledger.create(db) as ledger:
         n = ledger.stats()["events"]
-    verb = "opened existing" if existed else "created"
-    click.echo(f"{verb} ledger {ctx.obj['db']} ({n} events)")
+    verb = {True: "opened existing", False: "created", None: "ready:"}[existed]
+    click.echo(f"{verb} ledger {ledger.path} ({n} events)")
 
 
 def _print_report(report: AppendReport, as_json: bool, max_warnings: int = 20) -> None:
@@ -638,8 +697,8 @@ def _known_sites(ctx: click.Context) -> list[str]:
     """The ledger's sites, most used first; none if there is no ledger yet."""
     from .ledger import Ledger
 
-    path = Path(ctx.obj["db"])
-    if not path.exists():
+    path = ctx.obj["db"]
+    if isinstance(path, Path) and not path.exists():
         return []
     try:
         with Ledger.reader(path) as ledger:
@@ -917,6 +976,28 @@ def rebuild(ctx: click.Context) -> None:
     for what in ledger.repaired:
         click.echo(f"schema: {what}")
     click.echo(f"rebuilt derived tables from {n} events")
+
+
+@cli.command()
+@click.argument("src", type=_LedgerTarget())
+@click.argument("dst", type=_LedgerTarget())
+@json_option
+def copy(src: Path | str, dst: Path | str, as_json: bool) -> None:
+    """Copy the ledger SRC into a new, empty ledger DST, keeping ids, order and the chain.
+
+    Each is a ledger file or a postgresql:// URI, so a cooperative's file can
+    move to a PostgreSQL server and back. SRC is verified first, DST after.
+    """
+    from .copying import copy_ledger
+
+    report = copy_ledger(src, dst)
+    if as_json:
+        click.echo(_dumps(report.__dict__))
+        return
+    click.echo(
+        f"copied {report.events} events from {report.source} to {report.target}; "
+        f"both verify, head {report.head}"
+    )
 
 
 @cli.command()
@@ -1302,7 +1383,7 @@ def demo(ctx: click.Context, out: Path) -> None:
     source = ctx.parent.get_parameter_source("db") if ctx.parent else None
     if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
         click.echo(
-            f"note: the demo builds its own ledger {out} (--out), never {ctx.obj['db']}, "
+            f"note: the demo builds its own ledger {out} (--out), never {_shown_db(ctx)}, "
             "so a real ledger gets no sample events",
             err=True,
         )
@@ -1468,11 +1549,11 @@ def epcis_import(ctx: click.Context, files: Sequence[Path], as_json: bool) -> No
     SBDH) as 'master_data' and 'epcis_header' events. Each document is
     checked first: a problem rejects the whole batch, naming its JSON path.
     """
-    from .contexts import ContextRegistry
     from .epcis import load_document
     from .importing import import_documents
 
-    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    registry = _registry_if_any(ctx)
+    contexts = registry.contexts() if registry else {}
     docs = [(str(p), load_document(str(p), contexts=contexts)) for p in files]
     with _open(ctx, write=True) as ledger:
         report = import_documents(ledger, docs)
@@ -1490,11 +1571,11 @@ def epcis_hash(ctx: click.Context, file: Path, as_json: bool) -> None:
     beyond what the hash needs, so partners can hash drafts too. Contexts
     registered beside the ledger (--db) are used.
     """
-    from .contexts import ContextRegistry
     from .epcis import load_document
     from .epcis_check import document_hashes
 
-    contexts = ContextRegistry(ctx.obj["db"]).contexts()
+    registry = _registry_if_any(ctx)
+    contexts = registry.contexts() if registry else {}
     doc = load_document(str(file), check=False, contexts=contexts)
     hashes = document_hashes(doc, where=str(file))
     if as_json:
@@ -1519,9 +1600,8 @@ def epcis_context() -> None:
 @click.pass_context
 def epcis_context_add(ctx: click.Context, url: str, file: Path) -> None:
     """Register FILE (a JSON-LD document with '@context') as the context URL serves."""
-    from .contexts import ContextRegistry
 
-    registry = ContextRegistry(ctx.obj["db"])
+    registry = _registry(ctx)
     registry.add(url, file)
     click.echo(f"registered {url} in {registry.folder}")
 
@@ -1531,9 +1611,8 @@ def epcis_context_add(ctx: click.Context, url: str, file: Path) -> None:
 @click.pass_context
 def epcis_context_list(ctx: click.Context, as_json: bool) -> None:
     """The registered contexts: URL and the local copy."""
-    from .contexts import ContextRegistry
 
-    entries = [(url, str(path)) for url, path in ContextRegistry(ctx.obj["db"])]
+    entries = [(url, str(path)) for url, path in _registry(ctx)]
     if as_json:
         click.echo(_dumps([{"url": u, "file": f} for u, f in entries]))
         return
@@ -1546,9 +1625,9 @@ def epcis_context_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def epcis_context_remove(ctx: click.Context, url: str) -> None:
     """Forget the context registered for URL."""
-    from .contexts import ContextRegistry
 
-    ContextRegistry(ctx.obj["db"]).remove(url)
+    registry = _registry(ctx)
+    registry.remove(url)
     click.echo(f"removed {url}")
 
 
@@ -1638,6 +1717,8 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     """
     from .browse import datasette_metadata as metadata
 
+    if not isinstance(ctx.obj["db"], Path):
+        raise LottraceError("Datasette reads SQLite files: datasette-metadata needs --db FILE")
     name = ctx.obj["db"].stem
     text = _dumps(metadata(name)) + "\n"
     if output is None:

@@ -185,8 +185,19 @@ def unresolved(raw: Any) -> list[str]:
 class ContextRegistry:
     """The JSON-LD contexts registered for a ledger, in ``<ledger>.contexts/``."""
 
-    def __init__(self, ledger_path: str | os.PathLike[str]) -> None:
-        self.folder = Path(f"{os.fspath(ledger_path)}.contexts")
+    def __init__(
+        self,
+        ledger_path: str | os.PathLike[str] | None = None,
+        *,
+        folder: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """The registry beside the ledger file ``ledger_path``, or in ``folder`` (a ledger
+        on a database server has no folder beside it)."""
+        if folder is None:
+            if ledger_path is None:
+                raise TypeError("ContextRegistry needs a ledger_path or a folder")
+            folder = f"{os.fspath(ledger_path)}.contexts"
+        self.folder = Path(folder)
 
     @property
     def _index(self) -> Path:

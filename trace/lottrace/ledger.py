@@ -27,7 +27,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
@@ -54,8 +53,8 @@ from .rules import (
     fold,
     lots_of,
 )
-from .storage import NeedsUpgrade, Rows, Storage, StoredEvent
-from .storage.sqlite import BUSY_TIMEOUT_S, SqliteStorage
+from .storage import NeedsUpgrade, Rows, Storage, StoredEvent, open_storage
+from .storage.sqlite import BUSY_TIMEOUT_S
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -244,7 +243,8 @@ def _stored_facts(body: str | bytes) -> Facts:
 class Ledger:
     """An open ledger.
 
-    ``Ledger(path)`` opens the SQLite ledger at ``path`` for writing;
+    ``Ledger(path)`` opens the SQLite ledger at ``path`` for writing (or,
+    given a ``postgresql://`` URI, the PostgreSQL one there);
     :meth:`create` makes one, :meth:`reader` opens one read-only. Use it as
     a context manager, or :meth:`close` it.
 
@@ -263,14 +263,15 @@ class Ledger:
         read_only: bool = False,
         _create: bool = False,
     ):
-        self.store: Storage = SqliteStorage(
+        self.store: Storage = open_storage(
             path,
             refold=_fold_log,
             busy_timeout_s=busy_timeout_s,
             read_only=read_only,
             create=_create,
         )
-        self.path = Path(path)
+        #: The ledger as messages name it: its file, or its URI without the password.
+        self.path = self.store.path
         #: Opened with ``read_only``: nothing is ever written (no journal-mode
         #: switch, no migration), so a ledger on a read-only mount, without
         #: write permission, in a read-only folder or on a full disk can be
@@ -307,7 +308,8 @@ class Ledger:
 
     @property
     def conn(self) -> Any:
-        """The SQLite backend's connection: for tests and tools that look under the hood."""
+        """The backend's connection (sqlite3's, or psycopg's on PostgreSQL): for tests and
+        tools that look under the hood."""
         return self.store.conn  # type: ignore[attr-defined]
 
     def close(self) -> None:

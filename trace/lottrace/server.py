@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import re
 import secrets
 import threading
@@ -249,8 +250,11 @@ def create_app(
     default); ``public_url`` is the server's address as passports' QR codes
     should name it (default: the address each request came to).
     """
-    db = Path(db)
+    from .storage import is_server_uri
+
+    db = db if is_server_uri(db) else Path(db)
     access = AccessFile(db)
+    shown_path = db if isinstance(db, Path) else None  # a URI is shown without its password
     Ledger.reader(db).close()  # fail now, with one line, if it is not a ledger
     app = FastAPI(
         title="lottrace",
@@ -273,7 +277,7 @@ def create_app(
 
     @app.exception_handler(LottraceError)
     async def lottrace_error(_request: Request, exc: LottraceError) -> Response:
-        return _problem(exc, db)
+        return _problem(exc, shown_path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -379,7 +383,11 @@ def create_app(
         from .epcis import parse_document
         from .importing import import_documents
 
-        contexts = ContextRegistry(db).contexts()
+        if isinstance(db, Path):
+            contexts = ContextRegistry(db).contexts()
+        else:  # a ledger on a database server: the registry LOTTRACE_CONTEXTS names, if any
+            folder = os.environ.get("LOTTRACE_CONTEXTS")
+            contexts = ContextRegistry(folder=folder).contexts() if folder else {}
         doc = parse_document(raw, name, contexts=contexts)
         with Ledger(db) as ledger:
             return import_documents(
@@ -423,10 +431,10 @@ def create_app(
         except (NotAuthenticated, NotAllowed):
             raise
         except LottraceError as exc:
-            problem = orjson.loads(_problem(exc, db).body)
+            problem = orjson.loads(_problem(exc, shown_path).body)
             job.update(running=False, success=False, errors=[problem], finishedAt=_now())
             _keep(jobs, jobs_lock, job)
-            return _problem(exc, db)
+            return _problem(exc, shown_path)
         job.update(running=False, finishedAt=_now(), report=report.as_dict())
         _keep(jobs, jobs_lock, job)
         shown = {k: v for k, v in job.items() if not k.startswith("_")}
@@ -678,7 +686,7 @@ def create_app(
             try:
                 report = await _in_thread(_import_files, db, user, access, paths, type)
             except LottraceError as exc:
-                return _problem(exc, db, lambda text: hidden.sub("", text))
+                return _problem(exc, shown_path, lambda text: hidden.sub("", text))
         warnings = [hidden.sub("", str(w)) for w in report.warnings]
         return report.as_dict() | {"warning_list": warnings}
 
@@ -727,7 +735,11 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _import_files(
-    db: Path, user: Identity, access: AccessFile, paths: list[Path], default_type: str | None
+    db: str | Path,
+    user: Identity,
+    access: AccessFile,
+    paths: list[Path],
+    default_type: str | None,
 ) -> AppendReport:
     """The library's import of uploaded files: in one process (a server must not fork)."""
     from .importing import ReadOptions, import_files

@@ -9,8 +9,10 @@ states, the hash chain, what ``verify`` proves) is written once, above this
 interface, so every backend behaves the same.
 
 Backends: :class:`lottrace.storage.sqlite.SqliteStorage`, one SQLite file
-(the default). A second backend (PostgreSQL) lives beside it as another
-module of this package implementing the same class, and runs the same tests.
+(the default), and :class:`lottrace.storage.postgres.PostgresStorage`, one
+schema of a PostgreSQL database, chosen by a ``postgresql://`` URI. Both run
+the same tests. :func:`open_storage` is the one place that chooses, and
+imports only the backend it opens (so ``import lottrace`` never loads psycopg).
 
 SQL lives only in the backends. Every error of a database driver is mapped
 there into the :class:`~lottrace.errors.LottraceError` tree, naming the
@@ -20,18 +22,29 @@ ledger, so nothing above this package imports a driver or catches its errors.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..chain import Checked
 from ..errors import LedgerError
 from ..events import EventBase
 from ..rules import LotState
 
-__all__ = ["DERIVED_TABLES", "NeedsUpgrade", "Rows", "Storage", "StoredEvent"]
+__all__ = [
+    "DERIVED_TABLES",
+    "NeedsUpgrade",
+    "Rows",
+    "Storage",
+    "StoredEvent",
+    "display_uri",
+    "is_server_uri",
+    "open_storage",
+]
 
 #: The tables folded from the log, in the order ``verify`` compares them.
 DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
@@ -89,8 +102,8 @@ class Storage(abc.ABC):
     several reads (``verify``).
     """
 
-    #: Where the ledger is, as messages name it.
-    path: Path
+    #: Where the ledger is, as messages name it (a file, or a URI without its password).
+    path: Path | str
     #: Opened read-only: nothing is ever written.
     read_only: bool
     #: The ledger's random id (its chain starts from the hash of it).
@@ -232,6 +245,14 @@ class Storage(abc.ABC):
         """Flag this ledger as a demo ledger."""
 
     @abc.abstractmethod
+    def adopt_ledger_id(self, ledger_id: str) -> None:
+        """In a write transaction, on an empty log: take ``ledger_id`` as this ledger's id.
+
+        A copy of a ledger (``lottrace copy``) keeps its source's id, so its
+        chain, which starts from the hash of the id, is the source's.
+        """
+
+    @abc.abstractmethod
     def lot(self, code: str) -> LotState | None:
         """One lot's state, or None."""
 
@@ -320,3 +341,64 @@ class Storage(abc.ABC):
 
 #: What a backend calls to fold the whole log into its (empty) derived tables.
 Refold = Callable[[Storage], int]
+
+
+#: The URI schemes that name a PostgreSQL database instead of an SQLite file.
+SERVER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_server_uri(target: object) -> bool:
+    """Whether ``target`` is a PostgreSQL URI (``postgresql://`` or ``postgres://``), not a file.
+
+    >>> is_server_uri("postgresql:///lottrace?host=/var/run/postgresql"), is_server_uri("l.db")
+    (True, False)
+    """
+    return isinstance(target, str) and target.lower().startswith(SERVER_SCHEMES)
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` as messages show it: without its password (in the user part or the query).
+
+    >>> display_uri("postgresql://ana:s3cret@db.example/lots?sslmode=require&password=x")
+    'postgresql://ana@db.example/lots?sslmode=require'
+    >>> display_uri("postgresql:///lottrace?host=/var/run/postgresql")
+    'postgresql:///lottrace?host=/var/run/postgresql'
+    """
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = "&".join(
+        q for q in parts.query.split("&") if q and not q.lower().startswith("password=")
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def open_storage(
+    target: str | os.PathLike[str],
+    *,
+    refold: Refold,
+    busy_timeout_s: float,
+    read_only: bool = False,
+    create: bool = False,
+) -> Storage:
+    """The backend ``target`` names: PostgreSQL for a ``postgresql://`` URI, else the SQLite file.
+
+    Only the chosen backend's module (and its driver) is imported.
+    """
+    if is_server_uri(target):
+        from .postgres import PostgresStorage
+
+        return PostgresStorage(
+            str(target),
+            refold=refold,
+            busy_timeout_s=busy_timeout_s,
+            read_only=read_only,
+            create=create,
+        )
+    from .sqlite import SqliteStorage
+
+    return SqliteStorage(
+        target, refold=refold, busy_timeout_s=busy_timeout_s, read_only=read_only, create=create
+    )

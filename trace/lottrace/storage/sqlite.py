@@ -683,6 +683,15 @@ class SqliteStorage(Storage):
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
+    def adopt_ledger_id(self, ledger_id: str) -> None:
+        if self.conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+            raise LedgerError(f"{self.path} holds events: only an empty ledger takes another's id")
+        self.conn.execute("UPDATE meta SET value=? WHERE key='ledger_id'", [ledger_id])
+        self.conn.execute(
+            "UPDATE meta SET value=? WHERE key='head'", [_head_text(0, genesis(ledger_id))]
+        )
+        self.ledger_id = ledger_id
+
     def mark_demo(self) -> None:
         """Flag this file as a demo ledger, which ``lottrace demo`` may add to."""
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('demo', '1')")

@@ -1,0 +1,859 @@
+"""The PostgreSQL backend: a ledger in one schema of a PostgreSQL database, and all the SQL it runs.
+
+Selected by a ``postgresql://`` (or ``postgres://``) libpq URI where a
+ledger path goes (``--db``, ``LOTTRACE_DB``, ``Ledger(...)``), e.g.
+``postgresql:///lottrace?host=/var/run/postgresql``. The ledger lives in
+the first schema of the connection's ``search_path`` (``public``, or the one
+``options=-csearch_path%3DNAME`` names), with the tables of the SQLite
+backend (:mod:`lottrace.storage.sqlite`) and their meaning: ``events`` (the
+log; triggers raise on every UPDATE, DELETE and TRUNCATE), ``meta``
+(``ledger_id``, ``head``), the derived ``lots``, ``event_lots``, ``links``
+and ``voided``, and ``_lottrace_migrations`` (the migrations applied, see
+:mod:`lottrace.storage.postgres_schema`). Every text column sorts by code
+point (``COLLATE "C"``), so queries give rows in SQLite's order.
+
+**Writers.** A batch is one ``READ COMMITTED`` transaction that first takes a
+transaction-scoped advisory lock on the ledger's schema
+(``pg_advisory_xact_lock``): batches from any number of processes and hosts
+run one at a time, each reading the head only once it holds the lock, so no
+event is chained twice or lost. The lock is released by the commit or
+rollback, or by the server when a writer's connection dies. A writer waits
+for it up to the busy timeout (``lock_timeout``), then is refused naming the
+ledger. Readers take no lock and never wait for a writer (MVCC):
+``verify`` reads one ``REPEATABLE READ`` snapshot.
+
+**Scratch tables.** ``verify`` folds the log into TEMP tables named like the
+derived tables: PostgreSQL searches the session's ``pg_temp`` schema first
+for tables, so every statement of a fold writes and reads them, while the
+comparison names both schemas. No statement is prepared on the server
+(``prepare_threshold=None``): a prepared plan would keep pointing at the
+table it was planned against.
+
+Every :class:`psycopg.Error` that leaves this module is mapped into the
+:class:`~lottrace.errors.LottraceError` tree naming the ledger by its URI
+without its password (:func:`display_uri`, :func:`_mapped`): nothing above
+it imports :mod:`psycopg`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from ..chain import Checked, check_rows, genesis
+from ..errors import IntegrityViolation, LedgerError
+from ..events import EventBase, parse_event
+from ..rules import LotState
+from . import DERIVED_TABLES, Refold, Rows, Storage, StoredEvent, display_uri
+from .postgres_schema import (
+    LOG_TABLES,
+    MIGRATION_NAMES,
+    MIGRATIONS_TABLE,
+    applied,
+    apply_migrations,
+    expected_schema,
+    ident,
+    schema_of,
+    statements,
+)
+from .sqlite_schema import LOT_COLUMNS, schema_differences
+
+__all__ = ["PostgresStorage"]
+
+#: The advisory lock's first key (``lottrace`` in ASCII, truncated to 31 bits);
+#: the second is a hash of the ledger's schema name.
+LOCK_CLASS = 0x6C6F7474
+
+#: The Event Hash ID and partner eventID of a foreign event, as the indexes spell them.
+HASH_ID_SQL = "((body::jsonb) ->> 'hash_id')"
+PARTNER_ID_SQL = "((body::jsonb) ->> 'partner_event_id')"
+
+#: Rows fetched per round trip from a server-side cursor.
+_ITERSIZE = 5000
+
+_LOT_MARKS = ",".join(["%s"] * 12)
+_LOT_UPSERT = (
+    f"INSERT INTO lots ({LOT_COLUMNS}) VALUES ({_LOT_MARKS}) ON CONFLICT (lot) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in LOT_COLUMNS.replace(" ", "").split(",")[1:])
+)
+
+_VERIFY_SQL = (
+    "SELECT seq, event_id, convert_to(body, 'UTF8'), prev_hash, hash, type, time, lot "
+    "FROM events ORDER BY seq"
+)
+
+_EVENT_SQL = (
+    "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id = e.event_id) "
+    "FROM events e "
+)
+
+_cursor_ids = itertools.count(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _head_text(seq: int, head: str) -> str:
+    return f"{seq} {head}"
+
+
+class PostgresStorage(Storage):
+    """A ledger in one schema of a PostgreSQL database: see the module's docstring."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        refold: Refold,
+        busy_timeout_s: float = 60.0,
+        read_only: bool = False,
+        create: bool = False,
+    ):
+        self.uri = uri
+        #: The URI without its password: what messages name.
+        self.path = display_uri(uri)
+        self._refold = refold
+        #: Opened with ``read_only``: lottrace writes nothing (PostgreSQL would
+        #: refuse the TEMP tables ``verify`` needs in a read-only transaction, so
+        #: this is lottrace's promise, not the server's).
+        self.read_only = read_only
+        self.busy_timeout_s = busy_timeout_s
+        # libpq waits forever for a server that does not answer, unless told otherwise.
+        conninfo = (
+            uri
+            if "connect_timeout" in uri
+            else psycopg.conninfo.make_conninfo(uri, connect_timeout=10)
+        )
+        try:
+            self.conn: psycopg.Connection[Any] = psycopg.connect(
+                conninfo, autocommit=True, prepare_threshold=None
+            )
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot open {self.path}: {_first_line(exc)}") from None
+        try:
+            self._open(create)
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise LedgerError(
+                f"{self.path} is not a usable lottrace ledger: {_first_line(exc)}"
+            ) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _open(self, create: bool) -> None:
+        row = self.conn.execute("SELECT current_schema()").fetchone()
+        if row is None or row[0] is None:
+            raise LedgerError(
+                f"{self.path}: no schema of the connection's search_path exists "
+                "(create it, or name one with options=-csearch_path%3DNAME)"
+            )
+        self.schema = str(row[0])
+        tables = {
+            str(r[0])
+            for r in self.conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                [self.schema],
+            )
+        }
+        if "events" not in tables or "meta" not in tables:
+            if tables:
+                raise LedgerError(
+                    f"{self.path}: schema {self.schema} holds tables, but not a lottrace "
+                    "ledger; use an empty database or schema"
+                )
+            if not create:
+                raise LedgerError(
+                    f"no ledger at {self.path} (schema {self.schema} is empty): "
+                    "run 'lottrace init' first, or pass --db"
+                )
+            if self.read_only:
+                raise LedgerError(f"no ledger at {self.path}: it is opened read-only")
+            self._migrate()
+        else:
+            self._check_migrations()
+            if set(MIGRATION_NAMES) - set(applied(self.conn, self.schema)) and not self.read_only:
+                self._migrate()
+        self.ledger_id = str(
+            self.conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()[0]  # type: ignore[index]
+        )
+
+    def _check_migrations(self) -> None:
+        """Refuse a ledger a newer lottrace wrote, and one whose migration records lie."""
+        done = applied(self.conn, self.schema)
+        newer = [n for n in done if n not in MIGRATION_NAMES]
+        if newer:
+            raise LedgerError(
+                f"{self.path} was written by a newer lottrace (migration {newer[0]}); "
+                "upgrade lottrace"
+            )
+        if done != list(MIGRATION_NAMES[: len(done)]) or not done:
+            raise IntegrityViolation(
+                f"{self.path}: the migration records in {MIGRATIONS_TABLE} are not a prefix "
+                f"of lottrace's ({', '.join(done) or 'none'}): changed behind lottrace's back; "
+                "nothing was changed"
+            )
+
+    def _migrate(self) -> None:
+        """Apply the pending migrations in one transaction, holding the writers' lock."""
+        self._begin_locked()
+        try:
+            ledger_id = uuid.uuid4().hex
+            apply_migrations(self.conn, self.schema, ledger_id, genesis(ledger_id))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _begin_locked(self) -> None:
+        """``BEGIN``, then wait up to the busy timeout for the ledger's writer lock."""
+        self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        ms = max(1, int(self.busy_timeout_s * 1000))
+        self.conn.execute(f"SET LOCAL lock_timeout = {ms}")
+        try:
+            self.conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_CLASS, self.schema]
+            )
+        except psycopg.errors.LockNotAvailable:
+            self.conn.execute("ROLLBACK")
+            raise LedgerError(
+                f"{self.path} stayed locked by another writer for more than "
+                f"{self.busy_timeout_s:g} s"
+            ) from None
+
+    # ------------------------------------------------------------------ life
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def begin_write(self) -> None:
+        """A ``READ COMMITTED`` transaction holding the ledger's advisory writer lock."""
+        if self.read_only:
+            raise LedgerError(f"{self.path} is open read-only: this needs to write it")
+        self._begin_locked()
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if not self.conn.closed and self.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """One ``REPEATABLE READ`` transaction for the block (rolled back: it writes nothing)."""
+        own = not self.in_transaction
+        if own:
+            _mapped(_execute)(self, "BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            yield
+        finally:
+            if own and not self.conn.closed:
+                _mapped(_execute)(self, "ROLLBACK")
+
+    # ------------------------------------------------------------------ schema
+
+    def _differences(self) -> list[tuple[str, str, str]]:
+        return schema_differences(schema_of(self.conn, self.schema), expected_schema(self.conn))
+
+    def check_schema(self) -> None:
+        """Compare the schema's objects in the catalog with what the migrations make."""
+        differences = self._differences()
+        if differences:
+            kind, name, what = differences[0]
+            repair = "" if kind == "table" and name in LOG_TABLES else "; run 'lottrace rebuild'"
+            raise IntegrityViolation(f"{self.path}: schema: {what}{repair}")
+
+    def check_schema_quickly(self) -> None:
+        """:meth:`check_schema`: one catalog query (what the migrations make is cached)."""
+        self.check_schema()
+
+    def restore_schema(self) -> list[str]:
+        """Inside a write transaction: make the schema exactly lottrace's, derived tables empty."""
+        expected = expected_schema(self.conn)
+        actual = schema_of(self.conn, self.schema)
+        for name in LOG_TABLES:
+            if actual.get(name) != expected[name]:
+                raise IntegrityViolation(
+                    f"{self.path}: table {name} is not as lottrace made it, and rebuild "
+                    "cannot restore the log; nothing was changed"
+                )
+        s = ident(self.schema)
+        done: list[str] = []
+        for kind, name, _what in schema_differences(actual, expected):
+            obj = actual.get(name)
+            if obj is None or kind == "table":
+                continue
+            table = f"{s}.{ident(obj[1])}"
+            base = name.split(" on ")[0]
+            if kind in ("trigger", "rule", "policy"):
+                self.conn.execute(f"DROP {kind.upper()} IF EXISTS {ident(base)} ON {table}")
+            elif kind == "function":
+                for (sig,) in self.conn.execute(
+                    "SELECT p.oid::regprocedure::text FROM pg_proc p "
+                    "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                    "WHERE n.nspname = %s AND p.proname = %s",
+                    [self.schema, base],
+                ).fetchall():
+                    self.conn.execute(f"DROP FUNCTION IF EXISTS {sig} CASCADE")
+            elif kind == "index":
+                if obj[1] not in DERIVED_TABLES:  # else it goes with its table, below
+                    self.conn.execute(f"DROP INDEX IF EXISTS {s}.{ident(base)}")
+            else:  # view, materialized view, sequence
+                self.conn.execute(f"DROP {kind.upper()} IF EXISTS {s}.{ident(base)} CASCADE")
+            done.append(f"dropped {kind} {name}")
+        for kind, name, _what in schema_differences(schema_of(self.conn, self.schema), expected):
+            if kind == "table" and name not in expected:
+                self.conn.execute(f"DROP TABLE {s}.{ident(name)} CASCADE")
+                done.append(f"dropped table {name}")
+        for t in DERIVED_TABLES:  # with their indexes and anything on them
+            self.conn.execute(f"DROP TABLE IF EXISTS {s}.{t} CASCADE")
+        present = schema_of(self.conn, self.schema)
+        for st in statements():
+            if st.name not in present:
+                self.conn.execute(st.sql)
+                if st.table not in DERIVED_TABLES:
+                    done.append(f"restored {st.kind} {st.name}")
+        return done
+
+    # ------------------------------------------------------------------ streams
+
+    def _stream(self, sql: str, params: Any = None) -> Iterator[Any]:
+        """Run ``sql`` now and iterate its rows through a server-side cursor, fetched
+        :data:`_ITERSIZE` at a time, so memory stays flat however long the answer.
+
+        Outside a transaction the cursor is ``WITH HOLD``: the server keeps the whole
+        answer (spilling to its temporary files) and the connection stays free for
+        other statements between fetches. It is closed when the rows are done.
+        """
+        cur = self.conn.cursor(
+            name=f"lottrace_{next(_cursor_ids)}", withhold=not self.in_transaction
+        )
+        cur.itersize = _ITERSIZE
+        cur.execute(sql, params)
+        return _rows(self, cur)
+
+    def log_rows(self) -> Iterator[tuple[int, str, str]]:
+        return self._stream("SELECT seq, event_id, body FROM events ORDER BY seq")
+
+    def corrections(self) -> Iterator[tuple[str, str]]:
+        # From the bodies, not the type column: the body is what the chain protects.
+        for (body,) in self._stream(
+            "SELECT body FROM events WHERE (body::jsonb) ->> 'type' = 'correction' ORDER BY seq"
+        ):
+            yield orjson.loads(body)["corrects"], body
+
+    def check_chain(self, genesis: str, expect: str | None, workers: int | None) -> list[Checked]:
+        """Every row, streamed through a server-side cursor in one snapshot (``workers`` unused)."""
+        with self.read_snapshot():
+            return [check_rows(self._stream(_VERIFY_SQL), genesis, 1, expect)]
+
+    # ------------------------------------------------------------------ the log
+
+    def head(self) -> tuple[int, str]:
+        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, genesis(self.ledger_id))
+
+    def hash_at(self, seq: int) -> str:
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = %s", [seq]).fetchone()
+        if row is None:
+            raise IntegrityViolation(f"row seq {seq}: missing", seq=seq)
+        return str(row[0])
+
+    def recorded_head(self) -> tuple[int, str]:
+        value = self.meta("head") or ""
+        seq, _, head = value.partition(" ")
+        if not seq.isdigit() or len(head) != 64:
+            state = "malformed" if value else "missing"
+            raise IntegrityViolation(f"the head recorded in {self.path}'s meta table is {state}")
+        return int(seq), head
+
+    def record_head(self, seq: int, head: str) -> None:
+        self.conn.execute("UPDATE meta SET value = %s WHERE key = 'head'", [_head_text(seq, head)])
+
+    def stored_among(self, eids: list[str]) -> set[str]:
+        if not eids:
+            return set()
+        return {
+            str(r[0])
+            for r in self.conn.execute(
+                "SELECT event_id FROM events WHERE event_id = ANY(%s)", [eids]
+            )
+        }
+
+    def event_row(self, eid: str) -> tuple[str, bool] | None:
+        row = self.conn.execute(
+            "SELECT body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id = e.event_id) "
+            "FROM events e WHERE event_id = %s",
+            [eid],
+        ).fetchone()
+        return None if row is None else (str(row[0]), bool(row[1]))
+
+    def seq_of(self, eid: str) -> int:
+        row = self.conn.execute("SELECT seq FROM events WHERE event_id = %s", [eid]).fetchone()
+        return int(row[0])  # type: ignore[index]
+
+    def epcis_by_hash(self, hash_id: str) -> list[tuple[str, str]]:
+        return self.conn.execute(
+            f"SELECT event_id, body FROM events WHERE type = 'epcis' AND {HASH_ID_SQL} = %s "
+            "ORDER BY seq",
+            [hash_id],
+        ).fetchall()
+
+    def event_ids_at(self, seqs: list[int]) -> list[str]:
+        rows = dict(
+            self.conn.execute(
+                "SELECT seq, event_id FROM events WHERE seq = ANY(%s)", [seqs]
+            ).fetchall()
+        )
+        return [rows[q] for q in seqs]
+
+    # ------------------------------------------------------------------ derived tables
+
+    def write(self, rows: Rows) -> None:
+        c = self.conn
+        with c.cursor() as cur:
+            for table, cols, data in (
+                ("events", "seq, event_id, type, time, lot, body, prev_hash, hash", rows.events),
+                ("event_lots", "lot, time, type, seq, role, site", rows.event_lots),
+                ("links", "dst, src, seq, kg, time", rows.links),
+                ("voided", "event_id, lot, by_event_id, reason", rows.voided),
+            ):
+                if data:
+                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                        for row in data:
+                            copy.write_row(row)
+            if rows.lots_gone:
+                cur.execute("DELETE FROM lots WHERE lot = ANY(%s)", [list(rows.lots_gone)])
+            if rows.lots_live:
+                cur.executemany(_LOT_UPSERT, [tuple(st) for st in rows.lots_live])
+
+    def voided_ids(self) -> frozenset[str]:
+        return frozenset(
+            str(r[0]) for r in self.conn.execute("SELECT DISTINCT event_id FROM voided")
+        )
+
+    def lot_has_void(self, lot: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM voided WHERE lot = %s LIMIT 1", [lot]).fetchone()
+            is not None
+        )
+
+    def delete_event_rows(self, seq: int, lots: list[str], formed: list[str], links: int) -> None:
+        # Through the (lot, ...) keys; if the rows found are not the ones the
+        # event's facts say were written, every row of the event goes by a scan.
+        c = self.conn
+        if c.execute(
+            "DELETE FROM event_lots WHERE lot = ANY(%s) AND seq = %s", [lots, seq]
+        ).rowcount != len(lots):
+            c.execute("DELETE FROM event_lots WHERE seq = %s", [seq])
+        if (
+            c.execute("DELETE FROM links WHERE dst = ANY(%s) AND seq = %s", [formed, seq]).rowcount
+            != links
+        ):
+            c.execute("DELETE FROM links WHERE seq = %s", [seq])
+
+    def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
+        return self.conn.execute(
+            "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq = el.seq "
+            "WHERE el.lot = %s ORDER BY el.seq, el.time, el.type, el.role",
+            [lot],
+        ).fetchall()
+
+    @contextmanager
+    def scratch_derived(self) -> Iterator[None]:
+        """For the block, the derived tables are TEMP tables of this session.
+
+        ``pg_temp`` is searched first for tables, so their names shadow the
+        derived tables' for every statement of a fold (none is prepared);
+        :meth:`compare_derived` names both schemas.
+        """
+        conn = self.conn
+        s = ident(self.schema)
+        try:
+            try:
+                for name in DERIVED_TABLES:
+                    conn.execute(
+                        f"CREATE TEMP TABLE {name} (LIKE {s}.{name} INCLUDING DEFAULTS "
+                        "INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+                    )
+            except psycopg.Error as exc:
+                raise LedgerError(
+                    f"cannot check {self.path}'s derived tables: {_first_line(exc)}"
+                ) from None
+            yield
+        finally:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.INERROR:
+                for name in DERIVED_TABLES:
+                    _mapped(_execute)(self, f"DROP TABLE IF EXISTS pg_temp.{name}")
+
+    def compare_derived(self) -> None:
+        for table in DERIVED_TABLES:
+            self._compare_table(table)
+
+    def _compare_table(self, table: str) -> None:
+        """Raise :class:`IntegrityViolation` naming the first row of the ledger's ``table``
+        that differs from the refolded ``pg_temp.table``."""
+        real = f"{ident(self.schema)}.{table}"
+        cols = [
+            str(r[0])
+            for r in self.conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum",
+                [real],
+            )
+        ]
+        keys = [
+            str(r[0])
+            for r in self.conn.execute(
+                "SELECT a.attname FROM pg_constraint k, unnest(k.conkey) WITH ORDINALITY u(n, i) "
+                "JOIN pg_attribute a ON a.attnum = u.n "
+                "WHERE k.conrelid = %s::regclass AND k.contype = 'p' AND a.attrelid = k.conrelid "
+                "ORDER BY u.i",
+                [real],
+            )
+        ]
+        listed = ", ".join(cols)
+        order = ", ".join(str(cols.index(k) + 2) for k in keys)
+        rows = self.conn.execute(
+            f"SELECT 0 AS side, * FROM (SELECT {listed} FROM {real} EXCEPT "
+            f"SELECT {listed} FROM pg_temp.{table}) a UNION ALL "
+            f"SELECT 1, * FROM (SELECT {listed} FROM pg_temp.{table} EXCEPT "
+            f"SELECT {listed} FROM {real}) b ORDER BY {order}, 1 LIMIT 2"
+        ).fetchall()
+        if not rows:
+            return
+        first = rows[0]
+        key_of = [cols.index(k) + 1 for k in keys]
+        key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
+        if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
+            had, gives = first[1:], rows[1][1:]
+            col = next(
+                (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
+                cols[0],
+            )
+            how = (
+                f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
+                f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
+            )
+        elif first[0] == 0:
+            how = "is not what the log gives (added behind lottrace's back)"
+        else:
+            how = "is missing (the log gives it: deleted behind lottrace's back)"
+        raise IntegrityViolation(
+            f"{self.path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
+        )
+
+    def derived_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            t: sorted(self.conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+            for t in DERIVED_TABLES
+        }
+
+    # ------------------------------------------------------------------ reads
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = %s", [key]).fetchone()
+        return str(row[0]) if row else None
+
+    def adopt_ledger_id(self, ledger_id: str) -> None:
+        if self.conn.execute("SELECT 1 FROM events LIMIT 1").fetchone():
+            raise LedgerError(f"{self.path} holds events: only an empty ledger takes another's id")
+        self.conn.execute("UPDATE meta SET value = %s WHERE key = 'ledger_id'", [ledger_id])
+        self.conn.execute(
+            "UPDATE meta SET value = %s WHERE key = 'head'", [_head_text(0, genesis(ledger_id))]
+        )
+        self.ledger_id = ledger_id
+
+    def mark_demo(self) -> None:
+        self.conn.execute("INSERT INTO meta VALUES ('demo', '1') ON CONFLICT (key) DO NOTHING")
+
+    def lot(self, code: str) -> LotState | None:
+        row = self.conn.execute(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot = %s", [code]).fetchone()
+        return LotState(*row) if row else None
+
+    def lots_states(self, codes: Iterable[str]) -> dict[str, LotState]:
+        rows = self.conn.execute(
+            f"SELECT {LOT_COLUMNS} FROM lots WHERE lot = ANY(%s)", [sorted(set(codes))]
+        ).fetchall()
+        return {r[0]: LotState(*r) for r in rows}
+
+    def lot_hint(self, code: str) -> list[str]:
+        # ILIKE: SQLite's LIKE ignores ASCII case.
+        rows = self.conn.execute(
+            "SELECT lot FROM lots WHERE lot ILIKE %s ORDER BY lot LIMIT 3",
+            [f"%{code[-6:].replace('%', '').replace('_', '').replace(chr(92), '')}%"],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def event(self, eid: str) -> StoredEvent | None:
+        row = self.conn.execute(_EVENT_SQL + "WHERE event_id = %s", [eid]).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(
+            row[0], row[1], parse_event(orjson.loads(row[2]), stored=True), bool(row[3])
+        )
+
+    def find_events(self, some_id: str) -> list[StoredEvent]:
+        rows = self.conn.execute(
+            _EVENT_SQL + "WHERE event_id = %(id)s "
+            f"OR (type = 'epcis' AND {HASH_ID_SQL} = %(id)s) "
+            f"OR (type = 'epcis' AND {PARTNER_ID_SQL} = %(id)s) ORDER BY seq",
+            {"id": some_id},
+        ).fetchall()
+        return [
+            StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+            for seq, eid, body, void in rows
+        ]
+
+    def iter_events(self) -> Iterator[StoredEvent]:
+        for seq, eid, body, void in self._stream(_EVENT_SQL + "ORDER BY seq"):
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+
+    def events_of_types(self, types: list[str]) -> Iterator[StoredEvent]:
+        wanted = sorted(set(types))
+        if not wanted:
+            return
+        for seq, eid, body, void in self._stream(
+            _EVENT_SQL + "WHERE type = ANY(%s) ORDER BY seq", [wanted]
+        ):
+            yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+
+    def voided_by(self, eid: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT by_event_id FROM voided WHERE event_id = %s LIMIT 1", [eid]
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def lot_events(self, code: str) -> list[StoredEvent]:
+        rows = self.conn.execute(
+            "SELECT e.seq, e.event_id, e.body, el.role FROM event_lots el "
+            "JOIN events e ON e.seq = el.seq WHERE el.lot = %s ORDER BY el.time, el.seq",
+            [code],
+        ).fetchall()
+        return [
+            StoredEvent(s, i, parse_event(orjson.loads(b), stored=True), False, r)
+            for s, i, b, r in rows
+        ]
+
+    def voided_for_lot(self, code: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT v.event_id FROM voided v JOIN events e ON e.event_id = v.event_id "
+            "WHERE v.lot = %s ORDER BY e.seq",
+            [code],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def counts(self) -> dict[str, Any]:
+        by_type = {
+            str(t): int(n)
+            for t, n in self.conn.execute(
+                "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY type"
+            )
+        }
+        first, last = self.conn.execute("SELECT MIN(time), MAX(time) FROM events").fetchone()  # type: ignore[misc]
+        lots = self.conn.execute("SELECT COUNT(*) FROM lots").fetchone()
+        voided = self.conn.execute("SELECT COUNT(DISTINCT event_id) FROM voided").fetchone()
+        return {
+            "by_type": by_type,
+            "lots": int(lots[0]) if lots else 0,
+            "voided": int(voided[0]) if voided else 0,
+            "first_time": first,
+            "last_time": last,
+        }
+
+    def sites(self) -> list[str]:
+        return [
+            str(site)
+            for site, _n in self.conn.execute(
+                "SELECT site, COUNT(*) AS n FROM event_lots GROUP BY site ORDER BY n DESC, site"
+            )
+        ]
+
+    def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
+        if direction == "up":
+            near, far = "dst", "src"
+        elif direction == "down":
+            near, far = "src", "dst"
+        else:
+            raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+        return self.conn.execute(
+            'WITH RECURSIVE reach(lot) AS (SELECT %s::text COLLATE "C" UNION '
+            f"SELECT l.{far} FROM reach JOIN links l ON l.{near} = reach.lot) "
+            "SELECT l.src, l.dst, l.kg, l.seq, l.time "
+            f"FROM reach JOIN links l ON l.{near} = reach.lot ORDER BY l.seq, l.src, l.dst",
+            [code],
+        ).fetchall()
+
+    def ancestor_link_kgs(self, code: str) -> list[tuple[str, str, float]]:
+        return self.conn.execute(
+            'WITH RECURSIVE reach(lot) AS (SELECT %s::text COLLATE "C" UNION '
+            "SELECT l.src FROM reach JOIN links l ON l.dst = reach.lot) "
+            "SELECT l.src, l.dst, l.kg FROM reach JOIN links l ON l.dst = reach.lot "
+            "ORDER BY l.dst, l.src, l.seq",
+            [code],
+        ).fetchall()
+
+    def lots_events(
+        self, codes: Iterable[str], *, own_types: Iterable[str] | None = None
+    ) -> Iterator[tuple[str, StoredEvent]]:
+        parsed: dict[int, EventBase] = {}
+        where, args = "", [sorted(set(codes))]
+        if own_types is not None:
+            where = "AND el.type = ANY(%s) AND el.role <> 'input' "
+            args.append(sorted(set(own_types)))
+        for lot, role, seq, eid, body in self._stream(
+            "SELECT el.lot, el.role, e.seq, e.event_id, e.body FROM event_lots el "
+            f"JOIN events e ON e.seq = el.seq WHERE el.lot = ANY(%s) {where}"
+            "ORDER BY el.lot, el.time, el.seq",
+            args,
+        ):
+            ev = parsed.get(seq)
+            if ev is None:
+                ev = parsed[seq] = parse_event(orjson.loads(body), stored=True)
+            yield lot, StoredEvent(seq, eid, ev, False, role)
+
+    def own_event_bodies(
+        self, codes: Iterable[str], types: Iterable[str]
+    ) -> list[tuple[str, str, str, int, str]]:
+        return self.conn.execute(
+            "SELECT el.lot, el.role, el.time, e.seq, e.body FROM event_lots el "
+            "JOIN events e ON e.seq = el.seq "
+            "WHERE el.lot = ANY(%s) AND el.type = ANY(%s) AND el.role <> 'input' "
+            "ORDER BY el.lot, el.time, el.seq",
+            [sorted(set(codes)), sorted(set(types))],
+        ).fetchall()
+
+    def voided_for_lots(self, codes: Iterable[str]) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT v.event_id FROM voided v JOIN events e ON e.event_id = v.event_id "
+            "WHERE v.lot = ANY(%s) GROUP BY v.event_id ORDER BY MIN(e.seq)",
+            [sorted(set(codes))],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def link_inflows(self, codes: Iterable[str]) -> dict[str, float]:
+        rows = self.conn.execute(
+            "SELECT dst, SUM(kg) FROM links WHERE dst = ANY(%s) GROUP BY dst",
+            [sorted(set(codes))],
+        ).fetchall()
+        return {str(d): float(kg) for d, kg in rows}
+
+    def leg_rows(self) -> Iterator[tuple[str, str, str, str, str]]:
+        return self._stream(
+            "SELECT lot, time, type, role, site FROM event_lots ORDER BY lot, time, seq"
+        )
+
+    def leg_scan(
+        self, lot: str | None = None, *, marks: bool = True
+    ) -> Iterator[tuple[str, str, str, str, str]]:
+        """See :meth:`lottrace.storage.sqlite.SqliteStorage.leg_scan`: the same rows, in the same order."""
+        if lot is not None:
+            return self._stream(
+                "SELECT lot, time, type, role, site FROM event_lots WHERE lot = %s "
+                "ORDER BY time, seq, type, role",
+                [lot],
+            )
+        where = "" if marks else "WHERE type NOT IN ('dispatch', 'arrival') "
+        return self._stream(
+            f"SELECT lot, time, type, role, site FROM event_lots {where}"
+            "ORDER BY lot, time, type, seq, role"
+        )
+
+    def open_lot_checkpoints(
+        self, types: Iterable[str]
+    ) -> list[tuple[str, float, str | None, str, str, str]]:
+        return self.conn.execute(
+            "SELECT l.lot, l.kg - l.drawn_kg, l.last_qc, el.type, el.time, el.site "
+            "FROM lots l JOIN event_lots el ON el.lot = l.lot AND el.seq = ("
+            "  SELECT e2.seq FROM event_lots e2 WHERE e2.lot = l.lot AND e2.role <> 'input' "
+            "  AND e2.type = ANY(%s) ORDER BY e2.time DESC, e2.seq DESC LIMIT 1) "
+            "WHERE l.kg - l.drawn_kg > 1e-6 * GREATEST(1.0, l.kg) "
+            "ORDER BY el.time, l.lot",
+            [sorted(set(types))],
+        ).fetchall()
+
+
+# ---------------------------------------------------------------------- the error boundary
+
+
+def _execute(store: PostgresStorage, sql: str) -> None:
+    store.conn.execute(sql)
+
+
+def _mapped_error(store: PostgresStorage, exc: psycopg.Error) -> Exception:
+    """A constraint of the log is an :class:`IntegrityViolation`; anything else a
+    :class:`LedgerError` naming the ledger (without its password)."""
+    if isinstance(exc, psycopg.IntegrityError):
+        return IntegrityViolation(
+            f"{store.path}: {_first_line(exc)}; nothing added (a bug in lottrace, or the "
+            "ledger's tables were changed outside it: run 'lottrace verify')"
+        )
+    return LedgerError(f"ledger {store.path}: {_first_line(exc)}")
+
+
+def _rows(store: PostgresStorage, cursor: psycopg.ServerCursor[Any]) -> Iterator[Any]:
+    """A cursor's rows with its errors mapped; closed when done (or abandoned)."""
+    try:
+        yield from cursor
+    except psycopg.Error as exc:
+        raise _mapped_error(store, exc) from None
+    finally:
+        if (
+            not store.conn.closed
+            and store.conn.info.transaction_status != TransactionStatus.INERROR
+        ):
+            with suppress(psycopg.Error):
+                cursor.close()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _mapped(fn: _F) -> _F:
+    """``fn`` with every :class:`psycopg.Error` it raises mapped (generators while iterated)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(self: PostgresStorage, *args: Any, **kw: Any) -> Any:
+            try:
+                yield from fn(self, *args, **kw)
+            except psycopg.Error as exc:
+                raise _mapped_error(self, exc) from None
+
+        return gen  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(self: PostgresStorage, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(self, *args, **kw)
+        except psycopg.Error as exc:
+            raise _mapped_error(self, exc) from None
+
+    return call  # type: ignore[return-value]
+
+
+# Every public method of the backend (the Storage interface) maps its errors.
+for _name, _fn in list(vars(PostgresStorage).items()):
+    if (
+        not _name.startswith("_")
+        and inspect.isfunction(_fn)
+        and _name not in ("scratch_derived", "read_snapshot")
+    ):
+        setattr(PostgresStorage, _name, _mapped(_fn))
