@@ -32,6 +32,7 @@ constant time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -141,19 +142,33 @@ class AccessFile:
         else:
             self.path = Path(f"{os.fspath(ledger)}.access.json")
 
+    _cached: tuple[tuple[int, int, int], _Data] | None = None
+
     def _load(self) -> _Data:
+        """The file as it is now: read again whenever it changed (a revocation counts at once)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return _Data()
+        except OSError as exc:
+            raise LedgerError(f"{self.path.name}: cannot read the access file: {exc}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._cached is not None and self._cached[0] == stamp:
+            return copy.deepcopy(self._cached[1])
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return _Data()
         except (OSError, ValueError) as exc:  # the server's own file: not the caller's doing
             raise LedgerError(f"{self.path.name}: cannot read the access file: {exc}") from None
-        return _Data(
+        data = _Data(
             owner=raw.get("owner"),
             users=list(raw.get("users", [])),
             sites=dict(raw.get("sites", {})),
             public=list(raw.get("public", [])),
         )
+        self._cached = (stamp, copy.deepcopy(data))
+        return data
 
     def _save(self, data: _Data) -> None:
         text = json.dumps(
