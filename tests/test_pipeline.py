@@ -270,3 +270,35 @@ def test_the_reader_process_never_opens_the_ledger(
     r = _import(season, db, 0, monkeypatch)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["added"] == n
+
+
+@pytest.mark.parametrize("bits", [26, 3])
+def test_an_empty_ledger_is_looked_up_only_for_ids_its_batch_met(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bits: int
+) -> None:
+    """Into an empty log, the writer skips the look-up of ids its own filter never met; a
+    filter that always says "met" (3 bits) changes nothing but speed, and no copy is missed."""
+    from lottrace import ledger as ledger_module
+
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 50)  # copies come after flushes
+    monkeypatch.setattr(ledger_module._Added, "BITS", bits)
+    asked: list[int] = []
+    from lottrace.storage.sqlite import SqliteStorage
+
+    real = SqliteStorage.stored_among
+
+    def counting(self: Any, eids: list[str]) -> set[str]:
+        asked.append(len(eids))
+        return real(self, eids)
+
+    monkeypatch.setattr(SqliteStorage, "stored_among", counting)
+    events = _events(600)
+    again = events[1:400:3]
+    with Ledger.create(tmp_path / "l.db") as ledger:
+        report = ledger.append(events + again)
+        assert (report.added, report.duplicates) == (1200, len(again))
+        ledger.verify()
+    if bits == 26:
+        assert sum(asked) < len(again) + 20  # the copies (and a rare false "met"), not all
+    else:  # every id after the first look-ahead chunk (met before anything was added)
+        assert sum(asked) == 1200 + len(again) - 1000

@@ -754,6 +754,9 @@ class _Batch:
         #: Foreign events added in this batch: (hash id, declares an error) -> (where, body).
         #: (hash id, declares an error) -> where it was met, its body, its event id
         self.hash_keys: dict[tuple[str, bool], tuple[str, dict[str, Any], str]] = {}
+        #: The ids this batch added, when the log was empty as it began: then only
+        #: they can be in it, and an id the filter has not met needs no look-up.
+        self.added = _Added() if self.seq == 0 and not rebuilding else None
 
     # View protocol for rules.check
     def lot(self, code: str) -> LotState | None:
@@ -788,7 +791,10 @@ class _Batch:
 
     def add_many(self, chunk: list[Prepared]) -> None:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
-        stored = self.store.stored_among([p.eid for p in chunk if p.eid != UNRESOLVED])
+        ids = [p.eid for p in chunk if p.eid != UNRESOLVED]
+        if self.added is not None:  # an empty log: only this batch's own ids can be in it
+            ids = [eid for eid in ids if self.added.met(eid)]
+        stored = self.store.stored_among(ids)
         # Not ``set - self.states.keys()``: that walks every cached state.
         states = self.states
         codes = {lot for p in chunk for lot, _role in p.facts.lots if lot not in states}
@@ -877,6 +883,8 @@ class _Batch:
         self.prev = new
         self.report.added += 1
         self.pending_ids[eid] = (ev, False)
+        if self.added is not None:
+            self.added.add(eid)
         self.derive(self.seq, eid, ev, void=False)
         if len(self.event_rows) >= _CHUNK:
             self.flush()
@@ -1018,3 +1026,37 @@ class _Batch:
                 del self.states[lot]
         if len(self.pending_ids) > _CHUNK:
             self.pending_ids.clear()
+
+
+class _Added:
+    """Event ids met in one batch, in fixed memory: a Bloom filter of 2**26 bits (8 MiB).
+
+    :meth:`met` may answer True for an id never added (about 1 in 1,200
+    after a million ids), and the batch then looks it up as it would anyway;
+    it never answers False for an id that was added. The batch's own filter,
+    of its own ids: nothing another process says is trusted.
+
+    >>> seen = _Added()
+    >>> seen.met("8c" * 32), seen.add("8c" * 32), seen.met("8c" * 32)
+    (False, None, True)
+    """
+
+    BITS = 26
+
+    def __init__(self) -> None:
+        self._bits = bytearray(1 << (self.BITS - 3))
+        self._mask = (1 << self.BITS) - 1
+
+    def _at(self, eid: str) -> tuple[int, int, int, int]:
+        h = int(eid[:13], 16)  # 52 bits of a sha256: two independent 26-bit positions
+        a, b = h & self._mask, (h >> 26) & self._mask
+        return a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+
+    def add(self, eid: str) -> None:
+        byte_a, bit_a, byte_b, bit_b = self._at(eid)
+        self._bits[byte_a] |= bit_a
+        self._bits[byte_b] |= bit_b
+
+    def met(self, eid: str) -> bool:
+        byte_a, bit_a, byte_b, bit_b = self._at(eid)
+        return bool(self._bits[byte_a] & bit_a and self._bits[byte_b] & bit_b)
