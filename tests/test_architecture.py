@@ -212,3 +212,19 @@ def test_the_command_line_never_loads_the_postgres_driver_for_a_file(argv: list[
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "PSYCOPG False" in out.stdout
+
+
+def test_every_package_is_installed_by_pip_install_dot() -> None:
+    """``pip install .`` (not editable) ships only the packages pyproject.toml lists."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        "lottrace" + "".join(f".{part}" for part in p.parent.relative_to(PACKAGE).parts)
+        for p in PACKAGE.rglob("__init__.py")
+        if "sample_events" not in p.parts
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
