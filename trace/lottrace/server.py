@@ -80,6 +80,17 @@ class _JSON(JSONResponse):
         return orjson.dumps(content)
 
 
+def _problem_body(kind: str, title: str, status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """An RFC 7807 problem document: every error the server answers has this shape."""
+    return {
+        "type": f"https://lottrace.org/problems/{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
 def _problem(
     exc: LottraceError, db: Path | None = None, scrub: Callable[[str], str] | None = None
 ) -> _JSON:
@@ -114,12 +125,7 @@ def _problem(
     if db is not None:
         for spelled in (str(db.absolute()), str(db)):
             detail = detail.replace(spelled, db.name)
-    body: dict[str, Any] = {
-        "type": f"https://lottrace.org/problems/{type(exc).__name__}",
-        "title": title,
-        "status": status,
-        "detail": clean(detail),
-    }
+    body = _problem_body(type(exc).__name__, title, status, clean(detail))
     for name in ("where", "field", "rule"):
         value = getattr(exc, name, None)
         if value:
@@ -188,12 +194,9 @@ class _TooLarge(Exception):
 
 async def _too_large(send: Send, limit: int) -> None:
     body = orjson.dumps(
-        {
-            "type": "https://lottrace.org/problems/TooLarge",
-            "title": "request too large",
-            "status": 413,
-            "detail": f"the request body is over {limit} bytes",
-        }
+        _problem_body(
+            "TooLarge", "request too large", 413, f"the request body is over {limit} bytes"
+        )
     )
     headers = [(b"content-type", b"application/problem+json")]
     headers += [(k.lower().encode(), v.encode()) for k, v in (_SECURITY | EPCIS_HEADERS).items()]
@@ -282,12 +285,7 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         return _JSON(
-            {
-                "type": "https://lottrace.org/problems/HTTP",
-                "title": str(exc.detail).lower(),
-                "status": exc.status_code,
-                "detail": str(exc.detail),
-            },
+            _problem_body("HTTP", str(exc.detail).lower(), exc.status_code, str(exc.detail)),
             status_code=exc.status_code,
             headers=dict(exc.headers or {}) | EPCIS_HEADERS,
         )
@@ -295,13 +293,9 @@ def create_app(
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, exc: Exception) -> Response:
         log.error("internal error %s", type(exc).__name__)  # no message: it may name data
+        detail = f"internal error {type(exc).__name__} (please report it)"
         return _JSON(
-            {
-                "type": "https://lottrace.org/problems/InternalError",
-                "title": "internal error",
-                "status": 500,
-                "detail": f"internal error {type(exc).__name__} (please report it)",
-            },
+            _problem_body("InternalError", "internal error", 500, detail),
             status_code=500,
             headers=EPCIS_HEADERS | _SECURITY,
         )
@@ -310,14 +304,9 @@ def create_app(
     async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
+        detail = f"{where}: {first.get('msg', 'invalid')}"
         return _JSON(
-            {
-                "type": "https://lottrace.org/problems/RequestValidationError",
-                "title": "bad request",
-                "status": 400,
-                "detail": f"{where}: {first.get('msg', 'invalid')}",
-                "field": where,
-            },
+            _problem_body("RequestValidationError", "bad request", 400, detail, field=where),
             status_code=400,
             headers=EPCIS_HEADERS,
         )
@@ -570,15 +559,9 @@ def create_app(
             check_lot(ledger, user, lot)
             collection, problems = eudr(ledger, lot)
         if problems:
+            detail = f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
             return _JSON(
-                {
-                    "type": "https://lottrace.org/problems/NotProvable",
-                    "title": "not provable",
-                    "status": 422,
-                    "detail": f"lot {lot} cannot be proven EUDR-compliant: "
-                    f"{len(problems)} problem(s)",
-                    "problems": problems,
-                },
+                _problem_body("NotProvable", "not provable", 422, detail, problems=problems),
                 status_code=422,
             )
         return _JSON(collection, media_type="application/geo+json")
