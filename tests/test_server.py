@@ -522,6 +522,59 @@ def test_a_server_killed_during_a_capture_leaves_the_document_whole_or_absent(
         proc.wait(timeout=30)
 
 
+def _capture_processes(server: int) -> list[int]:
+    """The server's capture process(es): its children started by multiprocessing's spawn."""
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_captures_run_in_a_process_of_their_own_and_its_death_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """A capture is parsed and appended outside the serving process (queries are not
+    stalled behind it); if that process is killed mid-batch the capture is answered
+    503, the log is before or after the batch, and the retry stores it once."""
+    import threading
+
+    db = tmp_path / "worker.db"
+    Ledger.create(db).close()
+    token = lottrace(db, "users", "add", "f", "--org", OWNER, "--role", "field", "--owner").stdout
+    headers = {"Authorization": f"Bearer {token.strip()}"}
+    proc, url = start(db, tmp_path / "log")
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+            small = json.dumps(epcis_doc([harvest("W-0", "farm:W")]))
+            assert client.post("/capture", content=small).status_code == 202
+            workers = _capture_processes(proc.pid)
+            assert len(workers) == 1, workers  # the capture ran in its own process
+            events = [harvest(f"W-{i}", "farm:W", producer=f"P{i}") for i in range(1, 3001)]
+            body = json.dumps(epcis_doc(events)).encode()
+            answers: list[httpx.Response] = []
+            sender = threading.Thread(
+                target=lambda: answers.append(client.post("/capture", content=body))
+            )
+            sender.start()
+            time.sleep(0.5)
+            os.kill(workers[0], signal.SIGKILL)
+            sender.join()
+            n = events_count(db)
+            assert n in (1, 3001), n
+            if n == 1:  # killed before its commit: the caller is told to send again
+                assert answers[0].status_code == 503, answers[0].text
+                assert "send the document again" in answers[0].json()["detail"]
+            with Ledger.reader(db) as ledger:
+                ledger.verify()
+            retry = client.post("/capture", content=body)  # a new capture process
+            assert retry.status_code == 202, retry.text
+            assert events_count(db) == 3001
+            assert _capture_processes(proc.pid) != workers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_a_partners_event_is_found_by_its_own_event_id(served: Served) -> None:
     """A partner's eventID (urn:uuid) survives capture, and GET /events/{eventID} finds it."""
     eid = "urn:uuid:3f1c2b9e-5d7a-4c1e-9b2a-0c8d7e6f5a41"

@@ -36,6 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -367,21 +368,12 @@ def create_app(
         if not (user.owner and user.role in ("analyst", "admin", "qc")):
             raise NotAllowed(f"role {user.role} of {user.org} does not read the delay analyses")
 
-    def capture(user: Identity, raw: bytes, name: str) -> AppendReport:
-        from .contexts import ContextRegistry
-        from .epcis import parse_document
-        from .importing import import_documents
-
-        if isinstance(db, Path):
-            contexts = ContextRegistry(db).contexts()
-        else:  # a ledger on a database server: the registry LOTTRACE_CONTEXTS names, if any
-            folder = os.environ.get("LOTTRACE_CONTEXTS")
-            contexts = ContextRegistry(folder=folder).contexts() if folder else {}
-        doc = parse_document(raw, name, contexts=contexts)
-        with Ledger(db) as ledger:
-            return import_documents(
-                ledger, [(name, doc)], transform=_as_written_by(user, access, ledger)
-            )
+    async def capture(user: Identity, raw: bytes, name: str) -> dict[str, Any]:
+        """Capture a document in the capture process; its report, or the problem raised."""
+        status, answer = await _in_capture_process(db, user, raw, name)
+        if status != 200:
+            raise _Answered(status, answer)
+        return answer
 
     # ------------------------------------------------------------------ EPCIS
 
@@ -416,15 +408,13 @@ def create_app(
             "_org": user.org,
         }
         try:
-            report = await _in_thread(capture, user, raw, "capture " + job_id)
-        except (NotAuthenticated, NotAllowed):
-            raise
-        except LottraceError as exc:
-            problem = orjson.loads(_problem(exc, shown_path).body)
-            job.update(running=False, success=False, errors=[problem], finishedAt=_now())
-            _keep(jobs, jobs_lock, job)
-            return _problem(exc, shown_path)
-        job.update(running=False, finishedAt=_now(), report=report.as_dict())
+            report = await capture(user, raw, "capture " + job_id)
+        except _Answered as exc:
+            if exc.status not in (401, 403):  # no capture job for what the caller may not do
+                job.update(running=False, success=False, errors=[exc.body], finishedAt=_now())
+                _keep(jobs, jobs_lock, job)
+            return exc.response()
+        job.update(running=False, finishedAt=_now(), report=report)
         _keep(jobs, jobs_lock, job)
         shown = {k: v for k, v in job.items() if not k.startswith("_")}
         return _JSON(shown, status_code=202, headers={"Location": f"/capture/{job_id}"})
@@ -446,8 +436,11 @@ def create_app(
     )
     async def capture_event(request: Request, user: User) -> Response:
         raw = await request.body()
-        report = await _in_thread(capture, user, raw, "event")
-        return _JSON(report.as_dict(), status_code=201)
+        try:
+            report = await capture(user, raw, "event")
+        except _Answered as exc:
+            return exc.response()
+        return _JSON(report, status_code=201)
 
     @app.get("/events", summary="Query events (EPCIS 2.0 query parameters)", tags=["EPCIS"])
     def get_events(
@@ -705,6 +698,93 @@ def create_app(
     # The outermost layer: a body over the limit is refused before any route reads it.
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
     return app
+
+
+# --------------------------------------------------------------------------- the capture process
+
+#: The process captures are parsed, checked and appended in (one, started at the first
+#: capture). Parsing a 1,000-event document holds the interpreter for about a third of a
+#: second; in the serving process that would stall every query behind it (the GIL).
+_capture_pool: ProcessPoolExecutor | None = None
+_capture_pool_lock = threading.Lock()
+
+
+class _Answered(Exception):
+    """A capture the capture process refused: the status and problem body to answer."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status, self.body = status, body
+        super().__init__(status)
+
+    def response(self) -> _JSON:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        return _JSON(self.body, status_code=self.status, headers=headers)
+
+
+async def _in_capture_process(
+    db: str | Path, user: Identity, raw: bytes, name: str
+) -> tuple[int, dict[str, Any]]:
+    """Run :func:`_capture_here` in the capture process; ``(200, report)`` or a problem.
+
+    Captures are one at a time anyway (the log has one writer), so one process
+    is enough. If it dies (killed, out of memory), the capture is answered 503
+    and the next one starts a new process; what it had appended is whole or
+    absent (the batch is one transaction), and a retry of the same document
+    stores nothing twice.
+    """
+    import asyncio
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _capture_pool
+    with _capture_pool_lock:
+        if _capture_pool is None:
+            import multiprocessing
+
+            # spawn, not fork: the serving process has threads (a fork would copy their locks).
+            _capture_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        pool = _capture_pool
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, _capture_here, db, user, raw, name
+        )
+    except BrokenProcessPool:
+        with _capture_pool_lock:
+            if _capture_pool is pool:
+                _capture_pool = None
+        log.error("the capture process died")
+        detail = "the capture process stopped; nothing was answered for: send the document again"
+        return 503, _problem_body("LedgerError", "the ledger is not available", 503, detail)
+
+
+def _capture_here(
+    db: str | Path, user: Identity, raw: bytes, name: str
+) -> tuple[int, dict[str, Any]]:
+    """Parse, check and append one capture (in the capture process): its answer.
+
+    The answer is plain data (a status and a JSON body), not objects: what
+    crosses between processes is pickled, and the error tree's keyword-only
+    arguments do not survive that.
+    """
+    from .contexts import ContextRegistry
+    from .epcis import parse_document
+    from .importing import import_documents
+
+    try:
+        if isinstance(db, Path):
+            contexts = ContextRegistry(db).contexts()
+        else:  # a ledger on a database server: the registry LOTTRACE_CONTEXTS names, if any
+            folder = os.environ.get("LOTTRACE_CONTEXTS")
+            contexts = ContextRegistry(folder=folder).contexts() if folder else {}
+        doc = parse_document(raw, name, contexts=contexts)
+        access = AccessFile(db)
+        with Ledger(db) as ledger:
+            report = import_documents(
+                ledger, [(name, doc)], transform=_as_written_by(user, access, ledger)
+            )
+    except LottraceError as exc:
+        answer = _problem(exc, db if isinstance(db, Path) else None)
+        return answer.status_code, orjson.loads(answer.body)
+    return 200, report.as_dict()
 
 
 # --------------------------------------------------------------------------- helpers
