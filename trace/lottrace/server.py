@@ -27,6 +27,7 @@ mapped there, once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -35,7 +36,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +273,7 @@ def create_app(
         docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
         redoc_url=None,
         default_response_class=_JSON,
+        lifespan=_lifespan,
     )
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     jobs_lock = threading.Lock()
@@ -721,6 +723,25 @@ class _Answered(Exception):
         return _JSON(self.body, status_code=self.status, headers=headers)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """Start the capture process with the server (it takes a second to import lottrace),
+    not with the first capture."""
+    _capture_process().submit(os.getpid)
+    yield
+
+
+def _capture_process() -> ProcessPoolExecutor:
+    global _capture_pool
+    with _capture_pool_lock:
+        if _capture_pool is None:
+            import multiprocessing
+
+            # spawn, not fork: the serving process has threads (a fork would copy their locks).
+            _capture_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return _capture_pool
+
+
 async def _in_capture_process(
     db: str | Path, user: Identity, raw: bytes, name: str
 ) -> tuple[int, dict[str, Any]]:
@@ -736,13 +757,7 @@ async def _in_capture_process(
     from concurrent.futures.process import BrokenProcessPool
 
     global _capture_pool
-    with _capture_pool_lock:
-        if _capture_pool is None:
-            import multiprocessing
-
-            # spawn, not fork: the serving process has threads (a fork would copy their locks).
-            _capture_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        pool = _capture_pool
+    pool = _capture_process()
     try:
         return await asyncio.get_running_loop().run_in_executor(
             pool, _capture_here, db, user, raw, name
