@@ -247,6 +247,33 @@ def test_a_bad_bare_event_is_named_by_its_path_in_the_file(tmp_path: Path) -> No
         load_document(str(path))
 
 
+@pytest.mark.parametrize(
+    ("context", "key"),
+    [
+        ([CONTEXT, {"lt": "https://lottrace.org/epcis/"}], "lt:actor"),
+        ([CONTEXT, {"x": "https://lottrace.org/epcis/"}], "x:actor"),
+        (CONTEXT, "https://lottrace.org/epcis/actor"),
+    ],
+)
+def test_a_partners_event_cannot_claim_who_recorded_it(
+    tmp_path: Path, context: Any, key: str
+) -> None:
+    """lottrace's actor is the identity that wrote the event; a foreign event is served as
+    it came, so an actor in its body would be shown as if lottrace had recorded it."""
+    db = tmp_path / "l.db"
+    Ledger.create(db).close()
+    doc = _doc(_object("urn:uuid:a1"), _object("urn:uuid:a2", **{key: "ana (APROCASSI, admin)"}))
+    doc["@context"] = context
+    path = tmp_path / "d.jsonld"
+    path.write_text(json.dumps(doc))
+    r = CliRunner().invoke(cli, ["--db", str(db), "epcis", "import", str(path)])
+    assert r.exit_code == 1, r.output
+    assert f"eventList[1]: field '{key}': a partner's event cannot say who recorded it" in r.output
+    assert "Traceback" not in r.output
+    with Ledger.reader(db) as ledger:
+        assert ledger.stats()["events"] == 0  # nothing of the document
+
+
 # --------------------------------------------------------------------------- contexts
 
 PARTNER_URL = "https://contexts.example.eg/gs1egypthc/context.jsonld"

@@ -894,6 +894,10 @@ def _in_document(doc: dict[str, Any], name: str) -> Iterator[tuple[str, EventBas
                 }
             else:
                 record = _one(event, context, prefixes, hash_id)
+        except InvalidEvent as exc:
+            if exc.where:
+                raise
+            raise InvalidEvent(str(exc), where=where, field=exc.field) from None
         except KeyError as exc:
             raise InvalidEvent(
                 f"a lottrace event (lt:type) lacks {exc.args[0]!r} or names an unknown one",
@@ -911,4 +915,13 @@ def _one(
 ) -> dict[str, Any]:
     if any(k.startswith(p) and k[len(p) :] == "type" for k in event for p in prefixes):
         return from_epcis(event, context)
+    claimed = next((k for k in event for p in prefixes if k == p + "actor"), None)
+    if claimed is not None:
+        # Who recorded an event is the identity that wrote it, never what its body says; a
+        # partner's event is kept as it came, so a claimed actor would be served as is.
+        raise InvalidEvent(
+            f"field '{claimed}': a partner's event cannot say who recorded it "
+            "(lottrace records the identity that wrote it); leave the field out",
+            field=claimed,
+        )
     return _foreign(event, context, hash_id)
