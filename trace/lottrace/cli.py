@@ -2347,15 +2347,10 @@ def statement_record(
 @click.pass_context
 def statement_list(ctx: click.Context, lot: str | None, as_of: str | None, as_json: bool) -> None:
     """Statements and their latest status (of LOT and the lots downstream, if given)."""
-    from .dds import statements
-    from .graph import descendants_graph
-    from .plot_registry import as_of_key
+    from .dds import statement_list
 
     with _open(ctx) as ledger:
-        rows = list(statements(ledger, as_of_key(as_of)).values())
-        if lot is not None:
-            near = set(descendants_graph(ledger, lot).nodes)
-            rows = [r for r in rows if near & set(r["lots"])]
+        rows = statement_list(ledger, lot, as_of)
     if as_json:
         click.echo(_dumps(rows))
         return

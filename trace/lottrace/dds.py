@@ -28,6 +28,7 @@ __all__ = [
     "record_status",
     "request_body",
     "statement",
+    "statement_list",
     "statements",
 ]
 
@@ -64,6 +65,19 @@ HS_CODES = {
 ACTIVITIES = ("export", "import", "domestic")
 #: The EU information system API modelled by :func:`request_body` (see docs/guide-buyer.md).
 API_MODEL = "EUDR TRACES submission service (SOAP), submitDds request, API specification 1.4"
+
+
+def statement_list(ledger: Ledger, lot: str | None = None, as_of: str | None = None) -> list[JSON]:
+    """``lottrace statement list``: the statements (:func:`statements`) as of a date or time,
+    only those naming ``lot`` or a lot downstream of it when it is given."""
+    from .graph import descendants_graph
+    from .plot_registry import as_of_key
+
+    rows = list(statements(ledger, as_of_key(as_of)).values())
+    if lot is not None:
+        near = set(descendants_graph(ledger, lot).nodes)
+        rows = [r for r in rows if near & set(r["lots"])]
+    return rows
 
 
 def statements(ledger: Ledger, as_of: str | None = None) -> dict[str, JSON]:
