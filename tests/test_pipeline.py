@@ -300,5 +300,5 @@ def test_an_empty_ledger_is_looked_up_only_for_ids_its_batch_met(
         ledger.verify()
     if bits == 26:
         assert sum(asked) < len(again) + 20  # the copies (and a rare false "met"), not all
-    else:  # every id after the first look-ahead chunk (met before anything was added)
-        assert sum(asked) == 1200 + len(again) - 1000
+    else:  # every id once the 8-bit filter is full (after the first few ids)
+        assert 1200 + len(again) - 100 <= sum(asked) <= 1200 + len(again)

@@ -793,7 +793,7 @@ class _Batch:
         """Add a few events, looking up their ids and lots in one query each, not one per event."""
         ids = [p.eid for p in chunk if p.eid != UNRESOLVED]
         if self.added is not None:  # an empty log: only this batch's own ids can be in it
-            ids = [eid for eid in ids if self.added.met(eid)]
+            ids = self.added.met_then_add(ids)
         stored = self.store.stored_among(ids)
         # Not ``set - self.states.keys()``: that walks every cached state.
         states = self.states
@@ -805,6 +805,8 @@ class _Batch:
         for p in chunk:
             if p.eid == UNRESOLVED:
                 p = self.resolve(p)
+                if self.added is not None:
+                    self.added.met_then_add([p.eid])
                 known = p.eid in stored or p.eid in self.pending_ids
                 if not known and self.store.stored_among([p.eid]):
                     stored.add(p.eid)
@@ -883,8 +885,6 @@ class _Batch:
         self.prev = new
         self.report.added += 1
         self.pending_ids[eid] = (ev, False)
-        if self.added is not None:
-            self.added.add(eid)
         self.derive(self.seq, eid, ev, void=False)
         if len(self.event_rows) >= _CHUNK:
             self.flush()
@@ -1031,14 +1031,16 @@ class _Batch:
 class _Added:
     """Event ids met in one batch, in fixed memory: a Bloom filter of 2**26 bits (8 MiB).
 
-    :meth:`met` may answer True for an id never added (about 1 in 1,200
+    :meth:`met_then_add` may call an id met that never was (about 1 in 1,200
     after a million ids), and the batch then looks it up as it would anyway;
-    it never answers False for an id that was added. The batch's own filter,
-    of its own ids: nothing another process says is trusted.
+    it never misses an id that was added. The batch's own filter, of its own
+    ids: nothing another process says is trusted. Positions come from the
+    id's ``hash()`` (salted per process, which a filter living for one batch
+    does not mind), which Python caches in the string.
 
     >>> seen = _Added()
-    >>> seen.met("8c" * 32), seen.add("8c" * 32), seen.met("8c" * 32)
-    (False, None, True)
+    >>> seen.met_then_add(["8c" * 32, "8d" * 32]), seen.met_then_add(["8c" * 32])
+    ([], ['8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c'])
     """
 
     BITS = 26
@@ -1047,16 +1049,22 @@ class _Added:
         self._bits = bytearray(1 << (self.BITS - 3))
         self._mask = (1 << self.BITS) - 1
 
-    def _at(self, eid: str) -> tuple[int, int, int, int]:
-        h = int(eid[:13], 16)  # 52 bits of a sha256: two independent 26-bit positions
-        a, b = h & self._mask, (h >> 26) & self._mask
-        return a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+    def met_then_add(self, ids: list[str]) -> list[str]:
+        """The ids of ``ids`` met before (maybe), all of them added afterwards.
 
-    def add(self, eid: str) -> None:
-        byte_a, bit_a, byte_b, bit_b = self._at(eid)
-        self._bits[byte_a] |= bit_a
-        self._bits[byte_b] |= bit_b
-
-    def met(self, eid: str) -> bool:
-        byte_a, bit_a, byte_b, bit_b = self._at(eid)
-        return bool(self._bits[byte_a] & bit_a and self._bits[byte_b] & bit_b)
+        One loop with the arithmetic inline: it runs for every event of an
+        import into an empty log, in the process that appends.
+        """
+        bits, mask = self._bits, self._mask
+        met = []
+        for eid in ids:
+            h = hash(eid)  # cached in the str by the dicts and sets it meets anyway
+            a, b = h & mask, (h >> 26) & mask
+            bit_a, bit_b = 1 << (a & 7), 1 << (b & 7)
+            a >>= 3
+            b >>= 3
+            if bits[a] & bit_a and bits[b] & bit_b:
+                met.append(eid)
+            bits[a] |= bit_a
+            bits[b] |= bit_b
+        return met
