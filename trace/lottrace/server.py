@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -190,6 +191,49 @@ class _BodyLimit:
                 raise
 
 
+class _HeadersAndLog:
+    """Every answer's security, CSP and EPCIS version headers; one log line per request.
+
+    A plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task
+    and two streams per request). The log line names the route's template
+    only: no query string, token, lot code or user.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for k, v in _SECURITY.items():
+                    headers.setdefault(k, v)
+                page = headers.get("content-type", "").startswith("text/html")
+                headers.setdefault("Content-Security-Policy", _CSP_PAGE if page else _CSP_API)
+                for k, v in EPCIS_HEADERS.items():
+                    headers.setdefault(k, v)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_headers)
+        finally:
+            log.info(
+                "%s %s %d %.1f ms",
+                scope["method"],
+                getattr(scope.get("route"), "path", "?"),
+                status,
+                (time.perf_counter() - start) * 1000,
+            )
+
+
 class _TooLarge(Exception):
     pass
 
@@ -314,28 +358,7 @@ def create_app(
             headers=EPCIS_HEADERS,
         )
 
-    @app.middleware("http")
-    async def headers_and_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        for k, v in _SECURITY.items():
-            response.headers.setdefault(k, v)
-        page = response.headers.get("content-type", "").startswith("text/html")
-        response.headers.setdefault("Content-Security-Policy", _CSP_PAGE if page else _CSP_API)
-        for k, v in EPCIS_HEADERS.items():
-            response.headers.setdefault(k, v)
-        route = request.scope.get("route")
-        # No query string, token, lot code or user in the log: the route's template only.
-        log.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            getattr(route, "path", "?"),
-            response.status_code,
-            (time.perf_counter() - start) * 1000,
-        )
-        return response
+    app.add_middleware(_HeadersAndLog)
 
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
