@@ -498,6 +498,8 @@ def test_a_server_killed_during_a_capture_leaves_the_document_whole_or_absent(
     outcomes = []
     for delay in (0.2, 0.6, 1.2):
         proc, url = start(db, tmp_path / "log")
+        workers = _capture_processes(proc.pid)
+        assert workers, "the capture process starts with the server"
         try:
             with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
                 import threading
@@ -507,6 +509,11 @@ def test_a_server_killed_during_a_capture_leaves_the_document_whole_or_absent(
                     client.post("/capture", content=body)
         finally:
             proc.wait(timeout=30)
+        # the killed server's capture process ends too: none is left behind
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(Path(f"/proc/{w}/cmdline").exists() for w in workers), workers
         n = events_count(db)
         assert n in (0, 3000), n
         outcomes.append(n)

@@ -761,8 +761,30 @@ def _capture_process() -> ProcessPoolExecutor:
             import multiprocessing
 
             # spawn, not fork: the serving process has threads (a fork would copy their locks).
-            _capture_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            _capture_pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_end_with,
+                initargs=(os.getpid(),),
+            )
         return _capture_pool
+
+
+def _end_with(server: int) -> None:
+    """In the capture process: end it when the server that started it is gone.
+
+    A SIGKILLed server tells its capture process nothing (the process holds
+    both ends of its own task pipe, so it never reads an end of file), and it
+    would wait forever. A capture it was running when the server died is
+    abandoned uncommitted: the log stays before the batch.
+    """
+
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="lottrace-end-with-server", daemon=True).start()
 
 
 async def _in_capture_process(
