@@ -157,7 +157,7 @@ def test_verify_names_a_changed_leg_and_rebuild_repairs_it(ledger: Ledger) -> No
     assert ledger.verify().events > 0
     ledger.conn.execute("DELETE FROM legs WHERE n = 1")
     ledger.conn.commit()
-    with pytest.raises(IntegrityViolation, match="derived table legs: .*is missing"):
+    with pytest.raises(IntegrityViolation, match=r"derived table legs: .*is missing"):
         ledger.verify()
     ledger.rebuild()
     assert_same(ledger, [(None, None), ("2025-07-01", "2025-08-01")])
@@ -173,7 +173,7 @@ def test_verify_names_a_changed_leg_and_rebuild_repairs_it(ledger: Ledger) -> No
 def test_the_schema_check_covers_the_legs_table(ledger: Ledger, sql: str) -> None:
     ledger.conn.execute(sql)
     ledger.conn.commit()
-    with pytest.raises(IntegrityViolation, match="planted|legs_end"):
+    with pytest.raises(IntegrityViolation, match=r"planted|legs_end"):
         ledger.verify()
     with pytest.raises(IntegrityViolation):
         import_files(ledger, SAMPLE)

@@ -48,6 +48,7 @@ from .gcpause import collector_paused
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .rules import time_key
+from .storage import KEY_SEP
 
 __all__ = [
     "Leg",
@@ -143,17 +144,9 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
     of its passes, but never an array. Legs come by lot and then in order, so
     sums over a group add the same floats in the same order every time.
     """
-    hours_of: dict[tuple[str, ...], array[float]] = {}
-    trucks_of: dict[tuple[str, ...], array[float]] = {}
-    found = _leg_tuples(ledger, lo, hi)
-    keyed: Iterator[tuple[tuple[str, ...], float, float | None]]
-    if by == "stage":
-        keyed = (((frm, to), h, tr) for _, frm, _, _, to, _, _, h, tr in found)
-    elif by == "site":
-        keyed = (((frm, to, fs, ts), h, tr) for _, frm, fs, _, to, ts, _, h, tr in found)
-    else:
-        keyed = (((end[:7], frm, to), h, tr) for _, frm, _, _, to, _, end, h, tr in found)
-    for key, hours, transit in keyed:
+    hours_of: dict[str, array[float]] = {}
+    trucks_of: dict[str, array[float]] = {}
+    for key, hours, transit in ledger.legs_grouped(by, lo, hi):
         hs = hours_of.get(key)
         if hs is None:
             hours_of[key] = array("d", (hours,))
@@ -166,7 +159,10 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
             else:
                 tw.append(transit)
                 tw.append(hours - transit)
-    return hours_of, trucks_of
+    return (
+        {tuple(k.split(KEY_SEP)): v for k, v in hours_of.items()},
+        {tuple(k.split(KEY_SEP)): v for k, v in trucks_of.items()},
+    )
 
 
 def delays(

@@ -668,6 +668,17 @@ class Ledger:
         """
         return self.store.legs_ending(lo, hi)
 
+    def legs_grouped(
+        self, by: str, lo: str | None = None, hi: str | None = None
+    ) -> Iterator[tuple[str, float, float | None]]:
+        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, by lot and order.
+
+        ``key`` is the group the leg falls in (:meth:`Storage.legs_grouped`:
+        its fields joined by :data:`~lottrace.storage.KEY_SEP`): what
+        :func:`lottrace.delays.delays` and ``bottlenecks`` read, three values a leg.
+        """
+        return self.store.legs_grouped(by, lo, hi)
+
     def open_lot_checkpoints(
         self, types: Iterable[str]
     ) -> list[tuple[str, float, str | None, str, str, str]]:

@@ -503,6 +503,16 @@ class PostgresStorage(Storage):
             [b for b in (lo, hi) if b is not None],
         )
 
+    def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
+        )
+        return self._stream(
+            f"SELECT {_group_key(by, 'chr(31)')}, hours, transit_hours FROM legs "
+            f"{'WHERE ' + where if where else ''} ORDER BY lot, n",
+            [b for b in (lo, hi) if b is not None],
+        )
+
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
         return self.conn.execute(
             "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq = el.seq "
@@ -827,6 +837,16 @@ class PostgresStorage(Storage):
 _LEG_COLUMNS = (
     "lot, n, from_stage, from_site, start_time, to_stage, to_site, end_time, hours, transit_hours"
 )
+
+
+def _group_key(by: str, sep: str) -> str:
+    """The SQL of :meth:`Storage.legs_grouped`'s key: the group's fields joined by ``sep``."""
+    fields = {
+        "stage": ["from_stage", "to_stage"],
+        "site": ["from_stage", "to_stage", "from_site", "to_site"],
+        "month": ["substr(end_time, 1, 7)", "from_stage", "to_stage"],
+    }[by]
+    return f" || {sep} || ".join(fields)
 
 
 # ---------------------------------------------------------------------- the error boundary

@@ -994,6 +994,17 @@ class SqliteStorage(Storage):
             )
         )
 
+    def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("end_time >= ?", lo), ("end_time < ?", hi)) if b is not None
+        )
+        sql = (
+            f"SELECT {_group_key(by, 'char(31)')}, hours, transit_hours FROM legs "
+            + (f"INDEXED BY legs_end WHERE {where} " if where else "")
+            + "ORDER BY lot, n"
+        )
+        return iter(self.conn.execute(sql, [b for b in (lo, hi) if b is not None]))
+
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
         return self.conn.execute(
             "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq=el.seq "
@@ -1018,6 +1029,16 @@ class SqliteStorage(Storage):
                 f"INSERT OR REPLACE INTO lots ({LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows.lots_live,
             )
+
+
+def _group_key(by: str, sep: str) -> str:
+    """The SQL of :meth:`Storage.legs_grouped`'s key: the group's fields joined by ``sep``."""
+    fields = {
+        "stage": ["from_stage", "to_stage"],
+        "site": ["from_stage", "to_stage", "from_site", "to_site"],
+        "month": ["substr(end_time, 1, 7)", "from_stage", "to_stage"],
+    }[by]
+    return f" || {sep} || ".join(fields)
 
 
 # ---------------------------------------------------------------------- the error boundary
