@@ -95,13 +95,17 @@ def main() -> None:
         m = busiest["month"]
         y, mo = int(m[:4]), int(m[5:7])
         r["bottlenecks_busiest_month_s"] = _secs(
-            lambda: bottlenecks(ledger, since=f"{m}-01", until=f"{y + mo // 12}-{mo % 12 + 1:02d}-01")
+            lambda: bottlenecks(
+                ledger, since=f"{m}-01", until=f"{y + mo // 12}-{mo % 12 + 1:02d}-01"
+            )
         )
         lot = _export_lot(ledger)
         r["upstream_lot"] = lot
         r["upstream_ancestors"] = len(upstream(ledger, lot)["lots"])
         _timed(lambda: upstream(ledger, lot), 3)
-        r["upstream_p50_ms"] = round(statistics.median(_timed(lambda: upstream(ledger, lot), 30)), 2)
+        r["upstream_p50_ms"] = round(
+            statistics.median(_timed(lambda: upstream(ledger, lot), 30)), 2
+        )
     if not str(args.db).startswith("postgres"):
         r["db_bytes"] = os.path.getsize(args.db)
     r["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
