@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "events": 1,
     "claimlogic": 1,
     "rules": 2,
+    "legwalk": 2,
     "storage": 3,
     "storage.sqlite": 3,
     "storage.sqlite_schema": 3,

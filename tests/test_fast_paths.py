@@ -436,7 +436,7 @@ def test_bottlenecks_leave_the_garbage_collector_as_they_found_it(
                 gc.disable()
             assert bottlenecks(ledger)
             assert gc.isenabled() is enabled
-            monkeypatch.setattr(queries, "_leg_tuples", broken)
+            monkeypatch.setattr(queries, "_grouped_legs", broken)
             with pytest.raises(RuntimeError):  # restored when the scan fails too
                 bottlenecks(ledger)
             assert gc.isenabled() is enabled

@@ -279,6 +279,7 @@ def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
         ("lottrace", "004_lot_base_kg"),
         ("lottrace", "005_epcis_id_indexes"),
         ("lottrace", "006_events_by_rare_type"),
+        ("lottrace", "007_legs"),
     ]
 
 
@@ -287,6 +288,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     Ledger.create(path).close()
     con = sqlite3.connect(path)  # as a ledger made before migration 002 was
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
+    con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
@@ -305,6 +307,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "004_lot_base_kg",
             "005_epcis_id_indexes",
             "006_events_by_rare_type",
+            "007_legs",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -397,9 +400,10 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con.execute("CREATE INDEX links_seq ON links (seq)")
     con.execute(
         "DELETE FROM _sqlite_migrations WHERE name IN "
-        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
     )
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
+    con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
@@ -428,8 +432,9 @@ def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
     )
+    con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
@@ -506,8 +511,9 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
     con = sqlite3.connect(path)
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
     )
+    con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
@@ -567,7 +573,7 @@ def pg_ledger(pg_uri: str) -> Any:
 
 def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
     rows = pg_ledger.conn.execute("SELECT n, name FROM _lottrace_migrations").fetchall()
-    assert rows == [(1, "001_ledger")]
+    assert rows == [(1, "001_ledger"), (2, "002_legs")]
 
 
 def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledger) -> None:

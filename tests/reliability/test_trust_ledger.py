@@ -273,6 +273,7 @@ def test_a_head_row_with_its_migration_unrecorded_is_refused(db: Path) -> None:
         "DROP INDEX events_by_rare_type",
         "DROP INDEX events_hash_id",
         "DROP INDEX events_partner_id",
+        "DROP TABLE legs",
     )
     _refused(db, "meta row 'head' is present")
 

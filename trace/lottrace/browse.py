@@ -117,6 +117,24 @@ TABLES: dict[str, JSON] = {
             "reason": "did_not_occur or incorrect_data.",
         },
     },
+    "legs": {
+        "description": (
+            "Derived: every lot's legs (from one of its stage checkpoints to the next, or "
+            "to an event drawing from it), kept on append; what delays and bottlenecks read."
+        ),
+        "columns": {
+            "lot": "The lot.",
+            "n": "The leg's place among the lot's legs (0, 1, ...).",
+            "from_stage": "The checkpoint the leg starts at.",
+            "from_site": "Where it starts.",
+            "start_time": "When it starts (UTC sort key).",
+            "to_stage": "The event the leg ends at.",
+            "to_site": "Where it ends.",
+            "end_time": "When it ends (UTC sort key; indexed).",
+            "hours": "How long it took.",
+            "transit_hours": "Dispatch-to-arrival hours within it, or null without a dispatch.",
+        },
+    },
     "_sqlite_migrations": {
         "description": "The schema migrations applied to this file (sqlite-utils).",
         "columns": {

@@ -1,7 +1,8 @@
 """Delay analytics over the whole ledger: legs, delays, bottlenecks, stuck lots.
 
-Each function streams one scan of the ledger's lot timelines (ordered by lot
-and time) and returns plain data. Times in answers are ISO-8601: an event's
+Each function reads the legs the ledger keeps on append (its ``legs`` table,
+see :mod:`lottrace.legwalk`), only those ending in the window asked for, and
+returns plain data. Times in answers are ISO-8601: an event's
 own time with the offset it was logged with, or UTC (``+00:00``) where the
 answer is about a row rather than an event.
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import ceil, floor
@@ -47,6 +48,7 @@ from .gcpause import collector_paused
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .rules import time_key
+from .storage import KEY_SEP
 
 __all__ = [
     "Leg",
@@ -84,7 +86,7 @@ class Leg:
 def legs(
     ledger: Ledger, since: datetime | str | None = None, until: datetime | str | None = None
 ) -> Iterator[Leg]:
-    """Stream every leg in the ledger, lot by lot, in one pass over the lots' timelines.
+    """Stream every leg in the ledger, lot by lot, from the legs the ledger keeps.
 
     Parameters
     ----------
@@ -117,93 +119,15 @@ def legs(
 _LegTuple = tuple[str, str, str, str, str, str, str, float, float | None]
 
 
-def _leg_tuples(
-    ledger: Ledger, lo: str | None, hi: str | None, *, marks: bool = True
-) -> Iterator[_LegTuple]:
-    """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``: the whole-ledger hot loop.
+def _leg_tuples(ledger: Ledger, lo: str | None, hi: str | None) -> Iterator[_LegTuple]:
+    """The legs of :func:`legs` as tuples, ending in ``[lo, hi)``, by lot and then in order.
 
-    One pass over the ``event_lots`` key (:meth:`Ledger.leg_scan`), which
-    gives a lot's events at one time by type, not in log order. A lot's legs
-    are held until its last row; if two of its rows share a time, they are
-    thrown away and the lot is walked again in log order (rare: one query
-    for that lot). Each time key is parsed once, when a leg needs it. Without
-    `marks` the scan skips dispatches and arrivals: the same legs with the
-    same hours, but transit ``None`` (except in lots walked again).
+    Read from the ``legs`` table the ledger keeps on append
+    (:meth:`Ledger.legs_ending`), with the bounds on its index of the legs'
+    ends: a window costs in proportion to the legs in it, not the ledger.
     """
-    return _walk(ledger.leg_scan(marks=marks), lo, hi, ledger)
-
-
-def _walk(
-    rows: Iterator[tuple[str, str, str, str, str]],
-    lo: str | None,
-    hi: str | None,
-    ledger: Ledger | None,
-) -> Iterator[_LegTuple]:
-    """Legs from rows by lot then time; with `ledger`, lots with ties are walked again."""
-    fromiso = datetime.fromisoformat
-    current: str | None = None
-    start: tuple[str, str, str] | None = None  # (time, stage, site) of the latest checkpoint
-    start_dt: datetime | None = None
-    marks: list[tuple[str, str]] = []  # the lot's dispatches and arrivals since then
-    found: list[_LegTuple] = []  # the current lot's legs
-    prev_key: str | None = None
-    tie = False
-    for lot, key, kind, role, site in rows:
-        if lot != current:
-            if tie and ledger is not None and current is not None:
-                yield from _walk(ledger.leg_scan(current), lo, hi, None)
-            elif found:
-                yield from found
-            if found:
-                found = []
-            current, start, tie = lot, None, False
-            if marks:
-                marks = []
-        elif key == prev_key:
-            tie = True
-        prev_key = key
-        if kind not in STAGE_ORDER:
-            if start is not None and role == "subject" and kind in _MARKS:
-                marks.append((kind, key))
-            continue
-        end_dt = None
-        if start is not None and role != "output":
-            if start_dt is None:
-                start_dt = fromiso(start[0])
-            end_dt = fromiso(key)
-            transit = None
-            if marks:
-                if len(marks) == 2 and marks[0][0] == "dispatch" and marks[1][0] == "arrival":
-                    # the usual truck, as _transit would sum it
-                    transit = (fromiso(marks[1][1]) - fromiso(marks[0][1])).total_seconds() / 3600
-                else:
-                    transit = _transit(marks, key)
-                marks = []
-            if (lo is None or key >= lo) and (hi is None or key < hi):
-                found.append(
-                    (
-                        lot,
-                        start[1],
-                        start[2],
-                        start[0],
-                        kind,
-                        site,
-                        key,
-                        (end_dt - start_dt).total_seconds() / 3600,
-                        transit,
-                    )
-                )
-        if role == "output" or (role == "subject" and kind != "export"):
-            start, start_dt = (key, kind, site), end_dt
-            if marks:
-                marks = []
-    if tie and ledger is not None and current is not None:
-        yield from _walk(ledger.leg_scan(current), lo, hi, None)
-    else:
-        yield from found
-
-
-_MARKS = frozenset(("dispatch", "arrival"))
+    for lot, _n, frm, fs, start, to, ts, end, hours, transit in ledger.legs_ending(lo, hi):
+        yield lot, frm, fs, start, to, ts, end, hours, transit
 
 
 #: Legs grouped by a key: their hours, and, for groups with trucked legs, the transit
@@ -215,21 +139,14 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
     """The legs ending in ``[lo, hi)``, grouped as :func:`delays` groups them `by`.
 
     Each group's hours are a C array of doubles (the same floats), not a
-    list: a whole-ledger scan makes tens of thousands of groups, and the
+    list: a whole-ledger read makes tens of thousands of groups, and the
     cyclic garbage collector walks every list that lives on, again on each
-    of its passes, but never an array.
+    of its passes, but never an array. Legs come by lot and then in order, so
+    sums over a group add the same floats in the same order every time.
     """
-    hours_of: dict[tuple[str, ...], array[float]] = {}
-    trucks_of: dict[tuple[str, ...], array[float]] = {}
-    found = _leg_tuples(ledger, lo, hi)
-    keyed: Iterator[tuple[tuple[str, ...], float, float | None]]
-    if by == "stage":
-        keyed = (((frm, to), h, tr) for _, frm, _, _, to, _, _, h, tr in found)
-    elif by == "site":
-        keyed = (((frm, to, fs, ts), h, tr) for _, frm, fs, _, to, ts, _, h, tr in found)
-    else:
-        keyed = (((end[:7], frm, to), h, tr) for _, frm, _, _, to, _, end, h, tr in found)
-    for key, hours, transit in keyed:
+    hours_of: dict[str, array[float]] = {}
+    trucks_of: dict[str, array[float]] = {}
+    for key, hours, transit in ledger.legs_grouped(by, lo, hi):
         hs = hours_of.get(key)
         if hs is None:
             hours_of[key] = array("d", (hours,))
@@ -242,79 +159,10 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
             else:
                 tw.append(transit)
                 tw.append(hours - transit)
-    return hours_of, trucks_of
-
-
-def _route_legs(
-    ledger: Ledger, lo: str | None, hi: str | None
-) -> tuple[dict[tuple[str, ...], int], list[array[float]], list[str], array[int]]:
-    """The hours of the legs ending in ``[lo, hi)`` by route, from a scan without marks.
-
-    Routes are numbered in the order they are met: ``(number by route, hours
-    by number, each leg's lot, each leg's route number)``, the last two in
-    scan order, so that the trucks of a few routes can be found afterwards
-    (:func:`_route_trucks`). Numbers, not route tuples, per leg: half a
-    million tuples that live on would make the garbage collector walk them
-    again and again (a seventh of the whole query).
-    """
-    ids: dict[tuple[str, ...], int] = {}
-    hours_by: list[array[float]] = []
-    leg_lots: list[str] = []
-    leg_ids: array[int] = array("l")
-    add_lot, add_id = leg_lots.append, leg_ids.append
-    for lot, frm, fs, _, to, ts, _, hours, _ in _leg_tuples(ledger, lo, hi, marks=False):
-        key = (frm, to, fs, ts)
-        i = ids.get(key)
-        if i is None:
-            i = ids[key] = len(hours_by)
-            hours_by.append(array("d", (hours,)))
-        else:
-            hours_by[i].append(hours)
-        add_lot(lot)
-        add_id(i)
-    return ids, hours_by, leg_lots, leg_ids
-
-
-def _route_trucks(
-    ledger: Ledger,
-    lots: Iterable[str],
-    wanted: set[tuple[str, ...]],
-    lo: str | None,
-    hi: str | None,
-) -> dict[tuple[str, ...], array[float]]:
-    """The trucks of the `wanted` routes, as :func:`_grouped_legs` gives them.
-
-    The named lots are walked again, one by one in code order as the whole
-    scan walks them, so each route's legs come in the same order and their
-    sums round the same way.
-    """
-    trucks_of: dict[tuple[str, ...], array[float]] = {}
-    for lot in sorted(set(lots)):
-        for _, frm, fs, _, to, ts, _, hours, transit in _walk(ledger.leg_scan(lot), lo, hi, None):
-            key = (frm, to, fs, ts)
-            if transit is not None and key in wanted:
-                tw = trucks_of.get(key)
-                if tw is None:
-                    trucks_of[key] = array("d", (transit, hours - transit))
-                else:
-                    tw.append(transit)
-                    tw.append(hours - transit)
-    return trucks_of
-
-
-def _transit(marks: list[tuple[str, str]], end: str) -> float | None:
-    """Hours on the road: each first dispatch to the next arrival, an open one to `end`."""
-    transit: float | None = None
-    dispatched: str | None = None
-    for kind, key in marks:
-        if kind == "dispatch" and dispatched is None:
-            dispatched = key
-        elif kind == "arrival" and dispatched is not None:
-            transit = (transit or 0.0) + _hours(dispatched, key)
-            dispatched = None
-    if dispatched is not None:  # no arrival logged: on the road until the leg ends
-        transit = (transit or 0.0) + _hours(dispatched, end)
-    return transit
+    return (
+        {tuple(k.split(KEY_SEP)): v for k, v in hours_of.items()},
+        {tuple(k.split(KEY_SEP)): v for k, v in trucks_of.items()},
+    )
 
 
 def delays(
@@ -420,13 +268,9 @@ def bottlenecks(
     >>> worst["from_site"], worst["to_site"], worst["baseline_hours"], worst["excess_hours"]
     ('gatherer:ELPALTO-01', 'hq:JUMARP', 384.667, 694.667)
     """
-    # Hours come from a scan without dispatches and arrivals (they only split
-    # a leg into transit and waiting); the returned routes' lots are walked
-    # again with them for their transit and wait hours.
     lo, hi = _bound(since), _bound(until)
     with collector_paused():
-        ids, hours_by, leg_lots, leg_ids = _route_legs(ledger, lo, hi)
-    routes = dict(zip(ids, hours_by, strict=True))
+        routes, trucks = _grouped_legs(ledger, "site", lo, hi)
     pooled: dict[tuple[str, ...], list[float]] = {}
     for key, hs in routes.items():
         pooled.setdefault(key[:2], []).extend(hs)
@@ -451,10 +295,6 @@ def bottlenecks(
         if cut is None or neg <= cut
     ]
     ranked.sort(key=lambda r: r[:-2])
-    wanted = {key for *_, key in ranked[:top]}
-    wanted_ids = {ids[key] for key in wanted}
-    lots = (lot for lot, i in zip(leg_lots, leg_ids, strict=True) if i in wanted_ids)
-    trucks = _route_trucks(ledger, lots, wanted, lo, hi)
     rows = [  # statistics only for the routes returned
         {
             "from": key[0],

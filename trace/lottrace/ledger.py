@@ -43,6 +43,7 @@ from .errors import (
 )
 from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event, record_time
 from .gcpause import collector_paused
+from .legwalk import LegRow, lot_legs
 from .rules import (
     FOREIGN_STAGE,
     Facts,
@@ -658,6 +659,26 @@ class Ledger:
         """
         return self.store.leg_scan(lot, marks=marks)
 
+    def legs_ending(self, lo: str | None = None, hi: str | None = None) -> Iterator[LegRow]:
+        """Stream the ``legs`` table's rows that end in ``[lo, hi)`` (time keys), by lot and order.
+
+        The table is kept on append (:mod:`lottrace.legwalk`); the bounds are
+        pushed into SQL on the legs' end time, so a window costs in proportion
+        to the legs in it.
+        """
+        return self.store.legs_ending(lo, hi)
+
+    def legs_grouped(
+        self, by: str, lo: str | None = None, hi: str | None = None
+    ) -> Iterator[tuple[str, float, float | None]]:
+        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, by lot and order.
+
+        ``key`` is the group the leg falls in (:meth:`Storage.legs_grouped`:
+        its fields joined by :data:`~lottrace.storage.KEY_SEP`): what
+        :func:`lottrace.delays.delays` and ``bottlenecks`` read, three values a leg.
+        """
+        return self.store.legs_grouped(by, lo, hi)
+
     def open_lot_checkpoints(
         self, types: Iterable[str]
     ) -> list[tuple[str, float, str | None, str, str, str]]:
@@ -1016,6 +1037,8 @@ class _Batch:
         self.store.write(
             Rows(self.event_rows, self.lot_rows, self.link_rows, self.void_rows, gone, live)
         )
+        if self.dirty:
+            self._relegs(sorted(self.dirty))
         self.event_rows = []
         self.lot_rows = []
         self.link_rows = []
@@ -1026,6 +1049,17 @@ class _Batch:
                 del self.states[lot]
         if len(self.pending_ids) > _CHUNK:
             self.pending_ids.clear()
+
+    def _relegs(self, lots: list[str]) -> None:
+        """Walk the touched lots' timelines again (as written) and replace their legs."""
+        found: list[LegRow] = []
+        for _lot, rows in itertools.groupby(self.store.lots_timelines(lots), key=_first):
+            found.extend(lot_legs(rows))
+        self.store.replace_legs(lots, found)
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 class _Added:

@@ -37,6 +37,7 @@ from ..rules import LotState
 
 __all__ = [
     "DERIVED_TABLES",
+    "KEY_SEP",
     "NeedsUpgrade",
     "Rows",
     "Storage",
@@ -47,7 +48,11 @@ __all__ = [
 ]
 
 #: The tables folded from the log, in the order ``verify`` compares them.
-DERIVED_TABLES = ("lots", "event_lots", "links", "voided")
+DERIVED_TABLES = ("lots", "event_lots", "links", "voided", "legs")
+
+#: The separator of the fields of a group's key in :meth:`Storage.legs_grouped`: a C0
+#: control character, which no event's text may hold.
+KEY_SEP = "\x1f"
 
 #: ``(lot, src, dst, kg, seq, time)``-style rows, as each backend returns them.
 Row = tuple[Any, ...]
@@ -217,6 +222,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def delete_event_rows(self, seq: int, lots: list[str], formed: list[str], links: int) -> None:
         """Remove the derived rows of row ``seq`` (voided): its ``lots``' rows and its links into ``formed``."""
+
+    @abc.abstractmethod
+    def lots_timelines(self, lots: list[str]) -> Iterator[Row]:
+        """``(lot, time, type, role, site)`` of the named lots' rows, by lot, time and log order."""
+
+    @abc.abstractmethod
+    def replace_legs(self, lots: list[str], legs: list[Row]) -> None:
+        """In a write transaction: the named lots' legs are now ``legs`` (rows of ``legs``)."""
+
+    @abc.abstractmethod
+    def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[Row]:
+        """The ``legs`` rows ending in ``[lo, hi)`` (either bound may be None), by lot and ``n``."""
+
+    @abc.abstractmethod
+    def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[Row]:
+        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, by lot and ``n``.
+
+        ``key`` joins the group's fields with U+001F (which no event text may
+        hold): ``from_stage, to_stage`` (``by="stage"``), with ``from_site,
+        to_site`` (``"site"``), or ``end_time``'s ``YYYY-MM`` first (``"month"``).
+        """
 
     @abc.abstractmethod
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:

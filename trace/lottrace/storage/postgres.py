@@ -58,6 +58,7 @@ from .postgres_schema import (
     LOG_TABLES,
     MIGRATION_NAMES,
     MIGRATIONS_TABLE,
+    REFOLD_AFTER,
     applied,
     apply_migrations,
     expected_schema,
@@ -211,7 +212,14 @@ class PostgresStorage(Storage):
         self._begin_locked()
         try:
             ledger_id = uuid.uuid4().hex
-            apply_migrations(self.conn, self.schema, ledger_id, genesis(ledger_id))
+            before = applied(self.conn, self.schema)
+            ran = apply_migrations(self.conn, self.schema, ledger_id, genesis(ledger_id))
+            if before and REFOLD_AFTER & set(ran):  # what a fold computes changed
+                row = self.conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()
+                self.ledger_id = str(row[0]) if row else ledger_id
+                for t in DERIVED_TABLES:
+                    self.conn.execute(f"DELETE FROM {t}")
+                self._refold(self)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -468,6 +476,42 @@ class PostgresStorage(Storage):
             != links
         ):
             c.execute("DELETE FROM links WHERE seq = %s", [seq])
+
+    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
+        return iter(
+            self.conn.execute(
+                "SELECT lot, time, type, role, site FROM event_lots WHERE lot = ANY(%s) "
+                "ORDER BY lot, time, seq, type, role",
+                [lots],
+            ).fetchall()
+        )
+
+    def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("DELETE FROM legs WHERE lot = ANY(%s)", [lots])
+            if legs:
+                with cur.copy(f"COPY legs ({_LEG_COLUMNS}) FROM STDIN") as copy:
+                    for row in legs:
+                        copy.write_row(row)
+
+    def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
+        )
+        return self._stream(
+            f"SELECT {_LEG_COLUMNS} FROM legs {'WHERE ' + where if where else ''} ORDER BY lot, n",
+            [b for b in (lo, hi) if b is not None],
+        )
+
+    def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
+        )
+        return self._stream(
+            f"SELECT {_group_key(by, 'chr(31)')}, hours, transit_hours FROM legs "
+            f"{'WHERE ' + where if where else ''} ORDER BY lot, n",
+            [b for b in (lo, hi) if b is not None],
+        )
 
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
         return self.conn.execute(
@@ -788,6 +832,21 @@ class PostgresStorage(Storage):
             "ORDER BY el.time, l.lot",
             [sorted(set(types))],
         ).fetchall()
+
+
+_LEG_COLUMNS = (
+    "lot, n, from_stage, from_site, start_time, to_stage, to_site, end_time, hours, transit_hours"
+)
+
+
+def _group_key(by: str, sep: str) -> str:
+    """The SQL of :meth:`Storage.legs_grouped`'s key: the group's fields joined by ``sep``."""
+    fields = {
+        "stage": ["from_stage", "to_stage"],
+        "site": ["from_stage", "to_stage", "from_site", "to_site"],
+        "month": ["substr(end_time, 1, 7)", "from_stage", "to_stage"],
+    }[by]
+    return f" || {sep} || ".join(fields)
 
 
 # ---------------------------------------------------------------------- the error boundary

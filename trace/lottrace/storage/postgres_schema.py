@@ -164,7 +164,39 @@ _M001 = (
 
 #: The migrations, in order: a name and its statements. A new one is appended,
 #: never edited in place (ledgers record the names they ran).
-MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (("001_ledger", _M001),)
+#: Every lot's legs (see lottrace.legwalk), kept on append, so delays and bottlenecks
+#: read the legs ending in a window through the index on their end. A ledger that had
+#: 001 only is folded again after this one (the storage's migrate), which fills it.
+_M002 = (
+    Statement(
+        "table",
+        "legs",
+        "legs",
+        f"""CREATE TABLE legs (
+            lot {_T} NOT NULL,
+            n INTEGER NOT NULL,
+            from_stage {_T} NOT NULL,
+            from_site {_T} NOT NULL,
+            start_time {_T} NOT NULL,
+            to_stage {_T} NOT NULL,
+            to_site {_T} NOT NULL,
+            end_time {_T} NOT NULL,
+            hours DOUBLE PRECISION NOT NULL,
+            transit_hours DOUBLE PRECISION,
+            PRIMARY KEY (lot, n))""",
+    ),
+    Statement("index", "legs_end", "legs", "CREATE INDEX legs_end ON legs (end_time)"),
+)
+
+
+#: Migrations after which the derived tables are folded again from the log.
+REFOLD_AFTER = {"002_legs"}
+
+
+MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (
+    ("001_ledger", _M001),
+    ("002_legs", _M002),
+)
 
 
 MIGRATION_NAMES = tuple(name for name, _ in MIGRATIONS)

@@ -958,6 +958,53 @@ class SqliteStorage(Storage):
         if c.total_changes - before != links:
             c.execute("DELETE FROM links WHERE seq=?", [seq])
 
+    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
+        return iter(
+            self.conn.execute(
+                "SELECT el.lot, el.time, el.type, el.role, el.site "
+                "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
+                "ORDER BY el.lot, el.time, el.seq, el.type, el.role",
+                [orjson.dumps(lots).decode()],
+            )
+        )
+
+    def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
+        c = self.conn
+        c.execute(
+            "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?))",
+            [orjson.dumps(lots).decode()],
+        )
+        if legs:
+            c.executemany("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?)", legs)
+
+    def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        cols = (
+            "lot, n, from_stage, from_site, start_time, to_stage, to_site, end_time, "
+            "hours, transit_hours"
+        )
+        if lo is None and hi is None:  # the whole table, in its key's order
+            return iter(self.conn.execute(f"SELECT {cols} FROM legs ORDER BY lot, n"))
+        where = " AND ".join(
+            w for w, b in (("end_time >= ?", lo), ("end_time < ?", hi)) if b is not None
+        )
+        return iter(
+            self.conn.execute(
+                f"SELECT {cols} FROM legs INDEXED BY legs_end WHERE {where} ORDER BY lot, n",
+                [b for b in (lo, hi) if b is not None],
+            )
+        )
+
+    def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("end_time >= ?", lo), ("end_time < ?", hi)) if b is not None
+        )
+        sql = (
+            f"SELECT {_group_key(by, 'char(31)')}, hours, transit_hours FROM legs "
+            + (f"INDEXED BY legs_end WHERE {where} " if where else "")
+            + "ORDER BY lot, n"
+        )
+        return iter(self.conn.execute(sql, [b for b in (lo, hi) if b is not None]))
+
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:
         return self.conn.execute(
             "SELECT e.event_id, e.body, el.role FROM event_lots el JOIN events e ON e.seq=el.seq "
@@ -982,6 +1029,16 @@ class SqliteStorage(Storage):
                 f"INSERT OR REPLACE INTO lots ({LOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows.lots_live,
             )
+
+
+def _group_key(by: str, sep: str) -> str:
+    """The SQL of :meth:`Storage.legs_grouped`'s key: the group's fields joined by ``sep``."""
+    fields = {
+        "stage": ["from_stage", "to_stage"],
+        "site": ["from_stage", "to_stage", "from_site", "to_site"],
+        "month": ["substr(end_time, 1, 7)", "from_stage", "to_stage"],
+    }[by]
+    return f" || {sep} || ".join(fields)
 
 
 # ---------------------------------------------------------------------- the error boundary

@@ -33,12 +33,13 @@ MIGRATION_NAMES = (
     "004_lot_base_kg",
     "005_epcis_id_indexes",
     "006_events_by_rare_type",
+    "007_legs",
 )
 
 
 #: Migrations after which the derived tables are folded again from the log
 #: (in the same transaction), because what a fold computes changed.
-REFOLD_AFTER = {"004_lot_base_kg"}
+REFOLD_AFTER = {"004_lot_base_kg", "007_legs"}
 
 
 def migrations() -> Any:
@@ -302,6 +303,27 @@ def _m006(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007(db: sqlite_utils.Database) -> None:
+    # Every lot's legs (see lottrace.legwalk), kept on append, so delays and
+    # bottlenecks read the legs ending in a window through the index on their
+    # end, not the whole ledger. Filled by the refold that follows (REFOLD_AFTER).
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS legs (
+            lot TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            from_stage TEXT NOT NULL,
+            from_site TEXT NOT NULL,
+            start_time TEXT NOT NULL,
+            to_stage TEXT NOT NULL,
+            to_site TEXT NOT NULL,
+            end_time TEXT NOT NULL,
+            hours REAL NOT NULL,
+            transit_hours REAL,
+            PRIMARY KEY (lot, n)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS legs_end ON legs (end_time)")
+
+
 MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m001,
     _m002,
@@ -309,6 +331,7 @@ MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m004,
     _m005,
     _m006,
+    _m007,
 )
 
 

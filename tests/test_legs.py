@@ -1,0 +1,216 @@
+"""The legs table kept on append: the same answers as the old whole-ledger scan, on both backends.
+
+``delays_oracle`` is lottrace.delays as it was before the table (it walks
+every (lot, event) row through ``Ledger.leg_scan``). Every answer of the
+new implementation must be the same JSON, for every window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import delays_oracle as old
+from lottrace import delays as new
+from lottrace.errors import IntegrityViolation
+from lottrace.generate import generate
+from lottrace.importing import import_files
+from lottrace.ledger import Ledger
+from lottrace.legwalk import lot_legs
+
+from factories import batch, correction
+
+SAMPLE = sorted(
+    p
+    for p in (Path(__file__).parent.parent / "sample_events").iterdir()
+    if p.is_file() and p.name[0].isdigit()
+)
+
+#: (since, until) windows: the whole ledger, open ends, one month, a day, an empty one.
+WINDOWS: list[tuple[str | None, str | None]] = [
+    (None, None),
+    ("2025-06-01", None),
+    (None, "2025-07-01"),
+    ("2025-07-01", "2025-08-01"),
+    ("2025-08-01T00:00:00-05:00", "2025-09-01T00:00:00-05:00"),
+    ("2025-09-15", "2025-09-16"),
+    ("2031-01-01", "2031-02-01"),
+]
+
+
+def _json(x: Any) -> bytes:
+    return orjson.dumps(x)
+
+
+def answers(mod: Any, ledger: Ledger, since: str | None, until: str | None) -> dict[str, bytes]:
+    """Every answer the module gives over the window, as JSON."""
+    w = {"since": since, "until": until}
+    return {
+        "delays_stage": _json(mod.delays(ledger, "stage", **w)),
+        "delays_site": _json(mod.delays(ledger, "site", **w)),
+        "delays_month": _json(mod.delays(ledger, "month", **w)),
+        "bottlenecks_10": _json(mod.bottlenecks(ledger, 10, **w)),
+        "bottlenecks_1": _json(mod.bottlenecks(ledger, 1, **w)),
+        "bottlenecks_all": _json(mod.bottlenecks(ledger, 100_000, **w)),
+        "leg_hours_site": _json(mod.leg_hours(ledger, "site", **w)),
+        "leg_hours_month": _json(mod.leg_hours(ledger, "month", **w)),
+        "excess_by_month": _json(mod.excess_by_month(ledger, 5, **w)),
+        "legs": _json([astuple(g) for g in mod.legs(ledger, **w)]),
+    }
+
+
+def assert_same(ledger: Ledger, windows: list[tuple[str | None, str | None]]) -> int:
+    """The new answers are the oracle's for every window; how many legs the whole ledger has."""
+    for since, until in windows:
+        was, now = answers(old, ledger, since, until), answers(new, ledger, since, until)
+        for key in was:
+            assert now[key] == was[key], f"{key} differs for window {since} .. {until}"
+    for as_of in ("2025-08-15", "2025-12-31T12:00:00-05:00"):
+        assert _json(new.stuck(ledger, as_of)) == _json(old.stuck(ledger, as_of))
+        assert _json(new.stuck(ledger, as_of, min_kg=100)) == _json(
+            old.stuck(ledger, as_of, min_kg=100)
+        )
+    return sum(1 for _ in old.legs(ledger))
+
+
+def assert_legs_as_rebuilt(ledger: Ledger) -> None:
+    """The legs kept on append are the legs a rebuild folds from the log."""
+    kept = ledger.derived_snapshot()
+    ledger.rebuild()
+    assert ledger.derived_snapshot() == kept
+    assert ledger.verify().events > 0
+
+
+@pytest.fixture
+def ledger(ledger_target: str) -> Iterator[Ledger]:
+    with Ledger.create(ledger_target) as led:
+        yield led
+
+
+def test_sample_season_answers_are_the_old_scans(ledger: Ledger) -> None:
+    import_files(ledger, SAMPLE)
+    n = assert_same(ledger, WINDOWS)
+    assert n > 50
+    # the sample season's corrections void events of lots with legs
+    assert ledger.store.voided_ids()
+    assert_legs_as_rebuilt(ledger)
+
+
+def _generated(producers: int, seed: int) -> list[dict[str, Any]]:
+    return list(generate(producers, seed=seed))
+
+
+def test_generated_ledger_in_batches_with_voids_answers_as_the_old_scan(ledger: Ledger) -> None:
+    events = _generated(400, 3)
+    assert len(events) > 5000  # more than one flush of a batch
+    # three batches: lots met again in later batches have their legs walked again
+    third = len(events) // 3
+    for part in (events[:third], events[third : 2 * third], events[2 * third :]):
+        ledger.append(batch(*part))
+    windows = WINDOWS + [(f"2025-{m:02d}-01", f"2025-{m + 1:02d}-01") for m in range(1, 12)]
+    before = assert_same(ledger, windows)
+    # void some dispatches and arrivals (transit changes) and check again
+    r = random.Random(7)
+    marks = [
+        e.event_id
+        for e in ledger.events_of_types(["dispatch", "arrival"])
+        if not e.void and r.random() < 0.1
+    ]
+    assert marks
+    late = "2026-06-01T08:00:00-05:00"
+    ledger.append(batch(*(correction(eid) | {"time": late} for eid in marks)))
+    assert ledger.store.voided_ids() >= set(marks)
+    after = assert_same(ledger, windows)
+    assert after == before  # voiding marks changes transit, not the legs
+    assert_legs_as_rebuilt(ledger)
+
+
+def test_voiding_a_checkpoint_walks_the_lot_again(ledger: Ledger) -> None:
+    from factories import drying, harvest, qc
+
+    ledger.append(batch(harvest("H1", 1, 1000), drying("H1", 10, 200)))
+    dry = next(ledger.events_of_types(["drying"])).event_id
+    ledger.append(batch(harvest("H2", 2, 500), qc("G1", 20, inputs=[("H1", 200)])))
+    rows = ledger.conn.execute("SELECT from_stage, to_stage FROM legs ORDER BY lot, n").fetchall()
+    assert [tuple(r) for r in rows] == [("harvest", "drying"), ("drying", "gatherer_qc")]
+    ledger.append(batch(correction(dry, day=30)))
+    rows = ledger.conn.execute("SELECT from_stage, to_stage FROM legs ORDER BY lot, n").fetchall()
+    assert [tuple(r) for r in rows] == [("harvest", "gatherer_qc")]
+    assert_same(ledger, [(None, None)])
+    assert_legs_as_rebuilt(ledger)
+
+
+def test_verify_names_a_changed_leg_and_rebuild_repairs_it(ledger: Ledger) -> None:
+    import_files(ledger, SAMPLE)
+    ledger.conn.execute("UPDATE legs SET hours = hours + 1 WHERE n = 0")
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match="derived table legs: row lot="):
+        ledger.verify()
+    ledger.rebuild()
+    assert ledger.verify().events > 0
+    ledger.conn.execute("DELETE FROM legs WHERE n = 1")
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match=r"derived table legs: .*is missing"):
+        ledger.verify()
+    ledger.rebuild()
+    assert_same(ledger, [(None, None), ("2025-07-01", "2025-08-01")])
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE INDEX planted ON legs (hours)",
+        "DROP INDEX legs_end",
+    ],
+)
+def test_the_schema_check_covers_the_legs_table(ledger: Ledger, sql: str) -> None:
+    ledger.conn.execute(sql)
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match=r"planted|legs_end"):
+        ledger.verify()
+    with pytest.raises(IntegrityViolation):
+        import_files(ledger, SAMPLE)
+    ledger.rebuild()
+    assert ledger.verify().events == 0
+    import_files(ledger, SAMPLE)
+    assert_same(ledger, [(None, None)])
+
+
+def test_a_ledger_without_the_legs_migration_gets_it_filled(ledger_target: str) -> None:
+    with Ledger.create(ledger_target) as led:
+        import_files(led, SAMPLE)
+        kept = led.derived_snapshot()
+        postgres = ledger_target.startswith("postgresql")
+        led.conn.execute("DROP TABLE legs")
+        if postgres:
+            led.conn.execute("DELETE FROM _lottrace_migrations WHERE name = '002_legs'")
+        else:
+            led.conn.execute("DELETE FROM _sqlite_migrations WHERE name = '007_legs'")
+        led.conn.commit()
+    with Ledger(ledger_target) as led:
+        assert led.derived_snapshot() == kept
+        assert led.verify().events > 0
+        assert_same(led, [(None, None)])
+
+
+def test_lot_legs_orders_ties_by_log_order() -> None:
+    # one lot's rows at the same time: the walk follows the order it is given
+    t0, t1 = "2025-06-01T00:00:00+00:00", "2025-06-02T00:00:00+00:00"
+    rows = [
+        ("L", t0, "harvest", "output", "farm:A"),
+        ("L", t1, "hq_qc", "subject", "hq:B"),
+        ("L", t1, "drying", "subject", "hq:B"),
+    ]
+    legs = lot_legs(rows)
+    assert [(g[1], g[2], g[5], g[8]) for g in legs] == [
+        (0, "harvest", "hq_qc", 24.0),
+        (1, "hq_qc", "drying", 0.0),
+    ]
+    assert list(itertools.chain.from_iterable(lot_legs([]))) == []
