@@ -567,7 +567,66 @@ def pg_ledger(pg_uri: str) -> Any:
 
 def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
     rows = pg_ledger.conn.execute("SELECT n, name FROM _lottrace_migrations").fetchall()
-    assert rows == [(1, "001_ledger")]
+    assert rows == [(1, "001_ledger"), (3, "003_events_by_rare_type")]
+
+
+def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> None:
+    """A ledger that ran only 001 gets the rare-type index on open; its schema checks."""
+    with Ledger.create(pg_uri) as led:
+        led.append(batch(*chain()))
+        led.conn.execute("DROP INDEX events_by_rare_type")
+        led.conn.execute("DELETE FROM _lottrace_migrations WHERE n = 3")
+        with pytest.raises(IntegrityViolation, match="index events_by_rare_type is missing"):
+            led.verify()
+    with Ledger(pg_uri) as led:
+        names = [r[0] for r in led.conn.execute("SELECT name FROM _lottrace_migrations")]
+        assert names == ["001_ledger", "003_events_by_rare_type"]
+        assert led.verify().events == 7
+        assert [s.event.type for s in led.events_of_types(["export"])] == ["export"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE _lottrace_migrations SET n = 2 WHERE n = 3",  # numbered unlike lottrace
+        "DELETE FROM _lottrace_migrations WHERE n = 1",  # the first one gone
+    ],
+    ids=["renumbered", "first-gone"],
+)
+def test_postgres_refuses_migration_records_that_lie(pg_uri: str, sql: str) -> None:
+    with Ledger.create(pg_uri) as led:
+        led.conn.execute(sql)
+    with pytest.raises(IntegrityViolation, match="migration records"):
+        Ledger(pg_uri)
+
+
+def test_postgres_reads_registries_through_the_rare_type_index(
+    pg_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on SQLite (migration 006): the rare types are found through the partial index."""
+    pg_ledger.append(batch(*chain()))
+    store = pg_ledger.store
+    asked: list[tuple[str, Any]] = []
+    stream = store._stream  # type: ignore[attr-defined]
+
+    def spy(sql: str, params: Any = None) -> Any:
+        asked.append((sql, params))
+        return stream(sql, params)
+
+    monkeypatch.setattr(store, "_stream", spy)
+
+    def plan(types: list[str]) -> str:
+        asked.clear()
+        list(pg_ledger.events_of_types(types))
+        sql, params = asked[-1]
+        rows = pg_ledger.conn.execute("EXPLAIN " + sql, params).fetchall()
+        return " ".join(str(r[0]) for r in rows)
+
+    pg_ledger.conn.execute("SET enable_seqscan = off")
+    for rare in (["certificate"], ["export"], ["plot", "dds", "master_data"]):
+        assert "events_by_rare_type" in plan(rare), rare
+    assert "events_by_rare_type" not in plan(["harvest"])  # the many are not in it
+    assert [s.event.type for s in pg_ledger.events_of_types(["export"])] == ["export"]
 
 
 def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledger) -> None:
@@ -612,8 +671,27 @@ def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledge
             "view lots_view is not lottrace's",
             "dropped view lots_view",
         ),
+        (
+            "DROP INDEX events_by_rare_type",
+            "lottrace's index events_by_rare_type is missing",
+            None,
+        ),
+        (
+            "DROP INDEX events_by_rare_type; "
+            "CREATE INDEX events_by_rare_type ON events (type, seq) WHERE type <> 'harvest'",
+            "index events_by_rare_type is not as lottrace made it",
+            None,
+        ),
     ],
-    ids=["disabled-trigger", "planted-trigger", "planted-rule", "dropped-index", "added-view"],
+    ids=[
+        "disabled-trigger",
+        "planted-trigger",
+        "planted-rule",
+        "dropped-index",
+        "added-view",
+        "dropped-rare-index",
+        "changed-rare-index",
+    ],
 )
 def test_postgres_verify_names_a_changed_schema_and_rebuild_restores_it(
     pg_ledger: Ledger, sql: str, named: str, repaired: str | None

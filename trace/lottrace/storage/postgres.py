@@ -62,6 +62,7 @@ from .postgres_schema import (
     apply_migrations,
     expected_schema,
     ident,
+    number,
     schema_of,
     statements,
 )
@@ -220,10 +221,17 @@ class PostgresStorage(Storage):
                 f"{self.path} was written by a newer lottrace (migration {newer[0]}); "
                 "upgrade lottrace"
             )
-        if done != list(MIGRATION_NAMES[: len(done)]) or not done:
+        numbered = self.conn.execute(f"SELECT n, name FROM {MIGRATIONS_TABLE} ORDER BY n")
+        in_order = [m for m in MIGRATION_NAMES if m in done]
+        if (
+            not done
+            or done[0] != MIGRATION_NAMES[0]
+            or done != in_order
+            or any(n != number(str(name)) for n, name in numbered)
+        ):
             raise IntegrityViolation(
-                f"{self.path}: the migration records in {MIGRATIONS_TABLE} are not a prefix "
-                f"of lottrace's ({', '.join(done) or 'none'}): changed behind lottrace's back; "
+                f"{self.path}: the migration records in {MIGRATIONS_TABLE} are not lottrace's "
+                f"({', '.join(done) or 'none'}): changed behind lottrace's back; "
                 "nothing was changed"
             )
 
@@ -683,6 +691,9 @@ class PostgresStorage(Storage):
         wanted = sorted(set(types))
         if not wanted:
             return
+        # Only rare types: through migration 003's partial index. PostgreSQL proves
+        # that ``type = ANY(rare ones)`` implies the index's condition (the values are
+        # sent with the query), so it need not be repeated here as SQLite needs it.
         for seq, eid, body, void in self._stream(
             _EVENT_SQL + "WHERE type = ANY(%s) ORDER BY seq", [wanted]
         ):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from .sqlite_schema import RARE_TYPE_SQL
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -162,12 +164,39 @@ _M001 = (
 )
 
 
+#: Registries (plots, certificates, payments, master data ...), exports and
+#: corrections are read by type (``events_of_types``); the checkpoints and
+#: partners' events are the many. As SQLite's migration 006: a partial index
+#: holds only the rare types, so reading a registry does not scan the log and an
+#: import of checkpoints pays nothing for it. The condition is SQLite's, spelled
+#: the same, and queries that want the index repeat it.
+_M003 = (
+    Statement(
+        "index",
+        "events_by_rare_type",
+        "events",
+        f"CREATE INDEX events_by_rare_type ON events (type, seq) WHERE {RARE_TYPE_SQL}",
+    ),
+)
+
+
 #: The migrations, in order: a name and its statements. A new one is appended,
-#: never edited in place (ledgers record the names they ran).
-MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (("001_ledger", _M001),)
+#: never edited in place (ledgers record the names they ran). A name's number
+#: is its row in ``_lottrace_migrations`` (not its place here), so migrations
+#: made on separate branches (002 and 003) do not collide when both land: a
+#: ledger that ran 001 and 003 runs 002 next.
+MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (
+    ("001_ledger", _M001),
+    ("003_events_by_rare_type", _M003),
+)
 
 
 MIGRATION_NAMES = tuple(name for name, _ in MIGRATIONS)
+
+
+def number(name: str) -> int:
+    """A migration's number, from its name (``003_events_by_rare_type``: 3)."""
+    return int(name.partition("_")[0])
 
 
 #: The table that records the migrations applied, made before the first.
@@ -224,7 +253,8 @@ def apply_migrations(
     if not done:
         conn.execute(_MIGRATIONS_TABLE_SQL)
     ran = []
-    for n, (name, stmts) in enumerate(MIGRATIONS, start=1):
+    for name, stmts in MIGRATIONS:
+        n = number(name)
         if name in done:
             continue
         for s in stmts:
