@@ -1756,6 +1756,13 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     metavar="URL",
     help="The server's address as passports' QR codes name it, e.g. https://trace.coop.pe.",
 )
+@click.option(
+    "--pool-size",
+    type=click.IntRange(1, 1000),
+    default=8,
+    show_default=True,
+    help="A ledger on PostgreSQL: the most connections the server holds open.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -1764,6 +1771,7 @@ def serve(
     max_body_mb: int,
     cors: tuple[str, ...],
     public_url: str | None,
+    pool_size: int,
 ) -> None:
     """Serve the ledger over HTTP: EPCIS 2.0 capture and query, lottrace's API, passports.
 
@@ -1781,6 +1789,7 @@ def serve(
         max_body_bytes=max_body_mb * 1_000_000,
         cors_origins=cors,
         public_url=public_url,
+        pool_size=pool_size,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"serving {ctx.obj['db']} on http://{host}:{port}", err=True)

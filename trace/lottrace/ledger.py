@@ -53,7 +53,7 @@ from .rules import (
     fold,
     lots_of,
 )
-from .storage import NeedsUpgrade, Rows, Storage, StoredEvent, open_storage
+from .storage import NeedsUpgrade, Pool, Rows, Storage, StoredEvent, open_storage
 from .storage.sqlite import BUSY_TIMEOUT_S
 
 __all__ = [
@@ -261,6 +261,7 @@ class Ledger:
         *,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
         read_only: bool = False,
+        pool: Pool | None = None,
         _create: bool = False,
     ):
         self.store: Storage = open_storage(
@@ -269,6 +270,7 @@ class Ledger:
             busy_timeout_s=busy_timeout_s,
             read_only=read_only,
             create=_create,
+            pool=pool,
         )
         #: The ledger as messages name it: its file, or its URI without the password.
         self.path = self.store.path
@@ -281,7 +283,9 @@ class Ledger:
         self.repaired: list[str] = []
 
     @classmethod
-    def reader(cls, path: str | os.PathLike[str], *, upgrade: bool = True) -> Ledger:
+    def reader(
+        cls, path: str | os.PathLike[str], *, upgrade: bool = True, pool: Pool | None = None
+    ) -> Ledger:
         """Open the ledger read-only, to read or verify it.
 
         A ledger written by an older lottrace needs its schema brought up to
@@ -290,12 +294,12 @@ class Ledger:
         written; ``verify`` passes ``upgrade=False``, since it never writes.
         """
         try:
-            return cls(path, read_only=True)
+            return cls(path, read_only=True, pool=pool)
         except NeedsUpgrade:
             if not upgrade or not os.access(path, os.W_OK):
                 raise
         cls(path).close()  # migrates, in one transaction
-        return cls(path, read_only=True)
+        return cls(path, read_only=True, pool=pool)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> Ledger:

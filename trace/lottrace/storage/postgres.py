@@ -53,7 +53,7 @@ from ..chain import Checked, check_rows, genesis
 from ..errors import IntegrityViolation, LedgerError
 from ..events import EventBase, parse_event
 from ..rules import LotState
-from . import DERIVED_TABLES, Refold, Rows, Storage, StoredEvent, display_uri
+from . import DERIVED_TABLES, Pool, Refold, Rows, Storage, StoredEvent, display_uri
 from .postgres_schema import (
     LOG_TABLES,
     MIGRATION_NAMES,
@@ -128,6 +128,75 @@ def _head_text(seq: int, head: str) -> str:
     return f"{seq} {head}"
 
 
+#: How every connection is made: statements in autocommit unless a transaction is
+#: begun, and never prepared (the scratch TEMP tables must shadow the derived ones).
+_CONNECTION = {"autocommit": True, "prepare_threshold": None}
+
+
+def _conninfo(uri: str) -> str:
+    """``uri`` with a connect timeout: libpq waits forever for a silent server otherwise."""
+    if "connect_timeout" in uri:
+        return uri
+    return psycopg.conninfo.make_conninfo(uri, connect_timeout=10)
+
+
+def _reset(conn: psycopg.Connection[Any]) -> None:
+    """A connection given back to the pool forgets its session: TEMP tables, settings, locks."""
+    conn.execute("DISCARD ALL")
+
+
+class PostgresPool(Pool):
+    """At most ``size`` open connections to one PostgreSQL ledger (``psycopg_pool``).
+
+    A server's requests borrow a connection for their ledger and give it back
+    when done; a request finding all of them busy waits up to ``timeout_s``,
+    then is refused (:class:`LedgerError`: 503 from the server). A connection
+    is checked before it is lent (one the server dropped is replaced) and
+    reset when given back (:func:`_reset`).
+    """
+
+    def __init__(self, uri: str, *, size: int, timeout_s: float = 30.0) -> None:
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        self.path = display_uri(uri)
+        self.size = size
+        self.timeout_s = timeout_s
+        self._timeout = PoolTimeout
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            _conninfo(uri),
+            min_size=1,
+            max_size=size,
+            kwargs=_CONNECTION,
+            check=ConnectionPool.check_connection,
+            reset=_reset,
+            timeout=timeout_s,
+            name="lottrace",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            raise LedgerError(
+                f"cannot open {self.path}: no connection within {timeout_s:g} s"
+            ) from None
+
+    def getconn(self) -> psycopg.Connection[Any]:
+        try:
+            return self._pool.getconn()
+        except self._timeout:
+            raise LedgerError(
+                f"{self.path}: all {self.size} connections stayed busy for more than "
+                f"{self.timeout_s:g} s"
+            ) from None
+
+    def putconn(self, conn: psycopg.Connection[Any]) -> None:
+        self._pool.putconn(conn)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
 class PostgresStorage(Storage):
     """A ledger in one schema of a PostgreSQL database: see the module's docstring."""
 
@@ -139,6 +208,7 @@ class PostgresStorage(Storage):
         busy_timeout_s: float = 60.0,
         read_only: bool = False,
         create: bool = False,
+        pool: PostgresPool | None = None,
     ):
         self.uri = uri
         #: The URI without its password: what messages name.
@@ -151,27 +221,25 @@ class PostgresStorage(Storage):
         self.busy_timeout_s = busy_timeout_s
         #: Rows the open write transaction wrote (:meth:`commit` analyzes after many).
         self._written = 0
-        # libpq waits forever for a server that does not answer, unless told otherwise.
-        conninfo = (
-            uri
-            if "connect_timeout" in uri
-            else psycopg.conninfo.make_conninfo(uri, connect_timeout=10)
-        )
-        try:
-            self.conn: psycopg.Connection[Any] = psycopg.connect(
-                conninfo, autocommit=True, prepare_threshold=None
-            )
-        except psycopg.Error as exc:
-            raise LedgerError(f"cannot open {self.path}: {_first_line(exc)}") from None
+        #: The pool the connection is borrowed from (given back on close), or None.
+        self._pool = pool
+        self._given_back = False
+        if pool is not None:
+            self.conn: psycopg.Connection[Any] = pool.getconn()
+        else:
+            try:
+                self.conn = psycopg.connect(_conninfo(uri), **_CONNECTION)  # type: ignore[arg-type]
+            except psycopg.Error as exc:
+                raise LedgerError(f"cannot open {self.path}: {_first_line(exc)}") from None
         try:
             self._open(create)
         except psycopg.Error as exc:
-            self.conn.close()
+            self.close()
             raise LedgerError(
                 f"{self.path} is not a usable lottrace ledger: {_first_line(exc)}"
             ) from None
         except BaseException:
-            self.conn.close()
+            self.close()
             raise
 
     def _open(self, create: bool) -> None:
@@ -265,7 +333,11 @@ class PostgresStorage(Storage):
     # ------------------------------------------------------------------ life
 
     def close(self) -> None:
-        self.conn.close()
+        if self._pool is None:
+            self.conn.close()
+        elif not self._given_back:
+            self._given_back = True
+            self._pool.putconn(self.conn)
 
     @property
     def in_transaction(self) -> bool:
