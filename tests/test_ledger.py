@@ -69,7 +69,9 @@ def _tamper(where: Ledger | Path, *sql: str) -> None:
         return
     path = where.path if isinstance(where, Ledger) else where
     con = sqlite3.connect(path)
-    guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    guards = con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+    ).fetchall()
     con.execute("DROP TRIGGER IF EXISTS events_no_update")
     con.execute("DROP TRIGGER IF EXISTS events_no_delete")
     for s in sql:
@@ -279,6 +281,7 @@ def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
         ("lottrace", "004_lot_base_kg"),
         ("lottrace", "005_epcis_id_indexes"),
         ("lottrace", "006_events_by_rare_type"),
+        ("lottrace", "008_sources"),
     ]
 
 
@@ -288,6 +291,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     con = sqlite3.connect(path)  # as a ledger made before migration 002 was
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
@@ -305,6 +309,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "004_lot_base_kg",
             "005_epcis_id_indexes",
             "006_events_by_rare_type",
+            "008_sources",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -397,10 +402,11 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con.execute("CREATE INDEX links_seq ON links (seq)")
     con.execute(
         "DELETE FROM _sqlite_migrations WHERE name IN "
-        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '008_sources')"
     )
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -428,9 +434,10 @@ def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '008_sources')"
     )
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -506,9 +513,10 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
     con = sqlite3.connect(path)
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '008_sources')"
     )
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -567,7 +575,7 @@ def pg_ledger(pg_uri: str) -> Any:
 
 def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
     rows = pg_ledger.conn.execute("SELECT n, name FROM _lottrace_migrations").fetchall()
-    assert rows == [(1, "001_ledger"), (3, "003_events_by_rare_type")]
+    assert rows == [(1, "001_ledger"), (3, "003_events_by_rare_type"), (4, "004_sources")]
 
 
 def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> None:
@@ -579,8 +587,8 @@ def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> 
         with pytest.raises(IntegrityViolation, match="index events_by_rare_type is missing"):
             led.verify()
     with Ledger(pg_uri) as led:
-        names = [r[0] for r in led.conn.execute("SELECT name FROM _lottrace_migrations")]
-        assert names == ["001_ledger", "003_events_by_rare_type"]
+        names = [r[0] for r in led.conn.execute("SELECT name FROM _lottrace_migrations ORDER BY n")]
+        assert names == ["001_ledger", "003_events_by_rare_type", "004_sources"]
         assert led.verify().events == 7
         assert [s.event.type for s in led.events_of_types(["export"])] == ["export"]
 

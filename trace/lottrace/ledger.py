@@ -22,6 +22,7 @@ are the storage's, with lottrace's errors for an unknown lot or event.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -122,6 +123,20 @@ class VerifyReport:
 
     events: int
     head: str
+
+
+@dataclass(frozen=True)
+class SourceLog:
+    """Where a merged batch's events come from (:meth:`Ledger.append_prepared`).
+
+    ``rows`` gives the source ledger's rows ``(seq, event_id, hash)`` to record
+    (read once, after its events are appended); ``head`` is the source's
+    ``(seq, hash)`` once they are.
+    """
+
+    ledger_id: str
+    rows: Callable[[], Iterable[tuple[int, str, str]]]
+    head: tuple[int, str]
 
 
 class Prepared(NamedTuple):
@@ -360,6 +375,59 @@ class Ledger:
                 self.store.compare_derived()
             return report
 
+    def verify_source(self, ledger_id: str) -> VerifyReport:
+        """Prove the chain of the source ledger ``ledger_id`` merged into this one.
+
+        Its recorded rows, in its order, must be seq 1, 2, ... with no gap;
+        each names an event this log holds whose body still hashes to that
+        id; each hash must link the one before, from the source's genesis
+        (the hash of its id), up to the head recorded when it was merged. So
+        the source's own ``verify`` head is this one: a cooperative can check
+        that the platform holds its ledger unchanged. Raises
+        :class:`IntegrityViolation` naming the first bad row of the source.
+        """
+        with self.store.read_snapshot():
+            self.store.check_schema()  # nothing planted that could answer for the tables
+            recorded = self.store.meta(f"source:{ledger_id}")
+            if recorded is None:
+                raise LedgerError(f"{self.path} holds no events merged from ledger {ledger_id}")
+            head_seq, _, head = recorded.partition(" ")
+            prev, n = genesis(ledger_id), 0
+            for seq, eid, h, body in self.store.source_rows(ledger_id):
+                n += 1
+                where = f"source {ledger_id} row seq {seq}"
+                if seq != n:
+                    raise IntegrityViolation(
+                        f"source {ledger_id} row seq {n}: missing (rows were removed)", seq=n
+                    )
+                if body is None:
+                    raise IntegrityViolation(
+                        f"{where}: event {eid} is not in the log (it was removed)", seq=seq
+                    )
+                if hashlib.sha256(body.encode()).hexdigest() != eid:
+                    raise IntegrityViolation(
+                        f"{where}: event {eid}'s body does not hash to its id "
+                        "(the event was edited)",
+                        seq=seq,
+                    )
+                prev = link(prev, eid)
+                if h != prev:
+                    raise IntegrityViolation(
+                        f"{where}: the hash does not link the row before "
+                        "(rows were changed, inserted or moved)",
+                        seq=seq,
+                    )
+            if (str(n), prev) != (head_seq, head):
+                raise IntegrityViolation(
+                    f"source {ledger_id}: its rows end at seq {n}, head {prev}, not at the "
+                    f"recorded head seq {head_seq}, {head} (rows were cut off the tail)"
+                )
+            return VerifyReport(events=n, head=prev)
+
+    def sources(self) -> list[tuple[str, int]]:
+        """``(ledger id, events)`` of every ledger merged into this one."""
+        return self.store.source_ids()
+
     def _verify_chain(self, expect: str | None, workers: int | None) -> VerifyReport:
         start = self.genesis
         parts = self.store.check_chain(start, expect, workers)
@@ -433,8 +501,14 @@ class Ledger:
         *,
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        source: SourceLog | None = None,
     ) -> AppendReport:
         """:meth:`append` for events already :func:`prepare`-d (by another process, say).
+
+        With ``source`` (a merge, :mod:`lottrace.merging`), the events are
+        another ledger's, and its chain's rows are recorded in the same
+        transaction, for every event, new or already held
+        (:meth:`verify_source`).
 
         The facts are trusted to be those of the body, as :func:`prepare` makes
         them: the rules and the derived tables read the facts, the log stores the body.
@@ -464,6 +538,8 @@ class Ledger:
             report.head = batch.prev
             if report.added:
                 store.record_head(batch.seq, batch.prev)
+            if source is not None:
+                store.write_sources(source.ledger_id, source.rows(), source.head)
             store.commit()
         except BaseException:
             store.rollback()

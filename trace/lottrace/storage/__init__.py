@@ -254,6 +254,24 @@ class Storage(abc.ABC):
         chain, which starts from the hash of the id, is the source's.
         """
 
+    # ------------------------------------------------------------------ sources (merging)
+
+    @abc.abstractmethod
+    def write_sources(
+        self, ledger_id: str, rows: Iterable[tuple[int, str, str]], head: tuple[int, str]
+    ) -> None:
+        """In a write transaction: record rows ``(seq, event_id, hash)`` of the source ledger
+        ``ledger_id``'s chain, and its head ``(seq, hash)`` (``meta`` key ``source:ID``)."""
+
+    @abc.abstractmethod
+    def source_rows(self, ledger_id: str) -> Iterator[tuple[int, str, str, str | None]]:
+        """``(seq, event_id, hash, body)`` of the source's recorded rows in its order (body
+        None: no such event in the log), streamed."""
+
+    @abc.abstractmethod
+    def source_ids(self) -> list[tuple[str, int]]:
+        """``(ledger id, rows)`` of every source merged into this ledger, by id."""
+
     @abc.abstractmethod
     def lot(self, code: str) -> LotState | None:
         """One lot's state, or None."""

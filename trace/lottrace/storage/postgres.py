@@ -714,6 +714,35 @@ class PostgresStorage(Storage):
         )
         self.ledger_id = ledger_id
 
+    def write_sources(
+        self, ledger_id: str, rows: Iterable[tuple[int, str, str]], head: tuple[int, str]
+    ) -> None:
+        with (
+            self.conn.cursor() as cur,
+            cur.copy("COPY sources (ledger_id, seq, event_id, hash) FROM STDIN") as copy,
+        ):
+            for r in rows:
+                copy.write_row((ledger_id, *r))
+        self.conn.execute(
+            "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [f"source:{ledger_id}", _head_text(*head)],
+        )
+
+    def source_rows(self, ledger_id: str) -> Iterator[tuple[int, str, str, str | None]]:
+        return self._stream(
+            "SELECT s.seq, s.event_id, s.hash, e.body FROM sources s "
+            "LEFT JOIN events e ON e.event_id = s.event_id WHERE s.ledger_id = %s ORDER BY s.seq",
+            [ledger_id],
+        )
+
+    def source_ids(self) -> list[tuple[str, int]]:
+        return [
+            (str(i), int(n))
+            for i, n in self.conn.execute(
+                "SELECT ledger_id, COUNT(*) FROM sources GROUP BY ledger_id ORDER BY ledger_id"
+            )
+        ]
+
     def mark_demo(self) -> None:
         self.conn.execute("INSERT INTO meta VALUES ('demo', '1') ON CONFLICT (key) DO NOTHING")
 

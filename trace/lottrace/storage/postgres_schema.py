@@ -180,6 +180,36 @@ _M003 = (
 )
 
 
+#: A platform's ledger merged from other ledgers keeps each source's chain (see
+#: SQLite's migration 008): part of the log, append-only like ``events``.
+_M004 = (
+    Statement(
+        "table",
+        "sources",
+        "sources",
+        f"""CREATE TABLE sources (
+            ledger_id {_T} NOT NULL,
+            seq BIGINT NOT NULL,
+            event_id {_T} NOT NULL,
+            hash {_T} NOT NULL,
+            PRIMARY KEY (ledger_id, seq))""",
+    ),
+    Statement(
+        "index", "sources_event", "sources", "CREATE INDEX sources_event ON sources (event_id)"
+    ),
+    *(
+        Statement(
+            "trigger",
+            f"sources_no_{what}",
+            "sources",
+            f"CREATE TRIGGER sources_no_{what} BEFORE {what.upper()} ON sources "
+            f"FOR EACH {each} EXECUTE FUNCTION lottrace_append_only()",
+        )
+        for what, each in (("update", "ROW"), ("delete", "ROW"), ("truncate", "STATEMENT"))
+    ),
+)
+
+
 #: The migrations, in order: a name and its statements. A new one is appended,
 #: never edited in place (ledgers record the names they ran). A name's number
 #: is its row in ``_lottrace_migrations`` (not its place here), so migrations
@@ -188,6 +218,7 @@ _M003 = (
 MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (
     ("001_ledger", _M001),
     ("003_events_by_rare_type", _M003),
+    ("004_sources", _M004),
 )
 
 
@@ -209,7 +240,7 @@ _MIGRATIONS_TABLE_SQL = (
 
 
 #: Tables that hold the log and its records: a rebuild cannot restore them.
-LOG_TABLES = ("events", "meta", MIGRATIONS_TABLE)
+LOG_TABLES = ("events", "meta", "sources", MIGRATIONS_TABLE)
 
 
 #: The SQL each derived table and its indexes are made by, in order (what a rebuild runs).
