@@ -851,6 +851,10 @@ class PostgresStorage(Storage):
             )
         ]
 
+    # The lineage's links are read by ``= ANY(ARRAY(SELECT lot FROM reach))``, not by a
+    # join with the recursive CTE: PostgreSQL cannot estimate a recursive CTE's size
+    # (it guesses about a thousand rows) and scanned all of ``links`` for the join, which
+    # made one lot's upstream 146 ms at 1M events; an array is looked up in links' index.
     def lineage_links(self, code: str, *, direction: str) -> list[tuple[str, str, float, int, str]]:
         if direction == "up":
             near, far = "dst", "src"
@@ -862,7 +866,8 @@ class PostgresStorage(Storage):
             'WITH RECURSIVE reach(lot) AS (SELECT %s::text COLLATE "C" UNION '
             f"SELECT l.{far} FROM reach JOIN links l ON l.{near} = reach.lot) "
             "SELECT l.src, l.dst, l.kg, l.seq, l.time "
-            f"FROM reach JOIN links l ON l.{near} = reach.lot ORDER BY l.seq, l.src, l.dst",
+            f"FROM links l WHERE l.{near} = ANY(ARRAY(SELECT lot FROM reach)) "
+            "ORDER BY l.seq, l.src, l.dst",
             [code],
         ).fetchall()
 
@@ -870,7 +875,7 @@ class PostgresStorage(Storage):
         return self.conn.execute(
             'WITH RECURSIVE reach(lot) AS (SELECT %s::text COLLATE "C" UNION '
             "SELECT l.src FROM reach JOIN links l ON l.dst = reach.lot) "
-            "SELECT l.src, l.dst, l.kg FROM reach JOIN links l ON l.dst = reach.lot "
+            "SELECT l.src, l.dst, l.kg FROM links l WHERE l.dst = ANY(ARRAY(SELECT lot FROM reach)) "
             "ORDER BY l.dst, l.src, l.seq",
             [code],
         ).fetchall()
