@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 7,
     "importing": 7,
     "copying": 7,
+    "merging": 7,
     "contexts": 7,
     "epcis_xml": 7,
     "epcis": 7,

@@ -17,7 +17,7 @@ from lottrace.cli import cli
 from lottrace.demo import sample_files
 from lottrace.ledger import Ledger
 
-from factories import batch, harvest
+from factories import batch, drying, harvest
 
 #: Read commands whose --json answers must be the same on every backend.
 QUESTIONS = [
@@ -236,3 +236,30 @@ def test_the_demo_note_never_shows_a_password(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d.db")], env={"LOTTRACE_DB": URI})
     assert r.exit_code == 0, r.output
     assert "never postgresql://ana@db.example/lots," in r.stderr and "pw" not in r.stderr
+
+
+def test_many_lots_in_one_batch_give_the_same_tables_and_fresh_statistics(
+    tmp_path: Path, pg_uri: str
+) -> None:
+    """A batch that changes many lots writes them in one statement on PostgreSQL (arrays),
+    and a large one leaves the planner statistics (ANALYZE); the tables equal SQLite's."""
+    import lottrace.storage.postgres as pg
+
+    events = [harvest(f"L{i:04d}", day=1 + i % 20, kg=100.0 + i) for i in range(300)]
+    events += [drying(f"L{i:04d}", day=25, kg=20.0 + i / 10) for i in range(300)]
+    with Ledger.create(tmp_path / "m.db") as a, Ledger.create(pg_uri) as b:
+        old = pg._ANALYZE_AFTER
+        pg._ANALYZE_AFTER = 500  # 600 events and 600 event_lots rows: analyzed
+        try:
+            a.append(batch(*events))
+            b.append(batch(*events))
+        finally:
+            pg._ANALYZE_AFTER = old
+        assert a.derived_snapshot() == b.derived_snapshot()
+        assert len(b.derived_snapshot()["lots"]) == 300
+        analyzed = b.conn.execute(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            "AND relname IN ('events', 'event_lots', 'lots') AND last_analyze IS NOT NULL"
+        ).fetchone()
+        assert analyzed == (3,)
+        b.verify()

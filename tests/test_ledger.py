@@ -69,7 +69,9 @@ def _tamper(where: Ledger | Path, *sql: str) -> None:
         return
     path = where.path if isinstance(where, Ledger) else where
     con = sqlite3.connect(path)
-    guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    guards = con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+    ).fetchall()
     con.execute("DROP TRIGGER IF EXISTS events_no_update")
     con.execute("DROP TRIGGER IF EXISTS events_no_delete")
     for s in sql:
@@ -280,6 +282,7 @@ def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
         ("lottrace", "005_epcis_id_indexes"),
         ("lottrace", "006_events_by_rare_type"),
         ("lottrace", "007_legs"),
+        ("lottrace", "008_sources"),
     ]
 
 
@@ -290,6 +293,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
     con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
@@ -308,6 +312,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "005_epcis_id_indexes",
             "006_events_by_rare_type",
             "007_legs",
+            "008_sources",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -400,11 +405,12 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con.execute("CREATE INDEX links_seq ON links (seq)")
     con.execute(
         "DELETE FROM _sqlite_migrations WHERE name IN "
-        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
+        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
     )
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -432,10 +438,11 @@ def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
     )
     con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -511,10 +518,11 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
     con = sqlite3.connect(path)
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
     )
     con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.commit()
@@ -573,7 +581,71 @@ def pg_ledger(pg_uri: str) -> Any:
 
 def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
     rows = pg_ledger.conn.execute("SELECT n, name FROM _lottrace_migrations").fetchall()
-    assert rows == [(1, "001_ledger"), (2, "002_legs")]
+    assert rows == [
+        (1, "001_ledger"),
+        (2, "002_legs"),
+        (3, "003_events_by_rare_type"),
+        (4, "004_sources"),
+    ]
+
+
+def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> None:
+    """A ledger that ran only 001 gets the rare-type index on open; its schema checks."""
+    with Ledger.create(pg_uri) as led:
+        led.append(batch(*chain()))
+        led.conn.execute("DROP INDEX events_by_rare_type")
+        led.conn.execute("DELETE FROM _lottrace_migrations WHERE n = 3")
+        with pytest.raises(IntegrityViolation, match="index events_by_rare_type is missing"):
+            led.verify()
+    with Ledger(pg_uri) as led:
+        names = [r[0] for r in led.conn.execute("SELECT name FROM _lottrace_migrations ORDER BY n")]
+        assert names == ["001_ledger", "002_legs", "003_events_by_rare_type", "004_sources"]
+        assert led.verify().events == 7
+        assert [s.event.type for s in led.events_of_types(["export"])] == ["export"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE _lottrace_migrations SET n = 5 WHERE n = 3",  # numbered unlike lottrace
+        "DELETE FROM _lottrace_migrations WHERE n = 1",  # the first one gone
+    ],
+    ids=["renumbered", "first-gone"],
+)
+def test_postgres_refuses_migration_records_that_lie(pg_uri: str, sql: str) -> None:
+    with Ledger.create(pg_uri) as led:
+        led.conn.execute(sql)
+    with pytest.raises(IntegrityViolation, match="migration records"):
+        Ledger(pg_uri)
+
+
+def test_postgres_reads_registries_through_the_rare_type_index(
+    pg_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on SQLite (migration 006): the rare types are found through the partial index."""
+    pg_ledger.append(batch(*chain()))
+    store = pg_ledger.store
+    asked: list[tuple[str, Any]] = []
+    stream = store._stream  # type: ignore[attr-defined]
+
+    def spy(sql: str, params: Any = None) -> Any:
+        asked.append((sql, params))
+        return stream(sql, params)
+
+    monkeypatch.setattr(store, "_stream", spy)
+
+    def plan(types: list[str]) -> str:
+        asked.clear()
+        list(pg_ledger.events_of_types(types))
+        sql, params = asked[-1]
+        rows = pg_ledger.conn.execute("EXPLAIN " + sql, params).fetchall()
+        return " ".join(str(r[0]) for r in rows)
+
+    pg_ledger.conn.execute("SET enable_seqscan = off")
+    for rare in (["certificate"], ["export"], ["plot", "dds", "master_data"]):
+        assert "events_by_rare_type" in plan(rare), rare
+    assert "events_by_rare_type" not in plan(["harvest"])  # the many are not in it
+    assert [s.event.type for s in pg_ledger.events_of_types(["export"])] == ["export"]
 
 
 def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledger) -> None:
@@ -618,8 +690,27 @@ def test_postgres_finds_foreign_events_by_hash_through_an_index(pg_ledger: Ledge
             "view lots_view is not lottrace's",
             "dropped view lots_view",
         ),
+        (
+            "DROP INDEX events_by_rare_type",
+            "lottrace's index events_by_rare_type is missing",
+            None,
+        ),
+        (
+            "DROP INDEX events_by_rare_type; "
+            "CREATE INDEX events_by_rare_type ON events (type, seq) WHERE type <> 'harvest'",
+            "index events_by_rare_type is not as lottrace made it",
+            None,
+        ),
     ],
-    ids=["disabled-trigger", "planted-trigger", "planted-rule", "dropped-index", "added-view"],
+    ids=[
+        "disabled-trigger",
+        "planted-trigger",
+        "planted-rule",
+        "dropped-index",
+        "added-view",
+        "dropped-rare-index",
+        "changed-rare-index",
+    ],
 )
 def test_postgres_verify_names_a_changed_schema_and_rebuild_restores_it(
     pg_ledger: Ledger, sql: str, named: str, repaired: str | None

@@ -30,7 +30,9 @@ def _copy(src: Path, dst: Path, *sql: str) -> Path:
     with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
         a.backup(b)
     con = sqlite3.connect(dst)
-    guards = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    guards = con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+    ).fetchall()
     con.execute("DROP TRIGGER events_no_update")
     con.execute("DROP TRIGGER events_no_delete")
     for s in sql:

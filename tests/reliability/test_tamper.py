@@ -323,6 +323,7 @@ def test_a_ledger_from_before_the_recorded_head_is_migrated(tmp_path: Path) -> N
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DROP TABLE legs")  # and before 007
     con.execute("DROP INDEX events_by_rare_type")
+    con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
     con.execute("DROP INDEX events_partner_id")
     con.execute("CREATE INDEX event_lots_seq ON event_lots (seq)")

@@ -271,6 +271,7 @@ def test_a_head_row_with_its_migration_unrecorded_is_refused(db: Path) -> None:
         "CREATE INDEX event_lots_seq ON event_lots (seq)",
         "CREATE INDEX links_seq ON links (seq)",
         "DROP INDEX events_by_rare_type",
+        "DROP TABLE sources",
         "DROP INDEX events_hash_id",
         "DROP INDEX events_partner_id",
         "DROP TABLE legs",

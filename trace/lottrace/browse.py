@@ -135,6 +135,17 @@ TABLES: dict[str, JSON] = {
             "transit_hours": "Dispatch-to-arrival hours within it, or null without a dispatch.",
         },
     },
+    "sources": {
+        "description": "Part of the log, append-only: the chains of the ledgers merged into "
+        "this one (lottrace merge), a row for each row of each source. "
+        "An event two sources held is stored once in events and has a row here for each.",
+        "columns": {
+            "ledger_id": "The source ledger's id (its chain starts from the hash of it).",
+            "seq": "The row's number in the source ledger.",
+            "event_id": "The event (its row in events).",
+            "hash": "The source's chain hash at that row (verify --source recomputes it).",
+        },
+    },
     "_sqlite_migrations": {
         "description": "The schema migrations applied to this file (sqlite-utils).",
         "columns": {

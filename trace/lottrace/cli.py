@@ -931,14 +931,31 @@ def _full_hash(value: str | None) -> str | None:
     callback=lambda _c, _p, v: _full_hash(v),
     help="Also check that the log still contains this head hash (all 64 characters).",
 )
+@click.option(
+    "--source",
+    metavar="LEDGER_ID",
+    help="Prove instead the chain of one ledger merged into this one (lottrace merge).",
+)
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, anchor: bool, expect: str | None, as_json: bool) -> None:
+def verify(
+    ctx: click.Context, anchor: bool, expect: str | None, source: str | None, as_json: bool
+) -> None:
     """Prove the ledger: every event id, the hash chain, the schema and every derived
-    table (refolded from the log); exit 1 naming the first difference. Never writes."""
+    table (refolded from the log); exit 1 naming the first difference. Never writes.
+
+    With --source, prove one merged source's chain inside this ledger: its head is
+    the one that source's own verify prints."""
+    if source is not None and expect is not None:
+        raise click.UsageError("--expect and --source: one at a time")
     with _open(ctx, upgrade=False) as ledger:
-        result = ledger.verify(expect=expect)
-    if anchor:
+        if source is not None:
+            result = ledger.verify_source(source)
+        else:
+            result = ledger.verify(expect=expect)
+    if source is not None and not (anchor or as_json):
+        click.echo(f"ok: source {source}: {result.events} events, chain intact, head {result.head}")
+    elif anchor:
         click.echo(result.head)
     elif as_json:
         click.echo(_dumps({"ok": True, "events": result.events, "head": result.head}))
@@ -998,6 +1015,37 @@ def copy(src: Path | str, dst: Path | str, as_json: bool) -> None:
         f"copied {report.events} events from {report.source} to {report.target}; "
         f"both verify, head {report.head}"
     )
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=_LedgerTarget())
+@click.option(
+    "--into",
+    "into",
+    required=True,
+    type=_LedgerTarget(),
+    help="The platform's ledger (a file or a postgresql:// URI; created if missing).",
+)
+@json_option
+def merge(sources: tuple[Path | str, ...], into: Path | str, as_json: bool) -> None:
+    """Merge cooperatives' ledgers SOURCES into one platform ledger, by content id.
+
+    Each source is verified, then its events pass the same rules as any event;
+    one held already is stored once, and every source that had it is
+    remembered. Each source's chain is kept: prove it with
+    'lottrace --db INTO verify --source LEDGER_ID'.
+    """
+    from .merging import merge_ledgers
+
+    reports = merge_ledgers(list(sources), into)
+    if as_json:
+        click.echo(_dumps([r.__dict__ for r in reports]))
+        return
+    for r in reports:
+        click.echo(
+            f"merged {r.source} (ledger {r.ledger_id}): {r.events} events, {r.added} added, "
+            f"{r.duplicates} held already; source head {r.head}"
+        )
 
 
 @cli.command()
@@ -1756,6 +1804,13 @@ def datasette_metadata(ctx: click.Context, output: Path | None) -> None:
     metavar="URL",
     help="The server's address as passports' QR codes name it, e.g. https://trace.coop.pe.",
 )
+@click.option(
+    "--pool-size",
+    type=click.IntRange(1, 1000),
+    default=8,
+    show_default=True,
+    help="A ledger on PostgreSQL: the most connections the server holds open.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -1764,6 +1819,7 @@ def serve(
     max_body_mb: int,
     cors: tuple[str, ...],
     public_url: str | None,
+    pool_size: int,
 ) -> None:
     """Serve the ledger over HTTP: EPCIS 2.0 capture and query, lottrace's API, passports.
 
@@ -1781,6 +1837,7 @@ def serve(
         max_body_bytes=max_body_mb * 1_000_000,
         cors_origins=cors,
         public_url=public_url,
+        pool_size=pool_size,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"serving {ctx.obj['db']} on http://{host}:{port}", err=True)

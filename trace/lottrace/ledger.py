@@ -22,6 +22,7 @@ are the storage's, with lottrace's errors for an unknown lot or event.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -54,7 +55,7 @@ from .rules import (
     fold,
     lots_of,
 )
-from .storage import NeedsUpgrade, Rows, Storage, StoredEvent, open_storage
+from .storage import NeedsUpgrade, Pool, Rows, Storage, StoredEvent, open_storage
 from .storage.sqlite import BUSY_TIMEOUT_S
 
 __all__ = [
@@ -123,6 +124,20 @@ class VerifyReport:
 
     events: int
     head: str
+
+
+@dataclass(frozen=True)
+class SourceLog:
+    """Where a merged batch's events come from (:meth:`Ledger.append_prepared`).
+
+    ``rows`` gives the source ledger's rows ``(seq, event_id, hash)`` to record
+    (read once, after its events are appended); ``head`` is the source's
+    ``(seq, hash)`` once they are.
+    """
+
+    ledger_id: str
+    rows: Callable[[], Iterable[tuple[int, str, str]]]
+    head: tuple[int, str]
 
 
 class Prepared(NamedTuple):
@@ -262,6 +277,7 @@ class Ledger:
         *,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
         read_only: bool = False,
+        pool: Pool | None = None,
         _create: bool = False,
     ):
         self.store: Storage = open_storage(
@@ -270,6 +286,7 @@ class Ledger:
             busy_timeout_s=busy_timeout_s,
             read_only=read_only,
             create=_create,
+            pool=pool,
         )
         #: The ledger as messages name it: its file, or its URI without the password.
         self.path = self.store.path
@@ -282,7 +299,9 @@ class Ledger:
         self.repaired: list[str] = []
 
     @classmethod
-    def reader(cls, path: str | os.PathLike[str], *, upgrade: bool = True) -> Ledger:
+    def reader(
+        cls, path: str | os.PathLike[str], *, upgrade: bool = True, pool: Pool | None = None
+    ) -> Ledger:
         """Open the ledger read-only, to read or verify it.
 
         A ledger written by an older lottrace needs its schema brought up to
@@ -291,12 +310,12 @@ class Ledger:
         written; ``verify`` passes ``upgrade=False``, since it never writes.
         """
         try:
-            return cls(path, read_only=True)
+            return cls(path, read_only=True, pool=pool)
         except NeedsUpgrade:
             if not upgrade or not os.access(path, os.W_OK):
                 raise
         cls(path).close()  # migrates, in one transaction
-        return cls(path, read_only=True)
+        return cls(path, read_only=True, pool=pool)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> Ledger:
@@ -356,6 +375,59 @@ class Ledger:
                 _fold_log(self.store)  # into the scratch tables
                 self.store.compare_derived()
             return report
+
+    def verify_source(self, ledger_id: str) -> VerifyReport:
+        """Prove the chain of the source ledger ``ledger_id`` merged into this one.
+
+        Its recorded rows, in its order, must be seq 1, 2, ... with no gap;
+        each names an event this log holds whose body still hashes to that
+        id; each hash must link the one before, from the source's genesis
+        (the hash of its id), up to the head recorded when it was merged. So
+        the source's own ``verify`` head is this one: a cooperative can check
+        that the platform holds its ledger unchanged. Raises
+        :class:`IntegrityViolation` naming the first bad row of the source.
+        """
+        with self.store.read_snapshot():
+            self.store.check_schema()  # nothing planted that could answer for the tables
+            recorded = self.store.meta(f"source:{ledger_id}")
+            if recorded is None:
+                raise LedgerError(f"{self.path} holds no events merged from ledger {ledger_id}")
+            head_seq, _, head = recorded.partition(" ")
+            prev, n = genesis(ledger_id), 0
+            for seq, eid, h, body in self.store.source_rows(ledger_id):
+                n += 1
+                where = f"source {ledger_id} row seq {seq}"
+                if seq != n:
+                    raise IntegrityViolation(
+                        f"source {ledger_id} row seq {n}: missing (rows were removed)", seq=n
+                    )
+                if body is None:
+                    raise IntegrityViolation(
+                        f"{where}: event {eid} is not in the log (it was removed)", seq=seq
+                    )
+                if hashlib.sha256(body.encode()).hexdigest() != eid:
+                    raise IntegrityViolation(
+                        f"{where}: event {eid}'s body does not hash to its id "
+                        "(the event was edited)",
+                        seq=seq,
+                    )
+                prev = link(prev, eid)
+                if h != prev:
+                    raise IntegrityViolation(
+                        f"{where}: the hash does not link the row before "
+                        "(rows were changed, inserted or moved)",
+                        seq=seq,
+                    )
+            if (str(n), prev) != (head_seq, head):
+                raise IntegrityViolation(
+                    f"source {ledger_id}: its rows end at seq {n}, head {prev}, not at the "
+                    f"recorded head seq {head_seq}, {head} (rows were cut off the tail)"
+                )
+            return VerifyReport(events=n, head=prev)
+
+    def sources(self) -> list[tuple[str, int]]:
+        """``(ledger id, events)`` of every ledger merged into this one."""
+        return self.store.source_ids()
 
     def _verify_chain(self, expect: str | None, workers: int | None) -> VerifyReport:
         start = self.genesis
@@ -430,8 +502,14 @@ class Ledger:
         *,
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        source: SourceLog | None = None,
     ) -> AppendReport:
         """:meth:`append` for events already :func:`prepare`-d (by another process, say).
+
+        With ``source`` (a merge, :mod:`lottrace.merging`), the events are
+        another ledger's, and its chain's rows are recorded in the same
+        transaction, for every event, new or already held
+        (:meth:`verify_source`).
 
         The facts are trusted to be those of the body, as :func:`prepare` makes
         them: the rules and the derived tables read the facts, the log stores the body.
@@ -461,6 +539,8 @@ class Ledger:
             report.head = batch.prev
             if report.added:
                 store.record_head(batch.seq, batch.prev)
+            if source is not None:
+                store.write_sources(source.ledger_id, source.rows(), source.head)
             store.commit()
         except BaseException:
             store.rollback()

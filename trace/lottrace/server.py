@@ -27,7 +27,7 @@ mapped there, once.
 from __future__ import annotations
 
 import base64
-import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,6 +66,7 @@ from .errors import (
     UnknownLot,
 )
 from .ledger import AppendReport, Ledger
+from .storage import Pool
 
 __all__ = ["create_app"]
 
@@ -291,6 +293,7 @@ def create_app(
     max_body_bytes: int = 50_000_000,
     cors_origins: tuple[str, ...] = (),
     public_url: str | None = None,
+    pool_size: int = 8,
 ) -> FastAPI:
     """The app serving the ledger at ``db`` (its access file beside it).
 
@@ -298,14 +301,37 @@ def create_app(
     ``cors_origins`` are the only origins a browser may call it from (none by
     default); ``public_url`` is the server's address as passports' QR codes
     should name it (default: the address each request came to).
+
+    A ledger on PostgreSQL is served through a pool of at most ``pool_size``
+    connections, opened when the app starts and closed when it shuts down
+    (its lifespan), so requests do not each connect. An SQLite file is
+    opened per request.
     """
-    from .storage import is_server_uri
+    from .storage import is_server_uri, open_pool
 
     db = db if is_server_uri(db) else Path(db)
     access = AccessFile(db)
     shown_path = db if isinstance(db, Path) else None  # a URI is shown without its password
     Ledger.reader(db).close()  # fail now, with one line, if it is not a ledger
+    pools: list[Pool] = []  # the one pool while the app runs
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The capture process starts with the server (it takes a second to import
+        # lottrace), not with the first capture.
+        _capture_process().submit(os.getpid)
+        pool = await _in_thread(functools.partial(open_pool, db, size=pool_size))
+        if pool is not None:
+            pools.append(pool)
+        try:
+            yield
+        finally:
+            pools.clear()
+            if pool is not None:
+                await _in_thread(pool.close)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="lottrace",
         version=__version__,
         description=(
@@ -317,7 +343,6 @@ def create_app(
         docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
         redoc_url=None,
         default_response_class=_JSON,
-        lifespan=_lifespan,
     )
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     jobs_lock = threading.Lock()
@@ -372,8 +397,11 @@ def create_app(
 
     # ------------------------------------------------------------------ helpers
 
+    def pool() -> Pool | None:
+        return pools[0] if pools else None
+
     def reading() -> Ledger:
-        return Ledger.reader(db)
+        return Ledger.reader(db, pool=pool())
 
     def check_lot(ledger: Ledger, user: Identity, lot: str) -> set[str] | None:
         """404 for a lot that does not exist, and for one the caller may not see.
@@ -685,7 +713,7 @@ def create_app(
                 paths.append(path)
             hidden = re.compile(re.escape(folder) + r"/\d+/")
             try:
-                report = await _in_thread(_import_files, db, user, access, paths, type)
+                report = await _in_thread(_import_files, db, pool(), user, access, paths, type)
             except LottraceError as exc:
                 return _problem(exc, shown_path, lambda text: hidden.sub("", text))
         warnings = [hidden.sub("", str(w)) for w in report.warnings]
@@ -744,14 +772,6 @@ class _Answered(Exception):
     def response(self) -> _JSON:
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
         return _JSON(self.body, status_code=self.status, headers=headers)
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    """Start the capture process with the server (it takes a second to import lottrace),
-    not with the first capture."""
-    _capture_process().submit(os.getpid)
-    yield
 
 
 def _capture_process() -> ProcessPoolExecutor:
@@ -859,6 +879,7 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _import_files(
     db: str | Path,
+    pool: Pool | None,
     user: Identity,
     access: AccessFile,
     paths: list[Path],
@@ -867,7 +888,7 @@ def _import_files(
     """The library's import of uploaded files: in one process (a server must not fork)."""
     from .importing import ReadOptions, import_files
 
-    with Ledger(db) as ledger:
+    with Ledger(db, pool=pool) as ledger:
         return import_files(
             ledger,
             paths,

@@ -39,11 +39,13 @@ __all__ = [
     "DERIVED_TABLES",
     "KEY_SEP",
     "NeedsUpgrade",
+    "Pool",
     "Rows",
     "Storage",
     "StoredEvent",
     "display_uri",
     "is_server_uri",
+    "open_pool",
     "open_storage",
 ]
 
@@ -278,6 +280,24 @@ class Storage(abc.ABC):
         chain, which starts from the hash of the id, is the source's.
         """
 
+    # ------------------------------------------------------------------ sources (merging)
+
+    @abc.abstractmethod
+    def write_sources(
+        self, ledger_id: str, rows: Iterable[tuple[int, str, str]], head: tuple[int, str]
+    ) -> None:
+        """In a write transaction: record rows ``(seq, event_id, hash)`` of the source ledger
+        ``ledger_id``'s chain, and its head ``(seq, hash)`` (``meta`` key ``source:ID``)."""
+
+    @abc.abstractmethod
+    def source_rows(self, ledger_id: str) -> Iterator[tuple[int, str, str, str | None]]:
+        """``(seq, event_id, hash, body)`` of the source's recorded rows in its order (body
+        None: no such event in the log), streamed."""
+
+    @abc.abstractmethod
+    def source_ids(self) -> list[tuple[str, int]]:
+        """``(ledger id, rows)`` of every source merged into this ledger, by id."""
+
     @abc.abstractmethod
     def lot(self, code: str) -> LotState | None:
         """One lot's state, or None."""
@@ -365,6 +385,21 @@ class Storage(abc.ABC):
         """``(lot, kg_left, last_qc, type, time, site)`` of lots with kg left, oldest first."""
 
 
+class Pool(abc.ABC):
+    """Open connections to a ledger's database server, shared by the ledgers opened through it.
+
+    A server keeps one for its lifetime, so its requests do not each connect;
+    :func:`open_pool` makes it, and whoever made it closes it.
+    """
+
+    #: The most connections it ever holds open.
+    size: int
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close every connection (those in use are closed when given back)."""
+
+
 #: What a backend calls to fold the whole log into its (empty) derived tables.
 Refold = Callable[[Storage], int]
 
@@ -401,6 +436,18 @@ def display_uri(uri: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
+def open_pool(target: str | os.PathLike[str], *, size: int) -> Pool | None:
+    """A pool of at most ``size`` connections for a PostgreSQL URI; None for an SQLite file.
+
+    An SQLite file is opened per use (it costs a file open, not a login).
+    """
+    if is_server_uri(target):
+        from .postgres import PostgresPool
+
+        return PostgresPool(str(target), size=size)
+    return None
+
+
 def open_storage(
     target: str | os.PathLike[str],
     *,
@@ -408,20 +455,26 @@ def open_storage(
     busy_timeout_s: float,
     read_only: bool = False,
     create: bool = False,
+    pool: Pool | None = None,
 ) -> Storage:
     """The backend ``target`` names: PostgreSQL for a ``postgresql://`` URI, else the SQLite file.
 
-    Only the chosen backend's module (and its driver) is imported.
+    Only the chosen backend's module (and its driver) is imported. With
+    ``pool`` (from :func:`open_pool` for the same URI), the connection is
+    borrowed from it and given back on :meth:`Storage.close`.
     """
     if is_server_uri(target):
-        from .postgres import PostgresStorage
+        from .postgres import PostgresPool, PostgresStorage
 
+        if pool is not None and not isinstance(pool, PostgresPool):
+            raise TypeError("a PostgreSQL ledger needs a PostgresPool")
         return PostgresStorage(
             str(target),
             refold=refold,
             busy_timeout_s=busy_timeout_s,
             read_only=read_only,
             create=create,
+            pool=pool,
         )
     from .sqlite import SqliteStorage
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
+from .sqlite_schema import RARE_TYPE_SQL
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -162,8 +164,57 @@ _M001 = (
 )
 
 
+#: Registries (plots, certificates, payments, master data ...), exports and
+#: corrections are read by type (``events_of_types``); the checkpoints and
+#: partners' events are the many. As SQLite's migration 006: a partial index
+#: holds only the rare types, so reading a registry does not scan the log and an
+#: import of checkpoints pays nothing for it. The condition is SQLite's, spelled
+#: the same, and queries that want the index repeat it.
+_M003 = (
+    Statement(
+        "index",
+        "events_by_rare_type",
+        "events",
+        f"CREATE INDEX events_by_rare_type ON events (type, seq) WHERE {RARE_TYPE_SQL}",
+    ),
+)
+
+
+#: A platform's ledger merged from other ledgers keeps each source's chain (see
+#: SQLite's migration 008): part of the log, append-only like ``events``.
+_M004 = (
+    Statement(
+        "table",
+        "sources",
+        "sources",
+        f"""CREATE TABLE sources (
+            ledger_id {_T} NOT NULL,
+            seq BIGINT NOT NULL,
+            event_id {_T} NOT NULL,
+            hash {_T} NOT NULL,
+            PRIMARY KEY (ledger_id, seq))""",
+    ),
+    Statement(
+        "index", "sources_event", "sources", "CREATE INDEX sources_event ON sources (event_id)"
+    ),
+    *(
+        Statement(
+            "trigger",
+            f"sources_no_{what}",
+            "sources",
+            f"CREATE TRIGGER sources_no_{what} BEFORE {what.upper()} ON sources "
+            f"FOR EACH {each} EXECUTE FUNCTION lottrace_append_only()",
+        )
+        for what, each in (("update", "ROW"), ("delete", "ROW"), ("truncate", "STATEMENT"))
+    ),
+)
+
+
 #: The migrations, in order: a name and its statements. A new one is appended,
-#: never edited in place (ledgers record the names they ran).
+#: never edited in place (ledgers record the names they ran). A name's number
+#: is its row in ``_lottrace_migrations`` (not its place here), so migrations
+#: made on separate branches (002 and 003) do not collide when both land: a
+#: ledger that ran 001 and 003 runs 002 next.
 #: Every lot's legs (see lottrace.legwalk), kept on append, so delays and bottlenecks
 #: read the legs ending in a window through the index on their end. A ledger that had
 #: 001 only is folded again after this one (the storage's migrate), which fills it.
@@ -196,10 +247,17 @@ REFOLD_AFTER = {"002_legs"}
 MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (
     ("001_ledger", _M001),
     ("002_legs", _M002),
+    ("003_events_by_rare_type", _M003),
+    ("004_sources", _M004),
 )
 
 
 MIGRATION_NAMES = tuple(name for name, _ in MIGRATIONS)
+
+
+def number(name: str) -> int:
+    """A migration's number, from its name (``003_events_by_rare_type``: 3)."""
+    return int(name.partition("_")[0])
 
 
 #: The table that records the migrations applied, made before the first.
@@ -212,7 +270,7 @@ _MIGRATIONS_TABLE_SQL = (
 
 
 #: Tables that hold the log and its records: a rebuild cannot restore them.
-LOG_TABLES = ("events", "meta", MIGRATIONS_TABLE)
+LOG_TABLES = ("events", "meta", "sources", MIGRATIONS_TABLE)
 
 
 #: The SQL each derived table and its indexes are made by, in order (what a rebuild runs).
@@ -256,7 +314,8 @@ def apply_migrations(
     if not done:
         conn.execute(_MIGRATIONS_TABLE_SQL)
     ran = []
-    for n, (name, stmts) in enumerate(MIGRATIONS, start=1):
+    for name, stmts in MIGRATIONS:
+        n = number(name)
         if name in done:
             continue
         for s in stmts:

@@ -692,6 +692,33 @@ class SqliteStorage(Storage):
         )
         self.ledger_id = ledger_id
 
+    def write_sources(
+        self, ledger_id: str, rows: Iterable[tuple[int, str, str]], head: tuple[int, str]
+    ) -> None:
+        self.conn.executemany(
+            "INSERT INTO sources VALUES (?, ?, ?, ?)", ((ledger_id, *r) for r in rows)
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [f"source:{ledger_id}", _head_text(*head)],
+        )
+
+    def source_rows(self, ledger_id: str) -> Iterator[tuple[int, str, str, str | None]]:
+        cur = self.conn.execute(
+            "SELECT s.seq, s.event_id, s.hash, e.body FROM sources s "
+            "LEFT JOIN events e ON e.event_id = s.event_id WHERE s.ledger_id = ? ORDER BY s.seq",
+            [ledger_id],
+        )
+        yield from cur
+
+    def source_ids(self) -> list[tuple[str, int]]:
+        return [
+            (str(i), int(n))
+            for i, n in self.conn.execute(
+                "SELECT ledger_id, COUNT(*) FROM sources GROUP BY ledger_id ORDER BY ledger_id"
+            )
+        ]
+
     def mark_demo(self) -> None:
         """Flag this file as a demo ledger, which ``lottrace demo`` may add to."""
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('demo', '1')")

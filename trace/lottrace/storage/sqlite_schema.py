@@ -34,6 +34,7 @@ MIGRATION_NAMES = (
     "005_epcis_id_indexes",
     "006_events_by_rare_type",
     "007_legs",
+    "008_sources",
 )
 
 
@@ -150,7 +151,7 @@ KIND_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
 
 
 #: Tables that hold the log and its records: a rebuild cannot restore them.
-LOG_TABLES = ("events", "meta", "_sqlite_migrations")
+LOG_TABLES = ("events", "meta", "sources", "_sqlite_migrations")
 
 
 def schema_differences(
@@ -324,6 +325,32 @@ def _m007(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS legs_end ON legs (end_time)")
 
 
+#: A platform's ledger merged from other ledgers (``lottrace merge``) keeps each
+#: source's chain beside its own log: for every row of a source, the source's
+#: ledger id, its seq there, the event's id and the source's hash at that row.
+#: An event two sources hold is stored once in ``events`` and has a row here for
+#: each. Part of the log (nothing can rebuild it), so append-only like ``events``.
+SOURCES_STATEMENTS = (
+    """CREATE TABLE sources (
+            ledger_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (ledger_id, seq))""",
+    "CREATE INDEX sources_event ON sources (event_id)",
+)
+
+
+def _m008(db: sqlite_utils.Database) -> None:
+    for sql in SOURCES_STATEMENTS:
+        db.execute(sql)
+    for what in ("update", "delete"):
+        db.execute(
+            f"""CREATE TRIGGER sources_no_{what} BEFORE {what.upper()} ON sources
+           BEGIN SELECT RAISE(ABORT, 'lottrace: the event log is append-only'); END"""
+        )
+
+
 MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m001,
     _m002,
@@ -332,6 +359,7 @@ MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m005,
     _m006,
     _m007,
+    _m008,
 )
 
 
