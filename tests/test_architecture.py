@@ -71,6 +71,12 @@ LAYERS: dict[str, int] = {
     # faces
     "cli": 8,
     "server": 8,
+    "web": 8,
+    "web.deps": 8,
+    "web.i18n": 8,
+    "web.pages": 8,
+    "web.fieldapi": 8,
+    "web.insight": 8,
     "__main__": 8,
     "__init__": 8,
 }

@@ -41,15 +41,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request, UploadFile
+from fastapi import FastAPI, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, web
 from .access import AccessFile, Identity, NotAllowed, NotAuthenticated, visible_lots
 from .errors import (
     BadRows,
@@ -62,6 +62,8 @@ from .errors import (
     UnknownLot,
 )
 from .ledger import AppendReport, Ledger
+from .web import pages
+from .web.deps import Credentials, User, check_lot, need_analyst
 
 __all__ = ["create_app"]
 
@@ -188,6 +190,15 @@ class _BodyLimit:
                 raise
 
 
+class _Static(StaticFiles):
+    """The web app's files: cached by the browser, checked again each time (ETag)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 class _TooLarge(Exception):
     pass
 
@@ -226,19 +237,6 @@ _CSP_API = "default-src 'none'; frame-ancestors 'none'"
 _CSP_PAGE = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
-_bearer = HTTPBearer(auto_error=False, description="A token from `lottrace users add`.")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _who(request: Request, credentials: Credentials) -> Identity:
-    """The dependency every route but a public passport takes: the caller, or 401."""
-    access: AccessFile = request.app.state.access
-    return access.identify(credentials.credentials if credentials else None)
-
-
-User = Annotated[Identity, Depends(_who)]
-
-
 def create_app(
     db: str | Path,
     *,
@@ -275,6 +273,8 @@ def create_app(
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     jobs_lock = threading.Lock()
     app.state.access = access
+    app.state.db = db
+    app.state.public_url = public_url
 
     # ------------------------------------------------------------------ boundary
 
@@ -349,24 +349,6 @@ def create_app(
     def reading() -> Ledger:
         return Ledger.reader(db)
 
-    def check_lot(ledger: Ledger, user: Identity, lot: str) -> set[str] | None:
-        """404 for a lot that does not exist, and for one the caller may not see.
-
-        The same answer both ways, with no "did you mean" hint: a caller must
-        not learn which lots exist beyond its own. The lots the caller may
-        see are returned (None: all).
-        """
-        lots = visible_lots(ledger, user, access)
-        if lots is None:
-            ledger.require_lot(lot)
-        elif lot not in lots:
-            raise UnknownLot(f"no lot {lot!r}")
-        return lots
-
-    def need_analyst(user: Identity) -> None:
-        if not (user.owner and user.role in ("analyst", "admin", "qc")):
-            raise NotAllowed(f"role {user.role} of {user.org} does not read the delay analyses")
-
     def capture(user: Identity, raw: bytes, name: str) -> AppendReport:
         from .contexts import ContextRegistry
         from .epcis import parse_document
@@ -386,7 +368,10 @@ def create_app(
     # ------------------------------------------------------------------ EPCIS
 
     @app.get("/", summary="What this server offers", tags=["EPCIS"])
-    def index() -> dict[str, Any]:
+    def index(request: Request) -> Any:
+        """JSON for programs; a browser (Accept: text/html first) gets the web app's home."""
+        if pages.wants_html(request):
+            return pages.home(request)
         return {
             "name": "lottrace",
             "version": __version__,
@@ -528,7 +513,7 @@ def create_app(
         from .provenance import history
 
         with reading() as ledger:
-            lots = check_lot(ledger, user, lot)
+            lots = check_lot(ledger, user, lot, access)
             answer = history(ledger, lot)
         if lots is not None:  # not the events that formed lots the caller may not see
             answer["events"] = [e for e in answer["events"] if _event_lots(e) <= lots]
@@ -539,7 +524,7 @@ def create_app(
         from .provenance import upstream
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return upstream(ledger, lot)
 
     @app.get("/api/lots/{lot}/downstream", summary="`lottrace downstream --json`", tags=["lots"])
@@ -547,7 +532,7 @@ def create_app(
         from .provenance import downstream
 
         with reading() as ledger:
-            lots = check_lot(ledger, user, lot)
+            lots = check_lot(ledger, user, lot, access)
             answer = downstream(ledger, lot)
         return answer if lots is None else _only_visible(answer, lots)
 
@@ -556,7 +541,7 @@ def create_app(
         from .compliance import eudr
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             collection, problems = eudr(ledger, lot)
         if problems:
             detail = f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
@@ -575,7 +560,7 @@ def create_app(
         from .compliance import certify
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return certify(ledger, lot, scheme)
 
     @app.get("/api/lots/{lot}/timeline", summary="`lottrace timeline --json`", tags=["lots"])
@@ -583,7 +568,7 @@ def create_app(
         from .timeline import timeline
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return timeline(ledger, lot)
 
     @app.get(
@@ -599,7 +584,7 @@ def create_app(
         lang: Annotated[str, Query(pattern="^(en|es)$")] = "en",
     ) -> HTMLResponse:
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return _passport(ledger, request, lot, lang, public_url)
 
     @app.get("/api/delays", summary="`lottrace delays --json`", tags=["delays"])
@@ -686,7 +671,7 @@ def create_app(
         with reading() as ledger:
             if not access.is_public(lot):
                 user = access.identify(credentials.credentials if credentials else None)
-                check_lot(ledger, user, lot)
+                check_lot(ledger, user, lot, access)
             else:
                 ledger.require_lot(lot)
             return _passport(ledger, request, lot, lang, public_url)
@@ -701,6 +686,11 @@ def create_app(
     ) -> HTMLResponse:
         """A GS1 Digital Link (GTIN and batch/lot) resolved to the lot's passport."""
         return resolve_lot(request, lot, credentials, lang)
+
+    # ------------------------------------------------------------------ the web app
+
+    app.include_router(web.router)
+    app.mount("/static", _Static(directory=web.STATIC), name="static")
 
     # The outermost layer: a body over the limit is refused before any route reads it.
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
