@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "epcis_hash": 0,
     "epcis_check": 0,
     "views": 0,
+    "memo": 0,
     "events": 1,
     "claimlogic": 1,
     "rules": 2,
@@ -50,6 +51,7 @@ LAYERS: dict[str, int] = {
     "claims": 6,
     "money": 6,
     "masterdata": 6,
+    "search": 6,
     # services: reading, importing, EPCIS, the passport, charts, generated things
     "fieldlog": 7,
     "readers": 7,
@@ -62,6 +64,7 @@ LAYERS: dict[str, int] = {
     "epcis": 7,
     "passport": 7,
     "charts": 7,
+    "dashboard": 7,
     "schemas": 7,
     "demo": 7,
     "generate": 7,
