@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "search": 6,
     # services: reading, importing, EPCIS, the passport, charts, generated things
     "fieldlog": 7,
+    "fieldform": 7,
     "readers": 7,
     "sheets": 7,
     "pipeline": 7,

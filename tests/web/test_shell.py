@@ -36,6 +36,11 @@ def test_a_buyer_is_offered_find_not_field_logging(
     expect(page.locator("#can-do > li:visible a")).to_have_text(["Buscar lote"])
 
 
+def test_a_page_without_a_token_goes_to_login(page: Page, web: Web) -> None:
+    page.goto("/field")
+    page.wait_for_url(f"{web.url}/login?next=%2Ffield")
+
+
 def test_root_is_json_for_programs_and_html_for_browsers(web: Web) -> None:
     as_program = httpx.get(web.url + "/", headers={"Accept": "application/json"})
     assert as_program.json()["name"] == "lottrace"

@@ -63,7 +63,7 @@ from .errors import (
 )
 from .ledger import AppendReport, Ledger
 from .web import pages
-from .web.deps import Credentials, User, check_lot, need_analyst
+from .web.deps import Credentials, User, check_lot, need_analyst, written_by
 
 __all__ = ["create_app"]
 
@@ -362,7 +362,7 @@ def create_app(
         doc = parse_document(raw, name, contexts=contexts)
         with Ledger(db) as ledger:
             return import_documents(
-                ledger, [(name, doc)], transform=_as_written_by(user, access, ledger)
+                ledger, [(name, doc)], transform=written_by(user, access, ledger)
             )
 
     # ------------------------------------------------------------------ EPCIS
@@ -723,30 +723,8 @@ def _import_files(
             paths,
             ReadOptions(default_type=default_type),
             parallel=False,
-            transform=_as_written_by(user, access, ledger),
+            transform=written_by(user, access, ledger),
         )
-
-
-def _as_written_by(user: Identity, access: AccessFile, ledger: Ledger) -> Callable[[str, Any], Any]:
-    """Each event as written through the server: checked by a :class:`WriteGuard`, the
-    caller its actor."""
-    from .access import WriteGuard
-    from .ledger import WholeInputs
-    from .rules import facts_of
-
-    guard = WriteGuard(access, user, ledger)
-
-    def stamp(where: str, ev: Any) -> Any:
-        if isinstance(ev, WholeInputs):
-            rec = ev.record
-            lots = [str(rec.get("lot", ""))] + [str(i.get("lot", "")) for i in rec["inputs"]]
-            guard.check(str(rec.get("site", "")), lots)
-            return WholeInputs({**rec, "actor": user.actor}, ev.whole)
-        facts = facts_of(ev)
-        guard.check(ev.site, [lot for lot, _role in facts.lots], facts.corrects)
-        return ev.model_copy(update={"actor": user.actor})
-
-    return stamp
 
 
 def _passport(

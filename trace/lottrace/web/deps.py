@@ -8,8 +8,9 @@ the ledger is the one ``create_app`` was given (kept in ``app.state``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,6 +28,7 @@ __all__ = [
     "need_analyst",
     "reading",
     "writing",
+    "written_by",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `lottrace users add`.")
@@ -82,3 +84,25 @@ def need_analyst(user: Identity) -> None:
     """403 unless the caller reads the delay analyses (the owner's analysts, qc, admins)."""
     if not (user.owner and user.role in ("analyst", "admin", "qc")):
         raise NotAllowed(f"role {user.role} of {user.org} does not read the delay analyses")
+
+
+def written_by(user: Identity, access: AccessFile, ledger: Ledger) -> Callable[[str, Any], Any]:
+    """Each event as written through the server: checked by a :class:`WriteGuard`, the
+    caller its actor."""
+    from ..access import WriteGuard
+    from ..ledger import WholeInputs
+    from ..rules import facts_of
+
+    guard = WriteGuard(access, user, ledger)
+
+    def stamp(where: str, ev: Any) -> Any:
+        if isinstance(ev, WholeInputs):
+            rec = ev.record
+            lots = [str(rec.get("lot", ""))] + [str(i.get("lot", "")) for i in rec["inputs"]]
+            guard.check(str(rec.get("site", "")), lots)
+            return WholeInputs({**rec, "actor": user.actor}, ev.whole)
+        facts = facts_of(ev)
+        guard.check(ev.site, [lot for lot, _role in facts.lots], facts.corrects)
+        return ev.model_copy(update={"actor": user.actor})
+
+    return stamp

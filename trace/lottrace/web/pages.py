@@ -129,3 +129,36 @@ def service_worker() -> Response:
 def _catalogues_match() -> bool:
     """Every message in both languages (checked by the tests)."""
     return set(CATALOGUE["es"]) == set(CATALOGUE["en"])
+
+
+@router.get("/field", response_class=HTMLResponse)
+def field(request: Request) -> HTMLResponse:
+    """A form per checkpoint, for a phone, with the outbox for when there is no connection."""
+    from .fieldapi import form_specs
+
+    lang = pick_lang(request.query_params.get("lang"), request.cookies.get("lang"))
+    return render(
+        request,
+        "field.html",
+        title="field.title",
+        script="field.js",
+        js_prefixes=("field.",),
+        forms=form_specs(lang),
+        chosen=request.query_params.get("type", "harvest"),
+    )
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload(request: Request) -> HTMLResponse:
+    """Upload a sheet: its suggested column map, every problem per row, then import."""
+    from .fieldapi import form_specs
+
+    lang = pick_lang(request.query_params.get("lang"), request.cookies.get("lang"))
+    return render(
+        request,
+        "upload.html",
+        title="upload.title",
+        script="upload.js",
+        js_prefixes=("upload.", "field.type."),
+        forms=form_specs(lang),
+    )
