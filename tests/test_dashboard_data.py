@@ -8,6 +8,7 @@ import csv
 import io
 import re
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,6 @@ def test_filters_cut_the_legs(season: Path) -> None:
 
 
 def time_key_of(day: str) -> str:
-    from datetime import UTC, datetime
-
     return time_key(datetime.fromisoformat(day).replace(tzinfo=UTC))
 
 
@@ -187,12 +186,16 @@ def test_text_in_svg_and_csv_is_escaped(tmp_path: Path) -> None:
 def test_answers_are_kept_until_the_head_moves(tmp_path: Path) -> None:
     db = tmp_path / "kept.db"
     build_demo(db)
+    at = Filters(as_of=datetime(2025, 10, 31, tzinfo=UTC))
     with Ledger.reader(db) as ledger:
-        first = dashboard(ledger)
-        assert dashboard(ledger) is first
+        first = dashboard(ledger, at)
+        assert dashboard(ledger, at) is first
+        later = dashboard(ledger, Filters(as_of=datetime(2025, 11, 30, tzinfo=UTC)))
+        assert later["map"] is first["map"]  # the legs' part is kept; only stuck lots change
+        assert later["stuck"] != first["stuck"]  # older by a month
     with Ledger(db) as ledger:
         ledger.append(master_data())
     with Ledger.reader(db) as ledger:
-        second = dashboard(ledger)
+        second = dashboard(ledger, at)
     assert second is not first
     assert first["map"]["routes"] == [] and second["map"]["routes"]

@@ -12,7 +12,9 @@ cooperative's sites, one route, a time window):
     stage-to-stage leg (the definition of :func:`lottrace.delays.bottlenecks`,
     over the kept legs: with no filter the two answers are the same);
 ``stuck``
-    :func:`lottrace.delays.stuck` at ``as_of`` (the window's end, else now),
+    :func:`lottrace.delays.stuck` at ``as_of`` (the window's end, else now;
+    from the legs and open lots kept for the head, so a new moment costs a
+    loop over the open lots, not a scan),
     cut to the cooperative's lots and the route's ends;
 ``map``
     every site with a position (master data's coordinates; a farm without
@@ -43,7 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .delays import Leg, legs, stuck
+from .delays import Leg, legs, next_stages, stuck_among
 from .events import STAGE_ORDER
 from .ledger import Ledger
 from .masterdata import site_info, sites
@@ -262,7 +264,9 @@ def dashboard(ledger: Ledger, filters: Filters | None = None) -> JSON:
     Returns ``legs`` (how many were kept), ``seasons`` and ``routes`` (the
     choices the filters offer: every season, the busiest routes of the
     season, most legs first), ``delays``, ``bottlenecks``, ``stuck``,
-    ``stuck_total`` and ``map``. Kept per ledger head and filters.
+    ``stuck_total`` and ``map``. Kept per ledger head and filters (the stuck
+    lots also per ``as_of``, to the minute: a dashboard without a window is
+    judged now, and a minute later the legs' part is reused).
 
     >>> import os, tempfile
     >>> from lottrace.demo import build_demo
@@ -277,7 +281,17 @@ def dashboard(ledger: Ledger, filters: Filters | None = None) -> JSON:
     if f.as_of is None:  # stuck lots are judged at the window's end, else now (to the minute)
         when = _parse_key(f.until) if f.until else datetime.now(UTC)
         f = replace(f, as_of=when.replace(second=0, microsecond=0))
-    return ANSWERS.get_or_make((ledger.head(), "dashboard", f.key()), lambda: _answer(ledger, f))
+    head = ledger.head()
+    by_legs = ANSWERS.get_or_make(
+        (head, "dashboard", replace(f, as_of=None).key()), lambda: _answer(ledger, f)
+    )
+
+    def with_stuck() -> JSON:
+        coop_lots = coop_lots_of(ledger, f.coop) if f.coop is not None else None
+        rows = _stuck(ledger, f, coop_lots)
+        return by_legs | {"stuck": rows[:STUCK_ROWS], "stuck_total": len(rows)}
+
+    return ANSWERS.get_or_make((head, "dashboard-stuck", f.key()), with_stuck)
 
 
 def _answer(ledger: Ledger, f: Filters) -> JSON:
@@ -300,7 +314,6 @@ def _answer(ledger: Ledger, f: Filters) -> JSON:
     ]
     baseline = _baselines(kept)
     ranked = _bottlenecks(kept, baseline)
-    stuck_rows = _stuck(ledger, f, coop_lots)
     return {
         "legs": len(kept),
         "seasons": seasons,
@@ -308,8 +321,6 @@ def _answer(ledger: Ledger, f: Filters) -> JSON:
         "routes": [{"from_site": a, "to_site": b, "count": busiest[(a, b)]} for a, b in choices],
         "delays": _by_month(kept, ranked),
         "bottlenecks": ranked[:TOP],
-        "stuck": stuck_rows[:STUCK_ROWS],
-        "stuck_total": len(stuck_rows),
         "map": _map(ledger, kept, baseline),
     }
 
@@ -404,9 +415,12 @@ def _by_month(kept: Sequence[Leg], ranked: list[JSON]) -> list[JSON]:
 
 def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON]:
     when = f.as_of or datetime.now(UTC)
-    rows: list[JSON] = ANSWERS.get_or_make(
-        (ledger.head(), "stuck", when.isoformat()), lambda: stuck(ledger, when)
+    head = ledger.head()
+    follows = ANSWERS.get_or_make((head, "next-stages"), lambda: next_stages(all_legs(ledger)))
+    checkpoints = ANSWERS.get_or_make(
+        (head, "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
     )
+    rows = stuck_among(checkpoints, follows, when)
     out = []
     for row in rows:
         if lots is not None and row["site"] != f.coop and row["lot"] not in lots:

@@ -7,7 +7,8 @@ Pages (shells, no ledger data: :func:`.pages.render`): ``/find``, ``/lots/{lot}`
 - ``GET /api/find?q=``: :func:`lottrace.search.find_lots`, cut to the lots the
   caller may see (a buyer: its exports and their upstream);
 - ``GET /api/lots/{lot}/card``: :func:`lottrace.passport.passport_data` with
-  the plots' SVG map, the QR code (SVG) and the URL it encodes; 404 for a lot
+  the plots' SVG map (their geometry is not repeated in ``plots``), the QR
+  code (SVG) and the URL it encodes; 404 for a lot
   the caller may not see, the same answer as for a lot that does not exist;
 - ``GET /api/dashboard``: :func:`lottrace.dashboard.dashboard` with its SVG
   charts, filtered by ``season``, ``coop``, ``route`` (``FROM>TO``), ``since``
@@ -284,7 +285,9 @@ def api_card(request: Request, lot: str, user: User) -> dict[str, Any]:
         if plots
         else None
     )
-    return data | {"url": url, "map_svg": map_svg, "qr_svg": _qr(url)}
+    # the plots' outlines are drawn in map_svg: not sent twice (an export lot has hundreds)
+    bare = [{k: v for k, v in p.items() if k != "geometry"} for p in data["plots"]]
+    return data | {"plots": bare, "url": url, "map_svg": map_svg, "qr_svg": _qr(url)}
 
 
 def _qr(url: str) -> str:
