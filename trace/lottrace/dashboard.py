@@ -535,14 +535,14 @@ def _open(chart: str, width: int, height: int, title: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="chart-{chart}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-{chart}-title" '
-        f'font-family="system-ui,sans-serif" font-size="12">'
+        f'font-family="system-ui,sans-serif" font-size="13">'
         f'<title id="chart-{chart}-title">{_e(title)}</title>'
     )
 
 
 def _empty(chart: str, title: str, t: dict[str, str]) -> str:
     return (
-        _open(chart, 640, 60, title)
+        _open(chart, 560, 60, title)
         + f'<text x="8" y="34" fill="#3b332d">{_e(t["none"])}</text></svg>'
     )
 
@@ -568,7 +568,7 @@ def _delays_svg(rows: list[JSON], t: dict[str, str]) -> str:
     months = sorted({r["month"] for r in rows})
     routes = sorted({r["route"] for r in rows})
     labels = {r["route"]: r for r in rows}
-    w, left, right, top = 640, 56, 32, 16
+    w, left, right, top = 560, 56, 32, 16
     plot_h = 220
     legend_y = top + plot_h + 44
     h = legend_y + 18 * len(routes) + 8
@@ -631,7 +631,7 @@ def _delays_svg(rows: list[JSON], t: dict[str, str]) -> str:
 def _bottlenecks_svg(rows: list[JSON], t: dict[str, str]) -> str:
     if not rows:
         return _empty("bottlenecks", t["bottlenecks"], t)
-    w, left, right, bar, gap = 640, 8, 80, 14, 30
+    w, left, right, bar, gap = 560, 8, 80, 14, 30
     h = 12 + len(rows) * (bar + gap)
     xmax = max(r["excess_hours"] for r in rows)
     out = [_open("bottlenecks", w, h, t["bottlenecks"])]
@@ -654,7 +654,7 @@ def _bottlenecks_svg(rows: list[JSON], t: dict[str, str]) -> str:
 def _map_svg(data: JSON, t: dict[str, str]) -> str:
     if not data["routes"]:
         return _empty("map", t["map"], t)
-    w, h, pad = 640, 480, 36
+    w, h, pad = 560, 440, 36
     points = [(s["longitude"], s["latitude"]) for s in data["sites"]]
     lat0 = sum(p[1] for p in points) / len(points)
     k = math.cos(math.radians(lat0))
@@ -692,7 +692,7 @@ def _map_svg(data: JSON, t: dict[str, str]) -> str:
             f'fill="{"#6f4e37" if farm else "#1f1a17"}" data-site="{_e(s["site"])}">'
             f"<title>{_e(label)}</title></circle>"
         )
-        spot = None if farm else _label_spot(x, y, 6.2 * len(label), boxes, w)
+        spot = None if farm else _label_spot(x, y, 6.4 * len(label), boxes, w)
         if spot is not None:
             tx, ty, anchor = spot
             out.append(

@@ -5,12 +5,16 @@
   const state = document.getElementById("state");
   const $ = (id) => document.getElementById(id);
 
-  function svgInto(holder, text) {
+  function svgInto(holder, text, label) {
     holder.replaceChildren();
     if (!text) return;
     const doc = new DOMParser().parseFromString(text, "image/svg+xml");
     const el = doc.documentElement;
-    if (el && el.nodeName === "svg") holder.appendChild(document.importNode(el, true));
+    if (!el || el.nodeName !== "svg") return;
+    const svg = document.importNode(el, true);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", label);
+    holder.appendChild(svg);
   }
 
   function rows(id, items, cols) {
@@ -46,7 +50,7 @@
     rows("exports", d.exports, (x) => [[x.container], [x.destination], [x.buyer_name || x.buyer], [day(x.time)]]);
     $("exports").hidden = d.exports.length === 0;
     rows("producers", d.shares, (s) => [[s.producer], [LT.fmt(Math.round(s.share * 1000) / 10) + " %", "num"], [s.women ? LT.t("lot.yes") : LT.t("lot.no")]]);
-    svgInto($("plot-map"), d.map_svg);
+    svgInto($("plot-map"), d.map_svg, LT.t("lot.plots"));
     const altitude = {};
     for (const p of d.plots) altitude[p.plot_id] = p.altitude_m;
     rows("harvests", d.harvests, (h) => [[h.lot], [h.producer], [h.variety], [h.process], [n(altitude[h.plot_id]), "num"], [n(h.kg), "num"]]);
@@ -59,7 +63,7 @@
       const what = document.createElement("strong");
       what.textContent = s.stage + " · " + s.site;
       li.appendChild(what);
-      li.appendChild(document.createTextNode(" " + day(s.time) + (s.hours == null ? "" : " (+" + LT.fmt(s.hours) + " h)") + " · " + s.lot));
+      li.appendChild(document.createTextNode(" " + day(s.time) + (s.hours == null ? "" : " (+" + LT.fmt(Math.round(s.hours * 10) / 10) + " h)") + " · " + s.lot));
       route.appendChild(li);
     }
     $("route-total").textContent = d.total_hours == null ? "" : LT.t("lot.total", { h: LT.fmt(d.total_hours) });
@@ -75,7 +79,7 @@
       li.textContent = p.message || p.problem || JSON.stringify(p);
       list.appendChild(li);
     }
-    svgInto($("qr"), d.qr_svg);
+    svgInto($("qr"), d.qr_svg, LT.t("lot.qr") + ": " + d.url);
     $("qr-url").href = d.url;
     $("qr-url").textContent = d.url;
     $("head").textContent = d.head.seq + " · " + d.head.hash.slice(0, 16) + "…";
