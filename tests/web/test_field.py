@@ -94,7 +94,11 @@ def test_problems_are_shown_in_words_before_saving_and_nothing_is_written(
     qc.get_by_label("Resultado").select_option(label="Aceptado")
     qc.get_by_label("Humedad (%)").fill("11,2")
     page.get_by_role("button", name="Revisar").click()
-    expect(qc.locator(".problems")).to_contain_text("NO-SUCH-LOT")
+    inputs = qc.get_by_label("Lotes de origen")
+    expect(inputs).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#gatherer_qc-inputs-problem")).to_have_text(
+        "input lot NO-SUCH-LOT was never created"
+    )
     shot(page, "field-problems")
     assert count_events(web.db) == before
 

@@ -122,6 +122,14 @@ def _append(request: Request, user: Identity, ev: EventBase, *, dry_run: bool) -
         return ledger.append([(_WHERE, stamped)], dry_run=dry_run)
 
 
+_RULE_PREFIX = re.compile(r"^\[[\w-]+\] (field '[^']*': )?")
+
+
+def _form_field(field: str) -> str:
+    """The form field a rule's field path is about: ``inputs[0]`` -> ``inputs``."""
+    return re.sub(r"\[\d+\].*$", "", field)
+
+
 def _said(exc: LottraceError) -> str:
     """An error's words without the form's ``web form:`` prefix."""
     return str(exc).removeprefix(f"{_WHERE}: ")
@@ -147,7 +155,8 @@ def check(request: Request, user: User, form: CheckpointForm) -> dict[str, Any]:
     try:
         report = _append(request, user, ev, dry_run=True)
     except RuleViolation as exc:
-        problem = {"field": exc.field, "rule": exc.rule, "detail": _said(exc)}
+        detail = _RULE_PREFIX.sub("", _said(exc))
+        problem = {"field": _form_field(exc.field), "rule": exc.rule, "detail": detail}
         return {"ok": False, "problems": [problem], "warnings": [], "summary": summary}
     except NotAllowed as exc:
         problem = {"field": exc.field, "detail": str(exc)}

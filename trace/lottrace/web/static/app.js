@@ -168,6 +168,7 @@
     if (token() && logout) { logout.hidden = false; logout.addEventListener("click", signOut); }
     if (body.dataset.auth === "required" && !token()) { toLogin(); return; }
     if (token()) me().then((who) => { if (who) showForRole(who.role); });
+    else showForRole("");  // signed out: no page links but home and sign in
     connection();
     window.addEventListener("online", () => { connection(); outbox.flush(); });
     window.addEventListener("offline", connection);

@@ -71,7 +71,7 @@
       select.setAttribute("aria-label", LT.t("upload.field_for", { column }));
       const chosen = column in map.columns ? map.columns[column] : null;
       select.append(option("", LT.t("upload.drop"), chosen === ""));
-      if (chosen === null) select.append(option("?", "?", true));
+      if (chosen === null) select.append(option("?", LT.t("upload.choose"), true));
       for (const f of answer.fields) select.append(option(f, f, f === chosen));
       select.addEventListener("change", () => {
         if (select.value === "?") delete map.columns[column];
@@ -83,7 +83,7 @@
         const p = document.createElement("p");
         p.className = "problem";
         p.id = "col-" + i + "-why";
-        p.textContent = LT.t("upload.unmapped", { why: why.why });
+        p.textContent = why.near ? LT.t("upload.unmapped_near", { near: why.near }) : LT.t("upload.unmapped");
         select.setAttribute("aria-describedby", p.id);
         select.setAttribute("aria-invalid", "true");
         td.append(p);
