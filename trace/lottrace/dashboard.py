@@ -40,7 +40,7 @@ import csv
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -294,59 +294,124 @@ def dashboard(ledger: Ledger, filters: Filters | None = None) -> JSON:
     return ANSWERS.get_or_make((head, "dashboard-stuck", f.key()), with_stuck)
 
 
+@dataclass
+class _Table:
+    """Every leg of one head as parallel columns, routes and site pairs numbered: grouping by
+    an int is what makes a new filter cheap (a tuple's hash is computed again each time)."""
+
+    lot: list[str]
+    end: list[str]
+    hours: list[float]
+    year: list[str]
+    month: list[str]
+    rid: list[int]  #: each leg's route number
+    sp: list[int]  #: each leg's site-pair number
+    routes: list[tuple[str, str, str, str]]  #: by number
+    route_sp: list[int]  #: each route's site pair
+    sitepairs: list[tuple[str, str]]  #: by number
+
+
+def _table(ledger: Ledger) -> _Table:
+    def make() -> _Table:
+        t = _Table([], [], [], [], [], [], [], [], [], [])
+        route_ids: dict[tuple[str, str, str, str], int] = {}
+        sp_ids: dict[tuple[str, str], int] = {}
+        texts: dict[str, str] = {}
+        for g in all_legs(ledger):
+            key = (g.from_stage, g.to_stage, g.from_site, g.to_site)
+            r = route_ids.get(key)
+            if r is None:
+                pair = (g.from_site, g.to_site)
+                sp = sp_ids.get(pair)
+                if sp is None:
+                    sp = sp_ids[pair] = len(t.sitepairs)
+                    t.sitepairs.append(pair)
+                r = route_ids[key] = len(t.routes)
+                t.routes.append(key)
+                t.route_sp.append(sp)
+            t.lot.append(g.lot)
+            t.end.append(g.end)
+            t.hours.append(g.hours)
+            t.year.append(texts.setdefault(g.end[:4], g.end[:4]))
+            t.month.append(texts.setdefault(g.end[:7], g.end[:7]))
+            t.rid.append(r)
+            t.sp.append(t.route_sp[r])
+        return t
+
+    return ANSWERS.get_or_make((ledger.head(), "leg-table"), make)
+
+
 def _answer(ledger: Ledger, f: Filters) -> JSON:
-    every = all_legs(ledger)
-    seasons = sorted({leg.end[:4] for leg in every})
-    in_season = [leg for leg in every if f.season is None or leg.end[:4] == f.season]
-    coop_lots = coop_lots_of(ledger, f.coop) if f.coop is not None else None
-    if coop_lots is not None:
-        in_season = [g for g in in_season if g.lot in coop_lots]
-    busiest: dict[tuple[str, str], int] = {}
-    for g in in_season:
-        busiest[(g.from_site, g.to_site)] = busiest.get((g.from_site, g.to_site), 0) + 1
-    choices = sorted(busiest, key=lambda r: (-busiest[r], r))[:ROUTE_CHOICES]
-    kept = [
-        g
-        for g in in_season
-        if (f.route is None or (g.from_site, g.to_site) == f.route)
-        and (f.since is None or g.end >= f.since)
-        and (f.until is None or g.end < f.until)
-    ]
-    baseline = _baselines(kept)
-    ranked = _bottlenecks(kept, baseline)
+    t = _table(ledger)
+    seasons = sorted(set(t.year))
+    idx: list[int] = list(range(len(t.lot)))
+    if f.season is not None:
+        idx = [i for i in idx if t.year[i] == f.season]
+    if f.coop is not None:
+        coop_lots = coop_lots_of(ledger, f.coop)
+        idx = [i for i in idx if t.lot[i] in coop_lots]
+    busiest = Counter(t.sp[i] for i in idx)
+    choices = sorted(busiest, key=lambda p: (-busiest[p], t.sitepairs[p]))[:ROUTE_CHOICES]
+    if f.route is not None:
+        wanted = {p for p, pair in enumerate(t.sitepairs) if pair == f.route}
+        idx = [i for i in idx if t.sp[i] in wanted]
+    if f.since is not None:
+        since = f.since
+        idx = [i for i in idx if t.end[i] >= since]
+    if f.until is not None:
+        until = f.until
+        idx = [i for i in idx if t.end[i] < until]
+    hours_by: dict[int, list[float]] = {}
+    for i in idx:
+        hs = hours_by.get(t.rid[i])
+        if hs is None:
+            hours_by[t.rid[i]] = [t.hours[i]]
+        else:
+            hs.append(t.hours[i])
+    baseline = _baselines(t, hours_by)
+    ranked = _bottlenecks(t, hours_by, baseline)
     return {
-        "legs": len(kept),
+        "legs": len(idx),
         "seasons": seasons,
         "coops": cooperatives(ledger),
-        "routes": [{"from_site": a, "to_site": b, "count": busiest[(a, b)]} for a, b in choices],
-        "delays": _by_month(kept, ranked),
+        "routes": [
+            {"from_site": t.sitepairs[p][0], "to_site": t.sitepairs[p][1], "count": busiest[p]}
+            for p in choices
+        ],
+        "delays": _by_month(t, idx, hours_by, ranked),
         "bottlenecks": ranked[:TOP],
-        "map": _map(ledger, kept, baseline),
+        "map": _map(ledger, t, idx, baseline),
     }
 
 
-def _route(g: Leg) -> tuple[str, str, str, str]:
-    return (g.from_stage, g.to_stage, g.from_site, g.to_site)
-
-
-def _baselines(kept: Sequence[Leg]) -> dict[tuple[str, str], float]:
+def _baselines(t: _Table, hours_by: dict[int, list[float]]) -> dict[tuple[str, str], float]:
+    """The p50 of each stage-to-stage leg over the kept legs."""
     pooled: dict[tuple[str, str], list[float]] = {}
-    for g in kept:
-        pooled.setdefault((g.from_stage, g.to_stage), []).append(g.hours)
+    for r, hs in hours_by.items():
+        frm, to = t.routes[r][:2]
+        pooled.setdefault((frm, to), []).extend(hs)
     return {pair: _quantile(sorted(hs), 0.5) for pair, hs in pooled.items()}
 
 
-def _bottlenecks(kept: Sequence[Leg], baseline: dict[tuple[str, str], float]) -> list[JSON]:
-    routes: dict[tuple[str, str, str, str], list[float]] = {}
-    for g in kept:
-        routes.setdefault(_route(g), []).append(g.hours)
-    rows: list[JSON] = []
-    for key, hs in routes.items():
-        base = baseline[key[:2]]
+def _bottlenecks(
+    t: _Table, hours_by: dict[int, list[float]], baseline: dict[tuple[str, str], float]
+) -> list[JSON]:
+    excesses: list[tuple[float, int]] = []
+    for r, hs in hours_by.items():
+        frm, to = t.routes[r][:2]
+        base = baseline[(frm, to)]
         excess = sum(h - base for h in hs if h > base)
-        if excess <= 1e-9:
-            continue
-        xs = sorted(hs)
+        if excess > 1e-9:
+            excesses.append((excess, r))
+    # statistics only for the routes that can make the top (ties at the cut kept)
+    if len(excesses) > TOP:
+        cut = sorted((_h(x) for x, _ in excesses), reverse=True)[TOP - 1]
+        excesses = [(x, r) for x, r in excesses if _h(x) >= cut]
+    rows: list[JSON] = []
+    for excess, r in excesses:
+        key = t.routes[r]
+        base = baseline[(key[0], key[1])]
+        xs = sorted(hours_by[r])
         rows.append(
             {
                 "from": key[0],
@@ -376,30 +441,29 @@ def _bottlenecks(kept: Sequence[Leg], baseline: dict[tuple[str, str], float]) ->
     return rows
 
 
-def _by_month(kept: Sequence[Leg], ranked: list[JSON]) -> list[JSON]:
-    drawn = [(r["from"], r["to"], r["from_site"], r["to_site"]) for r in ranked[:DRAWN_ROUTES]]
-    if len(drawn) < DRAWN_ROUTES:
-        counts: dict[tuple[str, str, str, str], int] = {}
-        for g in kept:
-            counts[_route(g)] = counts.get(_route(g), 0) + 1
-        for key in sorted(counts, key=lambda k: (-counts[k], k)):
-            if len(drawn) == DRAWN_ROUTES:
+def _by_month(
+    t: _Table, idx: list[int], hours_by: dict[int, list[float]], ranked: list[JSON]
+) -> list[JSON]:
+    number = {t.routes.index(_key_of(r)): n for n, r in enumerate(ranked[:DRAWN_ROUTES], 1)}
+    if len(number) < DRAWN_ROUTES:
+        by_count = sorted(hours_by, key=lambda r: (-len(hours_by[r]), t.routes[r]))
+        for r in by_count:
+            if len(number) == DRAWN_ROUTES:
                 break
-            if key not in drawn:
-                drawn.append(key)
-    number = {key: i + 1 for i, key in enumerate(drawn)}
+            number.setdefault(r, len(number) + 1)
     cells: dict[tuple[int, str], list[float]] = {}
-    for g in kept:
-        i = number.get(_route(g))
-        if i is not None:
-            cells.setdefault((i, g.end[:7]), []).append(g.hours)
+    for i in idx:
+        n = number.get(t.rid[i])
+        if n is not None:
+            cells.setdefault((n, t.month[i]), []).append(t.hours[i])
+    drawn = {n: t.routes[r] for r, n in number.items()}
     rows = []
-    for (i, month), hs in sorted(cells.items()):
+    for (n, month), hs in sorted(cells.items()):
         xs = sorted(hs)
-        key = drawn[i - 1]
+        key = drawn[n]
         rows.append(
             {
-                "route": i,
+                "route": n,
                 "from": key[0],
                 "to": key[1],
                 "from_site": key[2],
@@ -411,6 +475,10 @@ def _by_month(kept: Sequence[Leg], ranked: list[JSON]) -> list[JSON]:
             }
         )
     return rows
+
+
+def _key_of(row: JSON) -> tuple[str, str, str, str]:
+    return (row["from"], row["to"], row["from_site"], row["to_site"])
 
 
 def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON]:
@@ -431,18 +499,33 @@ def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON
     return out
 
 
-def _map(ledger: Ledger, kept: Sequence[Leg], baseline: dict[tuple[str, str], float]) -> JSON:
+def _map(ledger: Ledger, t: _Table, idx: list[int], baseline: dict[tuple[str, str], float]) -> JSON:
     where = site_positions(ledger)
+    by_sp: dict[int, list[int]] = {}
+    for i in idx:
+        legs_of = by_sp.get(t.sp[i])
+        if legs_of is None:
+            by_sp[t.sp[i]] = [i]
+        else:
+            legs_of.append(i)
+    drawable = [
+        sp
+        for sp, (a, b) in ((sp, t.sitepairs[sp]) for sp in by_sp)
+        if a in where and b in where and a != b
+    ]
+    drawable.sort(key=lambda sp: (-len(by_sp[sp]), t.sitepairs[sp]))
     pairs: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
-    for g in kept:
-        hours, ratios = pairs.setdefault((g.from_site, g.to_site), ([], []))
-        hours.append(g.hours)
-        base = baseline[(g.from_stage, g.to_stage)]
-        ratios.append(g.hours / base if base > 0 else 1.0)
-    placed = [p for p in pairs if p[0] in where and p[1] in where and p[0] != p[1]]
-    placed.sort(key=lambda p: (-len(pairs[p][0]), p))
+    for sp in drawable[:MAP_ROUTES]:
+        legs_of = by_sp[sp]
+        hours = [t.hours[i] for i in legs_of]
+        ratios = []
+        for i in legs_of:
+            frm, to = t.routes[t.rid[i]][:2]
+            base = baseline[(frm, to)]
+            ratios.append(t.hours[i] / base if base > 0 else 1.0)
+        pairs[t.sitepairs[sp]] = (hours, ratios)
     routes: list[JSON] = []
-    for a, b in placed[:MAP_ROUTES]:
+    for a, b in pairs:
         hours, ratios = pairs[(a, b)]
         ratio = _h(_quantile(sorted(ratios), 0.5))
         routes.append(
@@ -462,14 +545,15 @@ def _map(ledger: Ledger, kept: Sequence[Leg], baseline: dict[tuple[str, str], fl
             }
         )
     shown = sorted({r["from_site"] for r in routes} | {r["to_site"] for r in routes})
-    unplaced = sorted({s for p in pairs for s in p if s not in where})
+    ends = {site for sp in by_sp for site in t.sitepairs[sp]}
+    unplaced = sorted(site for site in ends if site not in where)
     return {
         "sites": [
             {"site": s, "name": where[s][2], "longitude": where[s][0], "latitude": where[s][1]}
             for s in shown
         ],
         "routes": routes,
-        "routes_total": sum(1 for a, b in pairs if a != b),  # a leg at one site is no line
+        "routes_total": sum(1 for sp in by_sp if len(set(t.sitepairs[sp])) == 2),  # not a dot
         "unplaced": unplaced[:20],
         "unplaced_total": len(unplaced),
     }
