@@ -238,3 +238,20 @@ def test_every_package_is_installed_by_pip_install_dot() -> None:
         if "sample_events" not in p.parts
     }
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_the_web_apps_templates_and_files_are_package_data() -> None:
+    """``pip install .`` ships every template and static file the web app serves."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["lottrace"]
+    web = PACKAGE / "web"
+    files = [p.relative_to(PACKAGE).as_posix() for p in web.rglob("*") if p.is_file()]
+    files = [f for f in files if not f.endswith((".py", ".pyc")) and "__pycache__" not in f]
+    assert files, "the web app has no templates or static files"
+    unshipped = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert unshipped == [], f"add to package-data: {unshipped}"
