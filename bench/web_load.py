@@ -21,7 +21,9 @@ One run, in a fresh folder:
    response leaving it), read from its log; ``client_p50_ms`` is the round
    trip over loopback, for comparison. The very first ``/api/dashboard``
    (which reads every leg of the ledger) is ``dashboard_first_request_ms``;
-   each other filter's ``cold_ms`` starts from the legs already kept;
+   each page's data call on its first load, ``first_request_ms``; so a
+   ``cold_ms`` is the first request *after* those (for a dashboard filter:
+   a new filter over the legs already kept);
 4. the baseline, in the same run: the server's own, uncached
    ``/api/delays?by=site``, ``/api/bottlenecks`` and ``/api/stuck``
    (``baseline``), and the dashboard's first answer after one event is
@@ -198,14 +200,23 @@ def _timed(client: httpx.Client, log: _Log, path: str, repeats: int) -> dict[str
     }
 
 
-def _first_load(client: httpx.Client, page: str, data: list[str]) -> int:
-    """The bytes a browser fetches on a page's first load (HTML, linked CSS and JS, data)."""
+def _first_load(
+    client: httpx.Client, log: _Log, page: str, data: list[str]
+) -> tuple[int, dict[str, float]]:
+    """The bytes a browser fetches on a page's first load (HTML, linked CSS and JS, data),
+    and the server time of its data's first request (nothing kept for it yet)."""
     html = client.get(page, headers={"Accept": "text/html"}).text
     assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
     total = len(html.encode())
-    for path in [*assets, "/api/me", *data]:
+    for path in [*assets, "/api/me"]:
         total += len(client.get(path).content)
-    return total
+    first = {}
+    for path in data:
+        log.times()
+        total += len(client.get(path).content)
+        time.sleep(0.2)
+        first[path] = round(log.times()[-1][2], 1)
+    return total, first
 
 
 def run(events: int, repeats: int, folder: Path) -> dict[str, Any]:
@@ -280,8 +291,10 @@ def run(events: int, repeats: int, folder: Path) -> dict[str, Any]:
             pages: dict[str, Any] = {}
             for page, (client, paths) in plan.items():
                 shown = page.replace("{lot}", lot)
+                size, first = _first_load(client, log, shown, paths[:1])
                 pages[page] = {
-                    "first_load_bytes": _first_load(client, shown, paths[:1]),
+                    "first_load_bytes": size,
+                    "first_request_ms": first,
                     "html": _timed(client, log, shown, repeats),
                     "me": _timed(client, log, "/api/me", repeats),
                 }

@@ -7,8 +7,9 @@ Pages (shells, no ledger data: :func:`.pages.render`): ``/find``, ``/lots/{lot}`
 - ``GET /api/find?q=``: :func:`lottrace.search.find_lots`, cut to the lots the
   caller may see (a buyer: its exports and their upstream);
 - ``GET /api/lots/{lot}/card``: :func:`lottrace.passport.passport_data` with
-  the plots' SVG map (their geometry is not repeated in ``plots``), the QR
-  code (SVG) and the URL it encodes; 404 for a lot
+  the plots' SVG map (their geometry is not repeated in ``plots``; each
+  certification lists at most :data:`BREAKING_SHOWN` breaking harvests), the
+  QR code (SVG) and the URL it encodes; 404 for a lot
   the caller may not see, the same answer as for a lot that does not exist;
 - ``GET /api/dashboard``: :func:`lottrace.dashboard.dashboard` with its SVG
   charts, filtered by ``season``, ``coop``, ``route`` (``FROM>TO``), ``since``
@@ -31,7 +32,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..access import Identity, visible_lots
 from ..dashboard import CHARTS, Filters, dashboard, svg, to_csv
-from ..errors import InvalidInput
+from ..errors import InvalidInput, UnknownLot
+from ..ledger import Ledger
 from ..memo import ANSWERS
 from ..rules import time_key
 from ..search import find_lots
@@ -265,29 +267,51 @@ def api_find(
         return find_lots(ledger, q, visible=visible)
 
 
+#: Per certification, at most this many breaking harvests are listed (``breaking_total``: all).
+BREAKING_SHOWN = 20
+_WORDS = "harvest drying gatherer_qc hq_qc dry_mill export dispatch arrival accepted rejected hold"
+
+
 @api.get("/api/lots/{lot}/card", summary="What a lot's live passport page shows (JSON)")
 def api_card(request: Request, lot: str, user: User) -> dict[str, Any]:
+    visible = _visible(request, user)
+    base = (request.app.state.public_url or str(request.base_url)).rstrip("/")
+    lang = "en" if request.cookies.get("lang") == "en" else "es"
+    with reading(request) as ledger:
+        if visible is not None and lot not in visible:
+            # as deps.check_lot answers (from the visible lots kept for this head): the same
+            # 404 as for a lot that does not exist
+            raise UnknownLot(f"no lot {lot!r}")
+        if visible is None:
+            check_lot(ledger, user, lot, access_of(request))
+        key = (ledger.head(), "card", lot, lang, base)
+        return ANSWERS.get_or_make(key, lambda: _card(ledger, lot, lang, base))
+
+
+def _card(ledger: Ledger, lot: str, lang: str, base: str) -> dict[str, Any]:
     from ..passport import STRINGS, passport_data, plot_map_svg
 
-    with reading(request) as ledger:
-        check_lot(ledger, user, lot, access_of(request))
-        data: dict[str, Any] = ANSWERS.get_or_make(
-            (ledger.head(), "card", lot), lambda: passport_data(ledger, lot)
-        )
-    base = (request.app.state.public_url or str(request.base_url)).rstrip("/")
+    data = passport_data(ledger, lot)
     url = f"{base}/lot/{quote(lot, safe='')}"
     women = {x for s in data["shares"] for x in s["women_lots"]}
-    lang = "en" if request.cookies.get("lang") == "en" else "es"
     t = STRINGS[lang]
     plots = [p for p in data["plots"] if p.get("geometry")]
-    map_svg = (
-        plot_map_svg(plots, women=women, labels=(t["map_women"], t["map_other"]), lang=lang)
-        if plots
-        else None
-    )
+    labels = (t["map_women"], t["map_other"])
+    map_svg = plot_map_svg(plots, women=women, labels=labels, lang=lang) if plots else None
     # the plots' outlines are drawn in map_svg: not sent twice (an export lot has hundreds)
     bare = [{k: v for k, v in p.items() if k != "geometry"} for p in data["plots"]]
-    return data | {"plots": bare, "url": url, "map_svg": map_svg, "qr_svg": _qr(url)}
+    certs = [
+        c | {"breaking": c["breaking"][:BREAKING_SHOWN], "breaking_total": len(c["breaking"])}
+        for c in data["certifications"]
+    ]
+    return data | {
+        "plots": bare,
+        "certifications": certs,
+        "url": url,
+        "map_svg": map_svg,
+        "qr_svg": _qr(url),
+        "words": {k: t[k] for k in _WORDS.split() if k in t},  # stages, QC results
+    }
 
 
 def _qr(url: str) -> str:

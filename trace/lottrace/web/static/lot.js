@@ -43,9 +43,10 @@
   }
 
   function show(d) {
+    const w = (key) => (d.words && d.words[key]) || key;
     $("lot-code").textContent = d.lot;
     $("lot-kg").textContent = LT.fmt(d.kg);
-    $("lot-stage").textContent = d.stage;
+    $("lot-stage").textContent = w(d.stage);
     document.title = d.lot + " · lottrace";
     rows("exports", d.exports, (x) => [[x.container], [x.destination], [x.buyer_name || x.buyer], [day(x.time)]]);
     $("exports").hidden = d.exports.length === 0;
@@ -54,14 +55,14 @@
     const altitude = {};
     for (const p of d.plots) altitude[p.plot_id] = p.altitude_m;
     rows("harvests", d.harvests, (h) => [[h.lot], [h.producer], [h.variety], [h.process], [n(altitude[h.plot_id]), "num"], [n(h.kg), "num"]]);
-    rows("qc", d.qc, (q) => [[q.lot], [q.site], [q.result], [n(q.moisture_pct), "num"], [n(q.cup_score), "num"], [day(q.time)]]);
+    rows("qc", d.qc, (q) => [[q.lot], [q.site], [w(q.result)], [n(q.moisture_pct), "num"], [n(q.cup_score), "num"], [day(q.time)]]);
     rows("certs", d.certifications, (c) => [[c.scheme], [c.certified ? LT.t("lot.yes") : LT.t("lot.no")]]);
     const route = $("route");
     route.replaceChildren();
     for (const s of d.steps) {
       const li = document.createElement("li");
       const what = document.createElement("strong");
-      what.textContent = s.stage + " · " + s.site;
+      what.textContent = w(s.stage) + " · " + s.site;
       li.appendChild(what);
       li.appendChild(document.createTextNode(" " + day(s.time) + (s.hours == null ? "" : " (+" + LT.fmt(Math.round(s.hours * 10) / 10) + " h)") + " · " + s.lot));
       route.appendChild(li);
