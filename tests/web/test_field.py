@@ -270,3 +270,49 @@ def test_api_open_lots_with_kg_left(web: Web) -> None:
     mine = web.api("buyer").get("/api/field/lots").json()["lots"]
     every = web.api("field").get("/api/field/lots").json()["lots"]
     assert len(mine) < len(every)
+
+
+def test_lots_to_draw_from_are_picked_from_a_list_with_the_kilos_left(
+    page: Page, web: Web, sign_in: Callable[[Page, str], None], shot: Callable[[Page, str], None]
+) -> None:
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    harvest, gathered = f"WEB-PICK-{width}", f"WEB-G-{width}"
+    r = web.api("field").post("/api/field/events", json=_harvest_form(harvest, "farm:APR-P0231"))
+    assert r.status_code == 201, r.text
+    _open_field(page, sign_in)
+    page.get_by_role("link", name="Acopio").click()
+    qc = page.locator("#form-gatherer_qc")
+    qc.get_by_text("Lotes con kilos por sacar").click()
+    row = qc.get_by_label(f"{harvest} · farm:APR-P0231 · quedan 50,5 kg")
+    row.check()
+    expect(qc.get_by_label("Lotes de origen")).to_have_value(f"{harvest}=50,5")
+    qc.get_by_label(f"Kilos de {harvest}").fill("40,25")
+    expect(qc.get_by_label("Lotes de origen")).to_have_value(f"{harvest}=40,25")
+    shot(page, "field-lots")
+    qc.get_by_label("Lugar").select_option("gatherer:SIG-03")
+    qc.get_by_label("Código de lote").fill(gathered)
+    qc.get_by_label("Resultado").select_option(label="Aceptado")
+    qc.get_by_label("Humedad (%)").fill("14,5")  # outside 9-13: a warning, not a refusal
+    page.get_by_role("button", name="Revisar").click()
+    expect(page.locator("#confirm")).to_contain_text("Avisos")
+    expect(page.locator("#confirm")).to_contain_text(f"{harvest} 40,25 kg")
+    page.get_by_role("button", name="Guardar").click()
+    expect(page.locator("#result")).to_contain_text("Guardado")
+    (ev,) = _stored(web.db, gathered)
+    assert ev["inputs"] == [{"lot": harvest, "kg": 40.25}] and ev["moisture_pct"] == 14.5
+    left = web.api("field").get("/api/field/lots", params={"type": "gatherer_qc"}).json()["lots"]
+    assert {row["lot"]: row["kg_left"] for row in left}[harvest] == 10.25
+
+
+def test_a_checkpoint_refused_when_sent_later_stays_on_the_phone_saying_why(
+    page: Page, web: Web, sign_in: Callable[[Page, str], None]
+) -> None:
+    _open_field(page, sign_in)
+    before = count_events(web.db)
+    refused = _harvest_form("WEB-REFUSED-1", OTHER_SITE) | {"type": "harvest"}
+    page.evaluate("f => LT.outbox.add(f)", refused)
+    assert page.evaluate("() => LT.outbox.flush()") == 0
+    expect(page.locator("#outbox")).to_contain_text("No se pudo guardar WEB-REFUSED-1")
+    expect(page.locator("#outbox")).to_have_attribute("data-waiting", "0")
+    assert page.evaluate("() => LT.outbox.all().then(items => items.length)") == 1
+    assert count_events(web.db) == before

@@ -79,9 +79,11 @@
     return Number(s.replace(",", "."));
   }
 
+  /* As lottrace.numfmt writes numbers: 1234.5 in English, 1234,5 in Spanish (no grouping,
+     so what is shown can be typed back). */
   function fmt(n) {
-    return new Intl.NumberFormat(lang === "es" ? "es-PE" : "en-GB", { maximumFractionDigits: 3 })
-      .format(n).replace(/\u00a0/g, " ");
+    const text = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3, useGrouping: false }).format(n);
+    return lang === "es" ? text.replace(".", ",") : text;
   }
 
   /* ------------------------------------------------------------------ the outbox */

@@ -254,7 +254,7 @@
       const kg = document.createElement("input");
       kg.type = "text";
       kg.inputMode = "decimal";
-      kg.value = LT.fmt(l.kg_left).replace(/\s/g, "");
+      kg.value = LT.fmt(l.kg_left);
       kg.setAttribute("aria-label", LT.t("field.kg_of", { lot: l.lot }));
       const compose = () => {
         const parts = Array.from(list.querySelectorAll("li")).filter((row) => row.querySelector("input[type=checkbox]").checked)
