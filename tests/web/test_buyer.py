@@ -59,6 +59,7 @@ def test_a_buyer_finds_its_lot_by_container_and_reads_its_passport(
     expect(page.locator("#harvests tbody tr").first).to_contain_text("Catimor")
     assert page.locator("#qc tbody tr").count() > 0
     expect(page.locator("#certs tbody")).to_contain_text("organic")
+    expect(page.locator("#certs tbody")).to_contain_text("CU-PE-ORG-24-0342 expired")
     expect(page.locator("#route li").first).to_contain_text("Cosecha · farm:")
     expect(page.locator("#route li").last).to_contain_text("port:PAITA")
     expect(page.locator("#eudr-check")).to_have_text(

@@ -56,7 +56,8 @@
     for (const p of d.plots) altitude[p.plot_id] = p.altitude_m;
     rows("harvests", d.harvests, (h) => [[h.lot], [h.producer], [h.variety], [h.process], [n(altitude[h.plot_id]), "num"], [n(h.kg), "num"]]);
     rows("qc", d.qc, (q) => [[q.lot], [q.site], [w(q.result)], [n(q.moisture_pct), "num"], [n(q.cup_score), "num"], [day(q.time)]]);
-    rows("certs", d.certifications, (c) => [[c.scheme], [c.certified ? LT.t("lot.yes") : LT.t("lot.no")]]);
+    rows("certs", d.certifications, (c) => [[c.scheme], [c.certified ? LT.t("lot.yes") : LT.t("lot.no")],
+      [c.breaking.map((b) => b.lot + ": " + b.reason).join("; ") + (c.breaking_total > c.breaking.length ? " …" : "")]]);
     const route = $("route");
     route.replaceChildren();
     for (const s of d.steps) {
