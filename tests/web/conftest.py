@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
-from webapp import (
+
+from lottrace.demo import build_demo
+
+from .webapp import (
     CHROMIUM,
     CHROMIUM_ARGS,
     OTHER,
@@ -39,8 +42,6 @@ from webapp import (
     _free_port,
     _lottrace,
 )
-
-from lottrace.demo import build_demo
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Request, expect
-from webapp import Web
+
+from .webapp import Web
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 TEMPLATES = Path(__file__).resolve().parents[2] / "trace" / "lottrace" / "web" / "templates"

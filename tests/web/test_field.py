@@ -8,9 +8,10 @@ from itertools import count
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
-from webapp import OTHER_SITE, Web, count_events
 
 from lottrace.ledger import Ledger
+
+from .webapp import OTHER_SITE, Web, count_events
 
 _n = count(1)
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import httpx
 from playwright.sync_api import Page, expect
-from webapp import Web
+
+from .webapp import Web
 
 
 def test_sign_in_and_the_home_page_shows_what_the_role_can_do(

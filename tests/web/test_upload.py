@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from webapp import Web, count_events
 
 from lottrace.ledger import Ledger
+
+from .webapp import Web, count_events
 
 ACOPIO = Path(__file__).resolve().parents[1] / "data" / "acopio_sig.csv"
 
