@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
-from webapp import ELB, Web
+
+from .webapp import ELB, Web
 
 MINE = "MILL-25-0412-G1"  # exported to Elbkaffee (the "buyer" user)
 THEIRS = "EXP-25-CEC-01"  # exported to Flandria ("buyer2")

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from webapp import Web
 
 from lottrace.dashboard import CHARTS, CSV_COLUMNS
 from lottrace.ledger import Ledger
 from sites_peru import master_data
+
+from .webapp import Web
 
 BUDGET = 300_000
 
