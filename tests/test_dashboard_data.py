@@ -162,6 +162,8 @@ def test_the_svg_charts_draw_the_rows_numbers(season: Path) -> None:
         (r["route"], r["month"], r["p50_hours"]) for r in answer["delays"]
     )
     assert "Leg delays by route" in delays and "style=" not in delays
+    assert "1. gatherer:ELPALTO-01 → hq:JUMARP (gatherer QC → HQ QC)" in delays
+    assert "(acopio → CC en sede)" in svg(answer, "delays", "es")
     ranking = svg(answer, "bottlenecks", "es")
     bars = re.findall(r'data-rank="(\d+)" data-excess="([\d.]+)"', ranking)
     assert [(int(r), float(x)) for r, x in bars] == [

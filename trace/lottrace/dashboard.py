@@ -140,6 +140,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "slow": "lenta (≤ 2 × mediana)",
         "late": "muy lenta (> 2 × mediana)",
         "legs": "tramos",
+        "harvest": "cosecha",
+        "drying": "secado",
+        "gatherer_qc": "acopio",
+        "hq_qc": "CC en sede",
+        "dry_mill": "trilla",
+        "export": "exportación",
     },
     "en": {
         "delays": "Leg delays by route and month (median, hours)",
@@ -152,6 +158,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "slow": "slow (≤ 2 × median)",
         "late": "very slow (> 2 × median)",
         "legs": "legs",
+        "harvest": "harvest",
+        "drying": "drying",
+        "gatherer_qc": "gatherer QC",
+        "hq_qc": "HQ QC",
+        "dry_mill": "dry mill",
+        "export": "export",
     },
 }
 
@@ -646,6 +658,11 @@ def _route_label(row: JSON) -> str:
     return f"{row['from_site']} → {row['to_site']}"
 
 
+def _stages(row: JSON, t: dict[str, str]) -> str:
+    """A route's stage pair in the chart's language (``acopio → CC en sede``)."""
+    return f"{t.get(row['from'], row['from'])} → {t.get(row['to'], row['to'])}"
+
+
 def _delays_svg(rows: list[JSON], t: dict[str, str]) -> str:
     if not rows:
         return _empty("delays", t["delays"], t)
@@ -706,7 +723,7 @@ def _delays_svg(rows: list[JSON], t: dict[str, str]) -> str:
         out.append(
             f'<rect x="{left}" y="{ly - 10}" width="14" height="4" fill="{colour}"/>'
             f'<text x="{left + 20}" y="{ly}" fill="#1f1a17">{route}. '
-            f"{_e(_route_label(row))} ({_e(row['from'])} → {_e(row['to'])})</text>"
+            f"{_e(_route_label(row))} ({_e(_stages(row, t))})</text>"
         )
     out.append("</svg>")
     return "".join(out)
@@ -724,7 +741,7 @@ def _bottlenecks_svg(rows: list[JSON], t: dict[str, str]) -> str:
         width = max(1.0, r["excess_hours"] / xmax * (w - left - right))
         out.append(
             f'<text x="{left}" y="{top + 11}" fill="#1f1a17">{r["rank"]}. '
-            f"{_e(_route_label(r))} ({_e(r['from'])} → {_e(r['to'])})</text>"
+            f"{_e(_route_label(r))} ({_e(_stages(r, t))})</text>"
             f'<rect class="bar" x="{left}" y="{top + 16}" width="{width:.1f}" height="{bar}" '
             f'fill="#b2182b" data-rank="{r["rank"]}" data-excess="{r["excess_hours"]}">'
             f"<title>{_e(_route_label(r))}: {r['excess_hours']:g} h</title></rect>"
