@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from .webapp import ELB, Web
@@ -149,3 +150,34 @@ def test_at_the_api_a_search_lists_only_what_the_caller_may_see(web: Web) -> Non
     assert lots("other_field", "EXP-25") == []  # another organisation with no lot of its own
     assert THEIRS in lots("analyst", THEIR_CONTAINER)
     assert web.api("buyer").get("/api/find", params={"q": "x" * 201}).status_code == 400
+
+
+def test_a_site_given_in_the_access_file_is_seen_at_once(tmp_path: Path) -> None:
+    """Who sees what is kept per ledger head, and an organisation's sites (the access file)
+    are part of that key: giving it a site shows that site's lots without any append."""
+    from lottrace.demo import build_demo
+    from test_server import lottrace, start
+
+    db = tmp_path / "s.db"
+    build_demo(db)
+    assert lottrace(db, "users", "add", "o", "--org", "APROCASSI", "--role", "admin", "--owner")
+    token = lottrace(db, "users", "add", "v", "--org", "Vecina", "--role", "field").stdout
+    proc, url = start(db, tmp_path / "log")
+    try:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token.strip()}"}, timeout=60
+        ) as client:
+
+            def found() -> list[str]:
+                r = client.get("/api/find", params={"q": "APR-25-H0502-1"})
+                assert r.status_code == 200, r.text
+                return [x["lot"] for x in r.json()["results"]]
+
+            assert found() == []
+            given = lottrace(db, "users", "site", "farm:APR-P0502", "--org", "Vecina")
+            assert given.returncode == 0, given.stderr
+            assert found() == ["APR-25-H0502-1"]
+            assert client.get("/api/lots/APR-25-H0502-1/card").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

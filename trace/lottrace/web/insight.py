@@ -254,7 +254,10 @@ def _visible(request: Request, user: Identity) -> set[str] | None:
     """The lots ``user`` may see, kept per ledger head and organisation."""
     access = access_of(request)
     with reading(request) as ledger:
-        key = (ledger.head(), "visible", user.org, user.role, user.owner)
+        # what an organisation sees also follows its sites in the access file, which an
+        # append does not touch: they are part of the key
+        sites = tuple(sorted(access.sites_of(user.org)))
+        key = (ledger.head(), "visible", user.org, user.role, user.owner, sites)
         return ANSWERS.get_or_make(key, lambda: visible_lots(ledger, user, access))
 
 
