@@ -49,7 +49,7 @@ from .delays import Leg, legs, next_stages, stuck_among
 from .events import STAGE_ORDER
 from .ledger import Ledger
 from .masterdata import site_info, sites
-from .memo import ANSWERS, Memo
+from .memo import ANSWERS, WHOLE, Memo
 
 __all__ = [
     "CHARTS",
@@ -350,7 +350,7 @@ def _table(ledger: Ledger) -> _Table:
             t.sp.append(t.route_sp[r])
         return t
 
-    return ANSWERS.get_or_make((ledger.head(), "leg-table"), make)
+    return WHOLE.get_or_make((ledger.head(), "leg-table"), make)
 
 
 def _answer(ledger: Ledger, f: Filters) -> JSON:
@@ -497,7 +497,7 @@ def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON
     when = f.as_of or datetime.now(UTC)
     head = ledger.head()
     follows = ANSWERS.get_or_make((head, "next-stages"), lambda: next_stages(all_legs(ledger)))
-    checkpoints = ANSWERS.get_or_make(
+    checkpoints = WHOLE.get_or_make(
         (head, "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
     )
     rows = stuck_among(checkpoints, follows, when)

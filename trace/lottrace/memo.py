@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-__all__ = ["ANSWERS", "Memo"]
+__all__ = ["ANSWERS", "WHOLE", "Memo"]
 
 T = TypeVar("T")
 
@@ -67,5 +67,8 @@ class Memo:
         return len(self._items)
 
 
-#: The process's one cache of whole-ledger answers (see :mod:`lottrace.insight`).
+#: The process's cache of answers (a dashboard for some filters, a lot's card, who sees what).
 ANSWERS = Memo(256)
+#: Structures as big as the ledger (every leg, the search index, the open lots): a few, so
+#: that a ledger appended to all day does not keep one per head it went through.
+WHOLE = Memo(6)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .ledger import Ledger
 from .masterdata import parties
-from .memo import ANSWERS
+from .memo import WHOLE
 from .rules import STAGE_NAMES
 
 __all__ = ["MAX_RESULTS", "SearchIndex", "find_lots", "search_index"]
@@ -41,7 +41,7 @@ class SearchIndex:
 
 def search_index(ledger: Ledger) -> SearchIndex:
     """The index of the ledger as it is now (kept until its head moves)."""
-    return ANSWERS.get_or_make((ledger.head(), "search-index"), lambda: _build(ledger))
+    return WHOLE.get_or_make((ledger.head(), "search-index"), lambda: _build(ledger))
 
 
 def _build(ledger: Ledger) -> SearchIndex:
