@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "epcis_hash": 0,
     "epcis_check": 0,
     "views": 0,
+    "memo": 0,
     "events": 1,
     "claimlogic": 1,
     "rules": 2,
@@ -51,8 +52,10 @@ LAYERS: dict[str, int] = {
     "claims": 6,
     "money": 6,
     "masterdata": 6,
+    "search": 6,
     # services: reading, importing, EPCIS, the passport, charts, generated things
     "fieldlog": 7,
+    "fieldform": 7,
     "readers": 7,
     "sheets": 7,
     "pipeline": 7,
@@ -64,6 +67,7 @@ LAYERS: dict[str, int] = {
     "epcis": 7,
     "passport": 7,
     "charts": 7,
+    "dashboard": 7,
     "schemas": 7,
     "demo": 7,
     "generate": 7,
@@ -73,6 +77,12 @@ LAYERS: dict[str, int] = {
     # faces
     "cli": 8,
     "server": 8,
+    "web": 8,
+    "web.deps": 8,
+    "web.i18n": 8,
+    "web.pages": 8,
+    "web.fieldapi": 8,
+    "web.insight": 8,
     "__main__": 8,
     "__init__": 8,
 }
@@ -230,3 +240,20 @@ def test_every_package_is_installed_by_pip_install_dot() -> None:
         if "sample_events" not in p.parts
     }
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_the_web_apps_templates_and_files_are_package_data() -> None:
+    """``pip install .`` ships every template and static file the web app serves."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["lottrace"]
+    web = PACKAGE / "web"
+    files = [p.relative_to(PACKAGE).as_posix() for p in web.rglob("*") if p.is_file()]
+    files = [f for f in files if not f.endswith((".py", ".pyc")) and "__pycache__" not in f]
+    assert files, "the web app has no templates or static files"
+    unshipped = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert unshipped == [], f"add to package-data: {unshipped}"

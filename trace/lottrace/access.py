@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +80,14 @@ class NotAuthenticated(LottraceError):
 
 
 class NotAllowed(LottraceError):
-    """The user's role or organisation does not allow this (HTTP 403)."""
+    """The user's role or organisation does not allow this (HTTP 403).
+
+    ``field`` names the event field that made it so (``site``, ``lot``), if one did.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -284,6 +292,15 @@ class AccessFile:
         """The sites declared to belong to ``org`` (the owner's are all the others)."""
         return {s for s, o in self._load().sites.items() if o == org}
 
+    def writable_sites(self, who: Identity, known: Iterable[str]) -> list[str]:
+        """The sites ``who`` may write at, among ``known`` (the ledger's, most used first) and
+        those declared to be its organisation's; none for a role that does not write."""
+        if who.role not in WRITERS:
+            return []
+        data = self._load()
+        mine = [s for s in known if data.sites.get(site_key(s), data.owner) == who.org]
+        return mine + sorted(s for s, o in data.sites.items() if o == who.org and s not in mine)
+
     def is_public(self, lot: str) -> bool:
         return lot in self._load().public
 
@@ -293,7 +310,9 @@ class AccessFile:
             raise NotAllowed(f"role {who.role} does not write events")
         for site in sites:
             if self.site_org(site) != who.org:
-                raise NotAllowed(f"site {site} is not {who.org}'s: {who.name} cannot write there")
+                raise NotAllowed(
+                    f"site {site} is not {who.org}'s: {who.name} cannot write there", field="site"
+                )
 
 
 class WriteGuard:
@@ -325,7 +344,7 @@ class WriteGuard:
         self.access.check_write(self.who, [site])
         for lot in lots:
             if self.ledger.lot(lot) is not None and not self._may_read(lot):
-                raise NotAllowed(f"lot {lot} is not {self.who.org}'s to write about")
+                raise NotAllowed(f"lot {lot} is not {self.who.org}'s to write about", field="lot")
         if corrects:
             try:
                 target = self.ledger.event(corrects).event
@@ -334,7 +353,8 @@ class WriteGuard:
             if self.access.site_org(target.site) != self.who.org:
                 raise NotAllowed(
                     f"event {corrects[:12]}... was written at {target.site}, not at a site of "
-                    f"{self.who.org}'s: {self.who.name} cannot void it"
+                    f"{self.who.org}'s: {self.who.name} cannot void it",
+                    field="corrects",
                 )
 
 

@@ -780,13 +780,12 @@ def _parse_logged(row: dict[str, str], where: str, asked: list[str], lang: str) 
     (up to three times); everything else fails as an import would.
     """
     from .errors import InvalidEvent
-    from .events import parse_event
+    from .fieldform import event_from_row
     from .fieldlog import field_help
-    from .readers import row_to_record
 
     for attempt in range(3):
         try:
-            return parse_event(row_to_record(dict(row), where, decimal_comma=True), where=where)
+            return event_from_row(row, where)
         except InvalidEvent as exc:
             again = [
                 k for k in asked if exc.field == k or exc.field.startswith(k.split(".")[0] + ".")

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import ceil, floor
@@ -57,7 +57,9 @@ __all__ = [
     "excess_by_month",
     "leg_hours",
     "legs",
+    "next_stages",
     "stuck",
+    "stuck_among",
 ]
 
 JSON = dict[str, Any]
@@ -450,9 +452,15 @@ def stuck(ledger: Ledger, as_of: datetime | str, *, min_kg: float = 0.0) -> list
     >>> rows[-1]["age_hours"], rows[-1]["p90_hours"]
     (1064.667, 334.625)
     """
-    now = _key(as_of)
+    follows = next_stages(legs(ledger))
+    return stuck_among(ledger.open_lot_checkpoints(STAGE_ORDER), follows, as_of, min_kg=min_kg)
+
+
+def next_stages(found: Iterable[Leg]) -> dict[str, tuple[str, float]]:
+    """For each stage some leg leaves, the stage that most often follows it (ties go to the
+    earlier stage) and the p90 hours of that leg: what :func:`stuck` judges lots by."""
     pairs: dict[tuple[str, str], list[float]] = {}
-    for leg in legs(ledger):
+    for leg in found:
         pairs.setdefault((leg.from_stage, leg.to_stage), []).append(leg.hours)
     follows: dict[str, tuple[str, float]] = {}
     for stage in STAGE_ORDER:
@@ -460,8 +468,21 @@ def stuck(ledger: Ledger, as_of: datetime | str, *, min_kg: float = 0.0) -> list
         if options:
             _, to = max(options, key=lambda o: (o[0], -STAGE_ORDER[o[1]]))
             follows[stage] = (to, _quantile(sorted(pairs[(stage, to)]), 0.9))
+    return follows
+
+
+def stuck_among(
+    checkpoints: Iterable[tuple[str, float, str | None, str, str, str]],
+    follows: dict[str, tuple[str, float]],
+    as_of: datetime | str,
+    *,
+    min_kg: float = 0.0,
+) -> list[JSON]:
+    """:func:`stuck`'s rows from the ledger's open lots (``Ledger.open_lot_checkpoints``) and
+    :func:`next_stages`: for a caller that keeps both and asks at many moments."""
+    now = _key(as_of)
     rows = []
-    for lot, left, last_qc, kind, key, site in ledger.open_lot_checkpoints(STAGE_ORDER):
+    for lot, left, last_qc, kind, key, site in checkpoints:
         if kind == "export" or left < min_kg or kind not in follows:
             continue
         nxt, p90 = follows[kind]

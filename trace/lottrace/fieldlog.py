@@ -43,6 +43,7 @@ __all__ = [
     "describe_event",
     "field_help",
     "missing_fields",
+    "number_range",
     "resolve_type",
     "say",
     "suitable_sites",
@@ -112,6 +113,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 _TEXT: dict[str, dict[str, str]] = {
     "en": {
         "field": "field '{field}': {msg}",
+        "required": "required",
+        "not_in_form": "not a field of a {type} form",
         "not_number": "{value!r} is not a number",
         "not_whole": "{value!r} is not a whole number",
         "more_than": "must be more than {lo}",
@@ -148,6 +151,8 @@ _TEXT: dict[str, dict[str, str]] = {
     },
     "es": {
         "field": "campo '{field}': {msg}",
+        "required": "es obligatorio",
+        "not_in_form": "no es un campo del formulario de {type}",
         "not_number": "{value!r} no es un número",
         "not_whole": "{value!r} no es un número entero",
         "more_than": "debe ser mayor que {lo}",
@@ -267,6 +272,15 @@ def check_answer(
             raise AnswerError(say(lang, "not_result", value=value))
         return result
     return value
+
+
+def number_range(key: str) -> tuple[float | None, float | None, bool, bool] | None:
+    """``(low, high, low is allowed, whole numbers only)`` for a number field checked as typed.
+
+    >>> number_range("water_activity"), number_range("note")
+    ((0, 1, True, False), None)
+    """
+    return _RANGES.get(key)
 
 
 def _check_number(key: str, value: str, lang: str) -> str:

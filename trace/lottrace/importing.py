@@ -91,6 +91,7 @@ def import_files(
     progress: Callable[[int], None] = _no_progress,
     parallel: bool | None = None,
     transform: Transform | None = None,
+    dry_run: bool = False,
 ) -> AppendReport:
     """Import JSON Lines, JSON array, CSV or ``.xlsx`` files into ``ledger``, all or nothing.
 
@@ -102,7 +103,9 @@ def import_files(
     should pass ``False``, as forking a threaded process is unsafe.
     ``transform(where, event)`` gives the event to append in place of each
     one read (the server records its caller as the ``actor``), or raises
-    to refuse it.
+    to refuse it. With ``dry_run`` everything is read and checked as for a
+    real import (the ledger's rules in its transaction) and nothing is
+    written: the report says what the import would do.
 
     Raises :class:`~lottrace.errors.BadRows` (or the one bad row itself)
     when any row is bad; nothing is written then.
@@ -136,7 +139,7 @@ def import_files(
     hooks = Hooks(on_error=bad.append, on_note=on_note, progress=progress)
     prepared = prepared_events(read, hooks, parallel=parallel)  # forks before the batch begins
     try:
-        return _append_all(ledger, prepared, bad, [str(p) for p in paths])
+        return _append_all(ledger, prepared, bad, [str(p) for p in paths], dry_run=dry_run)
     finally:
         prepared.close()  # the reader process, even if the batch never began
 
@@ -199,7 +202,12 @@ def import_documents(
 
 
 def _append_all(
-    ledger: Ledger, prepared: Iterable[Prepared], bad: list[LottraceError], files: list[str]
+    ledger: Ledger,
+    prepared: Iterable[Prepared],
+    bad: list[LottraceError],
+    files: list[str],
+    *,
+    dry_run: bool = False,
 ) -> AppendReport:
     """Append ``prepared`` in one batch; if ``bad`` fills up on the way, write nothing and raise."""
 
@@ -212,7 +220,7 @@ def _append_all(
 
     stream = events()
     try:
-        return ledger.append_prepared(stream)
+        return ledger.append_prepared(stream, dry_run=dry_run)
     except RuleViolation as exc:  # rolled back; list the other bad rows with it
         if exc in bad:
             raise

@@ -485,15 +485,22 @@ class Ledger:
         *,
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        dry_run: bool = False,
     ) -> AppendReport:
         """Append a batch of ``(where, event)`` pairs atomically.
 
         ``where`` names the event's origin (``file.csv:12``) for messages. An
         event already in the ledger is skipped and counted as a duplicate. The
         first rule broken raises :class:`RuleViolation` and nothing is written.
+        With ``dry_run`` the batch is checked exactly as a real one (the same
+        rules, in the same transaction) and then rolled back: the report says
+        what it would have done, nothing is written.
         """
         return self.append_prepared(
-            (prepare(where, ev) for where, ev in items), now=now, progress=progress
+            (prepare(where, ev) for where, ev in items),
+            now=now,
+            progress=progress,
+            dry_run=dry_run,
         )
 
     def append_prepared(
@@ -503,6 +510,7 @@ class Ledger:
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
         source: SourceLog | None = None,
+        dry_run: bool = False,
     ) -> AppendReport:
         """:meth:`append` for events already :func:`prepare`-d (by another process, say).
 
@@ -537,6 +545,9 @@ class Ledger:
                 _add_all(batch, items, progress)
             batch.flush()
             report.head = batch.prev
+            if dry_run:  # checked as a real batch, written nowhere
+                store.rollback()
+                return report
             if report.added:
                 store.record_head(batch.seq, batch.prev)
             if source is not None:

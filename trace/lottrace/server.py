@@ -44,16 +44,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request, UploadFile
+from fastapi import FastAPI, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, web
 from .access import AccessFile, Identity, NotAllowed, NotAuthenticated, visible_lots
 from .errors import (
     BadRows,
@@ -67,6 +67,8 @@ from .errors import (
 )
 from .ledger import AppendReport, Ledger
 from .storage import Pool
+from .web import pages
+from .web.deps import Credentials, User, check_lot, need_analyst, written_by
 
 __all__ = ["create_app"]
 
@@ -236,6 +238,15 @@ class _HeadersAndLog:
             )
 
 
+class _Static(StaticFiles):
+    """The web app's files: cached by the browser, checked again each time (ETag)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 class _TooLarge(Exception):
     pass
 
@@ -272,19 +283,6 @@ _SECURITY = {
 }
 _CSP_API = "default-src 'none'; frame-ancestors 'none'"
 _CSP_PAGE = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
-
-
-_bearer = HTTPBearer(auto_error=False, description="A token from `lottrace users add`.")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _who(request: Request, credentials: Credentials) -> Identity:
-    """The dependency every route but a public passport takes: the caller, or 401."""
-    access: AccessFile = request.app.state.access
-    return access.identify(credentials.credentials if credentials else None)
-
-
-User = Annotated[Identity, Depends(_who)]
 
 
 def create_app(
@@ -347,6 +345,9 @@ def create_app(
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     jobs_lock = threading.Lock()
     app.state.access = access
+    app.state.db = db
+    app.state.pools = pools  # the pool while the app runs (web.deps.reading borrows from it)
+    app.state.public_url = public_url
 
     # ------------------------------------------------------------------ boundary
 
@@ -403,24 +404,6 @@ def create_app(
     def reading() -> Ledger:
         return Ledger.reader(db, pool=pool())
 
-    def check_lot(ledger: Ledger, user: Identity, lot: str) -> set[str] | None:
-        """404 for a lot that does not exist, and for one the caller may not see.
-
-        The same answer both ways, with no "did you mean" hint: a caller must
-        not learn which lots exist beyond its own. The lots the caller may
-        see are returned (None: all).
-        """
-        lots = visible_lots(ledger, user, access)
-        if lots is None:
-            ledger.require_lot(lot)
-        elif lot not in lots:
-            raise UnknownLot(f"no lot {lot!r}")
-        return lots
-
-    def need_analyst(user: Identity) -> None:
-        if not (user.owner and user.role in ("analyst", "admin", "qc")):
-            raise NotAllowed(f"role {user.role} of {user.org} does not read the delay analyses")
-
     async def capture(user: Identity, raw: bytes, name: str) -> dict[str, Any]:
         """Capture a document in the capture process; its report, or the problem raised."""
         status, answer = await _in_capture_process(db, user, raw, name)
@@ -431,7 +414,10 @@ def create_app(
     # ------------------------------------------------------------------ EPCIS
 
     @app.get("/", summary="What this server offers", tags=["EPCIS"])
-    def index() -> dict[str, Any]:
+    def index(request: Request) -> Any:
+        """JSON for programs; a browser (Accept: text/html first) gets the web app's home."""
+        if pages.wants_html(request):
+            return pages.home(request)
         return {
             "name": "lottrace",
             "version": __version__,
@@ -574,7 +560,7 @@ def create_app(
         from .provenance import history
 
         with reading() as ledger:
-            lots = check_lot(ledger, user, lot)
+            lots = check_lot(ledger, user, lot, access)
             answer = history(ledger, lot)
         if lots is not None:  # not the events that formed lots the caller may not see
             answer["events"] = [e for e in answer["events"] if _event_lots(e) <= lots]
@@ -585,7 +571,7 @@ def create_app(
         from .provenance import upstream
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return upstream(ledger, lot)
 
     @app.get("/api/lots/{lot}/downstream", summary="`lottrace downstream --json`", tags=["lots"])
@@ -593,7 +579,7 @@ def create_app(
         from .provenance import downstream
 
         with reading() as ledger:
-            lots = check_lot(ledger, user, lot)
+            lots = check_lot(ledger, user, lot, access)
             answer = downstream(ledger, lot)
         return answer if lots is None else _only_visible(answer, lots)
 
@@ -602,7 +588,7 @@ def create_app(
         from .compliance import eudr
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             collection, problems = eudr(ledger, lot)
         if problems:
             detail = f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
@@ -621,7 +607,7 @@ def create_app(
         from .compliance import certify
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return certify(ledger, lot, scheme)
 
     @app.get("/api/lots/{lot}/timeline", summary="`lottrace timeline --json`", tags=["lots"])
@@ -629,7 +615,7 @@ def create_app(
         from .timeline import timeline
 
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return timeline(ledger, lot)
 
     @app.get(
@@ -645,7 +631,7 @@ def create_app(
         lang: Annotated[str, Query(pattern="^(en|es)$")] = "en",
     ) -> HTMLResponse:
         with reading() as ledger:
-            check_lot(ledger, user, lot)
+            check_lot(ledger, user, lot, access)
             return _passport(ledger, request, lot, lang, public_url)
 
     @app.get("/api/delays", summary="`lottrace delays --json`", tags=["delays"])
@@ -732,7 +718,7 @@ def create_app(
         with reading() as ledger:
             if not access.is_public(lot):
                 user = access.identify(credentials.credentials if credentials else None)
-                check_lot(ledger, user, lot)
+                check_lot(ledger, user, lot, access)
             else:
                 ledger.require_lot(lot)
             return _passport(ledger, request, lot, lang, public_url)
@@ -747,6 +733,11 @@ def create_app(
     ) -> HTMLResponse:
         """A GS1 Digital Link (GTIN and batch/lot) resolved to the lot's passport."""
         return resolve_lot(request, lot, credentials, lang)
+
+    # ------------------------------------------------------------------ the web app
+
+    app.include_router(web.router)
+    app.mount("/static", _Static(directory=web.STATIC), name="static")
 
     # The outermost layer: a body over the limit is refused before any route reads it.
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
@@ -859,7 +850,7 @@ def _capture_here(
         access = AccessFile(db)
         with Ledger(db) as ledger:
             report = import_documents(
-                ledger, [(name, doc)], transform=_as_written_by(user, access, ledger)
+                ledger, [(name, doc)], transform=written_by(user, access, ledger)
             )
     except LottraceError as exc:
         answer = _problem(exc, db if isinstance(db, Path) else None)
@@ -894,30 +885,8 @@ def _import_files(
             paths,
             ReadOptions(default_type=default_type),
             parallel=False,
-            transform=_as_written_by(user, access, ledger),
+            transform=written_by(user, access, ledger),
         )
-
-
-def _as_written_by(user: Identity, access: AccessFile, ledger: Ledger) -> Callable[[str, Any], Any]:
-    """Each event as written through the server: checked by a :class:`WriteGuard`, the
-    caller its actor."""
-    from .access import WriteGuard
-    from .ledger import WholeInputs
-    from .rules import facts_of
-
-    guard = WriteGuard(access, user, ledger)
-
-    def stamp(where: str, ev: Any) -> Any:
-        if isinstance(ev, WholeInputs):
-            rec = ev.record
-            lots = [str(rec.get("lot", ""))] + [str(i.get("lot", "")) for i in rec["inputs"]]
-            guard.check(str(rec.get("site", "")), lots)
-            return WholeInputs({**rec, "actor": user.actor}, ev.whole)
-        facts = facts_of(ev)
-        guard.check(ev.site, [lot for lot, _role in facts.lots], facts.corrects)
-        return ev.model_copy(update={"actor": user.actor})
-
-    return stamp
 
 
 def _passport(

@@ -50,9 +50,11 @@ from .readers import CsvReader, check_encoding, iter_events, number_fields, snif
 
 __all__ = [
     "ColumnMap",
+    "field_names",
     "iter_import",
     "load_map",
     "map_to_toml",
+    "reads_natively",
     "suggest_map",
     "suggested_toml",
     "template_columns",
@@ -1127,6 +1129,19 @@ def _sheet_kind(path: Path) -> str:
     if head[:1] in (b"{", b"[") or b"\x00" in head:
         return "json"
     return "csv"
+
+
+def reads_natively(path: str | Path) -> bool:
+    """Whether ``path`` is read without a column map: JSON, or a CSV whose header is all
+    lottrace field names (what :func:`iter_import` does with it)."""
+    p = Path(path)
+    kind = _sheet_kind(p)
+    return kind == "json" or (kind == "csv" and _header_is_native(p, None, None))
+
+
+def field_names() -> list[str]:
+    """Every field a column may be mapped to (dotted for parts), sorted."""
+    return sorted(_native_fields())
 
 
 def _header_is_native(path: Path, encoding: str | None, delimiter: str | None) -> bool:
