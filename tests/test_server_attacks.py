@@ -20,6 +20,7 @@ from test_server import (
     OWNER,
     Served,
     events_count,
+    harvest,
     lottrace,
     start,
 )
@@ -244,3 +245,32 @@ def test_a_chunked_body_over_the_limit_is_413_not_an_error(tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("code", ["APR-25/HQ#1", "APR-25+HQ%2F2", "APR/25/x"])
+def test_a_lot_code_with_a_slash_hash_or_percent_is_reached_on_every_lot_route(
+    served: Served, code: str
+) -> None:
+    """GS1's AI 10 allows '/', and lottrace's lot codes allow '#', '%' and '+': such a lot
+    is reached, percent-encoded, on its history, sub-resources, web page and resolver."""
+    from urllib.parse import quote
+
+    field = served.client("field")
+    r = field.post("/api/import", **_jsonl(harvest(code, "farm:SLASH")))
+    assert r.status_code == 200, r.text
+    admin = served.client("admin")
+    path = quote(code, safe="")
+    history = admin.get(f"/api/lots/{path}")
+    assert history.status_code == 200, history.text
+    assert history.json()["lot"] == code
+    for sub in ("upstream", "downstream", "timeline", "card"):
+        r = admin.get(f"/api/lots/{path}/{sub}")
+        assert r.status_code == 200, (sub, r.text)
+    assert admin.get(f"/api/lots/{path}/upstream").json()["lot"] == code
+    passport = admin.get(f"/api/lots/{path}/passport")
+    assert passport.status_code == 200
+    assert f"/lot/{path}" in passport.text  # the QR's address names the lot encoded, once
+    assert admin.get(f"/lot/{path}").status_code == 200
+    assert admin.get(f"/lots/{path}", headers={"Accept": "text/html"}).status_code == 200
+    # a lot that is not there is still 404, with or without a slash
+    assert admin.get(f"/api/lots/{quote(code + '/nope', safe='')}").status_code == 404

@@ -232,7 +232,7 @@ class _HeadersAndLog:
             log.info(
                 "%s %s %d %.1f ms",
                 scope["method"],
-                getattr(scope.get("route"), "path", "?"),
+                getattr(scope.get("route"), "path_format", "?"),
                 status,
                 (time.perf_counter() - start) * 1000,
             )
@@ -554,7 +554,7 @@ def create_app(
     # ------------------------------------------------------------------ lottrace's API
 
     @app.get(
-        "/api/lots/{lot}", summary="A lot's history (`lottrace history --json`)", tags=["lots"]
+        "/api/lots/{lot:lot}", summary="A lot's history (`lottrace history --json`)", tags=["lots"]
     )
     def lot_history(lot: str, user: User) -> Any:
         from .provenance import history
@@ -566,7 +566,7 @@ def create_app(
             answer["events"] = [e for e in answer["events"] if _event_lots(e) <= lots]
         return answer
 
-    @app.get("/api/lots/{lot}/upstream", summary="`lottrace upstream --json`", tags=["lots"])
+    @app.get("/api/lots/{lot:lot}/upstream", summary="`lottrace upstream --json`", tags=["lots"])
     def lot_upstream(lot: str, user: User) -> Any:
         from .provenance import upstream
 
@@ -574,7 +574,9 @@ def create_app(
             check_lot(ledger, user, lot, access)
             return upstream(ledger, lot)
 
-    @app.get("/api/lots/{lot}/downstream", summary="`lottrace downstream --json`", tags=["lots"])
+    @app.get(
+        "/api/lots/{lot:lot}/downstream", summary="`lottrace downstream --json`", tags=["lots"]
+    )
     def lot_downstream(lot: str, user: User) -> Any:
         from .provenance import downstream
 
@@ -583,7 +585,7 @@ def create_app(
             answer = downstream(ledger, lot)
         return answer if lots is None else _only_visible(answer, lots)
 
-    @app.get("/api/lots/{lot}/eudr", summary="EUDR GeoJSON (`lottrace eudr`)", tags=["lots"])
+    @app.get("/api/lots/{lot:lot}/eudr", summary="EUDR GeoJSON (`lottrace eudr`)", tags=["lots"])
     def lot_eudr(lot: str, user: User) -> Any:
         from .compliance import eudr
 
@@ -598,7 +600,7 @@ def create_app(
             )
         return _JSON(collection, media_type="application/geo+json")
 
-    @app.get("/api/lots/{lot}/certify", summary="`lottrace certify --json`", tags=["lots"])
+    @app.get("/api/lots/{lot:lot}/certify", summary="`lottrace certify --json`", tags=["lots"])
     def lot_certify(
         lot: str,
         user: User,
@@ -610,7 +612,7 @@ def create_app(
             check_lot(ledger, user, lot, access)
             return certify(ledger, lot, scheme)
 
-    @app.get("/api/lots/{lot}/timeline", summary="`lottrace timeline --json`", tags=["lots"])
+    @app.get("/api/lots/{lot:lot}/timeline", summary="`lottrace timeline --json`", tags=["lots"])
     def lot_timeline(lot: str, user: User) -> Any:
         from .timeline import timeline
 
@@ -619,7 +621,7 @@ def create_app(
             return timeline(ledger, lot)
 
     @app.get(
-        "/api/lots/{lot}/passport",
+        "/api/lots/{lot:lot}/passport",
         summary="The lot passport (HTML)",
         tags=["lots"],
         response_class=HTMLResponse,
@@ -707,7 +709,7 @@ def create_app(
 
     # ------------------------------------------------------------------ the passport resolver
 
-    @app.get("/lot/{lot}", response_class=HTMLResponse, tags=["passport"])
+    @app.get("/lot/{lot:lot}", response_class=HTMLResponse, tags=["passport"])
     def resolve_lot(
         request: Request,
         lot: str,
@@ -723,7 +725,7 @@ def create_app(
                 ledger.require_lot(lot)
             return _passport(ledger, request, lot, lang, public_url)
 
-    @app.get("/01/{gtin}/10/{lot}", response_class=HTMLResponse, tags=["passport"])
+    @app.get("/01/{gtin}/10/{lot:lot}", response_class=HTMLResponse, tags=["passport"])
     def resolve_digital_link(
         request: Request,
         gtin: Annotated[str, PathParam(pattern=r"^\d{8,14}$")],

@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from ..access import AccessFile, Identity, NotAllowed, visible_lots
 from ..errors import UnknownLot
 from ..ledger import Ledger
 
 __all__ = [
+    "LOT_RESOURCES",
     "Credentials",
     "User",
     "access_of",
@@ -30,6 +33,31 @@ __all__ = [
     "writing",
     "written_by",
 ]
+
+#: The last path segments the lot routes give meaning to: ``/api/lots/{lot}/upstream`` ...
+LOT_RESOURCES = ("upstream", "downstream", "eudr", "certify", "timeline", "passport", "card")
+
+
+class _LotCode(Convertor[str]):
+    """``{lot:lot}`` in a route: a lot code, which may hold ``/`` (GS1's AI 10 allows it).
+
+    Clients send it percent-encoded (``%2F``) or not; the server sees it
+    decoded. It ends before a last segment a lot route gives meaning to, so
+    ``/api/lots/A/B/upstream`` is the upstream of lot ``A/B`` (a lot whose
+    code ends in ``/upstream`` is read by its other routes only).
+    """
+
+    regex = "(?:(?!/(?:" + "|".join(LOT_RESOURCES) + ")$)[^\\n])+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return quote(value, safe="")
+
+
+register_url_convertor("lot", _LotCode())
+
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `lottrace users add`.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

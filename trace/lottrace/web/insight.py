@@ -230,7 +230,7 @@ def find_page(request: Request) -> HTMLResponse:
     )
 
 
-@pages.get("/lots/{lot}", response_class=HTMLResponse)
+@pages.get("/lots/{lot:lot}", response_class=HTMLResponse)
 def lot_page(request: Request, lot: str) -> HTMLResponse:
     """The shell only: the lot code is in the URL, the passport is fetched by the script."""
     return render(request, "lot.html", title="lot.title", script="lot.js", js_prefixes=("lot.",))
@@ -277,7 +277,7 @@ BREAKING_SHOWN = 20
 _WORDS = "harvest drying gatherer_qc hq_qc dry_mill export dispatch arrival accepted rejected hold"
 
 
-@api.get("/api/lots/{lot}/card", summary="What a lot's live passport page shows (JSON)")
+@api.get("/api/lots/{lot:lot}/card", summary="What a lot's live passport page shows (JSON)")
 def api_card(request: Request, lot: str, user: User) -> dict[str, Any]:
     visible = _visible(request, user)
     base = (request.app.state.public_url or str(request.base_url)).rstrip("/")
