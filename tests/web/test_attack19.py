@@ -81,6 +81,9 @@ def test_another_organisations_harvest_does_not_change_the_owners_card(served: S
         assert r.status_code == 201, r.text
         assert _problems(elb, "EXP-25-APR-02") == before == []
         assert admin.get("/api/lots/EXP-25-APR-02/eudr").status_code == 200
+        page = elb.get("/lot/EXP-25-APR-02")  # the passport the QR code points at
+        assert page.status_code == 200
+        assert "VEC-H-5" not in page.text and "V-9" not in page.text
         for lot in ("MILL-25-0412-G1", "APR-25-H0533-1"):
             assert _problems(admin, lot) == []
     with served.api("vanalyst") as vanalyst:

@@ -316,14 +316,10 @@ def _only_visible_problems(card: dict[str, Any], visible: set[str]) -> dict[str,
 
 
 def _card(ledger: Ledger, lot: str, lang: str, base: str) -> dict[str, Any]:
-    from ..compliance import eudr
     from ..passport import STRINGS, passport_data, plot_map_svg
 
     data = passport_data(ledger, lot)
-    # the same EUDR verdict as GET /api/lots/{lot}/eudr: the lineage's own plots, checked among
-    # themselves, not the whole ledger's plot register (other organisations' harvests in it)
-    collection, problems = eudr(ledger, lot)
-    data |= {"eudr_plots": len(collection["features"]), "eudr_problems": problems}
+    # its EUDR section is GET /api/lots/{lot}/eudr's verdict (dds.lot_proof, in passport_data)
     url = f"{base}/lot/{quote(lot, safe='')}"
     women = {x for s in data["shares"] for x in s["women_lots"]}
     t = STRINGS[lang]
