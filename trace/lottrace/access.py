@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, LedgerError, LottraceError
+from .errors import InvalidInput, LedgerError, LottraceError, RuleViolation
 from .ledger import Ledger
 
 __all__ = [
@@ -177,6 +177,17 @@ class AccessFile:
         )
         self._cached = (stamp, copy.deepcopy(data))
         return data
+
+    def version(self) -> tuple[int, int, int] | None:
+        """The file's version as :meth:`_load` tells a change (mtime, size, inode); None when
+        there is none: answers derived from the file are kept under it."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LedgerError(f"{self.path.name}: cannot read the access file: {exc}") from None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _save(self, data: _Data) -> None:
         text = json.dumps(
@@ -340,11 +351,44 @@ class WriteGuard:
             self._known = True
         return self._visible is None or lot in self._visible
 
-    def check(self, site: str, lots: list[str], corrects: str | None = None) -> None:
+    def check(
+        self,
+        site: str,
+        lots: list[str] | list[tuple[str, str]],
+        corrects: str | None = None,
+        where: str = "",
+    ) -> None:
+        """Refuse the event unless it is the caller's to write (see the class).
+
+        ``lots`` are the lot codes the event names, or (lot, role) pairs as
+        :func:`lottrace.rules.lots_of` gives them. A lot the caller may not see is
+        answered as the rules answer a lot that does not exist (``lot-unknown``), as
+        the server's 404s do: the caller does not learn that it exists. Only a new
+        lot's code (a harvest's) that is taken already cannot look free.
+        """
         self.access.check_write(self.who, [site])
-        for lot in lots:
-            if self.ledger.lot(lot) is not None and not self._may_read(lot):
-                raise NotAllowed(f"lot {lot} is not {self.who.org}'s to write about", field="lot")
+        inputs = 0
+        for item in lots:
+            lot, role = (item, "subject") if isinstance(item, str) else item
+            if role == "input":
+                inputs += 1
+            if self.ledger.lot(lot) is None or self._may_read(lot):
+                continue
+            if role == "subject":
+                raise RuleViolation(
+                    f"lot {lot} was never created (log its harvest first)",
+                    rule="lot-unknown",
+                    where=where,
+                    field="lot",
+                )
+            if role == "input":
+                raise RuleViolation(
+                    f"input lot {lot} was never created",
+                    rule="lot-unknown",
+                    where=where,
+                    field=f"inputs[{inputs - 1}]",
+                )
+            raise NotAllowed(f"lot code {lot} cannot be used: choose another", field="lot")
         if corrects:
             try:
                 target = self.ledger.event(corrects).event

@@ -52,6 +52,14 @@ def proof(ledger: Ledger, lot: str, as_of: str | None = None) -> tuple[JSON, lis
     return eudr(ledger, lot, plots=registry(ledger, as_of), findings=open_findings(ledger, as_of))
 
 
+def lot_proof(ledger: Ledger, lot: str) -> tuple[JSON, list[JSON]]:
+    """The lot's TRACES GeoJSON and its problems as a lot's readers are told them (the
+    server's ``/eudr``, the lot card, the passport): the plots its own lineage's harvests
+    carry, checked among themselves, and their open deforestation findings. Not the whole
+    ledger's plot register (:func:`proof`), which holds other organisations' harvests."""
+    return eudr(ledger, lot, findings=open_findings(ledger))
+
+
 # --------------------------------------------------------------------------- the statement
 
 #: HS subheadings of heading 0901 (coffee) the regulation's Annex I lists.

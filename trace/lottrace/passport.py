@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 from . import __version__
 from .certificates import registry as read_registry
 from .compliance import certify
-from .dds import carry_statements, proof
+from .dds import carry_statements, lot_proof
 from .errors import InvalidInput
 from .ledger import Ledger
 from .masterdata import site_info, sites
@@ -284,7 +284,7 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     up = upstream(ledger, lot)
     down = carry_statements(ledger, downstream(ledger, lot))
     path = timeline(ledger, lot)
-    collection, problems = proof(ledger, lot)
+    collection, problems = lot_proof(ledger, lot)
     women = {h["lot"] for h in up["harvests"] if h["women_producer"]}
     shares = [
         {**s, "women": bool(women & set(s["lots"])), "women_lots": sorted(women & set(s["lots"]))}

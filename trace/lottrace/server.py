@@ -587,11 +587,11 @@ def create_app(
 
     @app.get("/api/lots/{lot:lot}/eudr", summary="EUDR GeoJSON (`lottrace eudr`)", tags=["lots"])
     def lot_eudr(lot: str, user: User) -> Any:
-        from .compliance import eudr
+        from .dds import lot_proof
 
         with reading() as ledger:
             check_lot(ledger, user, lot, access)
-            collection, problems = eudr(ledger, lot)
+            collection, problems = lot_proof(ledger, lot)
         if problems:
             detail = f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
             return _JSON(

@@ -130,11 +130,12 @@ def written_by(user: Identity, access: AccessFile, ledger: Ledger) -> Callable[[
     def stamp(where: str, ev: Any) -> Any:
         if isinstance(ev, WholeInputs):
             rec = ev.record
-            lots = [str(rec.get("lot", ""))] + [str(i.get("lot", "")) for i in rec["inputs"]]
-            guard.check(str(rec.get("site", "")), lots)
+            lots = [(str(rec.get("lot", "")), "subject")]
+            lots += [(str(i.get("lot", "")), "input") for i in rec["inputs"]]
+            guard.check(str(rec.get("site", "")), lots, where=where)
             return WholeInputs({**rec, "actor": user.actor}, ev.whole)
         facts = facts_of(ev)
-        guard.check(ev.site, [lot for lot, _role in facts.lots], facts.corrects)
+        guard.check(ev.site, list(facts.lots), facts.corrects, where=where)
         return ev.model_copy(update={"actor": user.actor})
 
     return stamp

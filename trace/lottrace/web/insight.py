@@ -256,8 +256,9 @@ def _visible(request: Request, user: Identity) -> set[str] | None:
     with reading(request) as ledger:
         # what an organisation sees also follows its sites in the access file, which an
         # append does not touch: they are part of the key
-        sites = tuple(sorted(access.sites_of(user.org)))
-        key = (ledger.head(), "visible", user.org, user.role, user.owner, sites)
+        # the access file's version (not only this organisation's sites): a site taken back,
+        # a user's organisation or role changed, all count at once
+        key = (ledger.head(), "visible", user.org, user.role, user.owner, access.version())
         return ANSWERS.get_or_make(key, lambda: visible_lots(ledger, user, access))
 
 
@@ -290,13 +291,35 @@ def api_card(request: Request, lot: str, user: User) -> dict[str, Any]:
         if visible is None:
             check_lot(ledger, user, lot, access_of(request))
         key = (ledger.head(), "card", lot, lang, base)
-        return ANSWERS.get_or_make(key, lambda: _card(ledger, lot, lang, base))
+        card = ANSWERS.get_or_make(key, lambda: _card(ledger, lot, lang, base))
+    return card if visible is None else _only_visible_problems(card, visible)
+
+
+def _only_visible_problems(card: dict[str, Any], visible: set[str]) -> dict[str, Any]:
+    """The card as one caller may read it: an EUDR problem about a lot the caller may not
+    see is told without its lot, producer or plot (the card is kept for every caller)."""
+    problems = []
+    for p in card["eudr_problems"]:
+        if p["lot"] in visible:
+            problems.append(p)
+        else:
+            problems.append(
+                {
+                    "lot": None,
+                    "producer": None,
+                    "plot_id": None,
+                    "problem": p["problem"],
+                    "message": "a lot upstream cannot be proven EUDR-compliant",
+                }
+            )
+    return card | {"eudr_problems": problems}
 
 
 def _card(ledger: Ledger, lot: str, lang: str, base: str) -> dict[str, Any]:
     from ..passport import STRINGS, passport_data, plot_map_svg
 
     data = passport_data(ledger, lot)
+    # its EUDR section is GET /api/lots/{lot}/eudr's verdict (dds.lot_proof, in passport_data)
     url = f"{base}/lot/{quote(lot, safe='')}"
     women = {x for s in data["shares"] for x in s["women_lots"]}
     t = STRINGS[lang]
