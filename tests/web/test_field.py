@@ -349,7 +349,13 @@ def test_signing_out_asks_then_drops_the_unsent_checkpoints_and_the_kept_lot_pag
     assert page.evaluate("() => LT.token()") is not None  # kept: the user said no
     page.get_by_role("button", name="Salir").click()
     page.wait_for_url(f"{web.url}/login")
-    assert asked == ["Hay 1 registros sin enviar en este teléfono: se perderán si sale. ¿Salir de todos modos?"] * 2
+    assert (
+        asked
+        == [
+            "Hay 1 registros sin enviar en este teléfono: se perderán si sale. ¿Salir de todos modos?"
+        ]
+        * 2
+    )
     assert page.evaluate("() => LT.outbox.all().then(items => items.length)") == 0
     kept = page.evaluate(
         "async () => { const out = []; for (const k of await caches.keys())"

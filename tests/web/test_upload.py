@@ -148,3 +148,35 @@ def test_api_another_org_cannot_import_at_the_owners_sites(web: Web, tmp_path: P
     r = _post(web, "other_field", "/api/upload/import", good, cmap)
     assert r.status_code == 403  # type: ignore[attr-defined]
     assert count_events(web.db) == before
+
+
+@pytest.mark.parametrize(
+    ("cmap", "named"),
+    [
+        ({"columns": {"tipo": "type"}, "values": {"type": {"cosecha": 5}}}, "values.type.cosecha"),
+        ({"columns": {"tipo": 1}}, "columns.tipo"),
+        ({"columns": {"tipo": "type"}, "values": {"type": ["cosecha"]}}, "values.type"),
+        (
+            {"columns": {"tipo": "type"}, "defaults": {"harvest": {"site": {"a": 1}}}},
+            "defaults.harvest.site",
+        ),
+        (
+            {"columns": {"tipo": "type"}, "defaults": {"harvest": {"kg": True}}},
+            "defaults.harvest.kg",
+        ),
+        ({"columns": {"tipo": "type"}, "order": 5}, "order"),
+    ],
+)
+def test_api_a_map_with_a_value_not_text_is_a_400_naming_map(
+    web: Web, tmp_path: Path, cmap: dict[str, object], named: str
+) -> None:
+    """Issue #19, F2: a number among the map's values was a 500 (AttributeError)."""
+    sheet = tmp_path / "ok.csv"
+    sheet.write_text("tipo;fecha;lugar;lote;kilos\ncosecha;01/11/2026;farm:APR-P0231;UPF2-1;10\n")
+    before = count_events(web.db)
+    for url in ("/api/upload/check", "/api/upload/import"):
+        r = _post(web, "qc", url, sheet, cmap)
+        assert r.status_code == 400, r.text  # type: ignore[attr-defined]
+        body = r.json()  # type: ignore[attr-defined]
+        assert body["field"] == "map" and named in body["detail"], body
+    assert count_events(web.db) == before

@@ -259,27 +259,49 @@ _HINTS = {"field.hint.inputs", "field.hint.outputs", "field.hint.site", "field.h
 # --------------------------------------------------------------------------- uploads
 
 
+def _bad_map(words: str) -> InvalidEvent:
+    """A map whose JSON is not of the shape the upload page sends: a 400 naming ``map``."""
+    return InvalidEvent(f"map: {words}", field="map")
+
+
 def _map_from_json(text: str) -> ColumnMap:
-    """A column map sent by the upload page as JSON (the shape of :class:`ColumnMap`)."""
+    """A column map sent by the upload page as JSON (the shape of :class:`ColumnMap`).
+
+    Names and values must be text (a default may also be a number): anything else is a
+    problem naming ``map`` (#19 F2: a number among the values was a 500).
+    """
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise InvalidInput("map: not JSON") from None
+        raise _bad_map("not JSON") from None
     if not isinstance(raw, dict):
-        raise InvalidInput("map: not a JSON object")
+        raise _bad_map("not a JSON object")
 
     def table(key: str) -> dict[str, Any]:
         value = raw.get(key) or {}
         if not isinstance(value, dict):
-            raise InvalidInput(f"map: {key} is not an object")
+            raise _bad_map(f"{key} is not an object")
         return value
 
+    def texts(where: str, value: Any, numbers: bool = False) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _bad_map(f"{where} is not an object")
+        for k, v in value.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if not (isinstance(v, str) or (numbers and number)):
+                kind = "text or a number" if numbers else "text"
+                raise _bad_map(f"{where}.{k} must be {kind}")
+        return dict(value)
+
+    for key in ("zone", "order"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise _bad_map(f"{key} must be text")
     return ColumnMap(
-        columns={str(k): str(v) for k, v in table("columns").items()},
-        values={str(k): dict(v) for k, v in table("values").items() if isinstance(v, dict)},
+        columns=texts("columns", table("columns")),
+        values={k: texts(f"values.{k}", v) for k, v in table("values").items()},
         zone=str(raw["zone"]) if raw.get("zone") else None,
         order=str(raw.get("order") or "DMY"),
-        defaults={str(k): dict(v) for k, v in table("defaults").items() if isinstance(v, dict)},
+        defaults={k: texts(f"defaults.{k}", v, True) for k, v in table("defaults").items()},
         source="the map",
     )
 
