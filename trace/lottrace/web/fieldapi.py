@@ -22,14 +22,22 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..access import Identity, NotAllowed, NotAuthenticated, visible_lots
-from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation
+from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation, TooBig
 from ..events import STAGE_ORDER, EventBase, event_id
 from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
 from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
 from ..numfmt import number
-from ..sheets import ColumnMap, field_names, load_map, map_to_toml, reads_natively, suggest_map
+from ..sheets import (
+    ColumnMap,
+    check_bounds,
+    field_names,
+    load_map,
+    map_to_toml,
+    reads_natively,
+    suggest_map,
+)
 from .deps import User, access_of, reading, writing, written_by
 from .i18n import pick_lang, t
 
@@ -316,9 +324,22 @@ def _map_json(cm: ColumnMap) -> dict[str, Any]:
     }
 
 
+#: What an uploaded sheet may hold (#19 F5, F12): checked before it is parsed, so that one
+#: writer's sheet cannot hold the server's memory (an .xlsx inflating to hundreds of MB), its
+#: time (thousands of columns to match) or the ledger's writer (the dry run) for long.
+MAX_ROWS = 50_000
+MAX_COLUMNS = 200
+MAX_INFLATED = 64 * 2**20
+
+
 class _Upload:
     """An uploaded sheet in a folder of its own, and the map to read it with (given or
-    suggested), as the library's import takes them."""
+    suggested), as the library's import takes them.
+
+    Built off the event loop (:func:`_receive`): reading the sheet and suggesting its map
+    take time in proportion to the sheet; :func:`~lottrace.sheets.check_bounds` first refuses
+    one over :data:`MAX_ROWS`, :data:`MAX_COLUMNS` or :data:`MAX_INFLATED` (413, ``file``).
+    """
 
     def __init__(self, folder: str, file: UploadFile, data: bytes, map_text: str | None) -> None:
         name = re.sub(r"[^\w.\- ]", "_", Path(file.filename or "").name)[:100]
@@ -327,6 +348,9 @@ class _Upload:
         self.folder = folder
         self.path = Path(folder) / name
         self.path.write_bytes(data)
+        check_bounds(
+            self.path, max_rows=MAX_ROWS, max_columns=MAX_COLUMNS, max_inflated=MAX_INFLATED
+        )
         self.native = map_text is None and reads_natively(self.path)
         self.comments: list[str] = []
         self.cm: ColumnMap | None = None
@@ -379,7 +403,7 @@ async def _receive(
     data = await file.read()
     folder = tempfile.TemporaryDirectory(prefix="lottrace-sheet-")
     try:
-        up = _Upload(folder.name, file, data, map_json)
+        up = await run_in_threadpool(_Upload, folder.name, file, data, map_json)
     except BaseException:
         folder.cleanup()
         raise
@@ -409,6 +433,8 @@ async def upload_check(
 ) -> dict[str, Any]:
     try:
         folder, up = await _receive(request, user, file, map, type)
+    except TooBig:
+        raise
     except InvalidInput as exc:
         return {"ok": False, "problems": [{"line": "", "field": "map", "detail": str(exc)}]}
     with folder:
