@@ -289,3 +289,51 @@ def test_api_a_sheet_with_too_many_rows_or_columns_is_refused(
         body = r.json()  # type: ignore[attr-defined]
         assert body["field"] == "file" and body["detail"] == said, body
     assert count_events(web.db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "cmap", "field", "said"),
+    [
+        ("bad.xlsx", b"PK\x03\x04garbage", None, "file", "bad.xlsx: not an Excel .xlsx workbook"),
+        ("e.csv", b"", None, "file", "e.csv: the file is empty"),
+        (
+            "ok.csv",
+            b"tipo;kilos\ncosecha;1\n",
+            {"columns": {"tipo": "type"}, "order": "QQQ"},
+            "map",
+            "the map: [time] order",
+        ),
+    ],
+)
+def test_api_a_sheet_or_map_that_cannot_be_read_is_named_without_the_servers_folders(
+    web: Web,
+    tmp_path: Path,
+    name: str,
+    content: bytes,
+    cmap: dict[str, object] | None,
+    field: str,
+    said: str,
+) -> None:
+    """Issue #19, F3: the messages named /tmp/lottrace-sheet-XXXX/, and ``map`` for the file."""
+    sheet = tmp_path / name
+    sheet.write_bytes(content)
+    r = _post(web, "qc", "/api/upload/check", sheet, cmap)
+    (problem,) = r.json()["problems"]  # type: ignore[attr-defined]
+    assert problem["field"] == field and problem["detail"].startswith(said), problem
+    assert "/tmp" not in problem["detail"] and "lottrace-sheet" not in problem["detail"]
+    r = _post(web, "qc", "/api/upload/import", sheet, cmap)
+    assert r.status_code == 400, r.text  # type: ignore[attr-defined]
+    body = r.json()  # type: ignore[attr-defined]
+    assert body["field"] == field and body["detail"].startswith(said), body
+    assert "/tmp" not in body["detail"]
+
+
+def test_api_a_sheet_named_map_toml_is_read_as_the_sheet(web: Web, tmp_path: Path) -> None:
+    """Issue #19, F4: the suggested map was written over it, then read as the sheet."""
+    sheet = tmp_path / "map.toml"
+    sheet.write_text("tipo;fecha;lugar;lote;kilos\ncosecha;01/11/2026;farm:APR-P0231;UPF4-1;10\n")
+    with sheet.open("rb") as f:
+        r = web.api("qc").post("/api/upload/check", files={"file": ("map.toml", f, "text/csv")})
+    answer = r.json()
+    assert answer["file"] == "map.toml" and answer["map"]["columns"]["tipo"] == "type", answer
+    assert not any("# lottrace column map" in p["detail"] for p in answer["problems"]), answer

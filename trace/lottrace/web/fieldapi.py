@@ -332,6 +332,15 @@ MAX_COLUMNS = 200
 MAX_INFLATED = 64 * 2**20
 
 
+def _scrub(text: str, folder: str) -> str:
+    """``text`` without ``folder``: its sheet by the sheet's own name, its map as "the map"."""
+    return (
+        text.replace(str(Path(folder) / "map.toml"), "the map")
+        .replace(str(Path(folder) / "sheet") + "/", "")
+        .replace(folder, "")
+    )
+
+
 class _Upload:
     """An uploaded sheet in a folder of its own, and the map to read it with (given or
     suggested), as the library's import takes them.
@@ -346,7 +355,8 @@ class _Upload:
         if name.strip(".") == "":
             name = "upload.csv"
         self.folder = folder
-        self.path = Path(folder) / name
+        (Path(folder) / "sheet").mkdir()  # the map beside it can never be its name (#19 F4)
+        self.path = Path(folder) / "sheet" / name
         self.path.write_bytes(data)
         check_bounds(
             self.path, max_rows=MAX_ROWS, max_columns=MAX_COLUMNS, max_inflated=MAX_INFLATED
@@ -366,9 +376,7 @@ class _Upload:
 
     def scrub(self, text: str) -> str:
         """A message without the server's folders: the sheet and the map by their names."""
-        return text.replace(str(self.path), self.path.name).replace(
-            str(Path(self.folder) / "map.toml"), "the map"
-        )
+        return _scrub(text, self.folder)
 
     def run(self, request: Request, user: Identity, default_type: str | None, dry: bool) -> Any:
         with writing(request) as ledger:
@@ -396,6 +404,15 @@ def _row_problems(exc: LottraceError, up: _Upload) -> list[dict[str, str]]:
     return out
 
 
+class _Unread(InvalidInput):
+    """The uploaded sheet or its map cannot be read: the message without the server's folders,
+    ``field`` the part of the request it is about (``file`` or ``map``)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 async def _receive(
     request: Request, user: Identity, file: UploadFile, map_json: str | None, type_: str | None
 ) -> tuple[tempfile.TemporaryDirectory[str], _Upload]:
@@ -404,6 +421,12 @@ async def _receive(
     folder = tempfile.TemporaryDirectory(prefix="lottrace-sheet-")
     try:
         up = await run_in_threadpool(_Upload, folder.name, file, data, map_json)
+    except InvalidInput as exc:
+        folder.cleanup()
+        if type(exc) is InvalidInput:  # the sheet or the map cannot be read (#19 F3)
+            text = _scrub(str(exc), folder.name)
+            raise _Unread(text, field="map" if "the map" in text else "file") from None
+        raise
     except BaseException:
         folder.cleanup()
         raise
@@ -436,7 +459,8 @@ async def upload_check(
     except TooBig:
         raise
     except InvalidInput as exc:
-        return {"ok": False, "problems": [{"line": "", "field": "map", "detail": str(exc)}]}
+        field = getattr(exc, "field", "") or "map"
+        return {"ok": False, "problems": [{"line": "", "field": field, "detail": str(exc)}]}
     with folder:
         answer: dict[str, Any] = {
             "file": up.path.name,
