@@ -7,7 +7,7 @@ from collections.abc import Callable
 from itertools import count
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Dialog, Page, expect
 
 from lottrace.ledger import Ledger
 
@@ -316,4 +316,55 @@ def test_a_checkpoint_refused_when_sent_later_stays_on_the_phone_saying_why(
     expect(page.locator("#outbox")).to_contain_text("No se pudo guardar WEB-REFUSED-1")
     expect(page.locator("#outbox")).to_have_attribute("data-waiting", "0")
     assert page.evaluate("() => LT.outbox.all().then(items => items.length)") == 1
+    assert count_events(web.db) == before
+
+
+def test_signing_out_asks_then_drops_the_unsent_checkpoints_and_the_kept_lot_pages(
+    context: BrowserContext, page: Page, web: Web, sign_in: Callable[[Page, str], None]
+) -> None:
+    """Issue #19, F6 + F10: the next user's token must never send them as theirs."""
+    sign_in(page, "field")
+    page.goto("/find?q=APR")  # kept by the service worker under its address
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.goto("/field")
+    context.set_offline(True)
+    lot = _lot(page)
+    form = {"type": "harvest", "time": "2025-06-02T07:30:00-05:00", "site": "farm:APR-P0231"}
+    form |= {"lot": lot, "kg": "10", "producer": "APR-0231", "plot.id": "P0231-A"}
+    page.evaluate("f => LT.outbox.add(f)", form)
+    before = count_events(web.db)
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        if len(asked) == 1:
+            dialog.dismiss()
+        else:
+            dialog.accept()
+
+    page.on("dialog", answer)
+    page.get_by_role("button", name="Salir").click()
+    expect(page.locator("#logout")).to_be_visible()
+    assert page.evaluate("() => LT.outbox.all().then(items => items.length)") == 1
+    assert page.evaluate("() => LT.token()") is not None  # kept: the user said no
+    page.get_by_role("button", name="Salir").click()
+    page.wait_for_url(f"{web.url}/login")
+    assert (
+        asked
+        == [
+            "Hay 1 registros sin enviar en este teléfono: se perderán si sale. ¿Salir de todos modos?"
+        ]
+        * 2
+    )
+    assert page.evaluate("() => LT.outbox.all().then(items => items.length)") == 0
+    kept = page.evaluate(
+        "async () => { const out = []; for (const k of await caches.keys())"
+        " for (const r of await (await caches.open(k)).keys()) out.push(new URL(r.url).pathname);"
+        " return out; }"
+    )
+    assert "/login" in kept and not [p for p in kept if p.startswith(("/find", "/lots"))]
+    context.set_offline(False)
+    sign_in(page, "qc")
+    page.goto("/field")
+    assert page.evaluate("() => LT.outbox.flush()") == 0
     assert count_events(web.db) == before

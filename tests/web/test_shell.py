@@ -74,3 +74,21 @@ def test_the_service_worker_is_served_at_the_root_with_the_page_policy(web: Web)
     assert r.headers["content-type"].startswith("text/javascript")
     assert "connect-src 'self'" in r.headers["content-security-policy"]
     assert "@VERSION@" not in r.text
+
+
+def test_sign_in_follows_next_only_to_a_path_of_this_server(page: Page, web: Web) -> None:
+    """Issue #19, F7: ``/\\host`` and ``/<TAB>/host`` are ``//host`` to a browser."""
+    for evil in (
+        "/%5Cevil.example/x",
+        "/%09/evil.example/x",
+        "//evil.example/x",
+        "https://evil.example/",
+    ):
+        page.goto(f"/login?next={evil}")
+        page.get_by_label("Clave (token)").fill(web.tokens["field"])
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(f"{web.url}/")
+    page.goto("/login?next=%2Ffield%3Ftype%3Ddrying")
+    page.get_by_label("Clave (token)").fill(web.tokens["field"])
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url(f"{web.url}/field?type=drying")

@@ -4,6 +4,7 @@ the map fixed on the page, then imported all or nothing through the library's im
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -148,3 +149,191 @@ def test_api_another_org_cannot_import_at_the_owners_sites(web: Web, tmp_path: P
     r = _post(web, "other_field", "/api/upload/import", good, cmap)
     assert r.status_code == 403  # type: ignore[attr-defined]
     assert count_events(web.db) == before
+
+
+@pytest.mark.parametrize(
+    ("cmap", "named"),
+    [
+        ({"columns": {"tipo": "type"}, "values": {"type": {"cosecha": 5}}}, "values.type.cosecha"),
+        ({"columns": {"tipo": 1}}, "columns.tipo"),
+        ({"columns": {"tipo": "type"}, "values": {"type": ["cosecha"]}}, "values.type"),
+        (
+            {"columns": {"tipo": "type"}, "defaults": {"harvest": {"site": {"a": 1}}}},
+            "defaults.harvest.site",
+        ),
+        (
+            {"columns": {"tipo": "type"}, "defaults": {"harvest": {"kg": True}}},
+            "defaults.harvest.kg",
+        ),
+        ({"columns": {"tipo": "type"}, "order": 5}, "order"),
+    ],
+)
+def test_api_a_map_with_a_value_not_text_is_a_400_naming_map(
+    web: Web, tmp_path: Path, cmap: dict[str, object], named: str
+) -> None:
+    """Issue #19, F2: a number among the map's values was a 500 (AttributeError)."""
+    sheet = tmp_path / "ok.csv"
+    sheet.write_text("tipo;fecha;lugar;lote;kilos\ncosecha;01/11/2026;farm:APR-P0231;UPF2-1;10\n")
+    before = count_events(web.db)
+    for url in ("/api/upload/check", "/api/upload/import"):
+        r = _post(web, "qc", url, sheet, cmap)
+        assert r.status_code == 400, r.text  # type: ignore[attr-defined]
+        body = r.json()  # type: ignore[attr-defined]
+        assert body["field"] == "map" and named in body["detail"], body
+    assert count_events(web.db) == before
+
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_DOC = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def _bomb(path: Path, strings: int, *, listed: bool = True) -> Path:
+    """A workbook of one small sheet whose shared strings, ``strings`` x 1,000 "A", deflate to
+    a few hundred KB (issue #19, F5); not ``listed``, a reader does not find them."""
+    shared = (
+        '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.'
+        'openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+        if listed
+        else ""
+    )
+    xml = '<?xml version="1.0" encoding="UTF-8"?>'
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "[Content_Types].xml",
+            f'{xml}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sheet.main+xml"/>'
+            f"{shared}</Types>",
+        )
+        z.writestr(
+            "_rels/.rels",
+            f'{xml}<Relationships xmlns="{_RELS}"><Relationship Id="rId1" '
+            f'Type="{_DOC}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'{xml}<workbook xmlns="{_MAIN}" xmlns:r="{_DOC}"><sheets>'
+            '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            f'{xml}<Relationships xmlns="{_RELS}"><Relationship Id="rId1" '
+            f'Type="{_DOC}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" '
+            f'Type="{_DOC}/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+        )
+        z.writestr(
+            "xl/worksheets/sheet1.xml",
+            f'{xml}<worksheet xmlns="{_MAIN}"><sheetData><row r="1"><c r="A1" t="s"><v>0</v>'
+            "</c></row></sheetData></worksheet>",
+        )
+        with z.open("xl/sharedStrings.xml", "w") as f:
+            f.write(f'{xml}<sst xmlns="{_MAIN}">'.encode())
+            chunk = (b"<si><t>" + b"A" * 1000 + b"</t></si>") * 1000
+            for _ in range(strings // 1000):
+                f.write(chunk)
+            f.write(b"</sst>")
+    return path
+
+
+def test_api_a_workbook_that_inflates_too_far_is_refused_before_it_is_read(
+    web: Web, tmp_path: Path
+) -> None:
+    bomb = _bomb(tmp_path / "bomb.xlsx", 70_000)  # 70 MB of shared strings
+    assert bomb.stat().st_size < 500_000
+    for url in ("/api/upload/check", "/api/upload/import"):
+        r = _post(web, "qc", url, bomb, None)
+        assert r.status_code == 413, r.text  # type: ignore[attr-defined]
+        body = r.json()  # type: ignore[attr-defined]
+        assert body["field"] == "file", body
+        assert body["detail"].startswith(
+            "bomb.xlsx: the workbook inflates to 67 MB (at most 64 MB)"
+        ), body
+    small = _bomb(tmp_path / "small.xlsx", 1_000)  # read as usual: a sheet of one cell
+    r = _post(web, "qc", "/api/upload/check", small, None)
+    assert r.status_code == 200, r.text  # type: ignore[attr-defined]
+    broken = _bomb(tmp_path / "broken.xlsx", 1_000, listed=False)  # was a 500 (IndexError)
+    r = _post(web, "qc", "/api/upload/import", broken, None)
+    assert r.status_code == 400, r.text  # type: ignore[attr-defined]
+    assert "broken.xlsx: not a readable .xlsx workbook (IndexError)" in r.json()["detail"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("shape", "said"),
+    [
+        ("wide", "wide.csv: 305 columns (at most 200)"),
+        ("long", "long.csv: more than 50000 rows"),
+        ("wide-row", "wide-row.csv: row 3 has 201 cells (at most 200)"),
+    ],
+)
+def test_api_a_sheet_with_too_many_rows_or_columns_is_refused(
+    web: Web, tmp_path: Path, shape: str, said: str
+) -> None:
+    """Issue #19, F12: 5,000 columns took 20 s to match, on the event loop."""
+    head = "tipo;fecha;lugar;lote;kilos"
+    row = "cosecha;01/11/2026;farm:APR-P0231;UPF12-{};10"
+    if shape == "wide":
+        lines = [head + "".join(f";col{i}" for i in range(300)), row.format(1)]
+    elif shape == "long":
+        lines = [head] + [row.format(i) for i in range(50_000)]
+    else:
+        lines = [head, row.format(1), row.format(2) + ";x" * 196]
+    sheet = tmp_path / f"{shape}.csv"
+    sheet.write_text("\n".join(lines) + "\n")
+    before = count_events(web.db)
+    for url in ("/api/upload/check", "/api/upload/import"):
+        r = _post(web, "qc", url, sheet, None)
+        assert r.status_code == 413, r.text  # type: ignore[attr-defined]
+        body = r.json()  # type: ignore[attr-defined]
+        assert body["field"] == "file" and body["detail"] == said, body
+    assert count_events(web.db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "cmap", "field", "said"),
+    [
+        ("bad.xlsx", b"PK\x03\x04garbage", None, "file", "bad.xlsx: not an Excel .xlsx workbook"),
+        ("e.csv", b"", None, "file", "e.csv: the file is empty"),
+        (
+            "ok.csv",
+            b"tipo;kilos\ncosecha;1\n",
+            {"columns": {"tipo": "type"}, "order": "QQQ"},
+            "map",
+            "the map: [time] order",
+        ),
+    ],
+)
+def test_api_a_sheet_or_map_that_cannot_be_read_is_named_without_the_servers_folders(
+    web: Web,
+    tmp_path: Path,
+    name: str,
+    content: bytes,
+    cmap: dict[str, object] | None,
+    field: str,
+    said: str,
+) -> None:
+    """Issue #19, F3: the messages named /tmp/lottrace-sheet-XXXX/, and ``map`` for the file."""
+    sheet = tmp_path / name
+    sheet.write_bytes(content)
+    r = _post(web, "qc", "/api/upload/check", sheet, cmap)
+    (problem,) = r.json()["problems"]  # type: ignore[attr-defined]
+    assert problem["field"] == field and problem["detail"].startswith(said), problem
+    assert "/tmp" not in problem["detail"] and "lottrace-sheet" not in problem["detail"]
+    r = _post(web, "qc", "/api/upload/import", sheet, cmap)
+    assert r.status_code == 400, r.text  # type: ignore[attr-defined]
+    body = r.json()  # type: ignore[attr-defined]
+    assert body["field"] == field and body["detail"].startswith(said), body
+    assert "/tmp" not in body["detail"]
+
+
+def test_api_a_sheet_named_map_toml_is_read_as_the_sheet(web: Web, tmp_path: Path) -> None:
+    """Issue #19, F4: the suggested map was written over it, then read as the sheet."""
+    sheet = tmp_path / "map.toml"
+    sheet.write_text("tipo;fecha;lugar;lote;kilos\ncosecha;01/11/2026;farm:APR-P0231;UPF4-1;10\n")
+    with sheet.open("rb") as f:
+        r = web.api("qc").post("/api/upload/check", files={"file": ("map.toml", f, "text/csv")})
+    answer = r.json()
+    assert answer["file"] == "map.toml" and answer["map"]["columns"]["tipo"] == "type", answer
+    assert not any("# lottrace column map" in p["detail"] for p in answer["problems"]), answer

@@ -6,7 +6,8 @@ non-zero; a Python caller can catch the root or any child::
 
     LottraceError                 root: anything lottrace reports to a user
     ├── InvalidInput              a file cannot be read at all (missing, binary, encoding)
-    │   └── BadRows               an import's bad rows, each one listed in ``problems``
+    │   ├── BadRows               an import's bad rows, each one listed in ``problems``
+    │   └── TooBig                a file over what may be read (rows, columns, inflated size)
     ├── InvalidEvent              one record is broken: bad JSON or CSV, or a bad field
     │   └── RuleViolation         a well-formed event breaks a ledger rule
     ├── UnknownLot                a query names a lot the ledger has never seen
@@ -29,6 +30,7 @@ __all__ = [
     "LedgerError",
     "LottraceError",
     "RuleViolation",
+    "TooBig",
     "UnknownEvent",
     "UnknownLot",
     "UnsafeOutput",
@@ -67,6 +69,15 @@ class BadRows(InvalidInput):
             else f"{len(problems)} problems in {self.rows} rows"
         )
         super().__init__(f"{self.counted}; nothing was written")
+
+
+class TooBig(InvalidInput):
+    """A file holds more than a reader accepts (rows, columns, or a workbook that inflates
+    beyond a bound); ``field`` names the part of the request it came in (the server's 413)."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class InvalidEvent(LottraceError):

@@ -62,6 +62,7 @@ from .errors import (
     InvalidInput,
     LedgerError,
     LottraceError,
+    TooBig,
     UnknownEvent,
     UnknownLot,
 )
@@ -122,6 +123,8 @@ def _problem(
         status, title = 404, "not found"
     elif isinstance(exc, BadRows):
         status, title = 422, "bad rows"
+    elif isinstance(exc, TooBig):
+        status, title = 413, "too large"
     elif isinstance(exc, InvalidEvent | InvalidInput):
         status, title = 400, "bad input"
     elif isinstance(exc, IntegrityViolation):

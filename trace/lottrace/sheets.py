@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import InvalidEvent, InvalidInput
+from .errors import InvalidEvent, InvalidInput, TooBig
 from .events import EVENT_MODELS, REGISTRY_TYPES, EventBase, parse_event
 from .fieldlog import STAGE_ALIASES, resolve_type
 from .ledger import WholeInputs
@@ -50,6 +50,7 @@ from .readers import CsvReader, check_encoding, iter_events, number_fields, snif
 
 __all__ = [
     "ColumnMap",
+    "check_bounds",
     "field_names",
     "iter_import",
     "load_map",
@@ -613,6 +614,66 @@ def _open_sheet(
     return _Sheet(name, header, body(), decimal_comma=d != ",", close=f.close)
 
 
+def check_bounds(
+    path: str | Path,
+    *,
+    max_rows: int,
+    max_columns: int,
+    max_inflated: int,
+    sheet: str | None = None,
+) -> None:
+    """Refuse a sheet bigger than the bounds, reading no more of it than they allow.
+
+    :class:`TooBig` (naming ``file``) when an ``.xlsx`` workbook's parts would
+    inflate beyond ``max_inflated`` bytes (checked in the zip's directory,
+    before a workbook reader holds anything: a shared-strings "bomb" of a few
+    hundred KB inflates to hundreds of MB), or when the sheet has more than
+    ``max_rows`` rows or ``max_columns`` columns (a row is counted as read).
+    A sheet that cannot be read at all is left to the reader to report.
+    """
+    import zipfile
+
+    p = Path(path)
+    if p.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                inflated = sum(i.file_size for i in z.infolist())
+        except (zipfile.BadZipFile, OSError):
+            return
+        if inflated > max_inflated:
+            raise TooBig(
+                f"{p.name}: the workbook inflates to {inflated // 2**20} MB "
+                f"(at most {max_inflated // 2**20} MB)",
+                field="file",
+            )
+    try:
+        sh = _open_sheet(p, encoding=None, delimiter=None, sheet=sheet, on_note=None,
+                         progress=None)  # fmt: skip
+    except (InvalidInput, InvalidEvent):
+        return
+    try:
+        if len(sh.header) > max_columns:
+            raise TooBig(
+                f"{p.name}: {len(sh.header)} columns (at most {max_columns})", field="file"
+            )
+        rows = 1
+        for _line, cells in sh.rows:
+            rows += 1
+            if rows > max_rows:
+                raise TooBig(f"{p.name}: more than {max_rows} rows", field="file")
+            if len(cells) > max_columns:
+                raise TooBig(
+                    f"{p.name}: row {rows} has {len(cells)} cells (at most {max_columns})",
+                    field="file",
+                )
+    except TooBig:
+        raise
+    except (InvalidInput, InvalidEvent):
+        return  # the reader says what is wrong, with its line
+    finally:
+        sh.close()
+
+
 def _open_xlsx(path: Path, sheet: str | None) -> _Sheet:
     import zipfile
 
@@ -638,12 +699,24 @@ def _open_xlsx(path: Path, sheet: str | None) -> _Sheet:
     except StopIteration:
         wb.close()
         raise InvalidInput(f"{name}: the sheet is empty") from None
+    except Exception as exc:  # openpyxl on a broken workbook: IndexError, KeyError, ...
+        wb.close()
+        raise InvalidInput(
+            f"{name}: not a readable .xlsx workbook ({type(exc).__name__})"
+        ) from None
     header = ["" if c is None else str(c).strip() for c in first]
 
     def body() -> Iterator[tuple[int, list[Any]]]:
+        n = 1
         try:
             for n, row in enumerate(it, 2):
                 yield n, list(row)
+        except (InvalidInput, InvalidEvent):
+            raise
+        except Exception as exc:  # as above, in a later row
+            raise InvalidInput(
+                f"{name}: row {n + 1}: not a readable .xlsx row ({type(exc).__name__})"
+            ) from None
         finally:
             wb.close()
 

@@ -22,14 +22,22 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..access import Identity, NotAllowed, NotAuthenticated, visible_lots
-from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation
+from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation, TooBig
 from ..events import STAGE_ORDER, EventBase, event_id
 from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
 from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
 from ..numfmt import number
-from ..sheets import ColumnMap, field_names, load_map, map_to_toml, reads_natively, suggest_map
+from ..sheets import (
+    ColumnMap,
+    check_bounds,
+    field_names,
+    load_map,
+    map_to_toml,
+    reads_natively,
+    suggest_map,
+)
 from .deps import User, access_of, reading, writing, written_by
 from .i18n import pick_lang, t
 
@@ -259,27 +267,49 @@ _HINTS = {"field.hint.inputs", "field.hint.outputs", "field.hint.site", "field.h
 # --------------------------------------------------------------------------- uploads
 
 
+def _bad_map(words: str) -> InvalidEvent:
+    """A map whose JSON is not of the shape the upload page sends: a 400 naming ``map``."""
+    return InvalidEvent(f"map: {words}", field="map")
+
+
 def _map_from_json(text: str) -> ColumnMap:
-    """A column map sent by the upload page as JSON (the shape of :class:`ColumnMap`)."""
+    """A column map sent by the upload page as JSON (the shape of :class:`ColumnMap`).
+
+    Names and values must be text (a default may also be a number): anything else is a
+    problem naming ``map`` (#19 F2: a number among the values was a 500).
+    """
     try:
         raw = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise InvalidInput("map: not JSON") from None
+        raise _bad_map("not JSON") from None
     if not isinstance(raw, dict):
-        raise InvalidInput("map: not a JSON object")
+        raise _bad_map("not a JSON object")
 
     def table(key: str) -> dict[str, Any]:
         value = raw.get(key) or {}
         if not isinstance(value, dict):
-            raise InvalidInput(f"map: {key} is not an object")
+            raise _bad_map(f"{key} is not an object")
         return value
 
+    def texts(where: str, value: Any, numbers: bool = False) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _bad_map(f"{where} is not an object")
+        for k, v in value.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if not (isinstance(v, str) or (numbers and number)):
+                kind = "text or a number" if numbers else "text"
+                raise _bad_map(f"{where}.{k} must be {kind}")
+        return dict(value)
+
+    for key in ("zone", "order"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise _bad_map(f"{key} must be text")
     return ColumnMap(
-        columns={str(k): str(v) for k, v in table("columns").items()},
-        values={str(k): dict(v) for k, v in table("values").items() if isinstance(v, dict)},
+        columns=texts("columns", table("columns")),
+        values={k: texts(f"values.{k}", v) for k, v in table("values").items()},
         zone=str(raw["zone"]) if raw.get("zone") else None,
         order=str(raw.get("order") or "DMY"),
-        defaults={str(k): dict(v) for k, v in table("defaults").items() if isinstance(v, dict)},
+        defaults={k: texts(f"defaults.{k}", v, True) for k, v in table("defaults").items()},
         source="the map",
     )
 
@@ -294,17 +324,43 @@ def _map_json(cm: ColumnMap) -> dict[str, Any]:
     }
 
 
+#: What an uploaded sheet may hold (#19 F5, F12): checked before it is parsed, so that one
+#: writer's sheet cannot hold the server's memory (an .xlsx inflating to hundreds of MB), its
+#: time (thousands of columns to match) or the ledger's writer (the dry run) for long.
+MAX_ROWS = 50_000
+MAX_COLUMNS = 200
+MAX_INFLATED = 64 * 2**20
+
+
+def _scrub(text: str, folder: str) -> str:
+    """``text`` without ``folder``: its sheet by the sheet's own name, its map as "the map"."""
+    return (
+        text.replace(str(Path(folder) / "map.toml"), "the map")
+        .replace(str(Path(folder) / "sheet") + "/", "")
+        .replace(folder, "")
+    )
+
+
 class _Upload:
     """An uploaded sheet in a folder of its own, and the map to read it with (given or
-    suggested), as the library's import takes them."""
+    suggested), as the library's import takes them.
+
+    Built off the event loop (:func:`_receive`): reading the sheet and suggesting its map
+    take time in proportion to the sheet; :func:`~lottrace.sheets.check_bounds` first refuses
+    one over :data:`MAX_ROWS`, :data:`MAX_COLUMNS` or :data:`MAX_INFLATED` (413, ``file``).
+    """
 
     def __init__(self, folder: str, file: UploadFile, data: bytes, map_text: str | None) -> None:
         name = re.sub(r"[^\w.\- ]", "_", Path(file.filename or "").name)[:100]
         if name.strip(".") == "":
             name = "upload.csv"
         self.folder = folder
-        self.path = Path(folder) / name
+        (Path(folder) / "sheet").mkdir()  # the map beside it can never be its name (#19 F4)
+        self.path = Path(folder) / "sheet" / name
         self.path.write_bytes(data)
+        check_bounds(
+            self.path, max_rows=MAX_ROWS, max_columns=MAX_COLUMNS, max_inflated=MAX_INFLATED
+        )
         self.native = map_text is None and reads_natively(self.path)
         self.comments: list[str] = []
         self.cm: ColumnMap | None = None
@@ -320,9 +376,7 @@ class _Upload:
 
     def scrub(self, text: str) -> str:
         """A message without the server's folders: the sheet and the map by their names."""
-        return text.replace(str(self.path), self.path.name).replace(
-            str(Path(self.folder) / "map.toml"), "the map"
-        )
+        return _scrub(text, self.folder)
 
     def run(self, request: Request, user: Identity, default_type: str | None, dry: bool) -> Any:
         with writing(request) as ledger:
@@ -350,6 +404,15 @@ def _row_problems(exc: LottraceError, up: _Upload) -> list[dict[str, str]]:
     return out
 
 
+class _Unread(InvalidInput):
+    """The uploaded sheet or its map cannot be read: the message without the server's folders,
+    ``field`` the part of the request it is about (``file`` or ``map``)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 async def _receive(
     request: Request, user: Identity, file: UploadFile, map_json: str | None, type_: str | None
 ) -> tuple[tempfile.TemporaryDirectory[str], _Upload]:
@@ -357,7 +420,13 @@ async def _receive(
     data = await file.read()
     folder = tempfile.TemporaryDirectory(prefix="lottrace-sheet-")
     try:
-        up = _Upload(folder.name, file, data, map_json)
+        up = await run_in_threadpool(_Upload, folder.name, file, data, map_json)
+    except InvalidInput as exc:
+        folder.cleanup()
+        if type(exc) is InvalidInput:  # the sheet or the map cannot be read (#19 F3)
+            text = _scrub(str(exc), folder.name)
+            raise _Unread(text, field="map" if "the map" in text else "file") from None
+        raise
     except BaseException:
         folder.cleanup()
         raise
@@ -387,8 +456,11 @@ async def upload_check(
 ) -> dict[str, Any]:
     try:
         folder, up = await _receive(request, user, file, map, type)
+    except TooBig:
+        raise
     except InvalidInput as exc:
-        return {"ok": False, "problems": [{"line": "", "field": "map", "detail": str(exc)}]}
+        field = getattr(exc, "field", "") or "map"
+        return {"ok": False, "problems": [{"line": "", "field": field, "detail": str(exc)}]}
     with folder:
         answer: dict[str, Any] = {
             "file": up.path.name,

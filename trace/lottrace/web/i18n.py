@@ -32,6 +32,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "outbox.none": "Nada por enviar",
         "outbox.sent": "Enviado: {n}",
         "outbox.failed": "No se pudo guardar {lot}: {detail}",
+        "outbox.signout": "Hay {n} registros sin enviar en este teléfono: se perderán si sale. ¿Salir de todos modos?",
         "offline": "Sin conexión: lo registrado se guarda en el teléfono y se envía al volver.",
         "login.title": "Entrar",
         "login.intro": "Pegue la clave (token) que le dio el administrador. Se guarda solo en "
@@ -197,6 +198,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "outbox.none": "Nothing waiting",
         "outbox.sent": "Sent: {n}",
         "outbox.failed": "{lot} could not be saved: {detail}",
+        "outbox.signout": "{n} checkpoints on this phone are not sent yet: they are lost if you sign out. Sign out anyway?",
         "offline": "Offline: what you log is kept on this phone and sent when the "
         "connection is back.",
         "login.title": "Sign in",

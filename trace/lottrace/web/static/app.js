@@ -24,7 +24,31 @@
 
   function token() { return localStorage.getItem(TOKEN); }
   function setToken(value) { localStorage.setItem(TOKEN, value); }
-  function signOut() { localStorage.removeItem(TOKEN); location.assign("/login"); }
+  /* Sign out: what this user leaves on the phone goes with them (issue #19, F6, F10). The
+     outbox is emptied, after saying how many checkpoints are not sent and asking, so that the
+     next user's token never sends them as theirs; the pages the service worker kept, but the
+     shell, are deleted (their addresses name the lots looked at). */
+  const SHELL_PAGES = ["/", "/login", "/field", "/upload"];
+  async function signOut() {
+    let items = [];
+    try { items = await outbox.all(); } catch (err) { items = []; }
+    if (items.length && !window.confirm(t("outbox.signout", { n: items.length }))) return false;
+    try { await tx("readwrite", (s) => s.clear()); } catch (err) { /* no IndexedDB: nothing kept */ }
+    try {
+      if ("caches" in window) {
+        for (const key of await caches.keys()) {
+          const cache = await caches.open(key);
+          for (const req of await cache.keys()) {
+            const path = new URL(req.url).pathname;
+            if (!SHELL_PAGES.includes(path) && !path.startsWith("/static/")) await cache.delete(req);
+          }
+        }
+      }
+    } catch (err) { /* no cache storage: nothing kept */ }
+    localStorage.removeItem(TOKEN);
+    location.assign("/login");
+    return true;
+  }
 
   function toLogin() {
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
@@ -167,7 +191,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     const logout = document.getElementById("logout");
-    if (token() && logout) { logout.hidden = false; logout.addEventListener("click", signOut); }
+    if (token() && logout) { logout.hidden = false; logout.addEventListener("click", (e) => { e.preventDefault(); signOut(); }); }
     if (body.dataset.auth === "required" && !token()) { toLogin(); return; }
     if (token()) me().then((who) => { if (who) showForRole(who.role); });
     else showForRole("");  // signed out: no page links but home and sign in

@@ -24,7 +24,17 @@
       return;
     }
     LT.setToken(tok);
-    const next = new URLSearchParams(location.search).get("next");
-    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    location.assign(sameOrigin(new URLSearchParams(location.search).get("next")));
   });
+
+  /* Where to go after signing in: only a path of this server. Browsers read "/\host" and
+     "/<TAB>/host" as "//host", so the text is resolved as the browser would and its origin
+     compared (issue #19, F7). */
+  function sameOrigin(next) {
+    if (!next || next[0] !== "/" || /[\\\u0000-\u001f\u007f]/.test(next)) return "/";
+    let u;
+    try { u = new URL(next, location.origin); } catch (err) { return "/"; }
+    if (u.origin !== location.origin || !u.pathname.startsWith("/") || u.pathname.startsWith("//")) return "/";
+    return u.pathname + u.search + u.hash;
+  }
 })();
