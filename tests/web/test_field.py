@@ -98,7 +98,7 @@ def test_problems_are_shown_in_words_before_saving_and_nothing_is_written(
     inputs = qc.get_by_label("Lotes de origen")
     expect(inputs).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#gatherer_qc-inputs-problem")).to_have_text(
-        "input lot NO-SUCH-LOT was never created"
+        "el lote nombrado nunca se creó (input lot NO-SUCH-LOT was never created)"
     )
     shot(page, "field-problems")
     assert count_events(web.db) == before
@@ -368,3 +368,19 @@ def test_signing_out_asks_then_drops_the_unsent_checkpoints_and_the_kept_lot_pag
     page.goto("/field")
     assert page.evaluate("() => LT.outbox.flush()") == 0
     assert count_events(web.db) == before
+
+
+def test_api_rule_problems_are_said_in_spanish_on_spanish_pages(web: Web) -> None:
+    """The ledger's rules speak English; the field pages put each rule's Spanish words
+    first and its particulars after (rules.RULES_ES, kept in step with rules.RULES)."""
+    from lottrace.rules import RULES, RULES_ES, WARNINGS, WARNINGS_ES
+
+    assert RULES_ES.keys() == RULES.keys() and WARNINGS_ES.keys() == WARNINGS.keys()
+    form = _harvest_form("APR-25-H0502-1", "farm:APR-P0502")  # the sample's own lot: taken
+    es = web.api("field").post("/api/field/check?lang=es", json=form).json()
+    assert es["ok"] is False
+    problem = es["problems"][0]
+    assert problem["rule"] == "lot-exists"
+    assert problem["detail"].startswith(RULES_ES["lot-exists"] + " (")
+    en = web.api("field").post("/api/field/check?lang=en", json=form).json()
+    assert not en["problems"][0]["detail"].startswith(RULES_ES["lot-exists"])

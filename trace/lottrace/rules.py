@@ -104,6 +104,54 @@ WARNINGS: dict[str, str] = {
     "bags-weight": "bags x bag_kg differs from kg by more than 1 %",
 }
 
+#: :data:`RULES` and :data:`WARNINGS` in Spanish, as the web app's field pages say them
+#: (a test keeps the keys in step).
+RULES_ES: dict[str, str] = {
+    "site-kind": "cada punto de control ocurre en un lugar de su tipo: cosecha en una finca "
+    "(farm:), secado en una finca o un acopio, acopio en un acopio (gatherer:), control en "
+    "sede en la sede (hq:), trilla en una planta (mill:), exportación en un puerto (port:)",
+    "lot-exists": "un lote se crea una sola vez: por una cosecha, al juntar lotes o como "
+    "salida de la trilla; ese código de lote ya existe o no puede usarse",
+    "lot-unknown": "el lote nombrado nunca se creó",
+    "input-invalid": "un registro no puede tomar de su propio lote ni nombrar dos veces el "
+    "mismo lote de entrada",
+    "time-order": "los registros de un lote no retroceden en el tiempo",
+    "time-future": "ningún registro puede estar en el futuro (se admiten cinco minutos)",
+    "stage-order": "los registros de un lote no retroceden en el orden de las etapas",
+    "weight-consumed": "no se puede tomar de un lote más kilos de los que tiene",
+    "weight-gain": "lo que sale de una transformación no puede pesar más que lo que entró "
+    "(2 % de tolerancia de balanza)",
+    "rejected-lot": "un lote cuyo último control fue 'rechazado' o 'retenido' no puede pasar "
+    "a otro lote ni exportarse hasta que un control posterior lo acepte",
+    "stage-skip": "la trilla recibe solo pergamino seco, y solo se exporta café verde "
+    "salido de la trilla",
+    "correction-balance": "una corrección no puede dejar un lote con más kilos tomados de "
+    "los que tenía",
+    "correction-target": "una corrección nombra un registro existente que no esté ya anulado "
+    "ni sea otra corrección",
+    "correction-orphans": "un registro que creó un lote solo puede anularse cuando nada más "
+    "nombra ese lote (anule primero los registros posteriores)",
+    "weight-unstated": "un registro EPCIS que toma de un lote pesado debe decir cuántos kilos toma",
+    "finding-target": "una resolución EUDR resuelve un hallazgo existente y no anulado, y no "
+    "tiene fecha anterior a él",
+    "lineage-cycle": "ningún lote puede volver a entrar en un lote del que salió",
+    "epcis-hash": "el hash_id de un registro EPCIS es su Event Hash ID CBV 2.0",
+    "epcis-same-hash": "un Event Hash ID, un registro: el mismo registro EPCIS con otro "
+    "eventID se rechaza",
+    "claim-broken": "un lote que declara una certificación (claims) no admite una mezcla que "
+    "la rompa",
+    "record-lot": "un certificado, compra, pago o prima nombra un lote que existe y no está "
+    "anulado",
+}
+
+WARNINGS_ES: dict[str, str] = {
+    "moisture-range": "humedad fuera de 9-13 % (el rango en que se compra y guarda el pergamino)",
+    "water-activity": "actividad de agua mayor que 0,70 (riesgo de moho)",
+    "yield-drying": "pergamino seco fuera de 15-30 % del peso en cereza",
+    "yield-mill": "café verde fuera de 65-90 % del peso en pergamino en la trilla",
+    "bags-weight": "sacos x kg por saco difiere de los kilos en más de 1 %",
+}
+
 #: The site kinds (the part of ``kind:ID`` before the colon) each event type
 #: may happen at; a type not listed may happen anywhere. Drying may also be at
 #: a gatherer's station: a wet lot is re-dried there (covered or mechanical).

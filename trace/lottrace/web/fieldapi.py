@@ -29,6 +29,7 @@ from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
 from ..numfmt import number
+from ..rules import RULES_ES, WARNINGS_ES
 from ..sheets import (
     ColumnMap,
     check_bounds,
@@ -143,8 +144,17 @@ def _said(exc: LottraceError) -> str:
     return str(exc).removeprefix(f"{_WHERE}: ")
 
 
-def _warnings(report: AppendReport) -> list[dict[str, str]]:
-    return [{"rule": w.rule, "detail": w.message} for w in report.warnings]
+def _warnings(report: AppendReport, lang: str = "en") -> list[dict[str, str]]:
+    """The batch's rule warnings; in Spanish, each rule's words before its particulars."""
+    return [
+        {
+            "rule": w.rule,
+            "detail": f"{WARNINGS_ES[w.rule]} ({w.message})"
+            if lang == "es" and w.rule in WARNINGS_ES
+            else w.message,
+        }
+        for w in report.warnings
+    ]
 
 
 @router.post(
@@ -164,6 +174,8 @@ def check(request: Request, user: User, form: CheckpointForm) -> dict[str, Any]:
         report = _append(request, user, ev, dry_run=True)
     except RuleViolation as exc:
         detail = _RULE_PREFIX.sub("", _said(exc))
+        if lang == "es" and exc.rule in RULES_ES:  # the rule in Spanish, the particulars after it
+            detail = f"{RULES_ES[exc.rule]} ({detail})"
         problem = {"field": _form_field(exc.field), "rule": exc.rule, "detail": detail}
         return {"ok": False, "problems": [problem], "warnings": [], "summary": summary}
     except NotAllowed as exc:
@@ -172,7 +184,7 @@ def check(request: Request, user: User, form: CheckpointForm) -> dict[str, Any]:
     return {
         "ok": True,
         "problems": [],
-        "warnings": _warnings(report),
+        "warnings": _warnings(report, lang),
         "summary": summary,
         "event_id": event_id(ev),
         "duplicate": report.added == 0,
@@ -202,7 +214,7 @@ def log_checkpoint(request: Request, user: User, form: CheckpointForm) -> JSONRe
         "event_id": event_id(ev),
         "added": report.added == 1,
         "duplicate": report.added == 0,
-        "warnings": _warnings(report),
+        "warnings": _warnings(report, lang),
         "summary": describe_event(ev, lang),
     }
     return JSONResponse(body, status_code=201 if report.added else 200)
