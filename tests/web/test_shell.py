@@ -92,3 +92,23 @@ def test_sign_in_follows_next_only_to_a_path_of_this_server(page: Page, web: Web
     page.get_by_label("Clave (token)").fill(web.tokens["field"])
     page.get_by_role("button", name="Entrar").click()
     page.wait_for_url(f"{web.url}/field?type=drying")
+
+
+def test_me_is_kept_per_head_and_a_new_site_shows_at_once(web: Web) -> None:
+    """/api/me's sites (a scan of the ledger) are kept per ledger head: the next append,
+    here a harvest at a farm the ledger never saw, shows its site in the very next answer."""
+    field = web.api("field")
+    before = field.get("/api/me").json()["sites"]
+    assert field.get("/api/me").json()["sites"] == before  # kept
+    assert "farm:ME-NEW-1" not in before
+    form = {
+        "type": "cosecha",
+        "time": "2025-06-03T07:30:00-05:00",
+        "site": "farm:ME-NEW-1",
+        "lot": "ME-NEW-LOT-1",
+        "kg": "10",
+        "producer": "P-ME",
+        "plot.id": "PL-ME",
+    }
+    assert field.post("/api/field/events", json=form).status_code == 201
+    assert "farm:ME-NEW-1" in field.get("/api/me").json()["sites"]

@@ -28,6 +28,7 @@ from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
 from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
+from ..memo import ANSWERS
 from ..numfmt import number
 from ..rules import RULES_ES, WARNINGS_ES
 from ..sheets import (
@@ -76,7 +77,8 @@ def _lang(request: Request) -> str:
 def me(request: Request, user: User) -> dict[str, Any]:
     access = access_of(request)
     with reading(request) as ledger:
-        known = ledger.sites()
+        # every page asks; the ledger's sites are a scan, kept per head (a new site is an append)
+        known = ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
     return {
         "name": user.name,
         "org": user.org,
