@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..chain import Checked
-from ..errors import LedgerError
+from ..errors import IntegrityViolation, LedgerError
 from ..events import EventBase
 from ..rules import LotState
 
@@ -47,6 +47,7 @@ __all__ = [
     "is_server_uri",
     "open_pool",
     "open_storage",
+    "raise_row_difference",
 ]
 
 #: The tables folded from the log, in the order ``verify`` compares them.
@@ -480,4 +481,35 @@ def open_storage(
 
     return SqliteStorage(
         target, refold=refold, busy_timeout_s=busy_timeout_s, read_only=read_only, create=create
+    )
+
+
+def raise_row_difference(
+    path: Any, table: str, cols: Sequence[str], keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Name the first row where derived ``table`` and its refold differ, as both backends do.
+
+    ``rows`` are at most two rows of ``(side, *cols)``, ordered by ``keys``: side 0 is in the
+    table and not in the refold, side 1 the other way. One of each with the same key is an
+    edited row; one alone was added or deleted.
+    """
+    first = rows[0]
+    key_of = [cols.index(k) + 1 for k in keys]
+    key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
+    if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
+        had, gives = first[1:], rows[1][1:]
+        col = next(
+            (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
+            cols[0],
+        )
+        how = (
+            f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
+            f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
+        )
+    elif first[0] == 0:
+        how = "is not what the log gives (added behind lottrace's back)"
+    else:
+        how = "is missing (the log gives it: deleted behind lottrace's back)"
+    raise IntegrityViolation(
+        f"{path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
     )

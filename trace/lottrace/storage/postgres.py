@@ -53,7 +53,16 @@ from ..chain import Checked, check_rows, genesis
 from ..errors import IntegrityViolation, LedgerError
 from ..events import EventBase, parse_event
 from ..rules import LotState
-from . import DERIVED_TABLES, Pool, Refold, Rows, Storage, StoredEvent, display_uri
+from . import (
+    DERIVED_TABLES,
+    Pool,
+    Refold,
+    Rows,
+    Storage,
+    StoredEvent,
+    display_uri,
+    raise_row_difference,
+)
 from .postgres_schema import (
     LOG_TABLES,
     MIGRATION_NAMES,
@@ -716,26 +725,7 @@ class PostgresStorage(Storage):
         ).fetchall()
         if not rows:
             return
-        first = rows[0]
-        key_of = [cols.index(k) + 1 for k in keys]
-        key = " ".join(f"{k}={first[i]}" for k, i in zip(keys, key_of, strict=True))
-        if len(rows) == 2 and [rows[1][i] for i in key_of] == [first[i] for i in key_of]:
-            had, gives = first[1:], rows[1][1:]
-            col = next(
-                (c for c, a, b in zip(cols, had, gives, strict=True) if repr(a) != repr(b)),
-                cols[0],
-            )
-            how = (
-                f"differs from what the log gives ({col} is {had[cols.index(col)]!r}, "
-                f"the log gives {gives[cols.index(col)]!r}: edited behind lottrace's back)"
-            )
-        elif first[0] == 0:
-            how = "is not what the log gives (added behind lottrace's back)"
-        else:
-            how = "is missing (the log gives it: deleted behind lottrace's back)"
-        raise IntegrityViolation(
-            f"{self.path}: derived table {table}: row {key} {how}; run 'lottrace rebuild'"
-        )
+        raise_row_difference(self.path, table, cols, keys, rows)
 
     def derived_snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         return {
