@@ -3,8 +3,9 @@
     python bench/legs_targets.py --db FILE_OR_URI [--make EVENTS --jsonl FILE]
 
 With ``--make``, a season cut to EVENTS events is generated (as bench/run.py
-does, seed 0) into ``--jsonl`` and imported into a new ledger at ``--db``
-with a ``lottrace import`` process (``import_s``). Then, on the ledger:
+does, seed 0; ``--seasons S`` spreads them over S years) into ``--jsonl``
+and imported into a new ledger at ``--db`` with a ``lottrace import``
+process (``import_s``; ``--make-only`` stops there). Then, on the ledger:
 ``delays`` over each calendar month that has legs (``delays_month_s``: the
 slowest month, and every month's time and leg count), over the whole ledger
 (``delays_all_s``), ``bottlenecks`` over the whole ledger and the busiest
@@ -45,20 +46,36 @@ def main() -> None:
     ap.add_argument("--db", required=True)
     ap.add_argument("--make", type=int)
     ap.add_argument("--jsonl", type=Path)
+    ap.add_argument(
+        "--seasons",
+        type=int,
+        default=1,
+        help="with --make: spread the events over this many seasons (years), as a "
+        "platform's ledger grows; 1 (all in one season) by default",
+    )
+    ap.add_argument("--make-only", action="store_true", help="with --make: stop after the import")
     args = ap.parse_args()
     r: dict[str, Any] = {"machine": _machine()}
     lottrace = [sys.executable, "-m", "lottrace", "--db", args.db]
     if args.make:
         t0 = time.perf_counter()
         n = write_jsonl(
-            args.jsonl, args.make // EVENTS_PER_PRODUCER + 1, seed=0, max_events=args.make
+            args.jsonl,
+            args.make // (EVENTS_PER_PRODUCER * args.seasons) + 1,
+            seasons=args.seasons,
+            seed=0,
+            max_events=args.make,
         )
+        r["seasons"] = args.seasons
         r["generate_s"] = round(time.perf_counter() - t0, 1)
         subprocess.run([*lottrace, "init"], check=True, capture_output=True)
         t0 = time.perf_counter()
         subprocess.run([*lottrace, "import", str(args.jsonl)], check=True, capture_output=True)
         r["import_s"] = round(time.perf_counter() - t0, 1)
         r["import_events_per_s"] = round(n / r["import_s"])
+        if args.make_only:
+            print(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode())
+            return
     with Ledger(args.db) as ledger:
         r["events"] = ledger.head()[0]
         months = [

@@ -12,13 +12,18 @@ One run, in a fresh folder:
    copy, with ``lottrace serve`` running on it (``capture_ratio``: its rate
    over the baseline's);
 4. the load: ``--clients`` threads for ``--seconds`` on the first ledger,
-   one in four capturing documents (fresh ones each time), the others asking
-   for an export lot's ``upstream``, each pausing ``--think-ms`` (on average)
-   between requests (0 by default: every client always has one in flight);
-   every answer's status is counted, every latency kept;
+   one in four capturing documents (fresh ones each time, enough for the
+   whole run at the rate of step 3; ``captures_ran_out_after_s`` says if
+   they did not last), the others asking for an export lot's ``upstream``,
+   each pausing ``--think-ms`` (on average) between requests (0 by default:
+   every client always has one in flight); every answer's status is
+   counted, every latency kept, as the clients saw it (``upstream_p99_ms``)
+   and as the server's log timed it (``upstream_server_p99_ms``: without the
+   load generator's own queueing, which shares the machine);
 5. afterwards the ledger must hold exactly the events the captures were
-   answered for (``lost_events``: 0), ``verify`` must pass, and the server's
-   peak memory (VmHWM) is read from /proc.
+   answered for (``lost_events``: 0), ``verify`` must pass, and the peak
+   memory (VmHWM) of the server and of the processes it started (its
+   capture process) is read from /proc.
 
 Prints a table, or one JSON object with ``--json``.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -141,6 +147,24 @@ def _rss_peak_mb(pid: int) -> float:
     return 0.0
 
 
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (the server's capture process, its resource tracker)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _server_ms(log: Path, what: str) -> list[float]:
+    """The server's own time for each request logged as ``what`` (its log says
+    ``METHOD ROUTE STATUS 12.3 ms``): the latency without the load generator's."""
+    return [
+        float(line.rsplit(" ", 2)[-2])
+        for line in log.read_text(errors="replace").splitlines()
+        if f" {what} " in line and line.endswith(" ms")
+    ]
+
+
 def _quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else 0.0
@@ -194,8 +218,11 @@ def run(
     r["http_capture_events_per_s"] = round(http_rate)
     r["capture_ratio"] = round(http_rate / cli_rate, 2)
 
-    # the load
-    fresh = _documents(folder, max(4, clients // 4 * 3), "L")
+    # the load: enough fresh documents for the capturing clients to keep capturing
+    # for the whole run at the rate just measured (half again as many, to spare)
+    capturing = len([k for k in range(clients) if k % 4 == 0])
+    per_doc_s = 1000 / http_rate + think_ms / 1000
+    fresh = _documents(folder, max(4, math.ceil(capturing * seconds / per_doc_s * 1.5)), "L")
     before = Ledger.reader(db)
     start_events = before.stats()["events"]
     before.close()
@@ -204,8 +231,10 @@ def run(
     statuses: dict[str, int] = {}
     captured = 0
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
+    began = time.monotonic()
+    stop = began + seconds
     queue = list(fresh)
+    ran_out: list[float] = []
 
     def worker(k: int) -> None:
         nonlocal captured
@@ -218,6 +247,8 @@ def run(
                 if capture:
                     with lock:
                         path = queue.pop() if queue else None
+                        if path is None and not ran_out:
+                            ran_out.append(time.monotonic() - began)
                     if path is None:
                         capture = False
                 t0 = time.perf_counter()
@@ -243,6 +274,7 @@ def run(
     for t in threads:
         t.join()
     rss = _rss_peak_mb(proc.pid)
+    helpers_rss = sum(_rss_peak_mb(k) for k in _children(proc.pid))
     proc.terminate()
     proc.wait()
     with Ledger.reader(db) as ledger:
@@ -261,7 +293,13 @@ def run(
     r["capture_p50_ms"] = (
         round(statistics.median(latencies["capture"]), 1) if latencies["capture"] else None
     )
+    served = _server_ms(folder / "load.log", "GET /api/lots/{lot}/upstream 200")
+    r["upstream_server_p50_ms"] = round(statistics.median(served), 1) if served else None
+    r["upstream_server_p99_ms"] = round(_quantile(served, 0.99), 1) if served else None
+    r["capture_documents"] = len(fresh)
+    r["captures_ran_out_after_s"] = round(ran_out[0], 1) if ran_out else None
     r["server_peak_rss_mb"] = rss
+    r["server_children_peak_rss_mb"] = round(helpers_rss, 1)  # the capture process and its kin
     r["cpu"] = next(
         (
             ln.split(":", 1)[1].strip()

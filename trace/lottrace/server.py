@@ -27,6 +27,7 @@ mapped there, once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import logging
@@ -47,7 +48,7 @@ import orjson
 from fastapi import FastAPI, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
@@ -69,7 +70,16 @@ from .errors import (
 from .ledger import AppendReport, Ledger
 from .storage import Pool
 from .web import pages
-from .web.deps import Credentials, User, check_lot, need_analyst, written_by
+from .web.deps import (
+    AnsweredInThread,
+    Credentials,
+    OrJSON,
+    Readers,
+    User,
+    check_lot,
+    need_analyst,
+    written_by,
+)
 
 __all__ = ["create_app"]
 
@@ -79,13 +89,6 @@ EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 #: Capture jobs kept in memory (the oldest are forgotten first).
 _JOBS = 1000
 _JSON_LD = "application/ld+json"
-
-
-class _JSON(JSONResponse):
-    """JSON written by orjson, as the CLI writes it (non-ASCII kept, no spaces)."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def _problem_body(kind: str, title: str, status: int, detail: str, **extra: Any) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def _problem_body(kind: str, title: str, status: int, detail: str, **extra: Any)
 
 def _problem(
     exc: LottraceError, db: Path | None = None, scrub: Callable[[str], str] | None = None
-) -> _JSON:
+) -> OrJSON:
     """The one place a LottraceError becomes an HTTP answer: status and an RFC 7807 body.
 
     Where the message names the ledger's file, only its name is shown: the
@@ -153,7 +156,7 @@ def _problem(
             }
             for p in exc.problems
         ]
-    return _JSON(body, status_code=status, headers=headers | EPCIS_HEADERS)
+    return OrJSON(body, status_code=status, headers=headers | EPCIS_HEADERS)
 
 
 class _BodyLimit:
@@ -343,13 +346,15 @@ def create_app(
         ),
         docs_url=None,  # Swagger UI loads from a CDN; the OpenAPI document is at /openapi.json
         redoc_url=None,
-        default_response_class=_JSON,
+        default_response_class=OrJSON,
     )
+    app.router.route_class = AnsweredInThread  # answers rendered off the event loop
     jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
     jobs_lock = threading.Lock()
     app.state.access = access
     app.state.db = db
-    app.state.pools = pools  # the pool while the app runs (web.deps.reading borrows from it)
+    app.state.pools = pools  # the pool while the app runs
+    readers = app.state.readers = Readers(db, pools)  # how every route opens it to read
     app.state.public_url = public_url
 
     # ------------------------------------------------------------------ boundary
@@ -360,7 +365,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        return _JSON(
+        return OrJSON(
             _problem_body("HTTP", str(exc.detail).lower(), exc.status_code, str(exc.detail)),
             status_code=exc.status_code,
             headers=dict(exc.headers or {}) | EPCIS_HEADERS,
@@ -370,7 +375,7 @@ def create_app(
     async def internal_error(_request: Request, exc: Exception) -> Response:
         log.error("internal error %s", type(exc).__name__)  # no message: it may name data
         detail = f"internal error {type(exc).__name__} (please report it)"
-        return _JSON(
+        return OrJSON(
             _problem_body("InternalError", "internal error", 500, detail),
             status_code=500,
             headers=EPCIS_HEADERS | _SECURITY,
@@ -381,7 +386,7 @@ def create_app(
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
         detail = f"{where}: {first.get('msg', 'invalid')}"
-        return _JSON(
+        return OrJSON(
             _problem_body("RequestValidationError", "bad request", 400, detail, field=where),
             status_code=400,
             headers=EPCIS_HEADERS,
@@ -404,8 +409,7 @@ def create_app(
     def pool() -> Pool | None:
         return pools[0] if pools else None
 
-    def reading() -> Ledger:
-        return Ledger.reader(db, pool=pool())
+    reading = readers.open
 
     async def capture(user: Identity, raw: bytes, name: str) -> dict[str, Any]:
         """Capture a document in the capture process; its report, or the problem raised."""
@@ -459,7 +463,7 @@ def create_app(
         job.update(running=False, finishedAt=_now(), report=report)
         _keep(jobs, jobs_lock, job)
         shown = {k: v for k, v in job.items() if not k.startswith("_")}
-        return _JSON(shown, status_code=202, headers={"Location": f"/capture/{job_id}"})
+        return OrJSON(shown, status_code=202, headers={"Location": f"/capture/{job_id}"})
 
     @app.get("/capture/{captureID}", summary="A capture job's state", tags=["EPCIS"])
     def capture_job(captureID: str, user: User) -> dict[str, Any]:
@@ -482,7 +486,7 @@ def create_app(
             report = await capture(user, raw, "event")
         except _Answered as exc:
             return exc.response()
-        return _JSON(report, status_code=201)
+        return OrJSON(report, status_code=201)
 
     @app.get("/events", summary="Query events (EPCIS 2.0 query parameters)", tags=["EPCIS"])
     def get_events(
@@ -540,7 +544,7 @@ def create_app(
             link = f"/events?{query}"
             headers["Link"] = f'<{link}>; rel="next"'
             headers["GS1-Next-Page-Token-Expires"] = "never"
-        return _JSON(doc, headers=headers, media_type=_JSON_LD)
+        return OrJSON(doc, headers=headers, media_type=_JSON_LD)
 
     @app.get("/events/{eventID:path}", summary="One event by its eventID", tags=["EPCIS"])
     def get_event(eventID: str, user: User) -> Response:
@@ -552,7 +556,7 @@ def create_app(
         found = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         if not found:
             raise UnknownEvent(f"no event {eventID}")
-        return _JSON(found[0], media_type=_JSON_LD)
+        return OrJSON(found[0], media_type=_JSON_LD)
 
     # ------------------------------------------------------------------ lottrace's API
 
@@ -597,11 +601,11 @@ def create_app(
             collection, problems = lot_proof(ledger, lot)
         if problems:
             detail = f"lot {lot} cannot be proven EUDR-compliant: {len(problems)} problem(s)"
-            return _JSON(
+            return OrJSON(
                 _problem_body("NotProvable", "not provable", 422, detail, problems=problems),
                 status_code=422,
             )
-        return _JSON(collection, media_type="application/geo+json")
+        return OrJSON(collection, media_type="application/geo+json")
 
     @app.get("/api/lots/{lot:lot}/certify", summary="`lottrace certify --json`", tags=["lots"])
     def lot_certify(
@@ -765,9 +769,9 @@ class _Answered(Exception):
         self.status, self.body = status, body
         super().__init__(status)
 
-    def response(self) -> _JSON:
+    def response(self) -> OrJSON:
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
-        return _JSON(self.body, status_code=self.status, headers=headers)
+        return OrJSON(self.body, status_code=self.status, headers=headers)
 
 
 def _capture_process() -> ProcessPoolExecutor:
@@ -786,14 +790,24 @@ def _capture_process() -> ProcessPoolExecutor:
         return _capture_pool
 
 
+#: How much lower the capture process's CPU priority is than the server's (``nice``):
+#: a capture is batch work its client waits seconds for, a query is someone
+#: waiting on a page, so on a busy machine queries get the CPU first.
+CAPTURE_NICE = 10
+
+
 def _end_with(server: int) -> None:
-    """In the capture process: end it when the server that started it is gone.
+    """In the capture process: lower its priority (:data:`CAPTURE_NICE`), and end it
+    when the server that started it is gone.
 
     A SIGKILLed server tells its capture process nothing (the process holds
     both ends of its own task pipe, so it never reads an end of file), and it
     would wait forever. A capture it was running when the server died is
     abandoned uncommitted: the log stays before the batch.
     """
+
+    with contextlib.suppress(OSError):  # not allowed here: captures keep the server's priority
+        os.nice(CAPTURE_NICE)
 
     def watch() -> None:
         while os.getppid() == server:

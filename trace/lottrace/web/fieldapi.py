@@ -40,12 +40,12 @@ from ..sheets import (
     reads_natively,
     suggest_map,
 )
-from .deps import User, access_of, reading, writing, written_by
+from .deps import AnsweredInThread, User, access_of, reading, writing, written_by
 from .i18n import pick_lang, t
 
 __all__ = ["form_specs", "router"]
 
-router = APIRouter(tags=["web"])
+router = APIRouter(tags=["web"], route_class=AnsweredInThread)
 
 #: A flat checkpoint form: field name -> the text typed.
 CheckpointForm = Annotated[

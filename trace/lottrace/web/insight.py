@@ -37,7 +37,7 @@ from ..ledger import Ledger
 from ..memo import ANSWERS
 from ..rules import time_key
 from ..search import find_lots
-from .deps import User, access_of, check_lot, need_analyst, reading
+from .deps import AnsweredInThread, User, access_of, check_lot, need_analyst, reading
 from .i18n import CATALOGUE
 from .pages import render
 
@@ -217,8 +217,8 @@ for _lang, _words in WORDS.items():  # one catalogue: these keys are this module
     CATALOGUE[_lang].update(_words)
 
 router = APIRouter()
-pages = APIRouter(include_in_schema=False)
-api = APIRouter(tags=["web"])
+pages = APIRouter(include_in_schema=False, route_class=AnsweredInThread)
+api = APIRouter(tags=["web"], route_class=AnsweredInThread)
 
 # --------------------------------------------------------------------------- pages
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
+from .deps import AnsweredInThread
 from .i18n import CATALOGUE, LANGS, pick_lang, strings, t
 
 __all__ = ["CSP_APP", "STATIC", "render", "router", "wants_html"]
@@ -88,7 +89,7 @@ def render(
     return response
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=AnsweredInThread)
 
 
 def home(request: Request) -> HTMLResponse:

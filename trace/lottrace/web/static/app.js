@@ -68,8 +68,11 @@
     try {
       response = await fetch(path, { method: opts.method || "GET", headers, body: payload });
     } catch (err) {
+      unreachable = true;
+      connection();
       throw new Offline(t("error.network"));
     }
+    if (unreachable) { unreachable = false; connection(); }
     let data = null;
     const type = response.headers.get("content-type") || "";
     if (type.includes("json")) data = await response.json();
@@ -180,9 +183,13 @@
     line.hidden = parts.length === 0;
   }
 
+  /* Offline is what the browser says or what the last call to the server found: a
+     phone on a network without the server (or a browser that has not noticed) still
+     says navigator.onLine. */
+  let unreachable = false;
   function connection() {
     const off = document.getElementById("offline");
-    if (off) off.hidden = navigator.onLine;
+    if (off) off.hidden = navigator.onLine && !unreachable;
   }
 
   /* ------------------------------------------------------------------ start */
