@@ -44,7 +44,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from math import ceil, floor
+from math import ceil, floor, fsum
 from typing import Any
 
 from lottrace.events import STAGE_ORDER
@@ -444,7 +444,7 @@ def bottlenecks(
         if len(hs) == 1:  # most routes: the sum below, without a generator
             excess = hs[0] - base if hs[0] > base else 0.0
         else:
-            excess = sum(h - base for h in hs if h > base)
+            excess = fsum(h - base for h in hs if h > base)
         if excess > 1e-9:
             negs.append(-_h(excess))
             excesses.append(excess)
@@ -659,8 +659,8 @@ def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
         "p50_hours": _h(_quantile(xs, 0.5)),
         "p90_hours": _h(_quantile(xs, 0.9)),
         "max_hours": _h(xs[-1]),
-        "wait_hours": _h(sum(waits) / len(waits)) if waits else None,
-        "transit_hours": _h(sum(transits) / len(transits)) if transits else None,
+        "wait_hours": _h(fsum(waits) / len(waits)) if waits else None,
+        "transit_hours": _h(fsum(transits) / len(transits)) if transits else None,
     }
 
 

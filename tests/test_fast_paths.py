@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from fractions import Fraction
-from math import ceil, floor
+from math import ceil, floor, fsum
 from pathlib import Path
 from typing import Any
 
@@ -266,8 +266,8 @@ def _stats(group: list[Leg]) -> dict[str, Any]:
         "p50_hours": round(_q(xs, 0.5), 3),
         "p90_hours": round(_q(xs, 0.9), 3),
         "max_hours": round(xs[-1], 3),
-        "wait_hours": round(sum(waits) / len(waits), 3) if waits else None,
-        "transit_hours": round(sum(transits) / len(transits), 3) if transits else None,
+        "wait_hours": round(fsum(waits) / len(waits), 3) if waits else None,
+        "transit_hours": round(fsum(transits) / len(transits), 3) if transits else None,
     }
 
 
@@ -310,7 +310,7 @@ def _ref_bottlenecks(all_legs: list[Leg], top: int) -> list[dict[str, Any]]:
     rows = []
     for key, group in routes.items():
         base = baseline[key[:2]]
-        excess = sum(max(0.0, g.hours - base) for g in group)
+        excess = fsum(max(0.0, g.hours - base) for g in group)  # exact, as lottrace sums
         if excess <= 1e-9:
             continue
         rows.append(

@@ -132,6 +132,24 @@ def test_generated_ledger_in_batches_with_voids_answers_as_the_old_scan(ledger: 
     assert_legs_as_rebuilt(ledger)
 
 
+def test_the_answers_do_not_depend_on_the_order_legs_are_read_in(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The legs of a window are read without ORDER BY (a sort of the whole window):
+    the same answers from the rows reversed and shuffled."""
+    ledger.append(batch(*_generated(150, 5)))
+    windows = [(None, None), ("2025-07-01", "2025-08-01")]
+    straight = {w: answers(new, ledger, *w) for w in windows}
+    read = ledger.store.legs_grouped
+    for reorder in (lambda rows: rows[::-1], lambda rows: random.Random(3).sample(rows, len(rows))):
+
+        def reordered(by: str, lo: str | None, hi: str | None, f: Any = reorder) -> Any:
+            return iter(f(list(read(by, lo, hi))))
+
+        monkeypatch.setattr(ledger.store, "legs_grouped", reordered)
+        assert {w: answers(new, ledger, *w) for w in windows} == straight
+
+
 def test_voiding_a_checkpoint_walks_the_lot_again(ledger: Ledger) -> None:
     from factories import drying, harvest, qc
 

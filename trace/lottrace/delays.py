@@ -40,7 +40,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from math import ceil, floor
+from math import ceil, floor, fsum
 from typing import Any
 
 from .events import STAGE_ORDER
@@ -143,8 +143,10 @@ def _grouped_legs(ledger: Ledger, by: str, lo: str | None, hi: str | None) -> _G
     Each group's hours are a C array of doubles (the same floats), not a
     list: a whole-ledger read makes tens of thousands of groups, and the
     cyclic garbage collector walks every list that lives on, again on each
-    of its passes, but never an array. Legs come by lot and then in order, so
-    sums over a group add the same floats in the same order every time.
+    of its passes, but never an array. Legs come in no particular order (an
+    order would cost a sort of the whole window): every statistic is of
+    sorted values or an exact sum (``math.fsum``), so the answer is the same
+    whatever the order.
     """
     hours_of: dict[str, array[float]] = {}
     trucks_of: dict[str, array[float]] = {}
@@ -285,7 +287,7 @@ def bottlenecks(
         if len(hs) == 1:  # most routes: the sum below, without a generator
             excess = hs[0] - base if hs[0] > base else 0.0
         else:
-            excess = sum(h - base for h in hs if h > base)
+            excess = fsum(h - base for h in hs if h > base)
         if excess > 1e-9:
             negs.append(-_h(excess))
             excesses.append(excess)
@@ -515,8 +517,8 @@ def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
         "p50_hours": _h(_quantile(xs, 0.5)),
         "p90_hours": _h(_quantile(xs, 0.9)),
         "max_hours": _h(xs[-1]),
-        "wait_hours": _h(sum(waits) / len(waits)) if waits else None,
-        "transit_hours": _h(sum(transits) / len(transits)) if transits else None,
+        "wait_hours": _h(fsum(waits) / len(waits)) if waits else None,
+        "transit_hours": _h(fsum(transits) / len(transits)) if transits else None,
     }
 
 

@@ -762,7 +762,7 @@ class Ledger:
     def legs_grouped(
         self, by: str, lo: str | None = None, hi: str | None = None
     ) -> Iterator[tuple[str, float, float | None]]:
-        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, by lot and order.
+        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, in no set order.
 
         ``key`` is the group the leg falls in (:meth:`Storage.legs_grouped`:
         its fields joined by :data:`~lottrace.storage.KEY_SEP`): what

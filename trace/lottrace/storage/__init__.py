@@ -240,7 +240,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[Row]:
-        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, by lot and ``n``.
+        """``(key, hours, transit_hours)`` of the legs ending in ``[lo, hi)``, in no set order
+        (ordering would sort the whole window; what reads them does not depend on it).
 
         ``key`` joins the group's fields with U+001F (which no event text may
         hold): ``from_stage, to_stage`` (``by="stage"``), with ``from_site,

@@ -650,8 +650,8 @@ class PostgresStorage(Storage):
             w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
         )
         return self._stream(
-            f"SELECT {_group_key(by, 'chr(31)')}, hours, transit_hours FROM legs "
-            f"{'WHERE ' + where if where else ''} ORDER BY lot, n",
+            f"SELECT {_group_key(by, 'chr(31)')}, hours, transit_hours FROM legs"
+            f"{' WHERE ' + where if where else ''}",  # no ORDER BY, as on SQLite
             [b for b in (lo, hi) if b is not None],
         )
 
