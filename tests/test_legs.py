@@ -24,6 +24,7 @@ from lottrace.generate import generate
 from lottrace.importing import import_files
 from lottrace.ledger import Ledger
 from lottrace.legwalk import lot_legs
+from lottrace.storage import NeedsUpgrade
 
 from factories import batch, correction
 
@@ -215,7 +216,9 @@ def test_a_ledger_without_the_legs_migration_gets_it_filled(ledger_target: str) 
                 "DELETE FROM _sqlite_migrations WHERE name IN ('007_legs', '008_sources')"
             )
         led.conn.commit()
-    with Ledger(ledger_target) as led:
+    with pytest.raises(NeedsUpgrade, match="older lottrace"):  # read-only: never migrates
+        Ledger(ledger_target, read_only=True)
+    with Ledger.reader(ledger_target) as led:  # migrates first, through a writable open
         assert led.derived_snapshot() == kept
         assert led.verify().events > 0
         assert_same(led, [(None, None)])

@@ -55,7 +55,7 @@ from .rules import (
     fold,
     lots_of,
 )
-from .storage import NeedsUpgrade, Pool, Rows, Storage, StoredEvent, open_storage
+from .storage import NeedsUpgrade, Pool, Rows, Storage, StoredEvent, is_server_uri, open_storage
 from .storage.sqlite import BUSY_TIMEOUT_S
 
 __all__ = [
@@ -312,8 +312,8 @@ class Ledger:
         try:
             return cls(path, read_only=True, pool=pool)
         except NeedsUpgrade:
-            if not upgrade or not os.access(path, os.W_OK):
-                raise
+            if not upgrade or (not is_server_uri(path) and not os.access(path, os.W_OK)):
+                raise  # a database server says itself whether this user may migrate
         cls(path).close()  # migrates, in one transaction
         return cls(path, read_only=True, pool=pool)
 

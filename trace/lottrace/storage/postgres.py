@@ -55,6 +55,7 @@ from ..events import EventBase, parse_event
 from ..rules import LotState
 from . import (
     DERIVED_TABLES,
+    NeedsUpgrade,
     Pool,
     Refold,
     Rows,
@@ -284,7 +285,14 @@ class PostgresStorage(Storage):
             self._migrate()
         else:
             self._check_migrations()
-            if set(MIGRATION_NAMES) - set(applied(self.conn, self.schema)) and not self.read_only:
+            pending = [m for m in MIGRATION_NAMES if m not in applied(self.conn, self.schema)]
+            if pending and self.read_only:
+                raise NeedsUpgrade(
+                    f"{self.path} was written by an older lottrace (migration {pending[0]} "
+                    "not yet applied) and is opened read-only: run 'lottrace init' on it "
+                    "to upgrade it"
+                )
+            if pending:
                 self._migrate()
         self.ledger_id = str(
             self.conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()[0]  # type: ignore[index]
