@@ -414,8 +414,7 @@ class _Season:
                     {"type": "arrival", "site": "port:PAITA", "lot": glot, "from_site": c.mill},
                 )
                 ready = max(ready, arrive)
-            drawn = [x[2] for x in part]
-            drawn[-1] = round(drawn[-1] - excess, 1)
+            drawn = _less(excess, [x[2] for x in part])
             inputs = [{"lot": x[1], "kg": kg} for x, kg in zip(part, drawn, strict=True)]
             destination, buyer = _BUYERS[r.randrange(len(_BUYERS))]
             self.emit(
@@ -434,6 +433,30 @@ class _Season:
                 },
             )
             part = []
+
+
+def _less(excess: float, kgs: list[float]) -> list[float]:
+    """``kgs`` with ``excess`` kg left out, from the last lot first, each keeping 0.1 kg or more.
+
+    The odd kilos of a container (less than a bag) stay at the mill. The last
+    lot usually keeps them all; a last lot smaller than that (a ledger of a
+    few hundred thousand producers has some) gives what it can and the lots
+    before it the rest, so no lot is drawn a negative weight.
+
+    >>> _less(20.0, [300.0, 150.0])
+    [300.0, 130.0]
+    >>> _less(20.0, [300.0, 5.0])
+    [284.9, 0.1]
+    """
+    out = list(kgs)
+    for i in reversed(range(len(out))):
+        take = min(excess, round(out[i] - 0.1, 1))
+        if take > 0:
+            out[i] = round(out[i] - take, 1)
+            excess = round(excess - take, 1)
+        if excess <= 0:
+            break
+    return out
 
 
 def _qc(
