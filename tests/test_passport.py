@@ -407,3 +407,29 @@ def test_a_crowded_map_names_no_plot_but_keeps_every_dot() -> None:
     assert crowded.count(">P1<") == 0 and crowded.count("<title>P1 · X1</title>") == 1
     named = plot_map_svg(plots[:MAX_MAP_LABELS], labels=("w", "o"))
     assert all(f">P{i}</text>" in named for i in range(MAX_MAP_LABELS))
+
+
+@pytest.mark.parametrize("size", [(640.0, 360.0), (400.0, 340.0)])
+def test_every_label_stays_inside_the_drawing(size: tuple[float, float]) -> None:
+    """Labels of plots at the map's right edge went past it (cut on a 390 px phone)."""
+    from lottrace.passport import _CHAR_W
+
+    plots = [
+        {
+            "producer": f"APR-05{i:02d}",
+            "plot_id": f"X{i}",
+            "lots": [f"H{i}"],
+            "geometry": {"type": "Point", "coordinates": [-79 + (i % 3) / 50, -5.0 - i / 40]},
+        }
+        for i in range(12)
+    ]
+    svg = plot_map_svg(plots, labels=("w", "o"), size=size)
+    assert f'viewBox="0 0 {size[0]:g} {size[1]:g}"' in svg
+    texts = re.findall(
+        r'<text x="([\d.-]+)" y="([\d.-]+)" text-anchor="(\w+)"[^>]*>(APR-\d+)<', svg
+    )
+    assert len(texts) == 12
+    for x, y, anchor, name in texts:
+        left = float(x) - (_CHAR_W * len(name) if anchor == "end" else 0)
+        assert left >= 0 and left + _CHAR_W * len(name) <= size[0], (x, anchor, name)
+        assert float(y) - 10 >= 0 and float(y) + 3 <= size[1], (y, name)

@@ -58,6 +58,19 @@ def test_a_buyer_finds_its_lot_by_container_and_reads_its_passport(
     expect(page.locator("#exports tbody tr td").first).to_have_text(MY_CONTAINER)
     assert page.locator("#producers tbody tr").count() == 7
     assert page.locator("#plot-map svg circle").count() >= 7
+    # the whole map is in view (no sideways scroll on a phone) and every label inside it
+    holder = page.locator("div#plot-map")
+    assert holder.evaluate("e => e.scrollWidth <= e.clientWidth"), "the map scrolls sideways"
+    outside = holder.evaluate(
+        """e => { const s = e.querySelector('svg'), v = s.viewBox.baseVal, r = s.getBoundingClientRect();
+           const box = e.getBoundingClientRect();
+           const bad = [...s.querySelectorAll('text')].map(t => [t.textContent, t.getBBox()])
+             .filter(([_, b]) => b.x < 0 || b.y < 0 || b.x + b.width > v.width || b.y + b.height > v.height)
+             .map(([n]) => n);
+           if (r.left < box.left - 0.5 || r.right > box.right + 0.5) bad.push('svg');
+           return bad; }"""
+    )
+    assert outside == [], outside
     expect(page.locator("#harvests tbody tr").first).to_contain_text("Catimor")
     assert page.locator("#qc tbody tr").count() > 0
     expect(page.locator("#certs tbody")).to_contain_text("organic")
