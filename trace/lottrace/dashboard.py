@@ -192,6 +192,12 @@ def all_legs(ledger: Ledger) -> list[Leg]:
     return _LEGS.get_or_make(ledger.head(), lambda: list(legs(ledger)))
 
 
+def ledger_sites(ledger: Ledger) -> list[str]:
+    """:meth:`Ledger.sites` (a scan of the log), kept per head: the dashboard asks twice and
+    every page's ``/api/me`` once."""
+    return ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
+
+
 def site_positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
     """``{site: (longitude, latitude, name)}`` for every site with a position.
 
@@ -213,7 +219,7 @@ def _positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
         point = _centre(geometry.model_dump()) if geometry is not None else None
         if point is not None:
             found[ev.site] = (point[0], point[1], None)
-    for site in list(found) + [s for s in ledger.sites() if s not in found]:
+    for site in list(found) + [s for s in ledger_sites(ledger) if s not in found]:
         info = site_info(known, site)
         if info is not None and info.latitude is not None and info.longitude is not None:
             found[site] = (info.longitude, info.latitude, info.name)
@@ -245,7 +251,7 @@ def cooperatives(ledger: Ledger) -> list[JSON]:
 
     def make() -> list[JSON]:
         where = site_positions(ledger)
-        hqs = sorted(s for s in ledger.sites() if s.startswith("hq:"))
+        hqs = sorted(s for s in ledger_sites(ledger) if s.startswith("hq:"))
         return [{"site": s, "name": where[s][2] if s in where else None} for s in hqs]
 
     return ANSWERS.get_or_make((ledger.head(), "coops"), make)

@@ -42,6 +42,7 @@ from .certificates import registry as read_registry
 from .compliance import certify
 from .dds import carry_statements, lot_proof
 from .errors import InvalidInput
+from .graph import shared_graphs
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .numfmt import number
@@ -281,6 +282,11 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     >>> d["steps"][0]["stage"], d["steps"][-1]["site"], d["eudr_problems"]
     ('harvest', 'port:PAITA', [])
     """
+    with shared_graphs():  # upstream, route, EUDR and each certification: one graph
+        return _passport_data(ledger, lot)
+
+
+def _passport_data(ledger: Ledger, lot: str) -> JSON:
     state = ledger.require_lot(lot)
     up = upstream(ledger, lot)
     down = carry_statements(ledger, downstream(ledger, lot))

@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..access import Identity, NotAllowed, NotAuthenticated, visible_lots
+from ..dashboard import ledger_sites
 from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation, TooBig
 from ..events import STAGE_ORDER, EventBase, event_id
 from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
 from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
-from ..memo import ANSWERS
 from ..numfmt import number
 from ..rules import RULES_ES, WARNINGS_ES
 from ..sheets import (
@@ -80,7 +80,7 @@ def me(request: Request, user: User) -> dict[str, Any]:
     access = access_of(request)
     with reading(request) as ledger:
         # every page asks; the ledger's sites are a scan, kept per head (a new site is an append)
-        known = ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
+        known = ledger_sites(ledger)
     return {
         "name": user.name,
         "org": user.org,
