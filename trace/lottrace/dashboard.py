@@ -198,6 +198,14 @@ def ledger_sites(ledger: Ledger) -> list[str]:
     return ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
 
 
+def open_lot_rows(ledger: Ledger) -> list[tuple[str, float, str | None, str, str, str]]:
+    """:meth:`Ledger.open_lot_checkpoints` (every lot with kg left, its last checkpoint), kept
+    per head: the dashboard's stuck lots and the field form's lots to draw from read it."""
+    return WHOLE.get_or_make(
+        (ledger.head(), "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
+    )
+
+
 def site_positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
     """``{site: (longitude, latitude, name)}`` for every site with a position.
 
@@ -503,10 +511,7 @@ def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON
     when = f.as_of or datetime.now(UTC)
     head = ledger.head()
     follows = ANSWERS.get_or_make((head, "next-stages"), lambda: next_stages(all_legs(ledger)))
-    checkpoints = WHOLE.get_or_make(
-        (head, "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
-    )
-    rows = stuck_among(checkpoints, follows, when)
+    rows = stuck_among(open_lot_rows(ledger), follows, when)
     out = []
     for row in rows:
         if lots is not None and row["site"] != f.coop and row["lot"] not in lots:

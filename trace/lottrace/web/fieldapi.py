@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..access import Identity, NotAllowed, NotAuthenticated, visible_lots
-from ..dashboard import ledger_sites
+from ..dashboard import ledger_sites, open_lot_rows
 from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation, TooBig
 from ..events import STAGE_ORDER, EventBase, event_id
 from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
@@ -105,7 +105,7 @@ def open_lots(
     limit = STAGE_ORDER.get(type) if type else None
     with reading(request) as ledger:
         lots = visible_lots(ledger, user, access_of(request))
-        rows = ledger.open_lot_checkpoints(STAGE_ORDER)
+        rows = open_lot_rows(ledger)  # kept per head
     out = []
     for lot, left, last_qc, kind, time, where in reversed(rows):
         if lots is not None and lot not in lots:
