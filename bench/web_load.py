@@ -293,6 +293,7 @@ def run(events: int, repeats: int, folder: Path, after_append: int = 10) -> dict
         "version": __version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "nice": os.nice(0),
+        "load_avg_1m_start": os.getloadavg()[0],
         "events": events,
         "repeats": repeats,
         "after_append_times": after_append,
@@ -399,6 +400,7 @@ def run(events: int, repeats: int, folder: Path, after_append: int = 10) -> dict
     finally:
         proc.terminate()
         proc.wait()
+    r["load_avg_1m_end"] = os.getloadavg()[0]
     every = [c for page in r["pages"].values() for c in [page["html"], page["me"], *page["api"]]]
     r["worst_p95_ms"] = max(c["p95_ms"] for c in every)
     r["worst_p95_path"] = max(every, key=lambda c: c["p95_ms"])["path"]
