@@ -197,3 +197,32 @@ def test_records_touch_no_lot(ledger: Ledger) -> None:
     assert ledger.lot("H1") == state
     assert all(s.event.type != "purchase" for s in ledger.lot_events("H1"))
     assert ledger.verify().events == len(organic_chain()) + 3
+
+
+def test_every_breaking_reason_has_a_code_and_its_spanish(ledger: Ledger) -> None:
+    """A reason certify gives that no code reads, or a code without Spanish, fails."""
+    from lottrace import certificates as certs
+    from lottrace.compliance import REASONS, REASONS_ES, reason_code
+
+    assert REASONS_ES.keys() == REASONS.keys() and all(REASONS_ES.values())
+    ledger.append(
+        batch(
+            certificate("ORG-9", valid=("2025-05-02", "2025-12-31")),
+            certificate("ORG-2", valid=("2024-05-01", "2025-04-30"), sites=["mill:M1"]),
+        )
+    )
+    told = {
+        b["reason"]: reason_code(b["reason"]) for b in certify(ledger, "M1", "organic")["breaking"]
+    }
+    assert set(told.values()) == {"not-yet-valid", "no-certificate", "expired"}, told
+    assert reason_code("not certified") == "not-certified"
+    assert reason_code("unknown origin") == "unknown-origin"
+    cert = certs.registry(ledger).of("organic")[0]
+    day = date(2025, 5, 1)
+    for status, code in [
+        ("expired", "expired"),
+        ("not-yet-valid", "not-yet-valid"),
+        ("none", "no-certificate"),
+    ]:
+        assert reason_code(certs.reason(status, cert, "organic", day)) == code
+    assert reason_code("the moon was wrong") is None

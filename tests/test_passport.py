@@ -7,6 +7,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 import segno
@@ -407,3 +408,59 @@ def test_a_crowded_map_names_no_plot_but_keeps_every_dot() -> None:
     assert crowded.count(">P1<") == 0 and crowded.count("<title>P1 · X1</title>") == 1
     named = plot_map_svg(plots[:MAX_MAP_LABELS], labels=("w", "o"))
     assert all(f">P{i}</text>" in named for i in range(MAX_MAP_LABELS))
+
+
+@pytest.mark.parametrize("size", [(640.0, 360.0), (400.0, 340.0)])
+def test_every_label_stays_inside_the_drawing(size: tuple[float, float]) -> None:
+    """Labels of plots at the map's right edge went past it (cut on a 390 px phone)."""
+    from lottrace.passport import _CHAR_W
+
+    plots = [
+        {
+            "producer": f"APR-05{i:02d}",
+            "plot_id": f"X{i}",
+            "lots": [f"H{i}"],
+            "geometry": {"type": "Point", "coordinates": [-79 + (i % 3) / 50, -5.0 - i / 40]},
+        }
+        for i in range(12)
+    ]
+    svg = plot_map_svg(plots, labels=("w", "o"), size=size)
+    assert f'viewBox="0 0 {size[0]:g} {size[1]:g}"' in svg
+    texts = re.findall(
+        r'<text x="([\d.-]+)" y="([\d.-]+)" text-anchor="(\w+)"[^>]*>(APR-\d+)<', svg
+    )
+    assert len(texts) == 12
+    for x, y, anchor, name in texts:
+        left = float(x) - (_CHAR_W * len(name) if anchor == "end" else 0)
+        assert left >= 0 and left + _CHAR_W * len(name) <= size[0], (x, anchor, name)
+        assert float(y) - 10 >= 0 and float(y) + 3 <= size[1], (y, name)
+
+
+def test_a_passport_builds_its_lot_s_graph_once_and_answers_the_same(
+    sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """graph.shared_graphs: upstream, route, EUDR and each certification asked for the same
+    ancestors graph (seven builds for a lot with three schemes); now one, same answer."""
+    from lottrace import graph, passport
+    from lottrace.graph import ancestors_graph, shared_graphs
+
+    built: list[str] = []
+    lineage = graph._lineage
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(args[1])
+        return lineage(*args, **kwargs)
+
+    with Ledger(sample) as ledger:
+        alone = passport._passport_data(ledger, "EXP-25-JUM-01")
+        monkeypatch.setattr(graph, "_lineage", counted)
+        built.clear()
+        shared = passport.passport_data(ledger, "EXP-25-JUM-01")
+        assert shared == alone
+        up = [lot for lot in built if lot == "EXP-25-JUM-01"]
+        assert len(up) <= 2, built  # the ancestors graph once (a descendants one may follow)
+        with shared_graphs():
+            a = ancestors_graph(ledger, "EXP-25-JUM-01", timelines=True)
+            assert ancestors_graph(ledger, "EXP-25-JUM-01", timelines=True) is a
+            assert ancestors_graph(ledger, "EXP-25-JUM-01") is not a  # no timelines: not kept
+        assert ancestors_graph(ledger, "EXP-25-JUM-01", timelines=True) is not a

@@ -543,3 +543,76 @@ def test_a_malformed_header_is_one_line_not_an_internal_error(tmp_path: Path) ->
     for args in (["import", str(sheet)], ["import", str(sheet), "--suggest-map"]):
         r = run(db, *args)
         assert r.exit_code == 1 and "h.csv:1: not valid CSV" in r.output, r.output
+
+
+#: One problem of each kind, as the import says it (after FILE:LINE:), by its code.
+ROW_PROBLEM_EXAMPLES = {
+    "not-a-date": 'column "Fecha": "ayer" is not a date (e.g. 02/06/2025 or 2025-06-02 14:30)',
+    "not-a-month": 'column "Fecha": "02/13/2025": 13 is not a month: dates here are read '
+    "day/month/year; set [time] order in the map if the sheet writes month first",
+    "no-such-day": 'column "Fecha": "31/02/2025": month 2 of 2025 has no day 31 (dates here '
+    "are read day/month/year)",
+    "not-a-time": 'column "Fecha" (cell A3): "02/06/2025 25:00": 25:00 is not a time of day',
+    "no-offset": '"02/06/2025" has no UTC offset; add [time] zone = "America/Lima" to m.toml',
+    "not-a-stage": 'column "Etapa": "Molienda" is not a stage lottrace knows (harvest ...)',
+    "not-a-number": 'column "Peso (kg)": "doce" is not a number',
+    "not-whole": 'column "Sacos": 2.5 is not a whole number',
+    "not-lot-kg": 'column "Lotes de origen": "A=" is not LOT=KG',
+    "not-lot-kg-grade": 'column "Salidas": "A=10" is not LOT=KG=GRADE',
+    "extra-cells": "the row has 9 cells but the header 8 columns",
+    "lat-lon": 'column "Latitud": give both latitude and longitude, or neither',
+    "no-stage": 'no stage: the "Etapa" cell is empty',
+    "required": '"producer" is required for harvest: no column gives it (add a column, or '
+    "producer = ... under [defaults.harvest] in m.toml) (said once for all the rows like this)",
+    "too-small": 'column "Peso (kg)": -3 is too small: it must be more than 0',
+    "too-large": 'column "Humedad": 120 is too large: it must be at most 100',
+    "out-of-range": 'column "Latitud": latitude -95.1 is outside -90..90 (positions are [lon, lat])',
+    "not-one-of": 'column "Resultado": "Quizás" is not one of: accepted, rejected, hold',
+    "not-a-field": 'column "Resultado": is not a field of a harvest event',
+    "empty": 'column "Lote": is empty',
+    "too-long": 'column "Nota": is too long (at most 2000 characters)',
+    "bad-format": "column \"Lote\": 'L 1' is not valid: a lot code is letters, digits, - . _ /",
+    "other": 'column "Lotes de origen": the lot L1 is named twice',
+}
+
+
+def test_every_kind_of_row_problem_has_its_spanish_and_is_told_from_its_words() -> None:
+    """A kind of row problem without Spanish, or without an example read back to it, fails."""
+    from lottrace.sheets import ROW_PROBLEMS, ROW_PROBLEMS_ES, row_problem_code
+
+    assert ROW_PROBLEMS_ES.keys() == ROW_PROBLEMS.keys() == ROW_PROBLEM_EXAMPLES.keys()
+    assert all(ROW_PROBLEMS_ES.values()) and all(ROW_PROBLEMS.values())
+    told = {code: row_problem_code(words) for code, words in ROW_PROBLEM_EXAMPLES.items()}
+    assert told == {code: code for code in ROW_PROBLEM_EXAMPLES}
+
+
+def test_the_import_s_own_row_problems_are_told_by_kind(tmp_path: Path) -> None:
+    """The kinds read from the problems a real import reports (not only from examples)."""
+    from lottrace.errors import InvalidEvent
+    from lottrace.sheets import iter_import, row_problem_code
+
+    text = "\n".join([
+        "Fecha;Etapa;Sitio;Lote;Productor;Parcela;Latitud;Longitud;Peso (kg);Resultado",
+        "02/06/2025;Cosecha;farm:SIG;L1;Ana;P1;-5,1;-79,0;doce;",
+        "31/02/2025;Cosecha;farm:SIG;L2;Luz;P2;-5,1;-79,0;-3;",
+        "14/06/2025;Acopio;gatherer:G;L3;;;;;100;Quizás",
+        "14/06/2025;Cosecha;farm:SIG;L4;Eva;P4;-95,1;-79,0;100;",
+        "14/06/2025;Molienda;farm:SIG;L5;;;;;100;",
+        "ayer;Cosecha;farm:SIG;L6;Eva;P6;-5,1;;100;",
+        "14/06/2025;;farm:SIG;L7;Eva;P7;-5,1;-79,0;100;",
+    ]) + "\n"  # fmt: skip
+    p = write(tmp_path, "e.csv", text, "utf-8")
+    said: list[InvalidEvent] = []
+    list(iter_import([p], on_error=said.append))
+    codes = [row_problem_code(str(e).removeprefix(f"{e.where}: ")) for e in said]
+    assert codes == [
+        "not-a-number",
+        "no-such-day",
+        "too-small",
+        "not-one-of",
+        "out-of-range",
+        "not-a-stage",
+        "not-a-date",
+        "lat-lon",
+        "no-stage",
+    ]

@@ -58,10 +58,25 @@ def test_a_buyer_finds_its_lot_by_container_and_reads_its_passport(
     expect(page.locator("#exports tbody tr td").first).to_have_text(MY_CONTAINER)
     assert page.locator("#producers tbody tr").count() == 7
     assert page.locator("#plot-map svg circle").count() >= 7
+    # the whole map is in view (no sideways scroll on a phone) and every label inside it
+    holder = page.locator("div#plot-map")
+    assert holder.evaluate("e => e.scrollWidth <= e.clientWidth"), "the map scrolls sideways"
+    outside = holder.evaluate(
+        """e => { const s = e.querySelector('svg'), v = s.viewBox.baseVal, r = s.getBoundingClientRect();
+           const box = e.getBoundingClientRect();
+           const bad = [...s.querySelectorAll('text')].map(t => [t.textContent, t.getBBox()])
+             .filter(([_, b]) => b.x < 0 || b.y < 0 || b.x + b.width > v.width || b.y + b.height > v.height)
+             .map(([n]) => n);
+           if (r.left < box.left - 0.5 || r.right > box.right + 0.5) bad.push('svg');
+           return bad; }"""
+    )
+    assert outside == [], outside
     expect(page.locator("#harvests tbody tr").first).to_contain_text("Catimor")
     assert page.locator("#qc tbody tr").count() > 0
     expect(page.locator("#certs tbody")).to_contain_text("organic")
-    expect(page.locator("#certs tbody")).to_contain_text("CU-PE-ORG-24-0342 expired")
+    expect(page.locator("#certs tbody")).to_contain_text(
+        "el certificado que la cubría estaba vencido ese día (certificate CU-PE-ORG-24-0342 expired"
+    )
     expect(page.locator("#route li").first).to_contain_text("Cosecha · farm:")
     expect(page.locator("#route li").last).to_contain_text("port:PAITA")
     expect(page.locator("#eudr-check")).to_have_text(
@@ -181,3 +196,22 @@ def test_a_site_given_in_the_access_file_is_seen_at_once(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_at_the_api_a_certification_reason_is_said_in_the_page_s_language(web: Web) -> None:
+    """Spanish first, the certificate and its date after (compliance.REASONS_ES); English with
+    ?lang=en, as the library says it."""
+    from lottrace.compliance import REASONS_ES
+
+    def reasons(lang: str) -> list[dict[str, str]]:
+        card = web.api("buyer").get(f"/api/lots/{MINE}/card?lang={lang}").json()
+        return [b for c in card["certifications"] for b in c["breaking"]]
+
+    es, en = reasons("es"), reasons("en")
+    expired = [b for b in es if b["reason_code"] == "expired"]
+    assert expired and expired[0]["reason"].startswith(REASONS_ES["expired"] + " (certificate ")
+    assert [b["reason_code"] for b in es] == [b["reason_code"] for b in en]
+    assert all(b["reason_code"] in REASONS_ES for b in es)
+    english = next(b["reason"] for b in en if b["reason_code"] == "expired")
+    assert english.startswith("certificate CU-PE-ORG-24-0342 expired on ")
+    assert expired[0]["reason"] == f"{REASONS_ES['expired']} ({english})"

@@ -97,8 +97,9 @@ def test_every_problem_of_every_row_is_listed_and_nothing_is_imported(
     page.get_by_role("button", name="Revisar de nuevo con este mapa").click()
     rows = page.locator("#problem-rows tr")
     expect(page.locator("#problems-h")).to_have_text("Problemas: 2")
-    expect(rows.nth(0)).to_contain_text('column "Pesada": "doce" is not a number')
+    expect(rows.nth(0)).to_contain_text('no es un número (column "Pesada": "doce" is not a number)')
     expect(rows.nth(0).locator("td").first).to_have_text("2")
+    expect(rows.nth(1)).to_contain_text("la fecha nombra un día que su mes no tiene (")
     expect(rows.nth(1)).to_contain_text("no day 33")
     expect(page.locator("#ready")).to_be_hidden()
     shot(page, "upload-problems")
@@ -132,6 +133,30 @@ def test_api_import_is_all_or_nothing_and_answers_every_bad_row(web: Web, tmp_pa
     r = _post(web, "qc", "/api/upload/import", good, cmap)
     assert r.status_code == 201 and r.json()["added"] == 30  # type: ignore[attr-defined]
     assert count_events(web.db) == before + 30
+
+
+def test_api_row_problems_are_said_in_spanish_first_and_in_english_on_lang_en(
+    web: Web, tmp_path: Path
+) -> None:
+    """sheets.ROW_PROBLEMS_ES: the kind of problem in Spanish, the sheet's words after it;
+    ``?lang=en`` (or the cookie) gives the words alone, as ``lottrace import`` prints them."""
+    from lottrace.sheets import ROW_PROBLEMS_ES
+
+    bad = _sheet(tmp_path, "UPL1", bad=True)
+    cmap = _post(web, "qc", "/api/upload/check", bad, None).json()["map"]  # type: ignore[attr-defined]
+    cmap["columns"] |= {"Pesada": "kg", "Comentario del jefe": "note"}
+    cmap["defaults"] = {
+        "harvest": {"site": "farm:APR-P0231"},
+        "gatherer_qc": {"site": "gatherer:SIG-03"},
+    }
+    es = _post(web, "qc", "/api/upload/check?lang=es", bad, cmap).json()["problems"]  # type: ignore[attr-defined]
+    en = _post(web, "qc", "/api/upload/check?lang=en", bad, cmap).json()["problems"]  # type: ignore[attr-defined]
+    assert [p["code"] for p in es] == [p["code"] for p in en] == ["not-a-number", "no-such-day"]
+    assert en[0]["detail"] == 'column "Pesada": "doce" is not a number'
+    assert es[0]["detail"] == f"{ROW_PROBLEMS_ES['not-a-number']} ({en[0]['detail']})"
+    assert es[1]["detail"] == f"{ROW_PROBLEMS_ES['no-such-day']} ({en[1]['detail']})"
+    r = _post(web, "qc", "/api/upload/import?lang=en", bad, cmap)
+    assert r.status_code == 422 and r.json()["problems"] == en  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("who", ["buyer", "analyst"])

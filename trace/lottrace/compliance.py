@@ -22,9 +22,12 @@ from .plot_registry import PlotState, fold
 from .rules import time_key
 
 __all__ = [
+    "REASONS",
+    "REASONS_ES",
     "certify",
     "eudr",
     "geojson_text",
+    "reason_code",
 ]
 
 JSON = dict[str, Any]
@@ -303,6 +306,48 @@ def certify(ledger: Ledger, lot: str, scheme: str, *, registry: Registry | None 
         "voided": ledger.voided_for_lots(G.nodes),
         **extra,
     }
+
+
+#: Why a lot breaks a certification (:func:`certify`'s ``breaking`` ``reason``), by a stable
+#: code, in English; :func:`reason_code` names a reason's code, :data:`REASONS_ES` says each in
+#: Spanish (the web app's lot page; a test keeps the keys in step).
+REASONS: dict[str, str] = {
+    "not-certified": "the harvest does not list the certification",
+    "unknown-origin": "a source lot not created by a harvest",
+    "expired": "the certificate that covered it had expired on the day",
+    "not-yet-valid": "the certificate that covers it was not yet valid on the day",
+    "no-certificate": "no certificate of the scheme covered it on the day",
+}
+
+#: :data:`REASONS` in Spanish, as the web app's lot page says them.
+REASONS_ES: dict[str, str] = {
+    "not-certified": "la cosecha no tiene esta certificación",
+    "unknown-origin": "origen desconocido: el lote no lo creó una cosecha",
+    "expired": "el certificado que la cubría estaba vencido ese día",
+    "not-yet-valid": "el certificado que la cubre aún no era válido ese día",
+    "no-certificate": "ningún certificado de este sello la cubría ese día",
+}
+
+#: How each reason reads (after ``TYPE at SITE: `` for an event at a site), by its code.
+_REASON_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("not-certified", re.compile(r"^not certified$")),
+    ("unknown-origin", re.compile(r"^unknown origin$")),
+    ("expired", re.compile(r"(^|: )certificate .+ expired on \d{4}-\d\d-\d\d$")),
+    ("not-yet-valid", re.compile(r"(^|: )certificate .+ is valid only from \d{4}-\d\d-\d\d$")),
+    ("no-certificate", re.compile(r"(^|: )no .+ certificate valid on \d{4}-\d\d-\d\d$")),
+)
+
+
+def reason_code(reason: str) -> str | None:
+    """The code (a key of :data:`REASONS`) of a ``breaking`` reason, or None if none reads so.
+
+    >>> reason_code("drying at farm:X: certificate ORG-1 expired on 2025-03-31")
+    'expired'
+    """
+    for code, pattern in _REASON_WORDS:
+        if pattern.search(reason):
+            return code
+    return None
 
 
 def _certificate_check(reg: Registry, G: Any, scheme: str, breaking: list[JSON]) -> JSON:

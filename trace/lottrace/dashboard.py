@@ -192,6 +192,20 @@ def all_legs(ledger: Ledger) -> list[Leg]:
     return _LEGS.get_or_make(ledger.head(), lambda: list(legs(ledger)))
 
 
+def ledger_sites(ledger: Ledger) -> list[str]:
+    """:meth:`Ledger.sites` (a scan of the log), kept per head: the dashboard asks twice and
+    every page's ``/api/me`` once."""
+    return ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
+
+
+def open_lot_rows(ledger: Ledger) -> list[tuple[str, float, str | None, str, str, str]]:
+    """:meth:`Ledger.open_lot_checkpoints` (every lot with kg left, its last checkpoint), kept
+    per head: the dashboard's stuck lots and the field form's lots to draw from read it."""
+    return WHOLE.get_or_make(
+        (ledger.head(), "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
+    )
+
+
 def site_positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
     """``{site: (longitude, latitude, name)}`` for every site with a position.
 
@@ -213,7 +227,7 @@ def _positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
         point = _centre(geometry.model_dump()) if geometry is not None else None
         if point is not None:
             found[ev.site] = (point[0], point[1], None)
-    for site in list(found) + [s for s in ledger.sites() if s not in found]:
+    for site in list(found) + [s for s in ledger_sites(ledger) if s not in found]:
         info = site_info(known, site)
         if info is not None and info.latitude is not None and info.longitude is not None:
             found[site] = (info.longitude, info.latitude, info.name)
@@ -245,7 +259,7 @@ def cooperatives(ledger: Ledger) -> list[JSON]:
 
     def make() -> list[JSON]:
         where = site_positions(ledger)
-        hqs = sorted(s for s in ledger.sites() if s.startswith("hq:"))
+        hqs = sorted(s for s in ledger_sites(ledger) if s.startswith("hq:"))
         return [{"site": s, "name": where[s][2] if s in where else None} for s in hqs]
 
     return ANSWERS.get_or_make((ledger.head(), "coops"), make)
@@ -497,10 +511,7 @@ def _stuck(ledger: Ledger, f: Filters, lots: frozenset[str] | None) -> list[JSON
     when = f.as_of or datetime.now(UTC)
     head = ledger.head()
     follows = ANSWERS.get_or_make((head, "next-stages"), lambda: next_stages(all_legs(ledger)))
-    checkpoints = WHOLE.get_or_make(
-        (head, "open-lots"), lambda: ledger.open_lot_checkpoints(STAGE_ORDER)
-    )
-    rows = stuck_among(checkpoints, follows, when)
+    rows = stuck_among(open_lot_rows(ledger), follows, when)
     out = []
     for row in rows:
         if lots is not None and row["site"] != f.coop and row["lot"] not in lots:

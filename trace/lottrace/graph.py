@@ -48,7 +48,9 @@ Edge attributes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from fractions import Fraction
 from graphlib import CycleError, TopologicalSorter
 from math import gcd
@@ -63,6 +65,7 @@ __all__ = [
     "ancestor_inputs",
     "ancestors_graph",
     "descendants_graph",
+    "shared_graphs",
     "shares_from",
     "shares_into",
     "source_shares",
@@ -70,6 +73,25 @@ __all__ = [
 ]
 
 _STAGE_NAMES = {v: k for k, v in STAGE_ORDER.items()} | {FOREIGN_STAGE: "epcis"}
+
+#: Within :func:`shared_graphs`: each lot's ancestors graph with timelines, built once.
+_SHARED: ContextVar[dict[tuple[int, tuple[int, str], str], Any] | None] = ContextVar(
+    "lottrace_shared_graphs", default=None
+)
+
+
+@contextmanager
+def shared_graphs() -> Iterator[None]:
+    """Within the block, :func:`ancestors_graph` of one lot with ``timelines`` (all its
+    events) is built once per ledger and head, and the same graph handed to every query that
+    asks: for one answer made of several queries of one lot (a passport asks for its
+    upstream, route, EUDR proof and each certification). The graph is read-only to them.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 def ancestors_graph(
@@ -120,7 +142,13 @@ def ancestors_graph(
     --------
     descendants_graph, timelines
     """
-    return _lineage(ledger, lot, "up", timelines, own_types)
+    shared = _SHARED.get()
+    if shared is None or not timelines or own_types is not None:
+        return _lineage(ledger, lot, "up", timelines, own_types)
+    key = (id(ledger), ledger.head(), lot)
+    if key not in shared:
+        shared[key] = _lineage(ledger, lot, "up", True, None)
+    return shared[key]
 
 
 def descendants_graph(ledger: Ledger, lot: str, *, timelines: bool = False) -> Any:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -41,6 +42,7 @@ from .certificates import registry as read_registry
 from .compliance import certify
 from .dds import carry_statements, lot_proof
 from .errors import InvalidInput
+from .graph import shared_graphs
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .numfmt import number
@@ -280,6 +282,11 @@ def passport_data(ledger: Ledger, lot: str) -> JSON:
     >>> d["steps"][0]["stage"], d["steps"][-1]["site"], d["eudr_problems"]
     ('harvest', 'port:PAITA', [])
     """
+    with shared_graphs():  # upstream, route, EUDR and each certification: one graph
+        return _passport_data(ledger, lot)
+
+
+def _passport_data(ledger: Ledger, lot: str) -> JSON:
     state = ledger.require_lot(lot)
     up = upstream(ledger, lot)
     down = carry_statements(ledger, downstream(ledger, lot))
@@ -748,8 +755,13 @@ def plot_map_svg(
     women: set[str] | frozenset[str] = frozenset(),
     labels: tuple[str, str],
     lang: str = "en",
+    size: tuple[float, float] = (_MAP_W, _MAP_H),
 ) -> str:
     """An inline SVG map of plots (``upstream``'s plot rows with a geometry).
+
+    ``size`` is the drawing's width and height in its own units (its viewBox; the font is 11
+    of them): the web app's lot page draws a narrower map, to fit a phone without scrolling.
+    Every label is placed inside the drawing (:func:`_place_labels`).
 
     Projected as the module docstring says; a plot whose harvest lots are in
     `women` is drawn in the women producers' colour. `labels` name the two
@@ -776,15 +788,16 @@ def plot_map_svg(
     ys = [proj(p)[1] for p in positions]
     span_x = max(max(xs) - min(xs), _MIN_SPAN)
     span_y = max(max(ys) - min(ys), _MIN_SPAN)
-    scale = min((_MAP_W - 2 * _MAP_PAD) / span_x, (_MAP_H - 2 * _MAP_PAD) / span_y)
+    width, height = size
+    scale = min((width - 2 * _MAP_PAD) / span_x, (height - 2 * _MAP_PAD) / span_y)
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
 
     def xy(p: list[float]) -> tuple[float, float]:
         x, y = proj(p)
-        return _MAP_W / 2 + (x - cx) * scale, _MAP_H / 2 + (y - cy) * scale
+        return width / 2 + (x - cx) * scale, height / 2 + (y - cy) * scale
 
     out = [
-        f'<svg class="map" id="plot-map" viewBox="0 0 {_MAP_W:g} {_MAP_H:g}" '
+        f'<svg class="map" id="plot-map" viewBox="0 0 {width:g} {height:g}" '
         'xmlns="http://www.w3.org/2000/svg" role="img" font-size="11" '
         'font-family="system-ui,sans-serif">'
     ]
@@ -808,7 +821,20 @@ def plot_map_svg(
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}">{title}</circle>')
         dots.append((x, y, plot["producer"]))
     labelled = dots if len(dots) <= MAX_MAP_LABELS else []  # else only the dots' titles
-    for (x, y, name), (tx, ty, anchor) in zip(labelled, _place_labels(labelled), strict=True):
+    has_women = any(women & set(p["lots"]) for p in plots)
+    legend = [("#a2366f", labels[0])] if has_women else []
+    legend += [("#6f4e37", labels[1])] if not all(women & set(p["lots"]) for p in plots) else []
+    legend = legend if has_women else []
+    taken: list[_Box] = [  # no label over the north arrow, the scale bar or the legend
+        (width - 28, 8, width, 42),
+        (0, height - 36, 16 + width / 4 + 4, height),
+        *[
+            (0, 6 + 16 * i, 30 + _CHAR_W * len(label), 24 + 16 * i)
+            for i, (_c, label) in enumerate(legend)
+        ],
+    ]
+    spots = _place_labels(labelled, size, taken)
+    for (x, y, name), (tx, ty, anchor) in zip(labelled, spots, strict=True):
         if abs(ty - (y + 4)) > 6:  # moved away from its dot: draw a leader line
             out.append(
                 f'<path d="M{x:.1f} {y:.1f} L{tx:.1f} {ty - 4:.1f}" stroke="#6b625b" '
@@ -818,15 +844,12 @@ def plot_map_svg(
             f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" fill="#1f1a17">'
             f"{_e(name)}</text>"
         )
-    out.append(_scale_bar(scale, lang))
+    out.append(_scale_bar(scale, lang, size))
     out.append(
-        f'<text x="{_MAP_W - 18:g}" y="22" text-anchor="middle" font-weight="700">N</text>'
-        f'<path d="M{_MAP_W - 18:g} 26 l-5 12 h10 z" fill="#1f1a17"/>'
+        f'<text x="{width - 18:g}" y="22" text-anchor="middle" font-weight="700">N</text>'
+        f'<path d="M{width - 18:g} 26 l-5 12 h10 z" fill="#1f1a17"/>'
     )
-    has_women = any(women & set(p["lots"]) for p in plots)
-    legend = [("#a2366f", labels[0])] if has_women else []
-    legend += [("#6f4e37", labels[1])] if not all(women & set(p["lots"]) for p in plots) else []
-    for i, (colour, label) in enumerate(legend if has_women else []):
+    for i, (colour, label) in enumerate(legend):
         out.append(
             f'<circle cx="16" cy="{14 + 16 * i}" r="5" fill="{colour}"/>'
             f'<text x="26" y="{18 + 16 * i}">{_e(label)}</text>'
@@ -839,16 +862,24 @@ _CHAR_W, _LINE_H = 6.4, 13.0  # a label's size at font-size 11, roughly
 _LABEL_DY = (4.0, -9.0, 17.0, -22.0, 30.0, -35.0, 43.0, -48.0, 56.0, -61.0)
 
 
-def _place_labels(dots: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """Where each dot's label goes: the first spot beside or near it that overlaps no label.
+def _place_labels(
+    dots: list[tuple[float, float, str]],
+    size: tuple[float, float] = (_MAP_W, _MAP_H),
+    taken: Sequence[_Box] = (),
+) -> list[tuple[float, float, str]]:
+    """Where each dot's label goes: the first spot beside or near it that is inside the
+    drawing (``size``) and overlaps no label and nothing ``taken``.
 
-    Tries right then left of the dot, then further up and down; returns
+    Tries right then left of the dot, then further up and down; when no spot is free, the
+    first one inside the drawing, else the label pushed inside it. Returns
     ``(x, y, text-anchor)`` per dot, in the order given.
 
     >>> _place_labels([(100, 100, "A-1"), (101, 101, "A-2")])
     [(108, 104.0, 'start'), (93, 105.0, 'end')]
+    >>> _place_labels([(630, 100, "APR-0502")])  # at the right edge: to its left, anchored at the end
+    [(622, 104.0, 'end')]
     """
-    boxes: list[_Box] = []
+    boxes: list[_Box] = list(taken)
     placed: dict[int, tuple[float, float, str]] = {}
     for i in sorted(range(len(dots)), key=lambda i: (dots[i][1], dots[i][0])):
         x, y, text = dots[i]
@@ -858,8 +889,11 @@ def _place_labels(dots: list[tuple[float, float, str]]) -> list[tuple[float, flo
             for dy in _LABEL_DY
             for side in (1, -1)
         ]
-
-        spot = next((sp for sp in spots if _free(_box(sp, w), boxes)), spots[0])
+        spot = next((sp for sp in spots if _free(_box(sp, w), boxes, size)), None)
+        if spot is None:  # crowded: overlap another label rather than leave the drawing
+            spot = next((sp for sp in spots if _free(_box(sp, w), [], size)), None)
+        if spot is None:
+            spot = _pushed_inside(spots[0], w, size)
         boxes.append(_box(spot, w))
         placed[i] = spot
     return [placed[i] for i in range(len(dots))]
@@ -874,9 +908,18 @@ def _box(spot: tuple[float, float, str], width: float) -> _Box:
     return left, spot[1] - _LINE_H + 3, left + width, spot[1] + 3
 
 
-def _free(a: _Box, boxes: list[_Box]) -> bool:
+def _pushed_inside(
+    spot: tuple[float, float, str], width: float, size: tuple[float, float]
+) -> tuple[float, float, str]:
+    """``spot`` moved the least that puts a label of ``width`` inside the drawing."""
+    x, y, _anchor = spot
+    left = min(max(x if spot[2] == "start" else x - width, 0.0), max(size[0] - width, 0.0))
+    return left, min(max(y, _LINE_H - 3), size[1] - 3), "start"
+
+
+def _free(a: _Box, boxes: Sequence[_Box], size: tuple[float, float] = (_MAP_W, _MAP_H)) -> bool:
     """Whether box `a` is inside the map and overlaps none of `boxes`."""
-    inside = a[0] >= 0 and a[2] <= _MAP_W and a[1] >= 0 and a[3] <= _MAP_H
+    inside = a[0] >= 0 and a[2] <= size[0] and a[1] >= 0 and a[3] <= size[1]
     return inside and all(
         a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3] for b in boxes
     )
@@ -888,12 +931,12 @@ def _positions(geometry: JSON) -> list[list[float]]:
     return [p for ring in geometry["coordinates"] for p in ring]
 
 
-def _scale_bar(scale: float, lang: str = "en") -> str:
+def _scale_bar(scale: float, lang: str = "en", size: tuple[float, float] = (_MAP_W, _MAP_H)) -> str:
     """A scale bar at the bottom left: the longest nice length under a quarter of the width."""
     px_per_km = scale / _KM_PER_DEG
-    km = max((n for n in _NICE_KM if n * px_per_km <= _MAP_W / 4), default=_NICE_KM[0])
+    km = max((n for n in _NICE_KM if n * px_per_km <= size[0] / 4), default=_NICE_KM[0])
     length = km * px_per_km
-    x0, y0 = 16.0, _MAP_H - 16
+    x0, y0 = 16.0, size[1] - 16
     label = f"{number(km, 1, lang)} km"
     return (
         f'<path d="M{x0:.1f} {y0 - 5:.1f} v5 h{length:.1f} v-5" fill="none" stroke="#1f1a17" '

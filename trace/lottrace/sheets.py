@@ -49,6 +49,8 @@ from .ledger import WholeInputs
 from .readers import CsvReader, check_encoding, iter_events, number_fields, sniff_delimiter
 
 __all__ = [
+    "ROW_PROBLEMS",
+    "ROW_PROBLEMS_ES",
     "ColumnMap",
     "check_bounds",
     "field_names",
@@ -56,6 +58,7 @@ __all__ = [
     "load_map",
     "map_to_toml",
     "reads_natively",
+    "row_problem_code",
     "suggest_map",
     "suggested_toml",
     "template_columns",
@@ -1439,3 +1442,105 @@ def template_csv(kind: str, lang: str = "es") -> str:
         [header, row]
     )
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- problems by kind
+
+#: The kinds of problem a sheet's row can have, by a stable code, in English (what each code
+#: means; the row's own words say the particulars). :func:`row_problem_code` names the kind of
+#: a problem's words; :data:`ROW_PROBLEMS_ES` says each kind in Spanish (the web app's upload
+#: page, a test keeps the keys in step). A row that breaks a ledger rule is a
+#: :class:`~lottrace.errors.RuleViolation`, named by its rule (:data:`lottrace.rules.RULES`).
+ROW_PROBLEMS: dict[str, str] = {
+    "not-a-date": "a date cell is not a date",
+    "not-a-month": "a date's month is over 12 in the map's date order",
+    "no-such-day": "a date names a day its month does not have",
+    "not-a-time": "a time of day is not one",
+    "no-offset": "a time without a UTC offset, and no [time] zone in the map",
+    "not-a-stage": "the stage cell is not a stage lottrace knows",
+    "not-a-number": "a number cell is not a number",
+    "not-whole": "a cell that takes a whole number has decimals",
+    "not-lot-kg": "an inputs cell is not LOT=KG",
+    "not-lot-kg-grade": "an outputs cell is not LOT=KG=GRADE",
+    "extra-cells": "the row has more cells than the header has columns",
+    "lat-lon": "a plot has its latitude or its longitude, not both",
+    "no-stage": "the row has no stage",
+    "required": "a field the row's stage needs is not given",
+    "too-small": "a number is under the field's allowed range",
+    "too-large": "a number is over the field's allowed range",
+    "out-of-range": "a position or a measure is outside its range",
+    "not-one-of": "a value is not one the field allows",
+    "not-a-field": "a field the row's stage does not have",
+    "empty": "a cell that may not be empty is",
+    "too-long": "a value is too long",
+    "bad-format": "a value is not written as the field needs (a code, a site, a date)",
+    "other": "a value the data model refuses",
+}
+
+#: :data:`ROW_PROBLEMS` in Spanish, as the web app's upload page says them.
+ROW_PROBLEMS_ES: dict[str, str] = {
+    "not-a-date": "la fecha no es una fecha",
+    "not-a-month": "el mes de la fecha es mayor que 12 en el orden de fechas del mapa",
+    "no-such-day": "la fecha nombra un día que su mes no tiene",
+    "not-a-time": "la hora no es una hora del día",
+    "no-offset": "una hora sin desfase UTC, y el mapa no da la zona horaria ([time] zone)",
+    "not-a-stage": "la etapa no es una que lottrace conozca",
+    "not-a-number": "no es un número",
+    "not-whole": "este campo lleva un número entero, sin decimales",
+    "not-lot-kg": "los lotes de origen se escriben LOTE=KG",
+    "not-lot-kg-grade": "los lotes de salida se escriben LOTE=KG=GRADO",
+    "extra-cells": "la fila tiene más celdas que columnas el encabezado",
+    "lat-lon": "una parcela lleva latitud y longitud, las dos o ninguna",
+    "no-stage": "la fila no dice su etapa",
+    "required": "falta un dato que la etapa de la fila necesita",
+    "too-small": "el número es menor que lo permitido",
+    "too-large": "el número es mayor que lo permitido",
+    "out-of-range": "el valor está fuera de su rango",
+    "not-one-of": "el valor no es uno de los permitidos",
+    "not-a-field": "la etapa de la fila no tiene ese campo",
+    "empty": "la celda no puede estar vacía",
+    "too-long": "el valor es demasiado largo",
+    "bad-format": "el valor no está escrito como el campo lo pide",
+    "other": "el registro no admite este valor",
+}
+
+#: How each kind's words read (searched, first match wins); "other" is what none matches.
+_ROW_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (code, re.compile(words))
+    for code, words in (
+        ("not-a-date", r"is not a date \(e\.g\.|is not a date and time"),
+        ("not-a-month", r": \d+ is not a month: dates here are read"),
+        ("no-such-day", r": month \d+ of \d+ has no day \d+"),
+        ("not-a-time", r": \d+:\d\d is not a time of day$"),
+        ("no-offset", r"has no UTC offset"),
+        ("not-a-stage", r"is not a stage lottrace knows"),
+        ("not-whole", r"is not a whole number$"),
+        ("not-a-number", r"is not a (finite )?number"),
+        ("not-lot-kg", r"is not LOT=KG$"),
+        ("not-lot-kg-grade", r"is not LOT=KG=GRADE$"),
+        ("extra-cells", r"^the row has \d+ cells but the header \d+ columns"),
+        ("lat-lon", r"give both latitude and longitude, or neither"),
+        ("no-stage", r"^no stage: "),
+        ("required", r"is required\b|are required$"),
+        ("too-small", r"is too small: it must be"),
+        ("too-large", r"is too large: it must be"),
+        ("out-of-range", r"is outside -?[\d.]+\.\.-?[\d.]+"),
+        ("not-one-of", r"is not one of: |is not true or false"),
+        ("not-a-field", r"is not a field of an? \w+ event|is not a known field"),
+        ("empty", r"is empty$"),
+        ("too-long", r"is too long \(at most"),
+        ("bad-format", r"is not valid: "),
+    )
+)
+_CELL = re.compile(r'^column "[^"]*"(?: \(cell [A-Z]+\d+\))?: ')
+
+
+def row_problem_code(words: str) -> str:
+    """The kind of a row problem (a key of :data:`ROW_PROBLEMS`) from its words, with or
+    without the column it names: ``column "Kilos": "doce" is not a number`` ->
+    ``not-a-number``; ``other`` when no kind reads so."""
+    bare = _CELL.sub("", words)
+    for code, pattern in _ROW_WORDS:
+        if pattern.search(bare):
+            return code
+    return "other"

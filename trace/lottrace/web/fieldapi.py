@@ -22,22 +22,24 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..access import Identity, NotAllowed, NotAuthenticated, visible_lots
+from ..dashboard import ledger_sites, open_lot_rows
 from ..errors import BadRows, InvalidEvent, InvalidInput, LottraceError, RuleViolation, TooBig
 from ..events import STAGE_ORDER, EventBase, event_id
 from ..fieldform import CHECKPOINTS, FormField, event_from_form, form_fields
 from ..fieldlog import describe_event
 from ..importing import ReadOptions, import_files
 from ..ledger import AppendReport
-from ..memo import ANSWERS
 from ..numfmt import number
 from ..rules import RULES_ES, WARNINGS_ES
 from ..sheets import (
+    ROW_PROBLEMS_ES,
     ColumnMap,
     check_bounds,
     field_names,
     load_map,
     map_to_toml,
     reads_natively,
+    row_problem_code,
     suggest_map,
 )
 from .deps import AnsweredInThread, User, access_of, reading, writing, written_by
@@ -78,7 +80,7 @@ def me(request: Request, user: User) -> dict[str, Any]:
     access = access_of(request)
     with reading(request) as ledger:
         # every page asks; the ledger's sites are a scan, kept per head (a new site is an append)
-        known = ANSWERS.get_or_make((ledger.head(), "sites"), ledger.sites)
+        known = ledger_sites(ledger)
     return {
         "name": user.name,
         "org": user.org,
@@ -103,7 +105,7 @@ def open_lots(
     limit = STAGE_ORDER.get(type) if type else None
     with reading(request) as ledger:
         lots = visible_lots(ledger, user, access_of(request))
-        rows = ledger.open_lot_checkpoints(STAGE_ORDER)
+        rows = open_lot_rows(ledger)  # kept per head
     out = []
     for lot, left, last_qc, kind, time, where in reversed(rows):
         if lots is not None and lot not in lots:
@@ -404,8 +406,11 @@ class _Upload:
             )
 
 
-def _row_problems(exc: LottraceError, up: _Upload) -> list[dict[str, str]]:
-    """Every problem of every row, each with its line and field where known."""
+def _row_problems(exc: LottraceError, up: _Upload, lang: str = "en") -> list[dict[str, str]]:
+    """Every problem of every row, each with its line, field where known and ``code``: its
+    kind (:data:`lottrace.sheets.ROW_PROBLEMS`) or the ledger rule it breaks, "" for a problem
+    of the whole sheet. In Spanish, a row's problem is said in Spanish first, then in the
+    sheet's words (the English the command line prints)."""
     found = exc.problems if isinstance(exc, BadRows) else [exc]
     out = []
     for p in found:
@@ -414,8 +419,34 @@ def _row_problems(exc: LottraceError, up: _Upload) -> list[dict[str, str]]:
         detail = up.scrub(str(p))
         if where and detail.startswith(where + ": "):
             detail = detail[len(where) + 2 :]
-        out.append({"line": line, "field": str(getattr(p, "field", "") or ""), "detail": detail})
+        code, detail = _row_said(p, detail, lang)
+        field = str(getattr(p, "field", "") or "")
+        out.append({"line": line, "field": field, "code": code, "detail": detail})
     return out
+
+
+def _row_said(p: LottraceError, detail: str, lang: str) -> tuple[str, str]:
+    """A row problem's code, and its words in ``lang``: in Spanish, the kind of problem (or the
+    rule broken) in Spanish, then its particulars in parentheses."""
+    if isinstance(p, RuleViolation):
+        code, spanish = p.rule, RULES_ES.get(p.rule)
+        particulars = _RULE_PREFIX.sub("", detail)
+    elif isinstance(p, InvalidEvent):
+        code = row_problem_code(detail)
+        spanish, particulars = ROW_PROBLEMS_ES[code], detail
+    else:  # the whole sheet (its columns, its encoding): not a row's
+        return "", detail
+    return code, f"{spanish} ({particulars})" if lang == "es" and spanish else detail
+
+
+def _upload_warnings(report: AppendReport, up: _Upload, lang: str) -> list[str]:
+    """The import's rule warnings; in Spanish, each rule's words before its particulars."""
+    return [
+        f"{WARNINGS_ES[w.rule]} ({up.scrub(str(w))})"
+        if lang == "es" and w.rule in WARNINGS_ES
+        else up.scrub(str(w))
+        for w in report.warnings
+    ]
 
 
 class _Unread(InvalidInput):
@@ -490,13 +521,13 @@ async def upload_check(
         try:
             report = await run_in_threadpool(up.run, request, user, type, True)
         except LottraceError as exc:
-            return answer | {"ok": False, "problems": _row_problems(exc, up)}
+            return answer | {"ok": False, "problems": _row_problems(exc, up, _lang(request))}
     return answer | {
         "ok": True,
         "problems": [],
         "added": report.added,
         "duplicates": report.duplicates,
-        "warnings": [up.scrub(str(w)) for w in report.warnings],
+        "warnings": _upload_warnings(report, up, _lang(request)),
     }
 
 
@@ -520,7 +551,7 @@ async def upload_import(
         except (NotAllowed, NotAuthenticated):
             raise
         except LottraceError as exc:
-            problems = _row_problems(exc, up)
+            problems = _row_problems(exc, up, _lang(request))
             body = {
                 "type": f"https://lottrace.org/problems/{type_name(exc)}",
                 "title": "bad rows",
@@ -533,7 +564,7 @@ async def upload_import(
         {
             "added": report.added,
             "duplicates": report.duplicates,
-            "warnings": [up.scrub(str(w)) for w in report.warnings],
+            "warnings": _upload_warnings(report, up, _lang(request)),
         },
         status_code=201,
     )

@@ -31,6 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..access import Identity, visible_lots
+from ..compliance import REASONS_ES, reason_code
 from ..dashboard import CHARTS, Filters, dashboard, svg, to_csv
 from ..errors import InvalidInput, UnknownLot
 from ..ledger import Ledger
@@ -38,7 +39,7 @@ from ..memo import ANSWERS
 from ..rules import time_key
 from ..search import find_lots
 from .deps import AnsweredInThread, User, access_of, check_lot, need_analyst, reading
-from .i18n import CATALOGUE
+from .i18n import CATALOGUE, pick_lang
 from .pages import render
 
 __all__ = ["WORDS", "router"]
@@ -273,6 +274,9 @@ def api_find(
         return find_lots(ledger, q, visible=visible)
 
 
+#: The lot page's plot map, in its own units (font 11): narrower than the passport's, so that
+#: on a 390 px phone it fits the page at about the passport's type size, without scrolling.
+CARD_MAP_SIZE = (400.0, 340.0)
 #: Per certification, at most this many breaking harvests are listed (``breaking_total``: all).
 BREAKING_SHOWN = 20
 _WORDS = "harvest drying gatherer_qc hq_qc dry_mill export dispatch arrival accepted rejected hold"
@@ -282,7 +286,7 @@ _WORDS = "harvest drying gatherer_qc hq_qc dry_mill export dispatch arrival acce
 def api_card(request: Request, lot: str, user: User) -> dict[str, Any]:
     visible = _visible(request, user)
     base = (request.app.state.public_url or str(request.base_url)).rstrip("/")
-    lang = "en" if request.cookies.get("lang") == "en" else "es"
+    lang = pick_lang(request.query_params.get("lang"), request.cookies.get("lang"))
     with reading(request) as ledger:
         if visible is not None and lot not in visible:
             # as deps.check_lot answers (from the visible lots kept for this head): the same
@@ -325,11 +329,19 @@ def _card(ledger: Ledger, lot: str, lang: str, base: str) -> dict[str, Any]:
     t = STRINGS[lang]
     plots = [p for p in data["plots"] if p.get("geometry")]
     labels = (t["map_women"], t["map_other"])
-    map_svg = plot_map_svg(plots, women=women, labels=labels, lang=lang) if plots else None
+    map_svg = (
+        plot_map_svg(plots, women=women, labels=labels, lang=lang, size=CARD_MAP_SIZE)
+        if plots
+        else None
+    )
     # the plots' outlines are drawn in map_svg: not sent twice (an export lot has hundreds)
     bare = [{k: v for k, v in p.items() if k != "geometry"} for p in data["plots"]]
     certs = [
-        c | {"breaking": c["breaking"][:BREAKING_SHOWN], "breaking_total": len(c["breaking"])}
+        c
+        | {
+            "breaking": [_reason_said(b, lang) for b in c["breaking"][:BREAKING_SHOWN]],
+            "breaking_total": len(c["breaking"]),
+        }
         for c in data["certifications"]
     ]
     return data | {
@@ -340,6 +352,21 @@ def _card(ledger: Ledger, lot: str, lang: str, base: str) -> dict[str, Any]:
         "qr_svg": _qr(url),
         "words": {k: t[k] for k in _WORDS.split() if k in t},  # stages, QC results
     }
+
+
+#: Reasons that are their code's whole words: said in Spanish alone, nothing to add.
+_BARE_REASONS = frozenset({"not certified", "unknown origin"})
+
+
+def _reason_said(b: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A breaking harvest with its ``reason_code`` (:data:`lottrace.compliance.REASONS`) and,
+    in Spanish, its reason in Spanish first, then the particulars (certificate, date) after."""
+    reason = str(b["reason"])
+    code = reason_code(reason)
+    if lang == "es" and code is not None:
+        spanish = REASONS_ES[code]
+        reason = spanish if reason in _BARE_REASONS else f"{spanish} ({reason})"
+    return b | {"reason": reason, "reason_code": code}
 
 
 def _qr(url: str) -> str:

@@ -12,6 +12,7 @@
     const el = doc.documentElement;
     if (!el || el.nodeName !== "svg") return;
     const svg = document.importNode(el, true);
+    svg.removeAttribute("id"); // the passport's map id: the holder already has it
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", label);
     holder.appendChild(svg);
