@@ -238,3 +238,120 @@ def test_lot_legs_orders_ties_by_log_order() -> None:
         (1, "hq_qc", "drying", 0.0),
     ]
     assert list(itertools.chain.from_iterable(lot_legs([]))) == []
+
+
+def _dispatch(lot: str, day: int, hour: int = 8) -> dict[str, Any]:
+    from factories import t
+
+    return {"type": "dispatch", "time": t(day, hour), "site": f"farm:{lot}", "lot": lot,
+            "to_site": "hq:B"}  # fmt: skip
+
+
+@pytest.fixture
+def legs_written(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[list[str], list[Any]]]:
+    """Every ``replace_legs`` call of the ledger's storage: (lots whose legs were deleted, legs added)."""
+    calls: list[tuple[list[str], list[Any]]] = []
+    real = ledger.store.replace_legs
+
+    def spy(lots: list[str], legs: list[Any]) -> None:
+        calls.append((list(lots), list(legs)))
+        real(lots, legs)
+
+    monkeypatch.setattr(ledger.store, "replace_legs", spy)
+    return calls
+
+
+def test_events_after_a_lots_last_add_only_its_new_legs(
+    ledger: Ledger, legs_written: list[tuple[list[str], list[Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factories import drying, harvest, qc
+
+    ledger.append(batch(harvest("H1", 1, 1000), drying("H1", 10, 200)))
+    assert legs_written[-1] == ([], [legs_written[-1][1][0]])  # a new lot: nothing deleted
+    # a later batch: the lot's walk comes from its rows as written, its old leg stays
+    ledger.append(batch(harvest("H2", 2, 500), qc("G1", 20, inputs=[("H1", 200)])))
+    deleted, added = legs_written[-1]
+    assert deleted == []
+    assert [(g[0], g[1], g[2], g[5]) for g in added] == [("H1", 1, "drying", "gatherer_qc")]
+    # one batch of many flushes: each lot's walk goes on from flush to flush
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 2)
+    before = len(legs_written)
+    ledger.append(
+        batch(
+            harvest("H3", 3, 800), _dispatch("H3", 4), drying("H3", 12, 300),
+            harvest("H4", 3, 800), drying("H4", 11, 300), qc("G2", 21, inputs=[("H3", 300)]),
+            qc("G3", 22, inputs=[("H4", 300)]),
+        )
+    )  # fmt: skip
+    assert len(legs_written) - before >= 3
+    assert all(deleted == [] for deleted, _ in legs_written[before:])
+    assert_same(ledger, [(None, None)])
+    assert_legs_as_rebuilt(ledger)
+
+
+def test_an_event_logged_before_a_lots_last_walks_the_lot_again(
+    ledger: Ledger, legs_written: list[tuple[list[str], list[Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factories import drying, harvest
+
+    ledger.append(batch(harvest("H1", 1, 1000), drying("H1", 10, 200)))
+    transit = ledger.conn.execute("SELECT transit_hours FROM legs").fetchall()
+    assert [tuple(r) for r in transit] == [(None,)]
+    # The rules refuse a coffee lot's event before its last (time-order); the legs do not
+    # count on it: with the rules out of the way, a dispatch logged late, between the
+    # harvest and the drying, changes the old leg's transit.
+    monkeypatch.setattr("lottrace.ledger.check", lambda *_: [])
+    ledger.append(batch(_dispatch("H1", 5)))
+    assert legs_written[-1][0] == ["H1"]
+    rows = ledger.conn.execute("SELECT n, transit_hours FROM legs ORDER BY n").fetchall()
+    assert [tuple(r) for r in rows] == [(0, 5 * 24.0)]
+    # the same inside one batch, across its flushes: the walk kept is not trusted
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 2)
+    ledger.append(batch(harvest("H2", 2, 900), drying("H2", 12, 300), _dispatch("H2", 6)))
+    assert legs_written[-1][0] == ["H2"]
+    rows = ledger.conn.execute("SELECT transit_hours FROM legs WHERE lot = 'H2'").fetchall()
+    assert [tuple(r) for r in rows] == [(6 * 24.0,)]
+    assert_same(ledger, [(None, None)])
+    assert_legs_as_rebuilt(ledger)
+
+
+def test_a_foreign_lot_observed_out_of_order_is_walked_again(
+    ledger: Ledger, legs_written: list[tuple[list[str], list[Any]]]
+) -> None:
+    # The one order the rules let in: events on a foreign id, as EPCIS capture allows.
+    from factories import foreign, observe
+
+    lot = "urn:epc:class:lgtin:4012345.012345.B1"
+    ledger.append(batch(foreign(observe(10, lot, 100.0))))
+    ledger.append(batch(foreign(observe(5, lot, 100.0))))
+    assert legs_written[-1][0] == [lot]
+    assert_legs_as_rebuilt(ledger)
+
+
+def test_a_void_inside_a_batch_walks_the_lot_again(
+    ledger: Ledger, legs_written: list[tuple[list[str], list[Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factories import drying, harvest, qc
+
+    ledger.append(batch(harvest("H1", 1, 1000), drying("H1", 10, 200)))
+    dry = next(ledger.events_of_types(["drying"])).event_id
+    monkeypatch.setattr("lottrace.ledger._CHUNK", 1)
+    # the lot's walk is kept from its first flush in the batch; the void drops it
+    ledger.append(
+        batch(
+            _dispatch("H1", 14), correction(dry, day=15), drying("H1", 16, 250),
+            qc("G1", 20, inputs=[("H1", 250)]),
+        )
+    )  # fmt: skip
+    assert any(deleted == ["H1"] for deleted, _ in legs_written)
+    rows = ledger.conn.execute(
+        "SELECT from_stage, to_stage, hours FROM legs WHERE lot = 'H1' ORDER BY n"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("harvest", "drying", 15 * 24.0),
+        ("drying", "gatherer_qc", 4 * 24.0),
+    ]
+    assert_same(ledger, [(None, None)])
+    assert_legs_as_rebuilt(ledger)

@@ -44,7 +44,7 @@ from .errors import (
 )
 from .events import EpcisEvent, EventBase, canonical_json, event_id, parse_event, record_time
 from .gcpause import collector_paused
-from .legwalk import LegRow, lot_legs
+from .legwalk import LegRow, LegWalk
 from .rules import (
     FOREIGN_STAGE,
     Facts,
@@ -869,14 +869,32 @@ class _Batch:
         #: The ids this batch added, when the log was empty as it began: then only
         #: they can be in it, and an id the filter has not met needs no look-up.
         self.added = _Added() if self.seq == 0 and not rebuilding else None
+        #: The derived tables held nothing as the batch began (an empty log, or a
+        #: rebuild): a lot the batch has not met has no rows and no legs.
+        self.fresh = rebuilding or self.seq == 0
+        #: Each lot's walk of its legs so far (see :meth:`_legs`), least recently
+        #: changed first; lots whose rows changed other than at the end (a void).
+        self.walks: dict[str, LegWalk] = {}
+        self.rewalk: set[str] = set()
+        #: Lots whose walk was forgotten (memory): the first ``met`` asks the log.
+        self.forgotten: _Added | None = None
+        #: Lots whose state the cache forgot, when the log was empty as the batch began.
+        self.states_forgotten: _Added | None = None
 
     # View protocol for rules.check
     def lot(self, code: str) -> LotState | None:
         if code in self.states:
             return self.states[code]
-        st = self.store.lot(code)
+        st = self.store.lot(code) if self._may_be_stored(code) else None
         self.states[code] = st
         return st
+
+    def _may_be_stored(self, code: str) -> bool:
+        """Whether lot ``code`` may have a state in the store: not if the log was empty as
+        the batch began and the batch has not met the lot (its states forgotten aside)."""
+        if self.added is None:
+            return True
+        return self.states_forgotten is not None and self.states_forgotten.met(code)
 
     def event(self, eid: str) -> tuple[Facts, bool] | None:
         if eid in self.pending_ids:
@@ -911,7 +929,8 @@ class _Batch:
         states = self.states
         codes = {lot for p in chunk for lot, _role in p.facts.lots if lot not in states}
         if codes:
-            found = self.store.lots_states(codes)
+            asked = [c for c in codes if self._may_be_stored(c)]
+            found = self.store.lots_states(asked) if asked else {}
             for code in codes:
                 self.states[code] = found.get(code)
         for p in chunk:
@@ -1104,6 +1123,7 @@ class _Batch:
             [lot for lot, _kg in ev.formed],
             len(ev.formed) * len(ev.drawn),
         )
+        self.rewalk.update(lot for lot, _role in lots)
         for lot, _role in lots:
             self._refold(lot)
 
@@ -1129,24 +1149,100 @@ class _Batch:
             Rows(self.event_rows, self.lot_rows, self.link_rows, self.void_rows, gone, live)
         )
         if self.dirty:
-            self._relegs(sorted(self.dirty))
+            self._legs()
         self.event_rows = []
         self.lot_rows = []
         self.link_rows = []
         self.void_rows = []
         self.dirty.clear()
         if len(self.states) > _STATES:  # forget the half least recently changed
-            for lot in list(itertools.islice(self.states, len(self.states) // 2)):
+            old = list(itertools.islice(self.states, len(self.states) // 2))
+            if self.added is not None:
+                if self.states_forgotten is None:
+                    self.states_forgotten = _Added()
+                self.states_forgotten.met_then_add(old)
+            for lot in old:
                 del self.states[lot]
         if len(self.pending_ids) > _CHUNK:
             self.pending_ids.clear()
 
-    def _relegs(self, lots: list[str]) -> None:
-        """Walk the touched lots' timelines again (as written) and replace their legs."""
-        found: list[LegRow] = []
-        for _lot, rows in itertools.groupby(self.store.lots_timelines(lots), key=_first):
-            found.extend(lot_legs(rows))
-        self.store.replace_legs(lots, found)
+    def _legs(self) -> None:
+        """Bring the legs of the lots this flush touched up to date, writing only what changed.
+
+        A lot's legs depend only on its rows up to each leg's end
+        (:class:`~lottrace.legwalk.LegWalk`), so when a lot's new rows (this
+        flush's :attr:`lot_rows`) all come after the rows it had, by time then
+        log order (the usual case), its walk goes on over them and only its
+        new legs are added. The walk is the batch's own, kept from the lot's
+        earlier flushes (or new, for a lot the batch begins), or else walked
+        from the lot's rows as written. A lot with a new row before one of its
+        old ones (an event logged late), or whose rows a void removed, is
+        walked again from its rows and its legs replaced.
+        """
+        new: dict[str, list[tuple[str, str, str, str, str, int]]] = {}
+        for lot, t, kind, seq, role, site in self.lot_rows:
+            got = new.get(lot)
+            if got is None:
+                new[lot] = [(lot, t, kind, role, site, seq)]
+            else:
+                got.append((lot, t, kind, role, site, seq))
+        walks, rewalk = self.walks, self.rewalk
+        legs: list[LegRow] = []
+        unknown: list[str] = []  # walked from the rows as written
+        replaced: list[str] = []  # their legs replaced
+        for lot in sorted(self.dirty):
+            walk = walks.pop(lot, None)
+            if walk is None and self.fresh and not self._forgotten(lot):
+                walk = LegWalk()  # no rows before this batch, none before now
+            rows = new.get(lot)
+            if lot in rewalk or not rows:
+                replaced.append(lot)
+                continue
+            if walk is None:
+                unknown.append(lot)
+                continue
+            if len(rows) > 1:
+                rows.sort(key=_timeline_order)
+            if walk.last is not None and rows[0][1] < walk.last:
+                replaced.append(lot)
+                continue
+            legs.extend(walk.feed(r[:5] for r in rows))
+            walks[lot] = walk  # to the end: forgotten last
+        rewalk.difference_update(self.dirty)
+        if unknown or replaced:
+            for lot, timeline in itertools.groupby(
+                self.store.lots_timelines(sorted(unknown + replaced)), key=_first
+            ):
+                walk = walks[lot] = LegWalk()
+                found = list(timeline)
+                fresh = new.get(lot, [])
+                seqs = {r[5] for r in fresh}
+                if lot in replaced or {r[5] for r in found[len(found) - len(fresh) :]} != seqs:
+                    # a row came before an old one: all the lot's legs again
+                    if lot not in replaced:
+                        replaced.append(lot)
+                    legs.extend(walk.feed(r[:5] for r in found))
+                else:  # the old legs stand: walk past them, keep the new ones
+                    walk.feed(r[:5] for r in found[: len(found) - len(fresh)])
+                    legs.extend(walk.feed(r[:5] for r in found[len(found) - len(fresh) :]))
+        if replaced or legs:
+            self.store.replace_legs(sorted(replaced), legs)
+        if len(walks) > _STATES:  # forget the half least recently changed
+            if self.forgotten is None:
+                self.forgotten = _Added()
+            old = list(itertools.islice(walks, len(walks) // 2))
+            self.forgotten.met_then_add(old)
+            for lot in old:
+                del walks[lot]
+
+    def _forgotten(self, lot: str) -> bool:
+        """Whether the walk of ``lot`` may have been forgotten (maybe: then walked again)."""
+        return self.forgotten is not None and self.forgotten.met(lot)
+
+
+def _timeline_order(row: tuple[str, str, str, str, str, int]) -> tuple[str, int, str, str]:
+    """A timeline's order (:meth:`Storage.lots_timelines`): time, log order, type, role."""
+    return row[1], row[5], row[2], row[3]
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -1166,6 +1262,8 @@ class _Added:
     >>> seen = _Added()
     >>> seen.met_then_add(["8c" * 32, "8d" * 32]), seen.met_then_add(["8c" * 32])
     ([], ['8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c8c'])
+    >>> seen.met("8d" * 32), seen.met("8e" * 32)
+    (True, False)
     """
 
     BITS = 26
@@ -1173,6 +1271,12 @@ class _Added:
     def __init__(self) -> None:
         self._bits = bytearray(1 << (self.BITS - 3))
         self._mask = (1 << self.BITS) - 1
+
+    def met(self, eid: str) -> bool:
+        """Whether ``eid`` was added (maybe), adding nothing."""
+        h = hash(eid)
+        a, b = h & self._mask, (h >> 26) & self._mask
+        return bool(self._bits[a >> 3] & (1 << (a & 7)) and self._bits[b >> 3] & (1 << (b & 7)))
 
     def met_then_add(self, ids: list[str]) -> list[str]:
         """The ids of ``ids`` met before (maybe), all of them added afterwards.

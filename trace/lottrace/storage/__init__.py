@@ -228,11 +228,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def lots_timelines(self, lots: list[str]) -> Iterator[Row]:
-        """``(lot, time, type, role, site)`` of the named lots' rows, by lot, time and log order."""
+        """``(lot, time, type, role, site, seq)`` of the named lots' rows, by lot, time and log order."""
 
     @abc.abstractmethod
     def replace_legs(self, lots: list[str], legs: list[Row]) -> None:
-        """In a write transaction: the named lots' legs are now ``legs`` (rows of ``legs``)."""
+        """In a write transaction: delete the named lots' legs, then add ``legs`` (rows of ``legs``).
+
+        ``legs`` may hold new legs of other lots too (their old legs stay)."""
 
     @abc.abstractmethod
     def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[Row]:

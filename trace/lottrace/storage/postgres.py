@@ -627,10 +627,10 @@ class PostgresStorage(Storage):
         ):
             c.execute("DELETE FROM links WHERE seq = %s", [seq])
 
-    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
+    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str, int]]:
         return iter(
             self.conn.execute(
-                "SELECT lot, time, type, role, site FROM event_lots WHERE lot = ANY(%s) "
+                "SELECT lot, time, type, role, site, seq FROM event_lots WHERE lot = ANY(%s) "
                 "ORDER BY lot, time, seq, type, role",
                 [lots],
             ).fetchall()
@@ -638,7 +638,8 @@ class PostgresStorage(Storage):
 
     def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
         with self.conn.cursor() as cur:
-            cur.execute("DELETE FROM legs WHERE lot = ANY(%s)", [lots])
+            if lots:
+                cur.execute("DELETE FROM legs WHERE lot = ANY(%s)", [lots])
             if legs:
                 with cur.copy(f"COPY legs ({_LEG_COLUMNS}) FROM STDIN") as copy:
                     for row in legs:

@@ -974,10 +974,10 @@ class SqliteStorage(Storage):
         if c.total_changes - before != links:
             c.execute("DELETE FROM links WHERE seq=?", [seq])
 
-    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str]]:
+    def lots_timelines(self, lots: list[str]) -> Iterator[tuple[str, str, str, str, str, int]]:
         return iter(
             self.conn.execute(
-                "SELECT el.lot, el.time, el.type, el.role, el.site "
+                "SELECT el.lot, el.time, el.type, el.role, el.site, el.seq "
                 "FROM json_each(?) j CROSS JOIN event_lots el ON el.lot = j.value "
                 "ORDER BY el.lot, el.time, el.seq, el.type, el.role",
                 [orjson.dumps(lots).decode()],
@@ -986,10 +986,11 @@ class SqliteStorage(Storage):
 
     def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
         c = self.conn
-        c.execute(
-            "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?))",
-            [orjson.dumps(lots).decode()],
-        )
+        if lots:
+            c.execute(
+                "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?))",
+                [orjson.dumps(lots).decode()],
+            )
         if legs:
             c.executemany("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?)", legs)
 
