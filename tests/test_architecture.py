@@ -248,9 +248,14 @@ def test_the_web_apps_templates_and_files_are_package_data() -> None:
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"
-    ]["lottrace"]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = [  # each package's patterns, as paths under lottrace/
+        "/".join([*pkg.split(".")[1:], pat])
+        for pkg, pats in setuptools["package-data"].items()
+        if pkg == "lottrace" or pkg.startswith("lottrace.")
+        if pkg in setuptools["packages"]
+        for pat in pats
+    ]
     web = PACKAGE / "web"
     files = [p.relative_to(PACKAGE).as_posix() for p in web.rglob("*") if p.is_file()]
     files = [f for f in files if not f.endswith((".py", ".pyc")) and "__pycache__" not in f]
