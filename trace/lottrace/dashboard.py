@@ -41,15 +41,16 @@ import html
 import io
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .delays import Leg, legs, next_stages, stuck_among
 from .events import STAGE_ORDER
-from .ledger import Ledger
+from .ledger import Ledger, StoredEvent
 from .masterdata import site_info, sites
-from .memo import ANSWERS, WHOLE, Memo
+from .memo import ANSWERS, GROWING, WHOLE, Memo
 
 __all__ = [
     "CHARTS",
@@ -57,6 +58,7 @@ __all__ = [
     "Filters",
     "all_legs",
     "dashboard",
+    "harvest_points",
     "site_positions",
     "svg",
     "to_csv",
@@ -210,23 +212,19 @@ def site_positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]
     """``{site: (longitude, latitude, name)}`` for every site with a position.
 
     Master data's coordinates first; a farm without them is placed where its
-    harvests' plots are (a point, or the mean of a polygon's outer ring).
+    first harvest's plot is (a point, or the mean of a polygon's outer ring).
+    The harvests' places are kept from one head to the next and extended
+    with the harvests appended since (:func:`harvest_points`); master data
+    is read again for each head.
     """
     return ANSWERS.get_or_make((ledger.head(), "site-positions"), lambda: _positions(ledger))
 
 
 def _positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
-    found: dict[str, tuple[float, float, str | None]] = {}
+    found: dict[str, tuple[float, float, str | None]] = {
+        site: (lon, lat, None) for site, (lon, lat) in harvest_points(ledger).items()
+    }
     known = sites(ledger)
-    for stored in ledger.events_of_types(["harvest"]):
-        ev = stored.event
-        if stored.void or ev.site in found:
-            continue
-        plot = ev.field("plot")
-        geometry = getattr(plot, "geometry", None)
-        point = _centre(geometry.model_dump()) if geometry is not None else None
-        if point is not None:
-            found[ev.site] = (point[0], point[1], None)
     for site in list(found) + [s for s in ledger_sites(ledger) if s not in found]:
         info = site_info(known, site)
         if info is not None and info.latitude is not None and info.longitude is not None:
@@ -234,6 +232,49 @@ def _positions(ledger: Ledger) -> dict[str, tuple[float, float, str | None]]:
         elif info is not None and site in found:
             lon, lat, _ = found[site]
             found[site] = (lon, lat, info.name)
+    return found
+
+
+def harvest_points(ledger: Ledger) -> dict[str, tuple[float, float]]:
+    """``{site: (longitude, latitude)}`` of each site's first non-void harvest with a plot
+    that can be placed, in log order.
+
+    Kept per ledger and extended on a new head with only the events appended
+    since (:class:`lottrace.memo.Growing`): a later harvest never moves a site
+    already placed, so appends add sites and change none. Made again from
+    every harvest when a ``correction`` is among them (it may void the
+    harvest that placed a site; no other event type voids one) or one of them
+    is already void. Master data is not read here (see :func:`site_positions`).
+    """
+    return GROWING.get(
+        ledger,
+        (ledger.genesis, "harvest-points"),
+        lambda: _add_points({}, ledger.events_of_types(["harvest"])),
+        _extend_points,
+    )
+
+
+def _extend_points(
+    old: dict[str, tuple[float, float]], events: list[StoredEvent]
+) -> dict[str, tuple[float, float]] | None:
+    if any(s.void or s.event.type == "correction" for s in events):
+        return None
+    harvests = [s for s in events if s.event.type == "harvest"]
+    return _add_points(dict(old), harvests) if harvests else old
+
+
+def _add_points(
+    found: dict[str, tuple[float, float]], harvests: Iterable[StoredEvent]
+) -> dict[str, tuple[float, float]]:
+    for stored in harvests:
+        ev = stored.event
+        if stored.void or ev.site in found:
+            continue
+        plot = ev.field("plot")
+        geometry = getattr(plot, "geometry", None)
+        point = _centre(geometry.model_dump()) if geometry is not None else None
+        if point is not None:
+            found[ev.site] = point
     return found
 
 

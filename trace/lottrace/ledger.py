@@ -630,6 +630,18 @@ class Ledger:
         """
         return self.store.events_of_types(list(types))
 
+    def events_after(self, seq: int) -> list[StoredEvent]:
+        """Every event appended after sequence number ``seq``, in log order, void ones flagged.
+
+        What an answer kept for an older head reads to catch up with the log
+        (see :class:`lottrace.memo.Growing`) instead of reading it all again.
+        """
+        return self.store.events_after(seq)
+
+    def hash_at(self, seq: int) -> str:
+        """The chain hash of the event at ``seq`` (raises if there is none)."""
+        return self.store.hash_at(seq)
+
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
         return self.store.voided_by(eid)

@@ -7,18 +7,21 @@ caller may see. A producer's match is the producer's harvest lots and every
 lot downstream of them; a container's, the lots exported in it and what they
 were formed from. The index is built by one pass over the lots' timelines and
 one over harvests and exports, and kept per ledger head (:mod:`lottrace.memo`),
-so a search on a served ledger that has not changed reads no event.
+so a search on a served ledger that has not changed reads no event. After an
+append, the previous head's index is extended with the events appended since
+(:func:`extend_index`) rather than built again.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ledger import Ledger
+from .ledger import Ledger, StoredEvent
 from .masterdata import parties
-from .memo import WHOLE
-from .rules import STAGE_NAMES
+from .memo import GROWING, WHOLE
+from .rules import STAGE_NAMES, facts_of, lots_of
 
 __all__ = ["MAX_RESULTS", "SearchIndex", "find_lots", "search_index"]
 
@@ -40,8 +43,79 @@ class SearchIndex:
 
 
 def search_index(ledger: Ledger) -> SearchIndex:
-    """The index of the ledger as it is now (kept until its head moves)."""
-    return WHOLE.get_or_make((ledger.head(), "search-index"), lambda: _build(ledger))
+    """The index of the ledger as it is now (kept until its head moves; then the previous
+    head's is extended, see :func:`extend_index`)."""
+
+    def make() -> SearchIndex:
+        return GROWING.get(
+            ledger,
+            (ledger.genesis, "search-index"),
+            lambda: _build(ledger),
+            lambda old, events: extend_index(ledger, old, events),
+        )
+
+    return WHOLE.get_or_make((ledger.head(), "search-index"), make)
+
+
+#: Events after which the index is built again, not extended: a correction voids earlier
+#: events (their lots, producers, containers may go), master data renames producers.
+REBUILD_TYPES = frozenset({"correction", "master_data", "epcis_header"})
+
+
+def extend_index(ledger: Ledger, old: SearchIndex, events: list[StoredEvent]) -> SearchIndex | None:
+    """``old`` (an index of the ledger before ``events``) with ``events`` added, the same
+    as :func:`_build` on the ledger after them; or None when they may change what ``old``
+    says: a correction, master data or a header (see :data:`REBUILD_TYPES`), or an event
+    already void. New lots go in code order (as the scan of ``event_lots`` gives them),
+    new producers' and containers' lots at the end (log order). ``old`` is not changed.
+    """
+    if any(s.void or s.event.type in REBUILD_TYPES for s in events):
+        return None
+    lots = old.lots
+    known = set(lots)
+    new_lots: set[str] = set()
+    producers = dict(old.producers)
+    containers = dict(old.containers)
+    copied: set[int] = set()  # the lists already copied, by id: old's are never changed
+    names: dict[str, str] | None = None
+    for stored in events:
+        ev = stored.event
+        if ev.type not in ("dispatch", "arrival"):
+            new_lots.update(lot for lot, _role in lots_of(facts_of(ev)) if lot not in known)
+        if ev.subject is None or ev.type not in ("harvest", "export"):
+            continue
+        if ev.type == "harvest":
+            producer = ev.field("producer")
+            if isinstance(producer, str) and producer:
+                if names is None:
+                    names = parties(ledger)
+                for key in {producer.lower(), (names.get(producer) or producer).lower()}:
+                    _append(producers, key, producer, ev.subject, copied)
+        else:
+            container = ev.field("container")
+            if isinstance(container, str) and container:
+                _append(containers, container.lower(), container, ev.subject, copied)
+    if new_lots:
+        lots = list(lots)
+        for lot in sorted(new_lots):
+            bisect.insort(lots, lot)
+    return SearchIndex(lots, producers, containers)
+
+
+def _append(
+    into: dict[str, tuple[str, list[str]]], key: str, by: str, lot: str, copied: set[int]
+) -> None:
+    entry = into.get(key)
+    if entry is None:
+        fresh: list[str] = [lot]
+        copied.add(id(fresh))
+        into[key] = (by, fresh)
+    elif id(entry[1]) in copied:
+        entry[1].append(lot)
+    else:
+        grown = [*entry[1], lot]
+        copied.add(id(grown))
+        into[key] = (entry[0], grown)
 
 
 def _build(ledger: Ledger) -> SearchIndex:

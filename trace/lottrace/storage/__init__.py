@@ -331,6 +331,10 @@ class Storage(abc.ABC):
         """Every event of these types in log order, void ones flagged."""
 
     @abc.abstractmethod
+    def events_after(self, seq: int) -> list[StoredEvent]:
+        """Every event after sequence number ``seq``, in log order, void ones flagged."""
+
+    @abc.abstractmethod
     def voided_by(self, eid: str) -> str | None:
         """The correction that voided ``eid``, or None."""
 

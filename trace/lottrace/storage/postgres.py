@@ -843,6 +843,13 @@ class PostgresStorage(Storage):
         ):
             yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
 
+    def events_after(self, seq: int) -> list[StoredEvent]:
+        rows = self.conn.execute(_EVENT_SQL + "WHERE seq > %s ORDER BY seq", [seq]).fetchall()
+        return [
+            StoredEvent(s, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+            for s, eid, body, void in rows
+        ]
+
     def voided_by(self, eid: str) -> str | None:
         row = self.conn.execute(
             "SELECT by_event_id FROM voided WHERE event_id = %s LIMIT 1", [eid]

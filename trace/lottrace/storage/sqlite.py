@@ -639,6 +639,18 @@ class SqliteStorage(Storage):
         for seq, eid, body, void in rows:
             yield StoredEvent(seq, eid, parse_event(orjson.loads(body), stored=True), bool(void))
 
+    def events_after(self, seq: int) -> list[StoredEvent]:
+        """Every event after ``seq`` in log order, void ones flagged (the rows since a head)."""
+        rows = self.conn.execute(
+            "SELECT seq, event_id, body, EXISTS(SELECT 1 FROM voided v WHERE v.event_id=e.event_id) "
+            "FROM events e WHERE seq > ? ORDER BY seq",
+            [seq],
+        )
+        return [
+            StoredEvent(s, eid, parse_event(orjson.loads(body), stored=True), bool(void))
+            for s, eid, body, void in rows
+        ]
+
     def voided_by(self, eid: str) -> str | None:
         """The id of the correction that voided event ``eid``, or None."""
         row = self.conn.execute(
