@@ -151,6 +151,24 @@ def test_the_answers_do_not_depend_on_the_order_legs_are_read_in(
         assert {w: answers(new, ledger, *w) for w in windows} == straight
 
 
+def test_a_window_read_by_a_scan_or_by_the_index_gives_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads a large window by scanning the legs table, a small one through the
+    index of their ends (which is cheaper is decided per query): both ways, one answer."""
+    with Ledger.create(tmp_path / "w.db") as ledger:
+        ledger.append(batch(*_generated(150, 5)))
+        store = ledger.store
+        decide = store.legs_window_is_large  # type: ignore[attr-defined]
+        assert decide("end_time >= ?", ["2025-01-01"])  # every leg: a scan
+        assert not decide("end_time >= ? AND end_time < ?", ["2025-09-15", "2025-09-16"])
+        windows = [("2025-06-01", None), ("2025-07-01", "2025-08-01"), ("2025-09-15", "2025-09-16")]
+        chosen = {w: answers(new, ledger, *w) for w in windows}
+        for forced in (True, False):
+            monkeypatch.setattr(store, "legs_window_is_large", lambda *_a, f=forced: f)
+            assert {w: answers(new, ledger, *w) for w in windows} == chosen
+
+
 def test_voiding_a_checkpoint_walks_the_lot_again(ledger: Ledger) -> None:
     from factories import drying, harvest, qc
 
