@@ -392,6 +392,32 @@ def _doc(*events: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize(("quantity", "why"), [(-5, "is negative"), (2e9, "is more than 1e+09")])
+def test_a_partners_impossible_quantity_is_refused_and_nothing_written(
+    ledger_target: str, quantity: float, why: str
+) -> None:
+    event = {
+        "type": "ObjectEvent",
+        "action": "OBSERVE",
+        "eventTime": "2025-06-02T09:30:00-05:00",
+        "eventTimeZoneOffset": "-05:00",
+        "bizStep": "shipping",
+        "quantityList": [
+            {
+                "epcClass": "urn:epc:class:lgtin:0614141.107346.L1",
+                "quantity": quantity,
+                "uom": "KGM",
+            }
+        ],
+    }
+    with Ledger.create(ledger_target) as ledger:
+        with pytest.raises(InvalidEvent) as info:
+            ledger.append(document_to_events(_doc(event), "partner.jsonld"))
+        assert info.value.field == "event.quantityList[0].quantity"
+        assert why in str(info.value)
+        assert ledger.stats()["events"] == 0
+
+
 def test_bad_documents_name_the_json_path(tmp_path: Path) -> None:
     good = {
         "type": "ObjectEvent",

@@ -234,10 +234,14 @@ def _check_foreign(where: str, ev: EpcisEvent) -> None:
     for name in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
         for i, q in enumerate(ev.event.get(name) or ()):
             quantity = q.get("quantity") if isinstance(q, dict) else None
-            if isinstance(quantity, int | float) and not quantity <= MAX_FOREIGN_KG:
+            if isinstance(quantity, int | float) and not 0 <= quantity <= MAX_FOREIGN_KG:
+                why = (
+                    "is negative (an amount of coffee cannot be)"
+                    if quantity < 0
+                    else f"is more than {MAX_FOREIGN_KG:.0e} (a million tonnes)"
+                )
                 raise InvalidEvent(
-                    f"field 'event.{name}[{i}].quantity': {quantity!r} is more than "
-                    f"{MAX_FOREIGN_KG:.0e} (a million tonnes)",
+                    f"field 'event.{name}[{i}].quantity': {quantity!r} {why}",
                     where=where,
                     field=f"event.{name}[{i}].quantity",
                 )
