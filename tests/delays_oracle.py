@@ -1,4 +1,5 @@
-"""The test oracle: lottrace.delays as it was before the legs table (session 8), verbatim.
+"""The test oracle: lottrace.delays as it was before the legs table (session 8), verbatim
+but for its means, now of whole microseconds, exact (as lottrace.delays defines them).
 
 It scans every (lot, event) row through ``Ledger.leg_scan``; tests compare the
 legs-table implementation with it, JSON for JSON. Kept in tests/, not the library.
@@ -653,15 +654,22 @@ def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
     """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
     xs = sorted(hours)
     transits, waits = (trucks[0::2], trucks[1::2]) if trucks else ([], [])
-    return {
+    return {  # means of whole microseconds, exact (as lottrace.delays defines them now)
         "count": len(xs),
-        "mean_hours": _h(sum(xs) / len(xs)),
+        "mean_hours": _h(_us_sum(xs) / len(xs) / _US),
         "p50_hours": _h(_quantile(xs, 0.5)),
         "p90_hours": _h(_quantile(xs, 0.9)),
         "max_hours": _h(xs[-1]),
-        "wait_hours": _h(fsum(waits) / len(waits)) if waits else None,
-        "transit_hours": _h(fsum(transits) / len(transits)) if transits else None,
+        "wait_hours": _h(_us_sum(waits) / len(waits) / _US) if waits else None,
+        "transit_hours": _h(_us_sum(transits) / len(transits) / _US) if transits else None,
     }
+
+
+_US = 3_600_000_000
+
+
+def _us_sum(hours: Sequence[float]) -> int:
+    return sum(round(h * _US) for h in hours)
 
 
 def _quantile(xs: list[float], q: float) -> float:

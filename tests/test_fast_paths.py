@@ -12,7 +12,7 @@ corrections and unknown origins).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from fractions import Fraction
 from math import ceil, floor, fsum
 from pathlib import Path
@@ -260,15 +260,36 @@ def _stats(group: list[Leg]) -> dict[str, Any]:
     trucked = [g for g in group if g.transit_hours is not None]
     waits = [g.hours - g.transit_hours for g in trucked if g.transit_hours is not None]
     transits = [g.transit_hours for g in trucked if g.transit_hours is not None]
+    # means are exact: whole microseconds, here from the legs' own start and end times
+    us = sum(_us_between(g.start, g.end) for g in group)
     return {
         "count": len(xs),
-        "mean_hours": round(sum(xs) / len(xs), 3),
+        "mean_hours": round(us / len(xs) / _US, 3),
         "p50_hours": round(_q(xs, 0.5), 3),
         "p90_hours": round(_q(xs, 0.9), 3),
         "max_hours": round(xs[-1], 3),
-        "wait_hours": round(fsum(waits) / len(waits), 3) if waits else None,
-        "transit_hours": round(fsum(transits) / len(transits), 3) if transits else None,
+        "wait_hours": round(_exact(waits) / len(waits) / _US, 3) if waits else None,
+        "transit_hours": round(_exact(transits) / len(transits) / _US, 3) if transits else None,
     }
+
+
+_US = 3_600_000_000
+
+
+def _us_between(start: str, end: str) -> int:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)) // timedelta(
+        microseconds=1
+    )
+
+
+def _exact(hours: list[float]) -> int:
+    """Whole microseconds of hours that were whole microseconds (each within float error)."""
+    total = 0
+    for h in hours:
+        us = Fraction(h) * _US
+        assert abs(us - round(us)) < Fraction(1, 100), us
+        total += round(us)
+    return total
 
 
 def _ref_delays(all_legs: list[Leg], by: str) -> list[dict[str, Any]]:

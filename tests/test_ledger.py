@@ -283,6 +283,7 @@ def test_migrations_are_recorded(sqlite_ledger: Ledger) -> None:
         ("lottrace", "006_events_by_rare_type"),
         ("lottrace", "007_legs"),
         ("lottrace", "008_sources"),
+        ("lottrace", "009_leg_days"),
     ]
 
 
@@ -292,6 +293,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
     con = sqlite3.connect(path)  # as a ledger made before migration 002 was
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
     con.execute("DROP TABLE legs")  # and before 007
+    con.execute("DROP TABLE leg_days")  # and before 009
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
@@ -313,6 +315,7 @@ def test_a_pending_migration_is_applied_on_open(tmp_path: Path) -> None:
             "006_events_by_rare_type",
             "007_legs",
             "008_sources",
+            "009_leg_days",
         ]
         assert (
             led.conn.execute("SELECT value FROM meta WHERE key = 'head'").fetchone()[0][:2] == "0 "
@@ -405,10 +408,11 @@ def test_an_old_ledger_drops_its_seq_indexes_and_still_voids(tmp_path: Path) -> 
     con.execute("CREATE INDEX links_seq ON links (seq)")
     con.execute(
         "DELETE FROM _sqlite_migrations WHERE name IN "
-        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
+        "('003_drop_seq_indexes', '004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources', '009_leg_days')"
     )
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DROP TABLE legs")  # and before 007
+    con.execute("DROP TABLE leg_days")  # and before 009
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
@@ -438,9 +442,10 @@ def test_an_old_ledger_gets_base_kg_and_is_refolded(tmp_path: Path) -> None:
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute("UPDATE lots SET kg = 9999")  # the refold must not keep this
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources', '009_leg_days')"
     )
     con.execute("DROP TABLE legs")  # and before 007
+    con.execute("DROP TABLE leg_days")  # and before 009
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
@@ -518,9 +523,10 @@ def test_read_commands_upgrade_an_older_ledger_and_verify_does_not(tmp_path: Pat
     con = sqlite3.connect(path)
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")
     con.execute(
-        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources')"
+        "DELETE FROM _sqlite_migrations WHERE name IN ('004_lot_base_kg', '005_epcis_id_indexes', '006_events_by_rare_type', '007_legs', '008_sources', '009_leg_days')"
     )
     con.execute("DROP TABLE legs")  # and before 007
+    con.execute("DROP TABLE leg_days")  # and before 009
     con.execute("DROP INDEX events_by_rare_type")  # and before 006
     con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005
@@ -586,6 +592,7 @@ def test_postgres_migrations_are_recorded(pg_ledger: Ledger) -> None:
         (2, "002_legs"),
         (3, "003_events_by_rare_type"),
         (4, "004_sources"),
+        (5, "005_leg_days"),
     ]
 
 
@@ -599,7 +606,13 @@ def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> 
             led.verify()
     with Ledger(pg_uri) as led:
         names = [r[0] for r in led.conn.execute("SELECT name FROM _lottrace_migrations ORDER BY n")]
-        assert names == ["001_ledger", "002_legs", "003_events_by_rare_type", "004_sources"]
+        assert names == [
+            "001_ledger",
+            "002_legs",
+            "003_events_by_rare_type",
+            "004_sources",
+            "005_leg_days",
+        ]
         assert led.verify().events == 7
         assert [s.event.type for s in led.events_of_types(["export"])] == ["export"]
 
@@ -607,7 +620,7 @@ def test_postgres_migration_003_reaches_a_ledger_made_before_it(pg_uri: str) -> 
 @pytest.mark.parametrize(
     "sql",
     [
-        "UPDATE _lottrace_migrations SET n = 5 WHERE n = 3",  # numbered unlike lottrace
+        "UPDATE _lottrace_migrations SET n = 9 WHERE n = 3",  # numbered unlike lottrace
         "DELETE FROM _lottrace_migrations WHERE n = 1",  # the first one gone
     ],
     ids=["renumbered", "first-gone"],

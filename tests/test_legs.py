@@ -34,7 +34,9 @@ SAMPLE = sorted(
     if p.is_file() and p.name[0].isdigit()
 )
 
-#: (since, until) windows: the whole ledger, open ends, one month, a day, an empty one.
+#: (since, until) windows: the whole ledger, open ends, one month, a day, an empty one;
+#: ends inside a day (delays by stage or month count whole days from leg_days and
+#: read the part-days' legs), and a window inside one day (no whole day at all).
 WINDOWS: list[tuple[str | None, str | None]] = [
     (None, None),
     ("2025-06-01", None),
@@ -43,6 +45,11 @@ WINDOWS: list[tuple[str | None, str | None]] = [
     ("2025-08-01T00:00:00-05:00", "2025-09-01T00:00:00-05:00"),
     ("2025-09-15", "2025-09-16"),
     ("2031-01-01", "2031-02-01"),
+    ("2025-07-10T13:45:00Z", "2025-08-20T06:00:00Z"),
+    ("2025-06-20T18:30:00-05:00", None),
+    (None, "2025-09-02T09:15:00Z"),
+    ("2025-07-10T06:00:00Z", "2025-07-10T20:00:00Z"),
+    ("2025-07-31T12:00:00Z", "2025-08-01T12:00:00Z"),
 ]
 
 
@@ -200,6 +207,56 @@ def test_verify_names_a_changed_leg_and_rebuild_repairs_it(ledger: Ledger) -> No
     assert_same(ledger, [(None, None), ("2025-07-01", "2025-08-01")])
 
 
+def test_verify_names_a_changed_leg_day_and_delays_refuses_counts_the_legs_deny(
+    ledger: Ledger,
+) -> None:
+    import_files(ledger, SAMPLE)
+    ledger.conn.execute("UPDATE leg_days SET us = us + 1 WHERE n = 1")
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match="derived table leg_days: row day="):
+        ledger.verify()
+    ledger.rebuild()
+    assert ledger.verify().events > 0
+    ledger.conn.execute("UPDATE leg_days SET n = n + 1")
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match=r"leg_days counts .* run 'lottrace verify'"):
+        new.delays(ledger)
+    ledger.rebuild()
+    assert_same(ledger, [(None, None), ("2025-07-01T12:00:00Z", "2025-08-01")])
+
+
+def test_legs_on_the_bands_edges_and_across_days(ledger: Ledger) -> None:
+    """Legs of exactly 4, 8, 24 ... hours sit on the edges of leg_days' 4-hour bands
+    (a leg of 24 hours is in band 6, not 5); windows cut inside days."""
+    from factories import drying, harvest, qc
+
+    events = []
+    for i, hours in enumerate([4, 8, 8, 24, 24, 24, 28, 3, 100, 4, 0]):
+        lot = f"B{i}"
+        events += [harvest(lot, 1 + i % 3, 100), drying(lot, 1 + i % 3, 90)]
+        events[-1]["time"] = _plus_hours(events[-2]["time"], hours)
+        events.append(qc(f"G{i}", 10 + i % 5, inputs=[(lot, 90)]))
+    ledger.append(batch(*events))
+    rows = ledger.conn.execute(
+        "SELECT band, sum(n) FROM leg_days WHERE from_stage = 'harvest' GROUP BY band"
+    )
+    assert {b: int(n) for b, n in rows} == {0: 2, 1: 2, 2: 2, 6: 3, 7: 1, 25: 1}
+    windows = [(None, None), ("2025-05-02T04:00:00Z", None), ("2025-05-01T07:00:00Z", "2025-05-12")]
+    assert_same(ledger, windows)
+    for by in ("stage", "month"):
+        for lo, hi in [
+            (None, None),
+            ("2025-05-02T04:00:00.000000Z", "2025-05-11T20:00:00.000000Z"),
+        ]:
+            assert new._day_stats(ledger, by, lo, hi) == new._leg_stats(ledger, by, lo, hi)
+
+
+def _plus_hours(time: str, hours: int) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(time) + timedelta(hours=hours)).isoformat()
+
+
 @pytest.mark.parametrize(
     "sql",
     [
@@ -226,12 +283,16 @@ def test_a_ledger_without_the_legs_migration_gets_it_filled(ledger_target: str) 
         kept = led.derived_snapshot()
         postgres = ledger_target.startswith("postgresql")
         led.conn.execute("DROP TABLE legs")
+        led.conn.execute("DROP TABLE leg_days")
         if postgres:
-            led.conn.execute("DELETE FROM _lottrace_migrations WHERE name = '002_legs'")
+            led.conn.execute(
+                "DELETE FROM _lottrace_migrations WHERE name IN ('002_legs', '005_leg_days')"
+            )
         else:  # a ledger from before 007 has no later migration either
             led.conn.execute("DROP TABLE sources")
             led.conn.execute(
-                "DELETE FROM _sqlite_migrations WHERE name IN ('007_legs', '008_sources')"
+                "DELETE FROM _sqlite_migrations "
+                "WHERE name IN ('007_legs', '008_sources', '009_leg_days')"
             )
         led.conn.commit()
     with pytest.raises(NeedsUpgrade, match="older lottrace"):  # read-only: never migrates
@@ -240,6 +301,26 @@ def test_a_ledger_without_the_legs_migration_gets_it_filled(ledger_target: str) 
         assert led.derived_snapshot() == kept
         assert led.verify().events > 0
         assert_same(led, [(None, None)])
+
+
+def test_a_ledger_with_legs_gets_its_leg_days_counted_from_them(ledger_target: str) -> None:
+    # The leg_days migration fills the table from the legs (no refold): its
+    # SQL (PostgreSQL) or its loop (SQLite) must count as an append does.
+    with Ledger.create(ledger_target) as led:
+        import_files(led, SAMPLE)
+        kept = led.derived_snapshot()
+        assert kept["leg_days"], "the sample has legs"
+        led.conn.execute("DROP TABLE leg_days")
+        if ledger_target.startswith("postgresql"):
+            led.conn.execute("DROP INDEX legs_band")
+            led.conn.execute("DELETE FROM _lottrace_migrations WHERE name = '005_leg_days'")
+        else:
+            led.conn.execute("DROP INDEX legs_band")
+            led.conn.execute("DELETE FROM _sqlite_migrations WHERE name = '009_leg_days'")
+        led.conn.commit()
+    with Ledger(ledger_target) as led:
+        assert led.derived_snapshot() == kept
+        assert led.verify().events > 0
 
 
 def test_lot_legs_orders_ties_by_log_order() -> None:

@@ -322,6 +322,7 @@ def test_a_ledger_from_before_the_recorded_head_is_migrated(tmp_path: Path) -> N
     con.execute("DELETE FROM _sqlite_migrations WHERE name != '001_log_and_derived_tables'")
     con.execute("ALTER TABLE lots DROP COLUMN base_kg")  # and before 004
     con.execute("DROP TABLE legs")  # and before 007
+    con.execute("DROP TABLE leg_days")  # and before 009
     con.execute("DROP INDEX events_by_rare_type")
     con.execute("DROP TABLE sources")  # and before 008
     con.execute("DROP INDEX events_hash_id")  # and before 005

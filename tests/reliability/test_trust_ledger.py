@@ -275,6 +275,7 @@ def test_a_head_row_with_its_migration_unrecorded_is_refused(db: Path) -> None:
         "DROP INDEX events_hash_id",
         "DROP INDEX events_partner_id",
         "DROP TABLE legs",
+        "DROP TABLE leg_days",
     )
     _refused(db, "meta row 'head' is present")
 

@@ -786,6 +786,26 @@ class Ledger:
         """
         return self.store.legs_grouped(by, lo, hi)
 
+    def leg_days(
+        self, by: str, lo_day: str | None = None, hi_day: str | None = None
+    ) -> Iterator[tuple[str, int, int, int, int, int, int]]:
+        """``(key, band, n, us, trucked, transit_us, wait_us)``: the legs ending on the days
+        ``[lo_day, hi_day)`` (``YYYY-MM-DD``, UTC), counted by group and band of hours.
+
+        From the ``leg_days`` table kept with the legs (see
+        :func:`lottrace.storage.leg_day_deltas`): a window of days costs its
+        days' rows, not its legs. ``key`` is :meth:`legs_grouped`'s, for ``by``
+        ``"stage"`` or ``"month"``.
+        """
+        return self.store.leg_days(by, lo_day, hi_day)
+
+    def leg_hours_in_band(
+        self, frm: str, to: str, band: int, lo: str | None = None, hi: str | None = None
+    ) -> list[float]:
+        """The hours of the ``frm``-to-``to`` legs in ``band`` (:func:`lottrace.storage.leg_band`)
+        that end in ``[lo, hi)``, in no set order: what a percentile in that band needs."""
+        return self.store.leg_hours_in_band(frm, to, band, lo, hi)
+
     def open_lot_checkpoints(
         self, types: Iterable[str]
     ) -> list[tuple[str, float, str | None, str, str, str]]:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from math import floor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ from ..rules import LotState
 __all__ = [
     "DERIVED_TABLES",
     "KEY_SEP",
+    "LEG_BAND_HOURS",
+    "US_PER_HOUR",
     "NeedsUpgrade",
     "Pool",
     "Rows",
@@ -45,17 +48,64 @@ __all__ = [
     "StoredEvent",
     "display_uri",
     "is_server_uri",
+    "leg_band",
+    "leg_day_deltas",
     "open_pool",
     "open_storage",
     "raise_row_difference",
 ]
 
 #: The tables folded from the log, in the order ``verify`` compares them.
-DERIVED_TABLES = ("lots", "event_lots", "links", "voided", "legs")
+DERIVED_TABLES = ("lots", "event_lots", "links", "voided", "legs", "leg_days")
 
 #: The separator of the fields of a group's key in :meth:`Storage.legs_grouped`: a C0
 #: control character, which no event's text may hold.
 KEY_SEP = "\x1f"
+
+#: The width of a band of legs' hours in ``leg_days``: a power of two, so a leg's band
+#: (:func:`leg_band`) and the band's bounds (``band * 4 <= hours < (band + 1) * 4``)
+#: agree exactly in floating point.
+LEG_BAND_HOURS = 4.0
+
+#: Microseconds in an hour: a leg's duration is ``round(hours * US_PER_HOUR)``
+#: microseconds, exactly (times are kept to the microsecond).
+US_PER_HOUR = 3_600_000_000
+
+
+def leg_band(hours: float) -> int:
+    """The band of ``leg_days`` a leg of ``hours`` falls in."""
+    return floor(hours / LEG_BAND_HOURS)
+
+
+def leg_day_deltas(
+    removed: Iterable[Row], added: Iterable[Row]
+) -> dict[tuple[str, str, str, int], list[int]]:
+    """How ``leg_days`` changes when legs are removed and added.
+
+    ``leg_days`` keeps, for each day (``YYYY-MM-DD`` of the legs' end, UTC),
+    stage pair and band of hours, the legs' count, their microseconds, how many
+    were trucked and those legs' transit and wait microseconds: integers, so
+    the sums are exact whatever the order legs come and go in, and equal to a
+    rebuild's. Rows are ``(end_time, from_stage, to_stage, hours,
+    transit_hours)``; the answer maps each touched key to the five deltas.
+    """
+    deltas: dict[tuple[str, str, str, int], list[int]] = {}
+    for sign, rows in ((-1, removed), (1, added)):
+        for end, frm, to, hours, transit in rows:
+            key = (end[:10], frm, to, floor(hours / LEG_BAND_HOURS))
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = [0, 0, 0, 0, 0]
+            us = round(hours * US_PER_HOUR)
+            d[0] += sign
+            d[1] += sign * us
+            if transit is not None:
+                t = round(transit * US_PER_HOUR)
+                d[2] += sign
+                d[3] += sign * t
+                d[4] += sign * (us - t)
+    return deltas
+
 
 #: ``(lot, src, dst, kg, seq, time)``-style rows, as each backend returns them.
 Row = tuple[Any, ...]
@@ -249,6 +299,20 @@ class Storage(abc.ABC):
         hold): ``from_stage, to_stage`` (``by="stage"``), with ``from_site,
         to_site`` (``"site"``), or ``end_time``'s ``YYYY-MM`` first (``"month"``).
         """
+
+    @abc.abstractmethod
+    def leg_days(self, by: str, lo_day: str | None, hi_day: str | None) -> Iterator[Row]:
+        """``(key, band, n, us, trucked, transit_us, wait_us)`` summed over the days
+        ``[lo_day, hi_day)`` (``YYYY-MM-DD``; either may be None) of ``leg_days``, by
+        group and band, in no set order; ``key`` as :meth:`legs_grouped`'s, for
+        ``by`` ``"stage"`` or ``"month"``. Sums are exact (Python integers)."""
+
+    @abc.abstractmethod
+    def leg_hours_in_band(
+        self, frm: str, to: str, band: int, lo: str | None, hi: str | None
+    ) -> list[float]:
+        """The hours of the ``frm`` to ``to`` legs in ``band`` (:func:`leg_band`) that end
+        in ``[lo, hi)``, in no set order: read through the index on the pair and hours."""
 
     @abc.abstractmethod
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:

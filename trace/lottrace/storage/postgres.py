@@ -55,6 +55,7 @@ from ..events import EventBase, parse_event
 from ..rules import LotState
 from . import (
     DERIVED_TABLES,
+    LEG_BAND_HOURS,
     NeedsUpgrade,
     Pool,
     Refold,
@@ -62,6 +63,7 @@ from . import (
     Storage,
     StoredEvent,
     display_uri,
+    leg_day_deltas,
     raise_row_difference,
 )
 from .postgres_schema import (
@@ -637,13 +639,78 @@ class PostgresStorage(Storage):
         )
 
     def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
+        removed: list[tuple[Any, ...]] = []
         with self.conn.cursor() as cur:
             if lots:
-                cur.execute("DELETE FROM legs WHERE lot = ANY(%s)", [lots])
+                removed = cur.execute(
+                    "DELETE FROM legs WHERE lot = ANY(%s) "
+                    "RETURNING end_time, from_stage, to_stage, hours, transit_hours",
+                    [lots],
+                ).fetchall()
             if legs:
                 with cur.copy(f"COPY legs ({_LEG_COLUMNS}) FROM STDIN") as copy:
                     for row in legs:
                         copy.write_row(row)
+            deltas = leg_day_deltas(removed, ((g[7], g[2], g[5], g[8], g[9]) for g in legs))
+            if not deltas:
+                return
+            keys = list(deltas)
+            columns = [[k[i] for k in keys] for i in range(4)]
+            columns += [[d[i] for d in deltas.values()] for i in range(5)]
+            cur.execute(
+                "INSERT INTO leg_days SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+                "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                "%s::bigint[]) ON CONFLICT (day, from_stage, to_stage, band) DO UPDATE SET "
+                "n = leg_days.n + excluded.n, us = leg_days.us + excluded.us, "
+                "trucked = leg_days.trucked + excluded.trucked, "
+                "transit_us = leg_days.transit_us + excluded.transit_us, "
+                "wait_us = leg_days.wait_us + excluded.wait_us",
+                columns,
+            )
+            if removed:
+                gone = [k for k, d in deltas.items() if d[0] < 0]
+                cur.execute(
+                    "DELETE FROM leg_days WHERE n = 0 AND (day, from_stage, to_stage, band) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]))",
+                    [[k[i] for k in gone] for i in range(4)],
+                )
+
+    def leg_days(
+        self, by: str, lo_day: str | None, hi_day: str | None
+    ) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("day >= %s", lo_day), ("day < %s", hi_day)) if b is not None
+        )
+        key = {"stage": "", "month": "substr(day, 1, 7) || chr(31) || "}[by]
+        rows = self.conn.execute(
+            f"SELECT {key}from_stage || chr(31) || to_stage, band, sum(n), sum(us), "
+            "sum(trucked), sum(transit_us), sum(wait_us) "
+            f"FROM leg_days {'WHERE ' + where if where else ''} GROUP BY 1, 2",
+            [b for b in (lo_day, hi_day) if b is not None],
+        ).fetchall()
+        # sum(bigint) is numeric (a Decimal here): exact, made int
+        return ((k, band, *map(int, sums)) for k, band, *sums in rows)
+
+    def leg_hours_in_band(
+        self, frm: str, to: str, band: int, lo: str | None, hi: str | None
+    ) -> list[float]:
+        where = "".join(
+            w for w, b in ((" AND end_time >= %s", lo), (" AND end_time < %s", hi)) if b is not None
+        )
+        return [
+            h
+            for (h,) in self.conn.execute(
+                "SELECT hours FROM legs WHERE from_stage = %s AND to_stage = %s "
+                f"AND hours >= %s AND hours < %s{where}",
+                [
+                    frm,
+                    to,
+                    band * LEG_BAND_HOURS,
+                    (band + 1) * LEG_BAND_HOURS,
+                    *(b for b in (lo, hi) if b is not None),
+                ],
+            )
+        ]
 
     def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
         where = " AND ".join(

@@ -31,7 +31,7 @@ __all__ = ["LOG_TABLES", "MIGRATIONS", "MIGRATION_NAMES", "Statement"]
 class Statement(NamedTuple):
     """One statement of a migration, and the object it makes."""
 
-    kind: str  #: table, index, trigger, function
+    kind: str  #: table, index, trigger, function (an object), or data (rows it fills)
     name: str
     table: str
     sql: str
@@ -240,6 +240,49 @@ _M002 = (
 )
 
 
+#: Each day's legs by stage pair and band of hours (see
+#: :func:`lottrace.storage.leg_day_deltas`), kept with ``legs``, so ``delays`` counts
+#: a window's legs from its days and reads only the bands its percentiles fall in;
+#: the index on a pair's hours finds those legs. Filled here from ``legs`` with the
+#: same arithmetic as ``leg_day_deltas`` (IEEE doubles: ``hours / 4`` and
+#: ``hours * 3600000000`` round alike; no duration is near half a microsecond).
+_US = "round({0} * 3600000000::float8)::bigint"
+_M005 = (
+    Statement(
+        "table",
+        "leg_days",
+        "leg_days",
+        f"""CREATE TABLE leg_days (
+            day {_T} NOT NULL,
+            from_stage {_T} NOT NULL,
+            to_stage {_T} NOT NULL,
+            band BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            us BIGINT NOT NULL,
+            trucked BIGINT NOT NULL,
+            transit_us BIGINT NOT NULL,
+            wait_us BIGINT NOT NULL,
+            PRIMARY KEY (day, from_stage, to_stage, band))""",
+    ),
+    Statement(
+        "index",
+        "legs_band",
+        "legs",
+        "CREATE INDEX legs_band ON legs (from_stage, to_stage, hours, end_time)",
+    ),
+    Statement(
+        "data",
+        "leg_days_filled",
+        "leg_days",
+        "INSERT INTO leg_days SELECT substr(end_time, 1, 10), from_stage, to_stage, "
+        f"floor(hours / 4::float8)::bigint, count(*), sum({_US.format('hours')}), "
+        f"count(transit_hours), coalesce(sum({_US.format('transit_hours')}), 0), "
+        f"coalesce(sum({_US.format('hours')} - {_US.format('transit_hours')}), 0) "
+        "FROM legs GROUP BY 1, 2, 3, 4",
+    ),
+)
+
+
 #: Migrations after which the derived tables are folded again from the log.
 REFOLD_AFTER = {"002_legs"}
 
@@ -249,6 +292,7 @@ MIGRATIONS: tuple[tuple[str, tuple[Statement, ...]], ...] = (
     ("002_legs", _M002),
     ("003_events_by_rare_type", _M003),
     ("004_sources", _M004),
+    ("005_leg_days", _M005),
 )
 
 

@@ -51,11 +51,13 @@ from ..events import EventBase, parse_event
 from ..rules import LotState
 from . import (
     DERIVED_TABLES,
+    LEG_BAND_HOURS,
     NeedsUpgrade,
     Refold,
     Rows,
     Storage,
     StoredEvent,
+    leg_day_deltas,
     raise_row_difference,
 )
 from .sqlite_schema import (
@@ -998,13 +1000,74 @@ class SqliteStorage(Storage):
 
     def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
         c = self.conn
+        removed: list[tuple[Any, ...]] = []
         if lots:
-            c.execute(
-                "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?))",
+            removed = c.execute(
+                "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?)) "
+                "RETURNING end_time, from_stage, to_stage, hours, transit_hours",
                 [orjson.dumps(lots).decode()],
-            )
+            ).fetchall()
         if legs:
             c.executemany("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?)", legs)
+        deltas = leg_day_deltas(removed, ((g[7], g[2], g[5], g[8], g[9]) for g in legs))
+        if deltas:
+            c.executemany(
+                "INSERT INTO leg_days VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (day, from_stage, to_stage, band) DO UPDATE SET "
+                "n = n + excluded.n, us = us + excluded.us, trucked = trucked + excluded.trucked, "
+                "transit_us = transit_us + excluded.transit_us, wait_us = wait_us + excluded.wait_us",
+                [(*key, *d) for key, d in deltas.items()],
+            )
+        if removed:
+            c.executemany(
+                "DELETE FROM leg_days WHERE day = ? AND from_stage = ? AND to_stage = ? "
+                "AND band = ? AND n = 0",
+                [key for key, d in deltas.items() if d[0] < 0],
+            )
+
+    def leg_days(
+        self, by: str, lo_day: str | None, hi_day: str | None
+    ) -> Iterator[tuple[Any, ...]]:
+        where = " AND ".join(
+            w for w, b in (("day >= ?", lo_day), ("day < ?", hi_day)) if b is not None
+        )
+        key = {"stage": "", "month": "substr(day, 1, 7) || char(31) || "}[by]
+        # The microseconds are summed in two parts (whole seconds, the rest), as a
+        # platform's whole ledger can hold more than a 64-bit integer of them.
+        rows = self.conn.execute(
+            f"SELECT {key}from_stage || char(31) || to_stage, band, sum(n), "
+            "sum(us / 1000000), sum(us % 1000000), sum(trucked), "
+            "sum(transit_us / 1000000), sum(transit_us % 1000000), "
+            "sum(wait_us / 1000000), sum(wait_us % 1000000) "
+            f"FROM leg_days {'WHERE ' + where if where else ''} GROUP BY 1, 2",
+            [b for b in (lo_day, hi_day) if b is not None],
+        )
+        M = 1_000_000
+        return (
+            (k, band, n, us_s * M + us_r, tr, t_s * M + t_r, w_s * M + w_r)
+            for k, band, n, us_s, us_r, tr, t_s, t_r, w_s, w_r in rows
+        )
+
+    def leg_hours_in_band(
+        self, frm: str, to: str, band: int, lo: str | None, hi: str | None
+    ) -> list[float]:
+        where = "".join(
+            w for w, b in ((" AND end_time >= ?", lo), (" AND end_time < ?", hi)) if b is not None
+        )
+        return [
+            h
+            for (h,) in self.conn.execute(
+                "SELECT hours FROM legs INDEXED BY legs_band WHERE from_stage = ? AND "
+                f"to_stage = ? AND hours >= ? AND hours < ?{where}",
+                [
+                    frm,
+                    to,
+                    band * LEG_BAND_HOURS,
+                    (band + 1) * LEG_BAND_HOURS,
+                    *(b for b in (lo, hi) if b is not None),
+                ],
+            )
+        ]
 
     def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
         cols = (

@@ -35,6 +35,7 @@ MIGRATION_NAMES = (
     "006_events_by_rare_type",
     "007_legs",
     "008_sources",
+    "009_leg_days",
 )
 
 
@@ -351,6 +352,38 @@ def _m008(db: sqlite_utils.Database) -> None:
         )
 
 
+#: Each day's legs by stage pair and band of hours (see
+#: :func:`lottrace.storage.leg_day_deltas`), kept with ``legs``, so ``delays``
+#: counts a window's legs from its days and reads only the bands its
+#: percentiles fall in; the index on a pair's hours finds those legs.
+LEG_DAYS_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS leg_days (
+            day TEXT NOT NULL,
+            from_stage TEXT NOT NULL,
+            to_stage TEXT NOT NULL,
+            band INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            us INTEGER NOT NULL,
+            trucked INTEGER NOT NULL,
+            transit_us INTEGER NOT NULL,
+            wait_us INTEGER NOT NULL,
+            PRIMARY KEY (day, from_stage, to_stage, band)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS legs_band ON legs (from_stage, to_stage, hours, end_time)",
+)
+
+
+def _m009(db: sqlite_utils.Database) -> None:
+    from . import leg_day_deltas
+
+    for sql in LEG_DAYS_STATEMENTS:
+        db.execute(sql)
+    rows = db.execute("SELECT end_time, from_stage, to_stage, hours, transit_hours FROM legs")
+    db.conn.executemany(
+        "INSERT INTO leg_days VALUES (?,?,?,?,?,?,?,?,?)",
+        (key + tuple(d) for key, d in leg_day_deltas((), rows).items()),
+    )
+
+
 MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m001,
     _m002,
@@ -360,6 +393,7 @@ MIGRATION_FUNCTIONS: tuple[Callable[[Any], None], ...] = (
     _m006,
     _m007,
     _m008,
+    _m009,
 )
 
 
