@@ -681,23 +681,27 @@ def stuck_among(
 def _stats(hours: Sequence[float], trucks: Sequence[float] | None) -> JSON:
     """Statistics of one group of legs (see :func:`_grouped_legs` for `trucks`)."""
     xs = sorted(hours)
-    per_hour = US_PER_HOUR
-    us = sum([round(h * per_hour) for h in xs])
+    us = sum(map(round, map(_PER_HOUR.__mul__, xs)))
     stats: JSON = {
         "count": len(xs),
-        "mean_hours": _h(us / len(xs) / per_hour),
+        "mean_hours": _h(us / len(xs) / _PER_HOUR),
         "p50_hours": _h(_quantile(xs, 0.5)),
         "p90_hours": _h(_quantile(xs, 0.9)),
         "max_hours": _h(xs[-1]),
-        "wait_hours": None,
-        "transit_hours": None,
     }
     if trucks:
-        transit_us = [round(t * per_hour) for t in trucks[0::2]]
-        wait_us = sum([round(h * per_hour) for h in trucks[1::2]]) - sum(transit_us)
-        stats["wait_hours"] = _h(wait_us / len(transit_us) / per_hour)
-        stats["transit_hours"] = _h(sum(transit_us) / len(transit_us) / per_hour)
+        transit_us = sum(map(round, map(_PER_HOUR.__mul__, trucks[0::2])))
+        wait_us = sum(map(round, map(_PER_HOUR.__mul__, trucks[1::2]))) - transit_us
+        k = len(trucks) // 2
+        stats["wait_hours"] = _h(wait_us / k / _PER_HOUR)
+        stats["transit_hours"] = _h(transit_us / k / _PER_HOUR)
+    else:
+        stats["wait_hours"] = stats["transit_hours"] = None
     return stats
+
+
+#: Microseconds in an hour, as a float (exact): ``h * _PER_HOUR`` is ``h * US_PER_HOUR``.
+_PER_HOUR = float(US_PER_HOUR)
 
 
 def _quantile(xs: list[float], q: float) -> float:
