@@ -495,6 +495,37 @@ def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
         proc.wait(timeout=30)
 
 
+def test_a_server_stopped_by_sigterm_ends_its_capture_process_cleanly(tmp_path: Path) -> None:
+    db = tmp_path / "stop.db"
+    Ledger.create(db).close()
+    log = tmp_path / "log"
+    proc, _url = start(db, log)
+    children = _children(proc.pid)
+    assert children, "the capture process starts with the server"
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then raises the signal it caught again: -15
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    deadline = time.monotonic() + 30  # the resource tracker ends when it reads the end
+    while time.monotonic() < deadline and [c for c in children if _alive(c)]:
+        time.sleep(0.1)
+    left = [Path(f"/proc/{c}/cmdline").read_bytes() for c in children if _alive(c)]
+    assert not left, left
+    text = log.read_text()  # after the children: the resource tracker warns as it ends
+    assert "leaked semaphore" not in text and "Traceback" not in text, text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in found]
+
+
 # --------------------------------------------------------------------------- killed mid-capture
 
 

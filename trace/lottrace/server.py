@@ -334,6 +334,7 @@ def create_app(
             pools.clear()
             if pool is not None:
                 await _in_thread(pool.close)
+            await _in_thread(_stop_capture_process)  # its capture, if any, ends first
 
     app = FastAPI(
         lifespan=lifespan,
@@ -789,6 +790,16 @@ def _capture_process() -> ProcessPoolExecutor:
                 initargs=(os.getpid(),),
             )
         return _capture_pool
+
+
+def _stop_capture_process() -> None:
+    """Let the capture process finish its capture and end (at the server's shutdown): killed
+    with the server instead, it left its semaphores to the resource tracker's warning."""
+    global _capture_pool
+    with _capture_pool_lock:
+        pool, _capture_pool = _capture_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
 
 
 #: The modules the routes import when first asked: imported before the server settles.
