@@ -251,6 +251,48 @@ def test_legs_on_the_bands_edges_and_across_days(ledger: Ledger) -> None:
             assert new._day_stats(ledger, by, lo, hi) == new._leg_stats(ledger, by, lo, hi)
 
 
+def test_delays_reads_one_state_while_another_process_commits(ledger_target: str) -> None:
+    """The days' counts and the bands' legs are read in one snapshot: a batch committed
+    between those reads is not half-seen (it was: "leg_days counts 1 ... the legs table
+    has 2" on a sound ledger, or an old mean with new percentiles)."""
+    from factories import drying, harvest
+
+    with Ledger.create(ledger_target) as w:
+        w.append(batch(harvest("A1", 1, 1000), drying("A1", 10, 200)))
+        w.append(batch(harvest("A2", 2, 1000), drying("A2", 12, 200)))
+    window = {"since": "2025-05-01", "until": "2025-06-01"}
+    with Ledger.reader(ledger_target) as reader:
+        before = new.delays(reader, "stage", **window)
+        read = reader.store.leg_hours_in_band
+        fired = []
+
+        def racing(*args: Any) -> list[float]:
+            if not fired:  # another process's import commits now
+                fired.append(1)
+                with Ledger(ledger_target) as w2:
+                    w2.append(batch(harvest("A3", 3, 1000), drying("A3", 12, 200)))
+            return read(*args)
+
+        reader.store.leg_hours_in_band = racing  # type: ignore[method-assign]
+        assert new.delays(reader, "stage", **window) == before
+        assert fired
+        reader.store.leg_hours_in_band = read  # type: ignore[method-assign]
+        after = new.delays(reader, "stage", **window)
+        assert after[0]["count"] == before[0]["count"] + 1
+        assert reader.verify().events == 6
+
+
+def test_windows_at_the_end_of_time_and_a_row_of_no_legs(ledger: Ledger) -> None:
+    import_files(ledger, SAMPLE)
+    for since in ("9999-12-31T12:00", "9999-12-31"):
+        assert new.delays(ledger, "stage", since=since) == []
+        assert new.delays(ledger, "month", since=since) == []
+    ledger.conn.execute("UPDATE leg_days SET n = 0 WHERE band = (SELECT min(band) FROM leg_days)")
+    ledger.conn.commit()
+    with pytest.raises(IntegrityViolation, match=r"leg_days holds a row of 0 legs"):
+        new.delays(ledger)
+
+
 def _plus_hours(time: str, hours: int) -> str:
     from datetime import datetime, timedelta
 

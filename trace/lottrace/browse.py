@@ -135,6 +135,23 @@ TABLES: dict[str, JSON] = {
             "transit_hours": "Dispatch-to-arrival hours within it, or null without a dispatch.",
         },
     },
+    "leg_days": {
+        "description": (
+            "Derived: the legs counted by the day they end (UTC), stage pair and 4-hour band "
+            "of hours, kept with the legs; what delays by stage or month reads."
+        ),
+        "columns": {
+            "day": "The day the legs end (YYYY-MM-DD, UTC).",
+            "from_stage": "The checkpoint the legs start at.",
+            "to_stage": "The event the legs end at.",
+            "band": "The band of hours: floor(hours / 4).",
+            "n": "How many legs.",
+            "us": "Their durations' sum, in microseconds.",
+            "trucked": "How many of them had a dispatch.",
+            "transit_us": "The trucked legs' dispatch-to-arrival microseconds.",
+            "wait_us": "The trucked legs' other microseconds.",
+        },
+    },
     "sources": {
         "description": "Part of the log, append-only: the chains of the ledgers merged into "
         "this one (lottrace merge), a row for each row of each source. "

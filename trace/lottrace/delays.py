@@ -227,9 +227,10 @@ def delays(
     if by not in ("stage", "site", "month"):
         raise ValueError(f"by must be 'stage', 'site' or 'month', not {by!r}")
     lo, hi = _bound(since), _bound(until)
-    stats = _day_stats(ledger, by, lo, hi) if by != "site" else None
-    if stats is None:
-        stats = _leg_stats(ledger, by, lo, hi)
+    with ledger.snapshot():  # the days' counts and the bands' legs: one state of the ledger
+        stats = _day_stats(ledger, by, lo, hi) if by != "site" else None
+        if stats is None:
+            stats = _leg_stats(ledger, by, lo, hi)
     known = sites(ledger) if by == "site" else {}
     rows = []
     for key in sorted(stats, key=lambda k: _group_order(k, by)):
@@ -285,6 +286,8 @@ def _day_stats(
     last = None if hi is None else hi[:10]  # whole days end before hi's day
     if first is not None and last is not None and first > last:
         return None
+    if first == _NO_DAY:  # a window opening on the last day time keys can write
+        return None
     whole_lo = None if first is None else first + _MIDNIGHT
     whole_hi = None if last is None else last + _MIDNIGHT
     groups: dict[tuple[str, ...], _Counted] = {}
@@ -301,6 +304,11 @@ def _day_stats(
         return g
 
     for k, band, n, us, trucked, transit_us, wait_us in ledger.leg_days(by, first, last):
+        if n <= 0:
+            raise IntegrityViolation(
+                f"{ledger.path}: leg_days holds a row of {n} legs ({k.replace(KEY_SEP, ' ')}, "
+                f"band {band}): run 'lottrace verify'"
+            )
         g = group(tuple(k.split(KEY_SEP)))
         g.bands[band] = g.bands.get(band, 0) + n
         g.n += n
@@ -389,10 +397,16 @@ def _band_index(order: list[int], starts: dict[int, int], rank: int) -> int:
 
 
 def _next_day(key: str) -> str:
-    """The first whole day at or after a time key (``YYYY-MM-DD``)."""
+    """The first whole day at or after a time key (``YYYY-MM-DD``), or :data:`_NO_DAY`."""
     if key[10:] == _MIDNIGHT:
         return key[:10]
+    if key[:10] == date.max.isoformat():
+        return _NO_DAY
     return (date.fromisoformat(key[:10]) + timedelta(days=1)).isoformat()
+
+
+#: The day after 9999-12-31, which ``date`` cannot hold: no whole day is left.
+_NO_DAY = "9999-12-32"
 
 
 def _next_month(month: str) -> str:

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -785,6 +786,15 @@ class Ledger:
         :func:`lottrace.delays.delays` and ``bottlenecks`` read, three values a leg.
         """
         return self.store.legs_grouped(by, lo, hi)
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """``with ledger.snapshot():`` every read in the block sees the ledger as one state.
+
+        For a query that reads in several statements: a batch another process
+        commits meanwhile is wholly outside the block's view. (Inside a write
+        transaction already open, the block is part of it.)
+        """
+        return self.store.read_snapshot()
 
     def leg_days(
         self, by: str, lo_day: str | None = None, hi_day: str | None = None

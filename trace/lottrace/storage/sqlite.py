@@ -535,9 +535,9 @@ class SqliteStorage(Storage):
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
     def compare_derived(self) -> None:
-        """Compare each derived table with its scratch copy, ``lots``, ``event_lots``,
-        ``links``, ``voided`` in that order, by set difference both ways; the first
-        differing row, by key, is named."""
+        """Compare each derived table with its scratch copy, in the order of
+        :data:`~lottrace.storage.DERIVED_TABLES`, by set difference both ways; the
+        first differing row, by key, is named."""
         for table in DERIVED_TABLES:
             self._compare_table(self.conn, table)
 
@@ -1002,11 +1002,14 @@ class SqliteStorage(Storage):
         c = self.conn
         removed: list[tuple[Any, ...]] = []
         if lots:
+            # read, then deleted: no DELETE ... RETURNING, which SQLite has from 3.35 only
+            named = [orjson.dumps(lots).decode()]
             removed = c.execute(
-                "DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?)) "
-                "RETURNING end_time, from_stage, to_stage, hours, transit_hours",
-                [orjson.dumps(lots).decode()],
+                "SELECT end_time, from_stage, to_stage, hours, transit_hours FROM legs "
+                "WHERE lot IN (SELECT value FROM json_each(?))",
+                named,
             ).fetchall()
+            c.execute("DELETE FROM legs WHERE lot IN (SELECT value FROM json_each(?))", named)
         if legs:
             c.executemany("INSERT INTO legs VALUES (?,?,?,?,?,?,?,?,?,?)", legs)
         deltas = leg_day_deltas(removed, ((g[7], g[2], g[5], g[8], g[9]) for g in legs))
