@@ -8,7 +8,8 @@ and imported into a new ledger at ``--db`` with a ``lottrace import``
 process (``import_s``; ``--make-only`` stops there). Then, on the ledger:
 ``delays`` over each calendar month that has legs (``delays_month_s``: the
 slowest month, and every month's time and leg count), over the whole ledger
-(``delays_all_s``), ``bottlenecks`` over the whole ledger and the busiest
+(``delays_all_s``; by month ``delays_by_month_all_s``, by site
+``delays_by_site_all_s``), ``bottlenecks`` over the whole ledger and the busiest
 month, and one export lot's ``upstream`` (p50 of 30 runs after 3, the lot
 bench/run.py picks). Prints one JSON object.
 """
@@ -32,7 +33,7 @@ from lottrace.ledger import Ledger
 from lottrace.provenance import upstream
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import EVENTS_PER_PRODUCER, _export_lot, _machine, _timed  # noqa: E402
+from run import EVENTS_PER_PRODUCER, _export_lot, _machine, _timed
 
 
 def _secs(fn: Any) -> float:
@@ -107,6 +108,7 @@ def main() -> None:
         last = per_month[-1]
         r["delays_since_last_month_s"] = last["delays_since_s"]
         r["delays_all_s"] = _secs(lambda: delays(ledger))
+        r["delays_by_month_all_s"] = _secs(lambda: delays(ledger, by="month"))
         r["delays_by_site_all_s"] = _secs(lambda: delays(ledger, by="site"))
         r["bottlenecks_all_s"] = _secs(lambda: bottlenecks(ledger))
         m = busiest["month"]

@@ -62,9 +62,10 @@ DERIVED_TABLES = ("lots", "event_lots", "links", "voided", "legs", "leg_days")
 #: control character, which no event's text may hold.
 KEY_SEP = "\x1f"
 
-#: The width of a band of legs' hours in ``leg_days``: a power of two, so a leg's band
-#: (:func:`leg_band`) and the band's bounds (``band * 4 <= hours < (band + 1) * 4``)
-#: agree exactly in floating point.
+#: The width of a band of legs' hours in ``leg_days``: a power of two, so ``hours / 4``
+#: is exact, and a leg's band (:func:`leg_band`) is the same in Python and in SQL (the
+#: index ``legs_band``: SQLite's ``CAST(hours / 4 AS INTEGER)``, PostgreSQL's
+#: ``floor(hours / 4::float8)``; hours are never negative, so the two agree).
 LEG_BAND_HOURS = 4.0
 
 #: Microseconds in an hour: a leg's duration is ``round(hours * US_PER_HOUR)``
@@ -73,7 +74,7 @@ US_PER_HOUR = 3_600_000_000
 
 
 def leg_band(hours: float) -> int:
-    """The band of ``leg_days`` a leg of ``hours`` falls in."""
+    """The band of ``leg_days`` a leg of ``hours`` falls in: ``floor(hours / 4)``."""
     return floor(hours / LEG_BAND_HOURS)
 
 
@@ -312,7 +313,8 @@ class Storage(abc.ABC):
         self, frm: str, to: str, band: int, lo: str | None, hi: str | None
     ) -> list[float]:
         """The hours of the ``frm`` to ``to`` legs in ``band`` (:func:`leg_band`) that end
-        in ``[lo, hi)``, in no set order: read through the index on the pair and hours."""
+        in ``[lo, hi)``, in no set order: read through the index on the pair, band and end,
+        so in proportion to those legs."""
 
     @abc.abstractmethod
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:

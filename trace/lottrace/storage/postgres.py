@@ -55,7 +55,6 @@ from ..events import EventBase, parse_event
 from ..rules import LotState
 from . import (
     DERIVED_TABLES,
-    LEG_BAND_HOURS,
     NeedsUpgrade,
     Pool,
     Refold,
@@ -699,18 +698,13 @@ class PostgresStorage(Storage):
         where = "".join(
             w for w, b in ((" AND end_time >= %s", lo), (" AND end_time < %s", hi)) if b is not None
         )
+        # the expression of the index legs_band, spelled as it is there
         return [
             h
             for (h,) in self.conn.execute(
                 "SELECT hours FROM legs WHERE from_stage = %s AND to_stage = %s "
-                f"AND hours >= %s AND hours < %s{where}",
-                [
-                    frm,
-                    to,
-                    band * LEG_BAND_HOURS,
-                    (band + 1) * LEG_BAND_HOURS,
-                    *(b for b in (lo, hi) if b is not None),
-                ],
+                f"AND floor(hours / 4::float8) = %s::float8{where}",
+                [frm, to, band, *(b for b in (lo, hi) if b is not None)],
             )
         ]
 

@@ -243,7 +243,7 @@ _M002 = (
 #: Each day's legs by stage pair and band of hours (see
 #: :func:`lottrace.storage.leg_day_deltas`), kept with ``legs``, so ``delays`` counts
 #: a window's legs from its days and reads only the bands its percentiles fall in;
-#: the index on a pair's hours finds those legs. Filled here from ``legs`` with the
+#: the index on a pair's bands and ends finds those legs in a window. Filled here from ``legs`` with the
 #: same arithmetic as ``leg_day_deltas`` (IEEE doubles: ``hours / 4`` and
 #: ``hours * 3600000000`` round alike; no duration is near half a microsecond).
 _US = "round({0} * 3600000000::float8)::bigint"
@@ -268,7 +268,8 @@ _M005 = (
         "index",
         "legs_band",
         "legs",
-        "CREATE INDEX legs_band ON legs (from_stage, to_stage, hours, end_time)",
+        "CREATE INDEX legs_band ON legs "
+        "(from_stage, to_stage, floor(hours / 4::float8), end_time) INCLUDE (hours)",
     ),
     Statement(
         "data",

@@ -51,7 +51,6 @@ from ..events import EventBase, parse_event
 from ..rules import LotState
 from . import (
     DERIVED_TABLES,
-    LEG_BAND_HOURS,
     NeedsUpgrade,
     Refold,
     Rows,
@@ -1057,18 +1056,13 @@ class SqliteStorage(Storage):
         where = "".join(
             w for w, b in ((" AND end_time >= ?", lo), (" AND end_time < ?", hi)) if b is not None
         )
+        # the expression of the index legs_band, spelled as it is there
         return [
             h
             for (h,) in self.conn.execute(
                 "SELECT hours FROM legs INDEXED BY legs_band WHERE from_stage = ? AND "
-                f"to_stage = ? AND hours >= ? AND hours < ?{where}",
-                [
-                    frm,
-                    to,
-                    band * LEG_BAND_HOURS,
-                    (band + 1) * LEG_BAND_HOURS,
-                    *(b for b in (lo, hi) if b is not None),
-                ],
+                f"to_stage = ? AND CAST(hours / 4 AS INTEGER) = ?{where}",
+                [frm, to, band, *(b for b in (lo, hi) if b is not None)],
             )
         ]
 

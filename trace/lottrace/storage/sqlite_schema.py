@@ -355,7 +355,7 @@ def _m008(db: sqlite_utils.Database) -> None:
 #: Each day's legs by stage pair and band of hours (see
 #: :func:`lottrace.storage.leg_day_deltas`), kept with ``legs``, so ``delays``
 #: counts a window's legs from its days and reads only the bands its
-#: percentiles fall in; the index on a pair's hours finds those legs.
+#: percentiles fall in; the index on a pair's bands finds those legs.
 LEG_DAYS_STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS leg_days (
             day TEXT NOT NULL,
@@ -368,7 +368,11 @@ LEG_DAYS_STATEMENTS = (
             transit_us INTEGER NOT NULL,
             wait_us INTEGER NOT NULL,
             PRIMARY KEY (day, from_stage, to_stage, band)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS legs_band ON legs (from_stage, to_stage, hours, end_time)",
+    # A band's legs in a window: the pair, the band, then the end (and the hours, to be
+    # read from the index alone). Hours are never negative (a lot's rows are walked in
+    # time order), so the cast, which truncates, is storage.leg_band's floor.
+    "CREATE INDEX IF NOT EXISTS legs_band ON legs "
+    "(from_stage, to_stage, CAST(hours / 4 AS INTEGER), end_time, hours)",
 )
 
 
