@@ -127,6 +127,13 @@ def test_delay_commands_on_the_sample(sample: Path) -> None:
     stuck = json.loads(run(sample, "stuck", "--as-of", "2025-10-01", "--json").output)
     assert "APR-25-H0519-1" in [s["lot"] for s in stuck]  # the rejected lot nobody moved
     assert run(sample, "delays", "--since", "yesterday").exit_code == 2
+    for option, value in [
+        ("--since", "0001-01-01T00:00+01:00"),
+        ("--until", "9999-12-31T23:00-01:00"),
+    ]:
+        r = run(sample, "delays", option, value)
+        assert r.exit_code == 2 and "not a year between 1900 and 2200" in r.output, r.output
+        assert "internal error" not in r.output
 
 
 def test_timeline_names_the_input_that_held_the_container(sample: Path) -> None:

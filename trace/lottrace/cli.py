@@ -1275,9 +1275,11 @@ def _when(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        datetime.fromisoformat(value)
+        t = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date like 2025-06-01") from None
+    if not 1900 <= t.year <= 2200:  # as the server's; year 1 or 9999 could not move to UTC
+        raise click.BadParameter(f"{value!r} is not a year between 1900 and 2200")
     return value
 
 

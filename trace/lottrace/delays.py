@@ -41,7 +41,8 @@ How a window is read
 sums; kept with the legs) and reads only the legs of the bands its
 percentiles and maximum fall in, plus the legs of a part-day at either end of
 the window: a month of 850,000 legs costs its days' counts (about 1,300
-rows) and three or four bands' legs in each stage pair, not 850,000 rows.
+rows) and three or four bands' legs in each stage pair (tens of thousands
+of rows), not 850,000 rows.
 By site and ``bottlenecks`` read every leg in the window (a route has a
 handful of legs; its rows are the answer).
 """
