@@ -137,6 +137,8 @@ def test_generated_ledger_in_batches_with_voids_answers_as_the_old_scan(ledger: 
     assert ledger.store.voided_ids() >= set(marks)
     after = assert_same(ledger, windows)
     assert after == before  # voiding marks changes transit, not the legs
+    # stuck's p90s from leg_days are every leg's, to the last bit
+    assert new._counted_next_stages(ledger) == new.next_stages(new.legs(ledger))
     assert_legs_as_rebuilt(ledger)
 
 

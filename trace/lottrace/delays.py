@@ -273,17 +273,11 @@ class _Counted:
         self.n = self.us = self.trucked = self.transit_us = self.wait_us = 0
 
 
-def _day_stats(
+def _counted_groups(
     ledger: Ledger, by: str, lo: str | None, hi: str | None
-) -> dict[tuple[str, ...], JSON] | None:
-    """Each group's :func:`_stats` (by stage or month) from ``leg_days``, or None for a
-    window inside one day (its legs are few: read them all).
-
-    The whole days of the window come from ``leg_days``; the legs ending on a
-    part-day at either end are read. A percentile's rank is found in the
-    bands' counts, and only that band's legs in the window are read and
-    sorted (the maximum's too: the top band).
-    """
+) -> dict[tuple[str, ...], _Counted] | None:
+    """The legs ending in ``[lo, hi)`` counted by group (stage or month) and band: the whole
+    days from ``leg_days``, the part-days' legs read; None for a window inside one day."""
     first = None if lo is None else _next_day(lo)
     last = None if hi is None else hi[:10]  # whole days end before hi's day
     if first is not None and last is not None and first > last:
@@ -339,51 +333,79 @@ def _day_stats(
                 g.trucked += 1
                 g.transit_us += t
                 g.wait_us += us - t
+    return groups
+
+
+def _day_stats(
+    ledger: Ledger, by: str, lo: str | None, hi: str | None
+) -> dict[tuple[str, ...], JSON] | None:
+    """Each group's :func:`_stats` (by stage or month) from ``leg_days``, or None for a
+    window inside one day (its legs are few: read them all).
+
+    The whole days of the window come from ``leg_days``; the legs ending on a
+    part-day at either end are read. A percentile's rank is found in the
+    bands' counts, and only that band's legs in the window are read and
+    sorted (the maximum's too: the top band).
+    """
+    groups = _counted_groups(ledger, by, lo, hi)
+    if groups is None:
+        return None
     return {key: _counted_stats(ledger, key[-2], key[-1], g) for key, g in groups.items()}
 
 
 def _counted_stats(ledger: Ledger, frm: str, to: str, g: _Counted) -> JSON:
     """:func:`_stats` of a group counted by :func:`_day_stats`: the values at the ranks
     the percentiles and the maximum need, read band by band."""
-    order = sorted(g.bands)
-    starts = {}  # band -> the rank of its first leg
-    rank = 0
-    for band in order:
-        starts[band] = rank
-        rank += g.bands[band]
-    read: dict[int, list[float]] = {}
-
-    def at(r: int) -> float:
-        band = order[_band_index(order, starts, r)]
-        xs = read.get(band)
-        if xs is None:
-            xs = ledger.leg_hours_in_band(frm, to, band, g.lo, g.hi)
-            xs += g.edge.get(band, ())
-            xs.sort()
-            if len(xs) != g.bands[band]:
-                raise IntegrityViolation(
-                    f"{ledger.path}: leg_days counts {g.bands[band]} {frm}-{to} legs in hours "
-                    f"band {band} where the legs table has {len(xs)}: run 'lottrace verify'"
-                )
-            read[band] = xs
-        return xs[r - starts[band]]
-
-    def quantile(q: float) -> float:
-        pos = (g.n - 1) * q
-        lo, hi = floor(pos), ceil(pos)
-        x_lo = at(lo)
-        return x_lo + (at(hi) - x_lo) * (pos - lo)
-
+    ranked = _Ranked(ledger, frm, to, g)
     per_hour = US_PER_HOUR
     return {
         "count": g.n,
         "mean_hours": _h(g.us / g.n / per_hour),
-        "p50_hours": _h(quantile(0.5)),
-        "p90_hours": _h(quantile(0.9)),
-        "max_hours": _h(at(g.n - 1)),
+        "p50_hours": _h(ranked.quantile(0.5)),
+        "p90_hours": _h(ranked.quantile(0.9)),
+        "max_hours": _h(ranked.at(g.n - 1)),
         "wait_hours": _h(g.wait_us / g.trucked / per_hour) if g.trucked else None,
         "transit_hours": _h(g.transit_us / g.trucked / per_hour) if g.trucked else None,
     }
+
+
+class _Ranked:
+    """A counted group's legs by rank, each band read (and sorted) when first needed."""
+
+    def __init__(self, ledger: Ledger, frm: str, to: str, g: _Counted) -> None:
+        self.ledger, self.frm, self.to, self.g = ledger, frm, to, g
+        self.order = sorted(g.bands)
+        self.starts: dict[int, int] = {}  # band -> the rank of its first leg
+        rank = 0
+        for band in self.order:
+            self.starts[band] = rank
+            rank += g.bands[band]
+        self.read: dict[int, list[float]] = {}
+
+    def at(self, r: int) -> float:
+        """The hours of the leg at rank ``r`` (0: the shortest)."""
+        g = self.g
+        band = self.order[_band_index(self.order, self.starts, r)]
+        xs = self.read.get(band)
+        if xs is None:
+            xs = self.ledger.leg_hours_in_band(self.frm, self.to, band, g.lo, g.hi)
+            xs += g.edge.get(band, ())
+            xs.sort()
+            if len(xs) != g.bands[band]:
+                raise IntegrityViolation(
+                    f"{self.ledger.path}: leg_days counts {g.bands[band]} {self.frm}-{self.to} "
+                    f"legs in hours band {band} where the legs table has {len(xs)}: "
+                    "run 'lottrace verify'"
+                )
+            self.read[band] = xs
+        return xs[r - self.starts[band]]
+
+    def quantile(self, q: float) -> float:
+        """As :func:`_quantile` of the sorted hours."""
+        pos = (self.g.n - 1) * q
+        lo, hi = floor(pos), ceil(pos)
+        x_lo = self.at(lo)
+        return x_lo + (self.at(hi) - x_lo) * (pos - lo)
 
 
 def _band_index(order: list[int], starts: dict[int, int], rank: int) -> int:
@@ -641,8 +663,22 @@ def stuck(ledger: Ledger, as_of: datetime | str, *, min_kg: float = 0.0) -> list
     >>> rows[-1]["age_hours"], rows[-1]["p90_hours"]
     (1064.667, 334.625)
     """
-    follows = next_stages(legs(ledger))
-    return stuck_among(ledger.open_lot_checkpoints(STAGE_ORDER), follows, as_of, min_kg=min_kg)
+    with ledger.snapshot():
+        follows = _counted_next_stages(ledger)
+        lots = ledger.open_lot_checkpoints(STAGE_ORDER)
+    return stuck_among(lots, follows, as_of, min_kg=min_kg)
+
+
+def _counted_next_stages(ledger: Ledger) -> dict[str, tuple[str, float]]:
+    """:func:`next_stages` of every leg, from ``leg_days`` and the p90s' bands only."""
+    groups = _counted_groups(ledger, "stage", None, None) or {}  # (None: never, no window)
+    follows: dict[str, tuple[str, float]] = {}
+    for stage in STAGE_ORDER:
+        options = [(g.n, to) for (frm, to), g in groups.items() if frm == stage]
+        if options:
+            _, to = max(options, key=lambda o: (o[0], -STAGE_ORDER[o[1]]))
+            follows[stage] = (to, _Ranked(ledger, stage, to, groups[(stage, to)]).quantile(0.9))
+    return follows
 
 
 def next_stages(found: Iterable[Leg]) -> dict[str, tuple[str, float]]:
