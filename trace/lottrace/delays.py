@@ -63,7 +63,7 @@ from .gcpause import collector_paused
 from .ledger import Ledger
 from .masterdata import site_info, sites
 from .rules import time_key
-from .storage import KEY_SEP, US_PER_HOUR, leg_band
+from .storage import KEY_SEP, US_PER_HOUR, leg_band, leg_day_deltas
 
 __all__ = [
     "Leg",
@@ -272,6 +272,15 @@ class _Counted:
         self.lo, self.hi = lo, hi
         self.n = self.us = self.trucked = self.transit_us = self.wait_us = 0
 
+    def add(self, band: int, n: int, us: int, trucked: int, transit_us: int, wait_us: int) -> None:
+        """Count legs in: a row of ``leg_days``, or its deltas for part-day legs."""
+        self.bands[band] = self.bands.get(band, 0) + n
+        self.n += n
+        self.us += us
+        self.trucked += trucked
+        self.transit_us += transit_us
+        self.wait_us += wait_us
+
 
 def _counted_groups(
     ledger: Ledger, by: str, lo: str | None, hi: str | None
@@ -305,34 +314,20 @@ def _counted_groups(
                 f"{ledger.path}: leg_days holds a row of {n} legs ({k.replace(KEY_SEP, ' ')}, "
                 f"band {band}): run 'lottrace verify'"
             )
-        g = group(tuple(k.split(KEY_SEP)))
-        g.bands[band] = g.bands.get(band, 0) + n
-        g.n += n
-        g.us += us
-        g.trucked += trucked
-        g.transit_us += transit_us
-        g.wait_us += wait_us
+        group(tuple(k.split(KEY_SEP))).add(band, n, us, trucked, transit_us, wait_us)
     edges = []
     if lo is not None and whole_lo is not None and lo < whole_lo:
         edges.append((lo, whole_lo))
     if hi is not None and whole_hi is not None and whole_hi < hi:
         edges.append((whole_hi, hi))
-    for elo, ehi in edges:
-        for _lot, _n, frm, _fs, _start, to, _ts, end, hours, transit in ledger.legs_ending(
-            elo, ehi
-        ):
-            g = group((end[:7], frm, to) if by == "month" else (frm, to))
-            band = leg_band(hours)
-            g.bands[band] = g.bands.get(band, 0) + 1
-            g.edge.setdefault(band, []).append(hours)
-            us = round(hours * US_PER_HOUR)
-            g.n += 1
-            g.us += us
-            if transit is not None:
-                t = round(transit * US_PER_HOUR)
-                g.trucked += 1
-                g.transit_us += t
-                g.wait_us += us - t
+    part_days = [  # (end, from, to, hours, transit): as leg_days counts legs
+        (g[7], g[2], g[5], g[8], g[9]) for elo, ehi in edges for g in ledger.legs_ending(elo, ehi)
+    ]
+    for (day, frm, to, band), deltas in leg_day_deltas((), part_days).items():
+        group((day[:7], frm, to) if by == "month" else (frm, to)).add(band, *deltas)
+    for end, frm, to, hours, _transit in part_days:
+        g = group((end[:7], frm, to) if by == "month" else (frm, to))
+        g.edge.setdefault(leg_band(hours), []).append(hours)
     return groups
 
 
@@ -357,7 +352,7 @@ def _counted_stats(ledger: Ledger, frm: str, to: str, g: _Counted) -> JSON:
     """:func:`_stats` of a group counted by :func:`_day_stats`: the values at the ranks
     the percentiles and the maximum need, read band by band."""
     ranked = _Ranked(ledger, frm, to, g)
-    per_hour = US_PER_HOUR
+    per_hour = _PER_HOUR
     return {
         "count": g.n,
         "mean_hours": _h(g.us / g.n / per_hour),

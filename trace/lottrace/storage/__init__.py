@@ -53,6 +53,7 @@ __all__ = [
     "open_pool",
     "open_storage",
     "raise_row_difference",
+    "window",
 ]
 
 #: The tables folded from the log, in the order ``verify`` compares them.
@@ -76,6 +77,17 @@ US_PER_HOUR = 3_600_000_000
 def leg_band(hours: float) -> int:
     """The band of ``leg_days`` a leg of ``hours`` falls in: ``floor(hours / 4)``."""
     return floor(hours / LEG_BAND_HOURS)
+
+
+def window(column: str, lo: str | None, hi: str | None, mark: str) -> tuple[list[str], list[str]]:
+    """A backend's conditions ``column >= lo`` and ``column < hi`` for the bounds given
+    (``mark``: its placeholder), and their parameters."""
+    conditions, params = [], []
+    for op, bound in ((">=", lo), ("<", hi)):
+        if bound is not None:
+            conditions.append(f"{column} {op} {mark}")
+            params.append(bound)
+    return conditions, params
 
 
 def leg_day_deltas(

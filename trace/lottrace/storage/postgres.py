@@ -64,6 +64,7 @@ from . import (
     display_uri,
     leg_day_deltas,
     raise_row_difference,
+    window,
 )
 from .postgres_schema import (
     LOG_TABLES,
@@ -679,15 +680,14 @@ class PostgresStorage(Storage):
     def leg_days(
         self, by: str, lo_day: str | None, hi_day: str | None
     ) -> Iterator[tuple[Any, ...]]:
-        where = " AND ".join(
-            w for w, b in (("day >= %s", lo_day), ("day < %s", hi_day)) if b is not None
-        )
+        conditions, params = window("day", lo_day, hi_day, "%s")
+        where = " AND ".join(conditions)
         key = {"stage": "", "month": "substr(day, 1, 7) || chr(31) || "}[by]
         rows = self.conn.execute(
             f"SELECT {key}from_stage || chr(31) || to_stage, band, sum(n), sum(us), "
             "sum(trucked), sum(transit_us), sum(wait_us) "
             f"FROM leg_days {'WHERE ' + where if where else ''} GROUP BY 1, 2",
-            [b for b in (lo_day, hi_day) if b is not None],
+            params,
         ).fetchall()
         # sum(bigint) is numeric (a Decimal here): exact, made int
         return ((k, band, *map(int, sums)) for k, band, *sums in rows)
@@ -695,36 +695,39 @@ class PostgresStorage(Storage):
     def leg_hours_in_band(
         self, frm: str, to: str, band: int, lo: str | None, hi: str | None
     ) -> list[float]:
-        where = "".join(
-            w for w, b in ((" AND end_time >= %s", lo), (" AND end_time < %s", hi)) if b is not None
-        )
+        conditions, params = window("end_time", lo, hi, "%s")
         # the expression of the index legs_band, spelled as it is there
         return [
             h
             for (h,) in self.conn.execute(
-                "SELECT hours FROM legs WHERE from_stage = %s AND to_stage = %s "
-                f"AND floor(hours / 4::float8) = %s::float8{where}",
-                [frm, to, band, *(b for b in (lo, hi) if b is not None)],
+                "SELECT hours FROM legs WHERE "
+                + " AND ".join(
+                    [
+                        "from_stage = %s",
+                        "to_stage = %s",
+                        "floor(hours / 4::float8) = %s::float8",
+                        *conditions,
+                    ]
+                ),
+                [frm, to, band, *params],
             )
         ]
 
     def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
-        where = " AND ".join(
-            w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
-        )
+        conditions, params = window("end_time", lo, hi, "%s")
+        where = " AND ".join(conditions)
         return self._stream(
             f"SELECT {_LEG_COLUMNS} FROM legs {'WHERE ' + where if where else ''} ORDER BY lot, n",
-            [b for b in (lo, hi) if b is not None],
+            params,
         )
 
     def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
-        where = " AND ".join(
-            w for w, b in (("end_time >= %s", lo), ("end_time < %s", hi)) if b is not None
-        )
+        conditions, params = window("end_time", lo, hi, "%s")
+        where = " AND ".join(conditions)
         return self._stream(
             f"SELECT {_group_key(by, 'chr(31)')}, hours, transit_hours FROM legs"
             f"{' WHERE ' + where if where else ''}",  # no ORDER BY, as on SQLite
-            [b for b in (lo, hi) if b is not None],
+            params,
         )
 
     def lot_fold_rows(self, lot: str) -> list[tuple[str, str, str]]:

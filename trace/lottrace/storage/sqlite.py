@@ -58,6 +58,7 @@ from . import (
     StoredEvent,
     leg_day_deltas,
     raise_row_difference,
+    window,
 )
 from .sqlite_schema import (
     COMMON_TYPES,
@@ -1032,9 +1033,8 @@ class SqliteStorage(Storage):
     def leg_days(
         self, by: str, lo_day: str | None, hi_day: str | None
     ) -> Iterator[tuple[Any, ...]]:
-        where = " AND ".join(
-            w for w, b in (("day >= ?", lo_day), ("day < ?", hi_day)) if b is not None
-        )
+        conditions, params = window("day", lo_day, hi_day, "?")
+        where = " AND ".join(conditions)
         key = {"stage": "", "month": "substr(day, 1, 7) || char(31) || "}[by]
         # The microseconds are summed in two parts (whole seconds, the rest), as a
         # platform's whole ledger can hold more than a 64-bit integer of them.
@@ -1044,7 +1044,7 @@ class SqliteStorage(Storage):
             "sum(transit_us / 1000000), sum(transit_us % 1000000), "
             "sum(wait_us / 1000000), sum(wait_us % 1000000) "
             f"FROM leg_days {'WHERE ' + where if where else ''} GROUP BY 1, 2",
-            [b for b in (lo_day, hi_day) if b is not None],
+            params,
         )
         M = 1_000_000
         return (
@@ -1055,16 +1055,21 @@ class SqliteStorage(Storage):
     def leg_hours_in_band(
         self, frm: str, to: str, band: int, lo: str | None, hi: str | None
     ) -> list[float]:
-        where = "".join(
-            w for w, b in ((" AND end_time >= ?", lo), (" AND end_time < ?", hi)) if b is not None
-        )
+        conditions, params = window("end_time", lo, hi, "?")
         # the expression of the index legs_band, spelled as it is there
         return [
             h
             for (h,) in self.conn.execute(
-                "SELECT hours FROM legs INDEXED BY legs_band WHERE from_stage = ? AND "
-                f"to_stage = ? AND CAST(hours / 4 AS INTEGER) = ?{where}",
-                [frm, to, band, *(b for b in (lo, hi) if b is not None)],
+                "SELECT hours FROM legs INDEXED BY legs_band WHERE "
+                + " AND ".join(
+                    [
+                        "from_stage = ?",
+                        "to_stage = ?",
+                        "CAST(hours / 4 AS INTEGER) = ?",
+                        *conditions,
+                    ]
+                ),
+                [frm, to, band, *params],
             )
         ]
 
@@ -1075,24 +1080,22 @@ class SqliteStorage(Storage):
         )
         if lo is None and hi is None:  # the whole table, in its key's order
             return iter(self.conn.execute(f"SELECT {cols} FROM legs ORDER BY lot, n"))
-        where = " AND ".join(
-            w for w, b in (("end_time >= ?", lo), ("end_time < ?", hi)) if b is not None
-        )
+        conditions, params = window("end_time", lo, hi, "?")
+        where = " AND ".join(conditions)
         return iter(
             self.conn.execute(
                 f"SELECT {cols} FROM legs INDEXED BY legs_end WHERE {where} ORDER BY lot, n",
-                [b for b in (lo, hi) if b is not None],
+                params,
             )
         )
 
     def legs_grouped(self, by: str, lo: str | None, hi: str | None) -> Iterator[tuple[Any, ...]]:
-        where = " AND ".join(
-            w for w, b in (("end_time >= ?", lo), ("end_time < ?", hi)) if b is not None
-        )
-        params = [b for b in (lo, hi) if b is not None]
+        conditions, params = window("end_time", lo, hi, "?")
+        where = " AND ".join(conditions)
         sql = f"SELECT {_group_key(by, 'char(31)')}, hours, transit_hours FROM legs"
         if where and self.legs_window_is_large(where, params):
-            sql += " WHERE " + where.replace("end_time", "+end_time")  # "+": not by the index
+            # "+": not by the index
+            sql += " WHERE " + " AND ".join(window("+end_time", lo, hi, "?")[0])
         elif where:
             sql += f" INDEXED BY legs_end WHERE {where}"
         # no ORDER BY: a sort of the whole window, for answers that do not depend on it
