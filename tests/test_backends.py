@@ -241,7 +241,7 @@ def test_the_demo_note_never_shows_a_password(tmp_path: Path) -> None:
 def test_many_lots_in_one_batch_give_the_same_tables_and_fresh_statistics(
     tmp_path: Path, pg_uri: str
 ) -> None:
-    """A batch that changes many lots writes them in one statement on PostgreSQL (arrays),
+    """A batch that changes many lots upserts them through a staging table on PostgreSQL,
     and a large one leaves the planner statistics (ANALYZE); the tables equal SQLite's."""
     import lottrace.storage.postgres as pg
 

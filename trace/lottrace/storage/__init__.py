@@ -201,7 +201,19 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def rollback(self) -> None:
-        """Roll the open transaction back, if there is one."""
+        """Roll the open transaction back, if there is one (writes still running behind are
+        stopped, and their errors forgotten)."""
+
+    @abc.abstractmethod
+    def settle(self) -> None:
+        """Wait for the writes of the open batch still running behind, and raise the first
+        one's error.
+
+        :meth:`write` and :meth:`replace_legs` may return before their rows are
+        written (PostgreSQL writes a large batch's rows in a thread while the
+        batch goes on); every other method waits for them first, so reads see
+        them and their errors are raised there.
+        """
 
     @abc.abstractmethod
     def read_snapshot(self) -> AbstractContextManager[None]:
@@ -275,7 +287,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def write(self, rows: Rows) -> None:
-        """In a write transaction: write a batch's buffered rows."""
+        """In a write transaction: write a batch's buffered rows (maybe behind: :meth:`settle`)."""
 
     @abc.abstractmethod
     def voided_ids(self) -> frozenset[str]:
@@ -297,7 +309,8 @@ class Storage(abc.ABC):
     def replace_legs(self, lots: list[str], legs: list[Row]) -> None:
         """In a write transaction: delete the named lots' legs, then add ``legs`` (rows of ``legs``).
 
-        ``legs`` may hold new legs of other lots too (their old legs stay)."""
+        ``legs`` may hold new legs of other lots too (their old legs stay). Maybe behind, as
+        :meth:`write`."""
 
     @abc.abstractmethod
     def legs_ending(self, lo: str | None, hi: str | None) -> Iterator[Row]:

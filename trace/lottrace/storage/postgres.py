@@ -40,6 +40,8 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -94,30 +96,28 @@ PARTNER_ID_SQL = "((body::jsonb) ->> 'partner_event_id')"
 #: Rows fetched per round trip from a server-side cursor.
 _ITERSIZE = 5000
 
-_LOT_MARKS = ",".join(["%s"] * 12)
-_LOT_UPSERT = (
-    f"INSERT INTO lots ({LOT_COLUMNS}) VALUES ({_LOT_MARKS}) ON CONFLICT (lot) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in LOT_COLUMNS.replace(" ", "").split(",")[1:])
-)
 
 #: From this many rows written in one batch, the tables are analyzed after its commit.
 _ANALYZE_AFTER = 20_000
 
-#: From this many lot states in one write, they go as arrays in one statement.
-_LOTS_BY_COPY = 64
+#: From this many rows, an upsert goes through a staging table filled by ``COPY``
+#: (:meth:`PostgresStorage._upsert`); below it, one statement per row.
+_STAGE_FROM = 64
 
-#: ``lots``' column types, in order: the arrays' element types.
-_LOT_TYPES = (
-    "text", "text", "integer", "text", "text", "float8", "float8",
-    "text", "text", "text", "integer", "float8",
-)  # fmt: skip
+#: From this many rows, a write of a batch's transaction runs behind (:class:`_Behind`).
+_BEHIND_FROM = 1000
 
-_LOT_UPSERT_ARRAYS = (
-    f"INSERT INTO lots ({LOT_COLUMNS}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{t}[]" for t in _LOT_TYPES)
-    + ") ON CONFLICT (lot) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in LOT_COLUMNS.replace(" ", "").split(",")[1:])
+#: Writes queued behind before the batch waits for them (a flush queues two).
+_BEHIND_QUEUE = 4
+
+_LEG_DAY_COLUMNS = "day, from_stage, to_stage, band, n, us, trucked, transit_us, wait_us"
+_LEG_DAY_ADD = (
+    "n = leg_days.n + excluded.n, us = leg_days.us + excluded.us, "
+    "trucked = leg_days.trucked + excluded.trucked, "
+    "transit_us = leg_days.transit_us + excluded.transit_us, "
+    "wait_us = leg_days.wait_us + excluded.wait_us"
 )
+_LOT_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in LOT_COLUMNS.replace(" ", "").split(",")[1:])
 
 _VERIFY_SQL = (
     "SELECT seq, event_id, convert_to(body, 'UTF8'), prev_hash, hash, type, time, lot "
@@ -210,6 +210,51 @@ class PostgresPool(Pool):
         self._pool.close()
 
 
+class _Behind:
+    """A thread that runs a batch's large writes while the batch goes on checking events.
+
+    Without it, the process appending and the server take turns: the batch
+    checks events while the server idles, then waits while the server writes
+    them. Here each large write (:meth:`PostgresStorage.write`,
+    :meth:`~PostgresStorage.replace_legs`) is queued, in order, to this
+    thread, which holds the connection alone until the queue is empty: the
+    batch waits for it (:meth:`PostgresStorage.settle`) before any other use
+    of the connection, so every read sees every write before it, and the
+    first error of a write is raised there. After an error the writes queued
+    behind it are skipped (the transaction is lost anyway). The thread lives
+    for one transaction: none is left running when a reader process is forked.
+    """
+
+    def __init__(self) -> None:
+        self._todo: queue.Queue[tuple[Callable[[Any], None], Any] | None] = queue.Queue(
+            maxsize=_BEHIND_QUEUE
+        )
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, name="lottrace-writes", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._todo.get()) is not None:
+            if self.error is None and not self.cancelled:
+                try:
+                    job[0](job[1])
+                except BaseException as exc:  # raised in the batch's thread by finish()
+                    self.error = exc
+
+    def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Queue ``fn(arg)``; wait while the queue is full."""
+        self._todo.put((fn, arg))
+
+    def finish(self, *, cancel: bool = False) -> BaseException | None:
+        """Wait for the writes queued (with ``cancel``, only the one running), stop the
+        thread, and give the first write's error, if any."""
+        self.cancelled = cancel
+        self._todo.put(None)
+        self._thread.join()
+        return self.error
+
+
 class PostgresStorage(Storage):
     """A ledger in one schema of a PostgreSQL database: see the module's docstring."""
 
@@ -234,6 +279,10 @@ class PostgresStorage(Storage):
         self.busy_timeout_s = busy_timeout_s
         #: Rows the open write transaction wrote (:meth:`commit` analyzes after many).
         self._written = 0
+        #: In a batch's write transaction (:meth:`begin_write`): large writes may run behind.
+        self._writing = False
+        #: The thread running this transaction's writes behind, once one was queued.
+        self._behind: _Behind | None = None
         #: The pool the connection is borrowed from (given back on close), or None.
         self._pool = pool
         self._given_back = False
@@ -360,6 +409,7 @@ class PostgresStorage(Storage):
     # ------------------------------------------------------------------ life
 
     def close(self) -> None:
+        self._settle(cancel=True)
         if self._pool is None:
             self.conn.close()
         elif not self._given_back:
@@ -376,8 +426,10 @@ class PostgresStorage(Storage):
             raise LedgerError(f"{self.path} is open read-only: this needs to write it")
         self._begin_locked()
         self._written = 0
+        self._writing = True
 
     def commit(self) -> None:
+        self._writing = False
         self.conn.execute("COMMIT")
         if self._written >= _ANALYZE_AFTER:
             self._written = 0
@@ -399,8 +451,37 @@ class PostgresStorage(Storage):
             self.conn.execute(f"ANALYZE {tables}")
 
     def rollback(self) -> None:
+        self._settle(cancel=True)
+        self._writing = False
         if not self.conn.closed and self.in_transaction:
             self.conn.execute("ROLLBACK")
+
+    def settle(self) -> None:
+        """Wait for the writes running behind (:class:`_Behind`); raise the first one's error.
+
+        Every other method calls it first (:func:`_mapped`), so only a caller
+        that would otherwise not touch the ledger again before judging the
+        batch (a dry run, before its rollback) needs to call it.
+        """
+        self._settle()
+
+    def _settle(self, *, cancel: bool = False) -> None:
+        behind, self._behind = self._behind, None
+        if behind is None:
+            return
+        error = behind.finish(cancel=cancel)
+        if error is not None and not cancel:
+            raise error
+
+    def _in_order(self, fn: Callable[[Any], None], arg: Any, rows: int) -> None:
+        """``fn(arg)``: behind, if it is large and in a batch's transaction (or if writes
+        are running behind already: they stay in order); else now."""
+        if self._behind is None and (rows < _BEHIND_FROM or not self._writing):
+            fn(arg)
+            return
+        if self._behind is None:
+            self._behind = _Behind()
+        self._behind.submit(fn, arg)
 
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
@@ -576,9 +657,11 @@ class PostgresStorage(Storage):
     # ------------------------------------------------------------------ derived tables
 
     def write(self, rows: Rows) -> None:
-        c = self.conn
         self._written += len(rows.events) + len(rows.event_lots)
-        with c.cursor() as cur:
+        self._in_order(self._write, rows, len(rows.events) + len(rows.event_lots))
+
+    def _write(self, rows: Rows) -> None:
+        with self.conn.cursor() as cur:
             for table, cols, data in (
                 ("events", "seq, event_id, type, time, lot, body, prev_hash, hash", rows.events),
                 ("event_lots", "lot, time, type, seq, role, site", rows.event_lots),
@@ -591,20 +674,43 @@ class PostgresStorage(Storage):
                             copy.write_row(row)
             if rows.lots_gone:
                 cur.execute("DELETE FROM lots WHERE lot = ANY(%s)", [list(rows.lots_gone)])
-            if len(rows.lots_live) >= _LOTS_BY_COPY:
-                self._upsert_lots_by_arrays(cur, rows.lots_live)
-            elif rows.lots_live:
-                cur.executemany(_LOT_UPSERT, [tuple(st) for st in rows.lots_live])
+            self._upsert(cur, "lots", LOT_COLUMNS, "lot", _LOT_SET, rows.lots_live)
 
-    def _upsert_lots_by_arrays(self, cur: psycopg.Cursor[Any], states: list[LotState]) -> None:
-        """Many lot states in one upsert: each column one array parameter, ``unnest``ed.
+    def _upsert(
+        self,
+        cur: psycopg.Cursor[Any],
+        table: str,
+        columns: str,
+        key: str,
+        update: str,
+        rows: list[Any],
+    ) -> None:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE SET update`` of ``rows`` into ``table``.
 
-        One row at a time (``executemany``) was the largest cost of an
-        import's writes on PostgreSQL. No staging table: ``lots`` is the one
-        the search path finds first, so a fold into scratch copies
-        (:meth:`scratch_derived`) upserts into them, as before.
+        Many rows go by ``COPY`` into a TEMP staging table (made once per
+        transaction, dropped at its end), then one ``INSERT ... SELECT``:
+        psycopg formats ``COPY`` rows in C, while array parameters (``unnest``)
+        were dumped element by element in Python, the largest cost of an
+        import's writes. ``table`` is found through the search path, so a fold
+        into scratch copies (:meth:`scratch_derived`) upserts into them.
         """
-        cur.execute(_LOT_UPSERT_ARRAYS, [list(col) for col in zip(*states, strict=True)])
+        if not rows:
+            return
+        upsert = f"INSERT INTO {table} ({columns}) %s ON CONFLICT ({key}) DO UPDATE SET {update}"
+        if len(rows) < _STAGE_FROM:
+            marks = ", ".join(["%s"] * (columns.count(",") + 1))
+            cur.executemany(upsert % f"VALUES ({marks})", [tuple(r) for r in rows])
+            return
+        stage = f"lottrace_{table}_in"
+        if cur.execute(f"SELECT to_regclass('pg_temp.{stage}')").fetchone() == (None,):
+            cur.execute(
+                f"CREATE TEMP TABLE {stage} (LIKE {ident(self.schema)}.{table}) ON COMMIT DROP"
+            )
+        with cur.copy(f"COPY pg_temp.{stage} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(upsert % f"SELECT {columns} FROM pg_temp.{stage}")
+        cur.execute(f"TRUNCATE pg_temp.{stage}")
 
     def voided_ids(self) -> frozenset[str]:
         return frozenset(
@@ -641,6 +747,10 @@ class PostgresStorage(Storage):
         )
 
     def replace_legs(self, lots: list[str], legs: list[tuple[Any, ...]]) -> None:
+        self._in_order(self._replace_legs, (lots, legs), len(lots) + len(legs))
+
+    def _replace_legs(self, lots_legs: tuple[list[str], list[tuple[Any, ...]]]) -> None:
+        lots, legs = lots_legs
         removed: list[tuple[Any, ...]] = []
         with self.conn.cursor() as cur:
             if lots:
@@ -656,23 +766,15 @@ class PostgresStorage(Storage):
             deltas = leg_day_deltas(removed, ((g[7], g[2], g[5], g[8], g[9]) for g in legs))
             if not deltas:
                 return
-            keys = list(deltas)
-            columns = [[k[i] for k in keys] for i in range(4)]
-            columns += [[d[i] for d in deltas.values()] for i in range(5)]
-            cur.execute(
-                "INSERT INTO leg_days SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-                "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                "%s::bigint[]) ON CONFLICT (day, from_stage, to_stage, band) DO UPDATE SET "
-                "n = leg_days.n + excluded.n, us = leg_days.us + excluded.us, "
-                "trucked = leg_days.trucked + excluded.trucked, "
-                "transit_us = leg_days.transit_us + excluded.transit_us, "
-                "wait_us = leg_days.wait_us + excluded.wait_us",
-                columns,
-            )
+            key = "day, from_stage, to_stage, band"
+            self._upsert(
+                cur, "leg_days", _LEG_DAY_COLUMNS, key, _LEG_DAY_ADD,
+                [(*k, *d) for k, d in deltas.items()],
+            )  # fmt: skip
             if removed:
                 gone = [k for k, d in deltas.items() if d[0] < 0]
                 cur.execute(
-                    "DELETE FROM leg_days WHERE n = 0 AND (day, from_stage, to_stage, band) IN "
+                    f"DELETE FROM leg_days WHERE n = 0 AND ({key}) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]))",
                     [[k[i] for k in gone] for i in range(4)],
                 )
@@ -1132,13 +1234,16 @@ def _rows(store: PostgresStorage, cursor: psycopg.ServerCursor[Any]) -> Iterator
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _mapped(fn: _F) -> _F:
-    """``fn`` with every :class:`psycopg.Error` it raises mapped (generators while iterated)."""
+def _mapped(fn: _F, *, settle: bool = True) -> _F:
+    """``fn`` with every :class:`psycopg.Error` it raises mapped (generators while iterated);
+    with ``settle``, it first waits for the writes running behind (:class:`_Behind`)."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def gen(self: PostgresStorage, *args: Any, **kw: Any) -> Any:
             try:
+                if settle:
+                    self._settle()
                 yield from fn(self, *args, **kw)
             except psycopg.Error as exc:
                 raise _mapped_error(self, exc) from None
@@ -1148,6 +1253,8 @@ def _mapped(fn: _F) -> _F:
     @functools.wraps(fn)
     def call(self: PostgresStorage, *args: Any, **kw: Any) -> Any:
         try:
+            if settle:
+                self._settle()
             return fn(self, *args, **kw)
         except psycopg.Error as exc:
             raise _mapped_error(self, exc) from None
@@ -1162,4 +1269,6 @@ for _name, _fn in list(vars(PostgresStorage).items()):
         and inspect.isfunction(_fn)
         and _name not in ("scratch_derived", "read_snapshot")
     ):
-        setattr(PostgresStorage, _name, _mapped(_fn))
+        # These queue behind the writes running, or wait for them themselves.
+        own = _name in ("write", "replace_legs", "close", "rollback", "settle")
+        setattr(PostgresStorage, _name, _mapped(_fn, settle=not own))

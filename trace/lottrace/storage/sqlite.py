@@ -458,6 +458,9 @@ class SqliteStorage(Storage):
         finally:
             self._end_write()
 
+    def settle(self) -> None:
+        """Nothing runs behind: SQLite writes each row at once."""
+
     @contextmanager
     def read_snapshot(self) -> Iterator[None]:
         own = not self.conn.in_transaction
