@@ -9,7 +9,9 @@ behind is raised, and nothing is written; no thread outlives its batch.
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,4 +125,100 @@ def test_an_interrupted_batch_stops_its_writes(pg_uri: str) -> None:
         assert _writers() == []
         assert led.stats()["events"] == 0
         led.append(events[:5])
+        led.verify()
+
+
+@pytest.mark.usefixtures("everything_behind")
+def test_ctrl_c_while_the_batch_waits_for_its_writes_commits_nothing(
+    tmp_path: Path, pg_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands while the batch waits for the writes behind it (found by review: the
+    rollback then ran under a live writer, whose next statements committed one by one)."""
+    season = tmp_path / "s.jsonl"
+    write_jsonl(season, 30, seed=11)
+    events = list(iter_events(season))
+    real_deltas = pg.leg_day_deltas
+
+    def slow_deltas(*args: Any) -> Any:  # Python work of the writer between two statements
+        time.sleep(0.3)
+        return real_deltas(*args)
+
+    monkeypatch.setattr(pg, "leg_day_deltas", slow_deltas)
+    real_settle = pg.PostgresStorage._settle
+    armed: list[threading.Timer] = []
+
+    def settle(self: pg.PostgresStorage, *, cancel: bool = False) -> None:
+        if self._behind is not None and not cancel and not armed:  # the user presses Ctrl-C
+            main = threading.main_thread().ident
+            armed.append(threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT)))
+            armed[0].start()
+        real_settle(self, cancel=cancel)
+
+    monkeypatch.setattr(pg.PostgresStorage, "_settle", settle)
+    with Ledger.create(pg_uri) as led, pytest.raises(KeyboardInterrupt):
+        led.append(events)
+    for t in threading.enumerate():  # the rollback waited for the writer: it is ending
+        if t.name == "lottrace-writes":
+            t.join(10)
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        found = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+            for t in ("events", "event_lots", "links", "lots", "legs", "leg_days")
+        }
+    assert armed and found == dict.fromkeys(found, (0,))
+    assert _writers() == []
+    monkeypatch.undo()
+    with Ledger(pg_uri) as led:
+        led.append(events[:50])  # the ledger goes on
+        led.verify()
+
+
+@pytest.mark.usefixtures("everything_behind")
+def test_a_rebuild_with_writes_behind_gives_the_same_tables(tmp_path: Path, pg_uri: str) -> None:
+    """A rebuild's writes go behind too: its commit must wait for them (found by review)."""
+    season = tmp_path / "s.jsonl"
+    write_jsonl(season, 30, seed=11)
+    with Ledger.create(pg_uri) as led:
+        led.append(iter_events(season))
+        before = led.derived_snapshot()
+        led.rebuild()
+        assert led.derived_snapshot() == before
+        led.verify()
+
+
+@pytest.mark.usefixtures("everything_behind")
+@pytest.mark.parametrize("held", [0, 10])
+def test_a_write_the_server_refuses_is_named_not_what_followed(
+    pg_uri: str, monkeypatch: pytest.MonkeyPatch, held: int
+) -> None:
+    """The server aborts the transaction: the writes queued after it are skipped, so the
+    error raised is the first one, not "current transaction is aborted" (found by review)."""
+    events = batch(*(harvest(f"L{i:03d}", day=1 + i % 20) for i in range(200)))
+    real = pg.PostgresStorage._write
+    calls: list[int] = []
+
+    def write(self: pg.PostgresStorage, rows: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            self.conn.execute("SELECT 1/0")
+        real(self, rows)
+
+    with Ledger.create(pg_uri) as led:
+        led.append(events[:held])
+        calls.clear()
+        monkeypatch.setattr(pg.PostgresStorage, "_write", write)
+        with pytest.raises(LedgerError, match="division by zero"):
+            led.append(events)
+        monkeypatch.undo()
+        assert led.stats()["events"] == held
+
+
+def test_a_batch_never_begins_inside_a_transaction_left_open(pg_uri: str) -> None:
+    """A transaction an interrupted rollback left open is rolled back, not gone on inside."""
+    with Ledger.create(pg_uri) as led:
+        led.conn.execute("BEGIN")
+        led.conn.execute("INSERT INTO meta VALUES ('left', 'over')")
+        led.append(batch(harvest("L1")))
+        assert led.meta("left") is None
+        assert led.stats()["events"] == 1
         led.verify()

@@ -231,27 +231,41 @@ class _Behind:
         )
         self.error: BaseException | None = None
         self.cancelled = False
+        self._stopping = False
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lottrace-writes", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while (job := self._todo.get()) is not None:
-            if self.error is None and not self.cancelled:
-                try:
-                    job[0](job[1])
-                except BaseException as exc:  # raised in the batch's thread by finish()
-                    self.error = exc
+        try:
+            while (job := self._todo.get()) is not None:
+                if self.error is None and not self.cancelled:
+                    try:
+                        job[0](job[1])
+                    except BaseException as exc:  # raised in the batch's thread by finish()
+                        self.error = exc
+        finally:
+            self._done.set()
 
     def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
         """Queue ``fn(arg)``; wait while the queue is full."""
         self._todo.put((fn, arg))
 
     def finish(self, *, cancel: bool = False) -> BaseException | None:
-        """Wait for the writes queued (with ``cancel``, only the one running), stop the
-        thread, and give the first write's error, if any."""
-        self.cancelled = cancel
-        self._todo.put(None)
-        self._thread.join()
+        """Wait for the writes queued (with ``cancel``, only the one running), let the
+        thread end, and give the first write's error, if any.
+
+        A Ctrl-C may interrupt the wait: then call it again (with ``cancel``).
+        It waits on an event the thread sets as it ends, not ``Thread.join``: a
+        ``KeyboardInterrupt`` inside ``join`` marks a thread still running as
+        stopped (CPython 3.11), so a second ``join`` would not wait.
+        """
+        if cancel:
+            self.cancelled = True
+        if not self._stopping:
+            self._todo.put(None)
+            self._stopping = True
+        self._done.wait()
         return self.error
 
 
@@ -424,6 +438,8 @@ class PostgresStorage(Storage):
         """A ``READ COMMITTED`` transaction holding the ledger's advisory writer lock."""
         if self.read_only:
             raise LedgerError(f"{self.path} is open read-only: this needs to write it")
+        if self.in_transaction:  # one an interrupted batch left: BEGIN would go on inside it
+            self.conn.execute("ROLLBACK")
         self._begin_locked()
         self._written = 0
         self._writing = True
@@ -451,7 +467,16 @@ class PostgresStorage(Storage):
             self.conn.execute(f"ANALYZE {tables}")
 
     def rollback(self) -> None:
-        self._settle(cancel=True)
+        try:
+            self._settle(cancel=True)
+        except BaseException:
+            # Interrupted again while a write runs behind: the transaction must not end
+            # under it (the connection is in autocommit mode, so its next statements would
+            # commit one by one). Its statement is cancelled, so it stops soon; the next
+            # call (a rollback, closing) waits for it first.
+            with suppress(psycopg.Error):
+                self.conn.cancel_safe(timeout=5.0)
+            raise
         self._writing = False
         if not self.conn.closed and self.in_transaction:
             self.conn.execute("ROLLBACK")
@@ -466,10 +491,15 @@ class PostgresStorage(Storage):
         self._settle()
 
     def _settle(self, *, cancel: bool = False) -> None:
-        behind, self._behind = self._behind, None
+        behind = self._behind
         if behind is None:
             return
-        error = behind.finish(cancel=cancel)
+        try:
+            error = behind.finish(cancel=cancel)
+        except BaseException:  # a Ctrl-C in the wait: kept, so the rollback waits for it
+            behind.cancelled = True
+            raise
+        self._behind = None
         if error is not None and not cancel:
             raise error
 
@@ -687,8 +717,8 @@ class PostgresStorage(Storage):
     ) -> None:
         """``INSERT ... ON CONFLICT (key) DO UPDATE SET update`` of ``rows`` into ``table``.
 
-        Many rows go by ``COPY`` into a TEMP staging table (made once per
-        transaction, dropped at its end), then one ``INSERT ... SELECT``:
+        Many rows go by ``COPY`` into a TEMP staging table (made for the upsert,
+        dropped after it), then one ``INSERT ... SELECT``:
         psycopg formats ``COPY`` rows in C, while array parameters (``unnest``)
         were dumped element by element in Python, the largest cost of an
         import's writes. ``table`` is found through the search path, so a fold
@@ -702,15 +732,14 @@ class PostgresStorage(Storage):
             cur.executemany(upsert % f"VALUES ({marks})", [tuple(r) for r in rows])
             return
         stage = f"lottrace_{table}_in"
-        if cur.execute(f"SELECT to_regclass('pg_temp.{stage}')").fetchone() == (None,):
-            cur.execute(
-                f"CREATE TEMP TABLE {stage} (LIKE {ident(self.schema)}.{table}) ON COMMIT DROP"
-            )
+        cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {ident(self.schema)}.{table}) ON COMMIT DROP")
         with cur.copy(f"COPY pg_temp.{stage} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         cur.execute(upsert % f"SELECT {columns} FROM pg_temp.{stage}")
-        cur.execute(f"TRUNCATE pg_temp.{stage}")
+        # Dropped at once: no TEMP table of lottrace's outlives the statement that needs it
+        # (the schema check reads what the migrations make from pg_temp).
+        cur.execute(f"DROP TABLE pg_temp.{stage}")
 
     def voided_ids(self) -> frozenset[str]:
         return frozenset(
@@ -1217,9 +1246,15 @@ def _mapped_error(store: PostgresStorage, exc: psycopg.Error) -> Exception:
 
 
 def _rows(store: PostgresStorage, cursor: psycopg.ServerCursor[Any]) -> Iterator[Any]:
-    """A cursor's rows with its errors mapped; closed when done (or abandoned)."""
+    """A cursor's rows with its errors mapped; closed when done (or abandoned). Each fetch
+    first waits for writes running behind (a caller may have queued one between fetches)."""
     try:
-        yield from cursor
+        while True:
+            store._settle()
+            rows = cursor.fetchmany(_ITERSIZE)
+            if not rows:
+                return
+            yield from rows
     except psycopg.Error as exc:
         raise _mapped_error(store, exc) from None
     finally:
