@@ -221,8 +221,10 @@ class _Behind:
     batch waits for it (:meth:`PostgresStorage.settle`) before any other use
     of the connection, so every read sees every write before it, and the
     first error of a write is raised there. After an error the writes queued
-    behind it are skipped (the transaction is lost anyway). The thread lives
-    for one transaction: none is left running when a reader process is forked.
+    behind it are skipped (the transaction is lost anyway). The thread ends
+    whenever the batch waits for it, and never outlives the transaction: none
+    is left running when a reader process is forked, and the transaction is
+    never ended while it may still run a statement (:meth:`PostgresStorage.rollback`).
     """
 
     def __init__(self) -> None:
