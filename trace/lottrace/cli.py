@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from .errors import BadRows, LottraceError
+from .errors import BadRows, InvalidInput, LottraceError
 
 if TYPE_CHECKING:
     from .contexts import ContextRegistry
@@ -1272,14 +1272,14 @@ def timeline(ctx: click.Context, lot: str, as_json: bool) -> None:
 
 
 def _when(value: str | None) -> str | None:
+    from .delays import window_bound
+
     if value is None:
         return None
     try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2025-06-01") from None
-    if not 1900 <= t.year <= 2200:  # as the server's; year 1 or 9999 could not move to UTC
-        raise click.BadParameter(f"{value!r} is not a year between 1900 and 2200")
+        window_bound(value)  # as the server and the web app take it
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc)) from None
     return value
 
 

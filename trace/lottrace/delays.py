@@ -57,7 +57,7 @@ from datetime import UTC, date, datetime, timedelta
 from math import ceil, floor, fsum
 from typing import Any
 
-from .errors import IntegrityViolation
+from .errors import IntegrityViolation, InvalidInput
 from .events import STAGE_ORDER
 from .gcpause import collector_paused
 from .ledger import Ledger
@@ -75,9 +75,37 @@ __all__ = [
     "next_stages",
     "stuck",
     "stuck_among",
+    "window_bound",
 ]
 
 JSON = dict[str, Any]
+
+#: The years a window's bound may name: any season, and every offset can still move the
+#: time to UTC (year 1 or 9999 with an offset cannot).
+WINDOW_YEARS = (1900, 2200)
+
+
+def window_bound(value: str, name: str = "") -> datetime:
+    """A window's bound (``since``, ``until``, ``as-of``) from ISO 8601 text: a date or a
+    time, in UTC when it names no offset. What the command line, the server and the web
+    app take alike; :class:`InvalidInput` (naming ``name``) for anything else.
+
+    >>> window_bound("2025-06-01").isoformat()
+    '2025-06-01T00:00:00+00:00'
+    >>> window_bound("0001-01-01T00:00+01:00", "since")
+    Traceback (most recent call last):
+    ...
+    lottrace.errors.InvalidInput: since: '0001-01-01T00:00+01:00' is not a year between 1900 and 2200
+    """
+    lead = f"{name}: " if name else ""
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{lead}{value!r} is not a date or time like 2025-06-01") from None
+    low, high = WINDOW_YEARS
+    if not low <= t.year <= high:
+        raise InvalidInput(f"{lead}{value!r} is not a year between {low} and {high}")
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -992,15 +992,9 @@ def _now() -> str:
 
 
 def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{name}: {value!r} is not a date or time like 2025-06-01") from None
-    if not 1900 <= t.year <= 2200:
-        raise InvalidInput(f"{name}: {value!r} is not a year between 1900 and 2200")
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    from .delays import window_bound
+
+    return None if value is None else window_bound(value, name)
 
 
 _TOKEN_KEY = secrets.token_bytes(16)

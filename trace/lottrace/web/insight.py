@@ -23,7 +23,6 @@ The pages' words are in :data:`WORDS`, added to the one catalogue
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -399,15 +398,9 @@ def _filters(
 
 
 def _key(value: str | None, name: str) -> str | None:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{name}: {value!r} is not a date or time like 2025-06-01") from None
-    if not 1900 <= t.year <= 2200:
-        raise InvalidInput(f"{name}: {value!r} is not a year between 1900 and 2200")
-    return time_key(t if t.tzinfo is not None else t.replace(tzinfo=UTC))
+    from ..delays import window_bound
+
+    return time_key(window_bound(value, name)) if value else None
 
 
 _Season = Annotated[str | None, Query(max_length=4)]
