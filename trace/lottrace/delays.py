@@ -377,7 +377,7 @@ def _day_stats(
 
 
 def _counted_stats(ledger: Ledger, frm: str, to: str, g: _Counted) -> JSON:
-    """:func:`_stats` of a group counted by :func:`_day_stats`: the values at the ranks
+    """:func:`_stats` of a group counted by :func:`_counted_groups`: the values at the ranks
     the percentiles and the maximum need, read band by band."""
     ranked = _Ranked(ledger, frm, to, g)
     per_hour = _PER_HOUR

@@ -110,13 +110,11 @@ _BEHIND_FROM = 1000
 #: Writes queued behind before the batch waits for them (a flush queues two).
 _BEHIND_QUEUE = 4
 
-_LEG_DAY_COLUMNS = "day, from_stage, to_stage, band, n, us, trucked, transit_us, wait_us"
-_LEG_DAY_ADD = (
-    "n = leg_days.n + excluded.n, us = leg_days.us + excluded.us, "
-    "trucked = leg_days.trucked + excluded.trucked, "
-    "transit_us = leg_days.transit_us + excluded.transit_us, "
-    "wait_us = leg_days.wait_us + excluded.wait_us"
-)
+_LEG_DAY_KEY = "day, from_stage, to_stage, band"
+_LEG_DAY_SUMS = ("n", "us", "trucked", "transit_us", "wait_us")
+_LEG_DAY_COLUMNS = ", ".join([_LEG_DAY_KEY, *_LEG_DAY_SUMS])
+#: A row of deltas added to the row it meets: ``leg_days`` keeps sums.
+_LEG_DAY_ADD = ", ".join(f"{c} = leg_days.{c} + excluded.{c}" for c in _LEG_DAY_SUMS)
 _LOT_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in LOT_COLUMNS.replace(" ", "").split(",")[1:])
 
 _VERIFY_SQL = (
@@ -797,15 +795,14 @@ class PostgresStorage(Storage):
             deltas = leg_day_deltas(removed, ((g[7], g[2], g[5], g[8], g[9]) for g in legs))
             if not deltas:
                 return
-            key = "day, from_stage, to_stage, band"
             self._upsert(
-                cur, "leg_days", _LEG_DAY_COLUMNS, key, _LEG_DAY_ADD,
+                cur, "leg_days", _LEG_DAY_COLUMNS, _LEG_DAY_KEY, _LEG_DAY_ADD,
                 [(*k, *d) for k, d in deltas.items()],
             )  # fmt: skip
             if removed:
                 gone = [k for k, d in deltas.items() if d[0] < 0]
                 cur.execute(
-                    f"DELETE FROM leg_days WHERE n = 0 AND ({key}) IN "
+                    f"DELETE FROM leg_days WHERE n = 0 AND ({_LEG_DAY_KEY}) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]))",
                     [[k[i] for k in gone] for i in range(4)],
                 )
